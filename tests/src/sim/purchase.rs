@@ -1,0 +1,613 @@
+//! Purchase behaviour: the order sequence, defaults taken from the product, the vendor
+//! price-list rule, line and order amounts, the state machine and its `UserError`s.
+
+use super::errors::{OdooError, OdooResult};
+use super::orm::Env;
+use super::schema::po_states;
+use super::value::{round_money, Record, Val};
+use rust_decimal::Decimal;
+use serde_json::{json, Map, Value};
+
+impl<'a> Env<'a> {
+    /// Model-specific defaults and checks before a record is inserted.
+    pub(crate) fn before_create(
+        &mut self,
+        model: &str,
+        rec: &mut Record,
+        vals: &Map<String, Value>,
+    ) -> OdooResult<()> {
+        match model {
+            "purchase.order" => {
+                let named = rec
+                    .get("name")
+                    .and_then(Val::str)
+                    .is_some_and(|n| n != "New");
+                if !named {
+                    let n = self.txn.next_sequence("purchase.order");
+                    rec.insert("name".into(), Val::Str(format!("P{n:05}")));
+                }
+                let defaults = [
+                    ("date_order", Val::Str(self.now.clone())),
+                    ("currency_id", Val::Ref(self.settings.currency_id)),
+                    ("company_id", Val::Ref(self.settings.company_id)),
+                    ("user_id", Val::Ref(self.uid)),
+                    ("state", Val::Str("draft".into())),
+                    ("priority", Val::Str("0".into())),
+                ];
+                for (k, v) in defaults {
+                    if !rec.get(k).is_some_and(Val::truthy) && !vals.contains_key(k) {
+                        rec.insert(k.into(), v);
+                    }
+                }
+                if self.schema.version >= 19 && !rec.contains_key("locked") {
+                    rec.insert("locked".into(), Val::Bool(false));
+                }
+            }
+            "purchase.order.line" => self.prepare_line(rec, vals)?,
+            "product.product" => {
+                if !rec.get("uom_id").is_some_and(Val::truthy) {
+                    rec.insert("uom_id".into(), Val::Ref(self.settings.default_uom_id));
+                }
+                if !vals.contains_key("supplier_taxes_id") {
+                    rec.insert(
+                        "supplier_taxes_id".into(),
+                        Val::Ids(self.settings.default_purchase_tax_ids.clone()),
+                    );
+                }
+                if !rec.get("product_tmpl_id").is_some_and(Val::truthy) {
+                    // Odoo creates the template of a new variant; name, code and cost are shared.
+                    let mut tvals = Map::new();
+                    for k in [
+                        "name",
+                        "default_code",
+                        "standard_price",
+                        "list_price",
+                        "purchase_ok",
+                    ] {
+                        if let Some(v) = vals.get(k) {
+                            tvals.insert(k.into(), v.clone());
+                        }
+                    }
+                    tvals.insert(
+                        "uom_id".into(),
+                        json!(rec.get("uom_id").and_then(Val::ref_id)),
+                    );
+                    let taxes = rec
+                        .get("supplier_taxes_id")
+                        .map(|v| v.ids().to_vec())
+                        .unwrap_or_default();
+                    tvals.insert("supplier_taxes_id".into(), json!([[6, 0, taxes]]));
+                    let tmpl = self.create_one("product.template", &tvals)?;
+                    rec.insert("product_tmpl_id".into(), Val::Ref(tmpl));
+                }
+            }
+            "product.template" => {
+                if !rec.get("uom_id").is_some_and(Val::truthy) {
+                    rec.insert("uom_id".into(), Val::Ref(self.settings.default_uom_id));
+                }
+                if !vals.contains_key("supplier_taxes_id") {
+                    rec.insert(
+                        "supplier_taxes_id".into(),
+                        Val::Ids(self.settings.default_purchase_tax_ids.clone()),
+                    );
+                }
+            }
+            "product.supplierinfo" => {
+                if !rec.get("product_tmpl_id").is_some_and(Val::truthy) {
+                    if let Some(p) = rec.get("product_id").and_then(Val::ref_id) {
+                        let tmpl = self.get("product.product", p, "product_tmpl_id");
+                        rec.insert("product_tmpl_id".into(), tmpl);
+                    }
+                }
+                if !rec.contains_key("currency_id") {
+                    rec.insert("currency_id".into(), Val::Ref(self.settings.currency_id));
+                }
+                if !vals.contains_key("min_qty") {
+                    rec.insert("min_qty".into(), Val::Num(Decimal::ZERO));
+                }
+            }
+            "ir.model.data" => self.check_xmlid_unique(rec, None)?,
+            "res.partner" | "res.users" | "res.currency" => {
+                rec.entry("active".into()).or_insert(Val::Bool(true));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn check_xmlid_unique(&self, rec: &Record, own_id: Option<i64>) -> OdooResult<()> {
+        let module = rec.get("module").and_then(Val::str).unwrap_or("");
+        let name = rec.get("name").and_then(Val::str).unwrap_or("");
+        let taken = self
+            .txn
+            .store()
+            .tables
+            .get("ir.model.data")
+            .is_some_and(|t| {
+                t.rows.iter().any(|(id, r)| {
+                    Some(*id) != own_id
+                        && r.get("module").and_then(Val::str) == Some(module)
+                        && r.get("name").and_then(Val::str) == Some(name)
+                })
+            });
+        if taken {
+            return Err(OdooError::validation(format!(
+                "The operation cannot be completed: duplicate key value violates unique constraint \"ir_model_data_module_name_uniq_index\"\nDETAIL:  Key (module, name)=({module}, {name}) already exists.\n"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Fills a new line from its product: description, unit, taxes, price and date.
+    fn prepare_line(&mut self, rec: &mut Record, vals: &Map<String, Value>) -> OdooResult<()> {
+        let uom_field = self.schema.line_uom_field();
+        let tax_field = self.schema.line_taxes_field();
+        if !vals.contains_key("product_qty") {
+            rec.insert("product_qty".into(), Val::Num(Decimal::ONE));
+        }
+        let is_display = rec.get("display_type").is_some_and(Val::truthy);
+        if let Some(product) = rec.get("product_id").and_then(Val::ref_id) {
+            if !rec.get("name").is_some_and(Val::truthy) {
+                let name = self.ev().display_name("product.product", product);
+                rec.insert("name".into(), Val::Str(name));
+            }
+            if !rec.get(uom_field).is_some_and(Val::truthy) {
+                rec.insert(
+                    uom_field.into(),
+                    self.get("product.product", product, "uom_id"),
+                );
+            }
+            if !vals.contains_key(tax_field) {
+                let taxes = self
+                    .get("product.product", product, "supplier_taxes_id")
+                    .ids()
+                    .to_vec();
+                rec.insert(tax_field.into(), Val::Ids(taxes));
+            }
+            if !vals.contains_key("price_unit") {
+                self.apply_price_rule(rec, true);
+            }
+        }
+        if !is_display && !rec.get("date_planned").is_some_and(Val::truthy) {
+            rec.insert("date_planned".into(), Val::Str(self.now.clone()));
+        }
+        let accountable_ok = is_display
+            || (rec.get("product_id").is_some_and(Val::truthy)
+                && rec.get(uom_field).is_some_and(Val::truthy)
+                && rec.get("date_planned").is_some_and(Val::truthy));
+        if !accountable_ok && rec.get("order_id").is_some_and(Val::truthy) {
+            return Err(OdooError::validation(
+                "The operation cannot be completed: Missing required fields on accountable purchase order line.",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The vendor price-list rule (odoo-api.md): with an entry of the order's vendor for the
+    /// product, the entry's price once the quantity reaches `min_qty`, else the product cost;
+    /// without any entry of that vendor, a price already set is kept (`at_create` means no
+    /// price was given, so the cost is used).
+    pub(crate) fn apply_price_rule(&self, rec: &mut Record, at_create: bool) {
+        let Some(product) = rec.get("product_id").and_then(Val::ref_id) else {
+            return;
+        };
+        let Some(order) = rec.get("order_id").and_then(Val::ref_id) else {
+            return;
+        };
+        let vendor = self.get("purchase.order", order, "partner_id").ref_id();
+        let tmpl = self
+            .get("product.product", product, "product_tmpl_id")
+            .ref_id();
+        let qty = rec.get("product_qty").map(Val::num).unwrap_or_default();
+        let store = self.txn.store();
+        let mut entries: Vec<&Record> = store
+            .tables
+            .get("product.supplierinfo")
+            .map(|t| {
+                t.rows
+                    .values()
+                    .filter(|r| {
+                        r.get("partner_id").and_then(Val::ref_id) == vendor
+                            && vendor.is_some()
+                            && (r.get("product_id").and_then(Val::ref_id) == Some(product)
+                                || (r.get("product_id").and_then(Val::ref_id).is_none()
+                                    && r.get("product_tmpl_id").and_then(Val::ref_id) == tmpl))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let cost = self.get("product.product", product, "standard_price").num();
+        if entries.is_empty() {
+            let has_price = rec.get("price_unit").is_some_and(Val::truthy);
+            if at_create || !has_price {
+                rec.insert("price_unit".into(), Val::Num(cost));
+            }
+            return;
+        }
+        // Odoo's _select_seller: by sequence, then the highest min_qty that the quantity reaches.
+        entries.sort_by(|a, b| {
+            let seq = |r: &Record| r.get("sequence").map(Val::num).unwrap_or_default();
+            let min = |r: &Record| r.get("min_qty").map(Val::num).unwrap_or_default();
+            seq(a).cmp(&seq(b)).then(min(b).cmp(&min(a)))
+        });
+        let chosen = entries
+            .iter()
+            .filter(|r| r.get("min_qty").map(Val::num).unwrap_or_default() <= qty)
+            .min_by(|a, b| {
+                let min = |r: &Record| r.get("min_qty").map(Val::num).unwrap_or_default();
+                min(b).cmp(&min(a))
+            });
+        let price = match chosen {
+            Some(r) => r.get("price").map(Val::num).unwrap_or_default(),
+            None => cost,
+        };
+        rec.insert("price_unit".into(), Val::Num(price));
+    }
+
+    /// Computed fields derived from the record itself and its parent.
+    pub(crate) fn after_compute(&self, model: &str, rec: &mut Record) {
+        match model {
+            "purchase.order.line" => {
+                let qty = rec.get("product_qty").map(Val::num).unwrap_or_default();
+                let price = rec.get("price_unit").map(Val::num).unwrap_or_default();
+                let discount = rec.get("discount").map(Val::num).unwrap_or_default();
+                let factor = Decimal::ONE - discount / Decimal::ONE_HUNDRED;
+                let subtotal = round_money(qty * price * factor);
+                let mut tax = Decimal::ZERO;
+                let tax_ids = rec
+                    .get(self.schema.line_taxes_field())
+                    .map(|v| v.ids().to_vec())
+                    .unwrap_or_default();
+                for t in tax_ids {
+                    let amount = self.get("account.tax", t, "amount").num();
+                    let kind = self.get("account.tax", t, "amount_type");
+                    tax += if kind.str() == Some("fixed") {
+                        round_money(amount * qty)
+                    } else {
+                        round_money(subtotal * amount / Decimal::ONE_HUNDRED)
+                    };
+                }
+                rec.insert("price_subtotal".into(), Val::Num(subtotal));
+                rec.insert("price_tax".into(), Val::Num(tax));
+                rec.insert("price_total".into(), Val::Num(subtotal + tax));
+                if let Some(order) = rec.get("order_id").and_then(Val::ref_id) {
+                    for (line_field, order_field) in [
+                        ("state", "state"),
+                        ("partner_id", "partner_id"),
+                        ("currency_id", "currency_id"),
+                        ("company_id", "company_id"),
+                    ] {
+                        rec.insert(
+                            line_field.into(),
+                            self.get("purchase.order", order, order_field),
+                        );
+                    }
+                }
+            }
+            "ir.model.data" => {
+                let module = rec
+                    .get("module")
+                    .and_then(Val::str)
+                    .unwrap_or("")
+                    .to_string();
+                let name = rec.get("name").and_then(Val::str).unwrap_or("").to_string();
+                rec.insert("complete_name".into(), Val::Str(format!("{module}.{name}")));
+            }
+            _ => {}
+        }
+    }
+
+    pub(crate) fn after_create(&mut self, model: &str, id: i64) -> OdooResult<()> {
+        match model {
+            "purchase.order" => {
+                self.touched_orders.insert(id);
+            }
+            "purchase.order.line" => {
+                if let Some(order) = self.get(model, id, "order_id").ref_id() {
+                    self.touched_orders.insert(order);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    pub(crate) fn before_write(
+        &mut self,
+        model: &str,
+        ids: &[i64],
+        vals: &Map<String, Value>,
+    ) -> OdooResult<()> {
+        if model == "ir.model.data" && (vals.contains_key("module") || vals.contains_key("name")) {
+            for &id in ids {
+                let mut rec = self.txn.store().get(model, id).cloned().unwrap_or_default();
+                for k in ["module", "name"] {
+                    if let Some(Value::String(s)) = vals.get(k) {
+                        rec.insert(k.into(), Val::Str(s.clone()));
+                    }
+                }
+                self.check_xmlid_unique(&rec, Some(id))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Per-record effects of a write, before it is stored.
+    pub(crate) fn on_write_record(
+        &mut self,
+        model: &str,
+        rec: &mut Record,
+        vals: &Map<String, Value>,
+    ) -> OdooResult<()> {
+        if model == "purchase.order.line" {
+            if vals.contains_key("product_id") && !vals.contains_key("name") {
+                if let Some(p) = rec.get("product_id").and_then(Val::ref_id) {
+                    let name = self.ev().display_name("product.product", p);
+                    rec.insert("name".into(), Val::Str(name));
+                }
+            }
+            let qty_changed = vals.contains_key("product_qty") || vals.contains_key("product_id");
+            if qty_changed && !vals.contains_key("price_unit") {
+                self.apply_price_rule(rec, false);
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn after_write(
+        &mut self,
+        model: &str,
+        id: i64,
+        vals: &Map<String, Value>,
+    ) -> OdooResult<()> {
+        match model {
+            "purchase.order" => {
+                self.touched_orders.insert(id);
+                if let Some(v) = vals.get("date_planned") {
+                    // The order's expected date writes through to its lines (Odoo's inverse).
+                    let lines = self.get(model, id, "order_line").ids().to_vec();
+                    let mut lvals = Map::new();
+                    lvals.insert("date_planned".into(), v.clone());
+                    self.write("purchase.order.line", &lines, &lvals)?;
+                }
+            }
+            "purchase.order.line" => {
+                if let Some(order) = self.get(model, id, "order_id").ref_id() {
+                    self.touched_orders.insert(order);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    pub(crate) fn before_unlink(&mut self, model: &str, ids: &[i64]) -> OdooResult<()> {
+        match model {
+            "purchase.order" => {
+                for &id in ids {
+                    if self.get(model, id, "state").str() != Some("cancel") {
+                        return Err(OdooError::user(
+                            "In order to delete a purchase order, you must cancel it first.",
+                        ));
+                    }
+                }
+            }
+            "purchase.order.line" => {
+                for &id in ids {
+                    if self.get(model, id, "display_type").truthy() {
+                        continue;
+                    }
+                    let order = self.get(model, id, "order_id").ref_id().unwrap_or(0);
+                    let state = self.get("purchase.order", order, "state");
+                    let state = state.str().unwrap_or("");
+                    if state == "purchase" || state == "done" {
+                        let label = po_states(self.schema.version)
+                            .into_iter()
+                            .find(|(k, _)| *k == state)
+                            .map(|(_, l)| l)
+                            .unwrap_or(state);
+                        return Err(OdooError::user(format!(
+                            "Cannot delete a purchase order line which is in state \u{201c}{label}\u{201d}."
+                        )));
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    pub(crate) fn after_unlink(&mut self, model: &str, before: &Record) {
+        if model == "purchase.order.line" {
+            if let Some(order) = before.get("order_id").and_then(Val::ref_id) {
+                self.touched_orders.insert(order);
+            }
+        }
+    }
+
+    /// Recomputes the amounts of every order touched by the call and moves its `write_date`
+    /// (a line write moves the parent order's `write_date`, seen on 19.0).
+    pub fn finish(&mut self) {
+        let orders: Vec<i64> = std::mem::take(&mut self.touched_orders)
+            .into_iter()
+            .collect();
+        for order in orders {
+            let Some(mut rec) = self.txn.store().get("purchase.order", order).cloned() else {
+                continue;
+            };
+            let lines = rec
+                .get("order_line")
+                .map(|v| v.ids().to_vec())
+                .unwrap_or_default();
+            let (mut untaxed, mut tax) = (Decimal::ZERO, Decimal::ZERO);
+            let mut planned: Option<String> = None;
+            for l in &lines {
+                untaxed += self.get("purchase.order.line", *l, "price_subtotal").num();
+                tax += self.get("purchase.order.line", *l, "price_tax").num();
+                if let Val::Str(d) = self.get("purchase.order.line", *l, "date_planned") {
+                    if planned.as_ref().is_none_or(|p| d < *p) {
+                        planned = Some(d);
+                    }
+                }
+            }
+            rec.insert("amount_untaxed".into(), Val::Num(untaxed));
+            rec.insert("amount_tax".into(), Val::Num(tax));
+            rec.insert("amount_total".into(), Val::Num(untaxed + tax));
+            rec.insert(
+                "date_planned".into(),
+                planned.map(Val::Str).unwrap_or(Val::False),
+            );
+            rec.insert("write_date".into(), Val::Str(self.now.clone()));
+            rec.insert("write_uid".into(), Val::Ref(self.uid));
+            let state = rec.get("state").cloned().unwrap_or(Val::False);
+            self.txn.put("purchase.order", order, rec);
+            // Related fields on lines follow the order's state.
+            for l in lines {
+                if self.get("purchase.order.line", l, "state") != state {
+                    self.txn
+                        .set("purchase.order.line", l, "state", state.clone());
+                }
+            }
+        }
+    }
+
+    fn set_order(&mut self, id: i64, field: &str, value: Val) {
+        self.txn.set("purchase.order", id, field, value);
+        self.txn.set(
+            "purchase.order",
+            id,
+            "write_date",
+            Val::Str(self.now.clone()),
+        );
+        self.touched_orders.insert(id);
+    }
+
+    fn approval_allowed(&self, id: i64) -> bool {
+        let total = self.get("purchase.order", id, "amount_total").num();
+        self.settings.po_double_validation == "one_step"
+            || total < self.settings.po_double_validation_amount
+            || self.purchase_manager
+    }
+
+    /// Runs a purchase button; `Ok(None)` is Python's `None`.
+    pub fn button(&mut self, method: &str, ids: &[i64]) -> OdooResult<Option<Value>> {
+        self.ensure_exist("purchase.order", ids)?;
+        // Amounts must be current before approval compares them with the threshold.
+        self.finish();
+        let v19 = self.schema.version >= 19;
+        match method {
+            "button_confirm" => {
+                for &id in ids {
+                    let state = self.get("purchase.order", id, "state");
+                    if !matches!(state.str(), Some("draft" | "sent")) {
+                        continue;
+                    }
+                    if self.approval_allowed(id) {
+                        self.approve(id);
+                    } else {
+                        self.set_order(id, "state", Val::Str("to approve".into()));
+                    }
+                }
+                Ok(Some(json!(true)))
+            }
+            "button_approve" => {
+                for &id in ids {
+                    if self.approval_allowed(id) {
+                        self.approve(id);
+                    }
+                }
+                Ok(Some(json!({})))
+            }
+            "button_cancel" => {
+                let locked: Vec<String> = ids
+                    .iter()
+                    .filter(|id| {
+                        if v19 {
+                            self.get("purchase.order", **id, "locked").truthy()
+                        } else {
+                            self.get("purchase.order", **id, "state").str() == Some("done")
+                        }
+                    })
+                    .map(|id| {
+                        self.get("purchase.order", *id, "name")
+                            .str()
+                            .unwrap_or("")
+                            .to_string()
+                    })
+                    .collect();
+                if !locked.is_empty() {
+                    return Err(OdooError::user(format!(
+                        "Unable to cancel purchase order(s): {}. You must first unlock them.",
+                        locked.join(", ")
+                    )));
+                }
+                for &id in ids {
+                    self.set_order(id, "state", Val::Str("cancel".into()));
+                }
+                Ok(None)
+            }
+            "button_draft" => {
+                for &id in ids {
+                    self.set_order(id, "state", Val::Str("draft".into()));
+                }
+                Ok(Some(json!({})))
+            }
+            "button_lock" | "button_done" => {
+                for &id in ids {
+                    if v19 {
+                        self.set_order(id, "locked", Val::Bool(true));
+                    } else {
+                        self.set_order(id, "state", Val::Str("done".into()));
+                    }
+                }
+                Ok(None)
+            }
+            "button_unlock" => {
+                for &id in ids {
+                    if v19 {
+                        self.set_order(id, "locked", Val::Bool(false));
+                    } else {
+                        self.set_order(id, "state", Val::Str("purchase".into()));
+                    }
+                }
+                Ok(None)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn approve(&mut self, id: i64) {
+        self.set_order(id, "state", Val::Str("purchase".into()));
+        self.set_order(id, "date_approve", Val::Str(self.now.clone()));
+        if self.settings.lock_confirmed_po {
+            if self.schema.version >= 19 {
+                self.set_order(id, "locked", Val::Bool(true));
+            } else {
+                self.set_order(id, "state", Val::Str("done".into()));
+            }
+        }
+    }
+}
+
+/// Button methods of `purchase.order` in `version`.
+pub fn buttons(version: u8) -> &'static [&'static str] {
+    if version >= 19 {
+        &[
+            "button_confirm",
+            "button_approve",
+            "button_cancel",
+            "button_draft",
+            "button_lock",
+            "button_unlock",
+        ]
+    } else {
+        &[
+            "button_confirm",
+            "button_approve",
+            "button_cancel",
+            "button_draft",
+            "button_done",
+            "button_unlock",
+        ]
+    }
+}

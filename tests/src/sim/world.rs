@@ -1,0 +1,74 @@
+//! The simulated database: records plus the company settings and the users' credentials.
+
+use super::store::Store;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+/// Company settings that change purchase behaviour.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Settings {
+    /// `one_step` or `two_step` (orders at or above `po_double_validation_amount` need a
+    /// manager when `two_step`).
+    pub po_double_validation: String,
+    /// Threshold of the two-step approval.
+    pub po_double_validation_amount: Decimal,
+    /// Lock orders on confirmation (`done` on 16–18, `locked` on 19).
+    pub lock_confirmed_po: bool,
+    /// The company record id.
+    pub company_id: i64,
+    /// The company currency id.
+    pub currency_id: i64,
+    /// Unit of measure given to products created without one.
+    pub default_uom_id: i64,
+    /// Purchase taxes given to products created without any.
+    pub default_purchase_tax_ids: Vec<i64>,
+}
+
+/// Credentials and rights of one user.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserAuth {
+    /// `res.users` id (the uid).
+    pub id: i64,
+    /// Login.
+    pub login: String,
+    /// Password.
+    pub password: String,
+    /// API key, usable wherever the password is, and as JSON-2 bearer token.
+    pub api_key: Option<String>,
+    /// Purchase manager: may approve orders above the two-step threshold.
+    pub purchase_manager: bool,
+    /// Models this user may not touch at all: every call on them raises `AccessError`.
+    pub denied_models: Vec<String>,
+}
+
+/// All state of one simulated database.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct World {
+    /// Records.
+    pub store: Store,
+    /// Company settings.
+    pub settings: Settings,
+    /// Users who can log in.
+    pub users: Vec<UserAuth>,
+}
+
+impl World {
+    /// The user whose password or API key is `secret`, found by login.
+    pub fn login(&self, login: &str, secret: &str) -> Option<&UserAuth> {
+        self.users.iter().find(|u| {
+            u.login == login && (u.password == secret || u.api_key.as_deref() == Some(secret))
+        })
+    }
+    /// The user `uid` if `secret` is its password or API key (Odoo's `security.check`).
+    pub fn check(&self, uid: i64, secret: &str) -> Option<&UserAuth> {
+        self.users
+            .iter()
+            .find(|u| u.id == uid && (u.password == secret || u.api_key.as_deref() == Some(secret)))
+    }
+    /// The user owning the API key `key` (JSON-2 bearer authentication).
+    pub fn by_api_key(&self, key: &str) -> Option<&UserAuth> {
+        self.users
+            .iter()
+            .find(|u| u.api_key.as_deref() == Some(key))
+    }
+}
