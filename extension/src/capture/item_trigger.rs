@@ -1,0 +1,94 @@
+//! AFTER trigger on a tracked order items table: an item change is a change of its order.
+//!
+//! Arguments (set by track_orders): tracking id, item key column, order reference column.
+
+use pgrx::prelude::*;
+use pgrx::{AllocatedByPostgres, PgTrigger};
+
+use super::{json_string, record_change, tracking_id_arg, write_back_status, Change};
+use crate::error::SyncError;
+use crate::privileges::internal_write_active;
+use crate::tuple::Row;
+
+/// Capture trigger for tracked order items tables (attached by `odoo_sync.track_orders`).
+#[pg_trigger]
+fn capture_item_change<'a>(
+    trigger: &'a PgTrigger<'a>,
+) -> std::result::Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, SyncError> {
+    if let Err(e) = capture(trigger) {
+        e.raise();
+    }
+    // The return value of an AFTER ROW trigger is ignored.
+    Ok(None)
+}
+
+fn capture(trigger: &PgTrigger<'_>) -> crate::error::Result<()> {
+    if internal_write_active() {
+        return Ok(());
+    }
+    let data = trigger.trigger_data();
+    // SAFETY: PostgreSQL hands a valid relation and tuples to a row trigger.
+    let desc = unsafe { (*data.tg_relation).rd_att };
+    let (old, new, op) = unsafe {
+        match trigger.op()? {
+            PgTriggerOperation::Insert => (None, Some(Row::new(data.tg_trigtuple, desc)), "INSERT"),
+            PgTriggerOperation::Update => (
+                Some(Row::new(data.tg_trigtuple, desc)),
+                Some(Row::new(data.tg_newtuple, desc)),
+                "UPDATE",
+            ),
+            PgTriggerOperation::Delete => (Some(Row::new(data.tg_trigtuple, desc)), None, "DELETE"),
+            PgTriggerOperation::Truncate => (None, None, "TRUNCATE"),
+        }
+    };
+    let table = trigger.table_name()?;
+    let args = trigger.extra_args()?;
+    let tracking_id = tracking_id_arg(&args, &table)?;
+    let (Some(row), 3) = (new.or(old), args.len()) else {
+        return Err(SyncError::BadTrigger {
+            table,
+            detail: "expected a FOR EACH ROW trigger with 3 arguments".into(),
+        });
+    };
+    if let (Some(o), Some(n)) = (old, new) {
+        if o.same_as(&n, &[]) {
+            return Ok(());
+        }
+    }
+    let item_col = row.require_attnum(&table, &args[1])?;
+    let order_col = row.require_attnum(&table, &args[2])?;
+
+    // The orders this change touches: both of them when an item moves to another order.
+    let mut orders: Vec<String> = Vec::with_capacity(2);
+    for r in [old, new].into_iter().flatten() {
+        let key = r.text(order_col).ok_or_else(|| SyncError::NullKey {
+            table: table.clone(),
+            column: args[2].clone(),
+        })?;
+        if !orders.contains(&key) {
+            orders.push(key);
+        }
+    }
+    let item_key = row.text(item_col).unwrap_or_default();
+    for order_key in &orders {
+        let captured = record_change(&Change {
+            tracking_id,
+            order_key,
+            order_number: None,
+            deleted: None,
+            tombstone: None,
+            event_type: "ORDER_UPDATED",
+            payload: format!(
+                "{{\"op\":{},\"table\":\"items\",\"item_id\":{}}}",
+                json_string(op),
+                json_string(&item_key)
+            ),
+        })?;
+        // The order row was not written by the application: mark it pending once, when its job
+        // is created, rather than on every item change.
+        if captured.job_created {
+            write_back_status(tracking_id, order_key, &captured.sync_status)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! Reading tracked rows without SPI: column values as text and "did this row really change?".
+//! These run inside the capture trigger on every user write, so they work on the raw tuple.
+
+use std::ffi::{CStr, CString};
+
+use pgrx::pg_sys;
+use pgrx::pg_sys::Datum;
+
+use crate::error::{Result, SyncError};
+
+/// A row as the trigger sees it: a heap tuple and its descriptor.
+#[derive(Clone, Copy)]
+pub struct Row {
+    tuple: pg_sys::HeapTuple,
+    desc: pg_sys::TupleDesc,
+}
+
+impl Row {
+    /// Wraps a trigger tuple.
+    ///
+    /// # Safety
+    /// `tuple` must be valid and described by `desc` for the duration of the trigger call.
+    pub unsafe fn new(tuple: pg_sys::HeapTuple, desc: pg_sys::TupleDesc) -> Self {
+        Row { tuple, desc }
+    }
+
+    /// The underlying heap tuple.
+    pub fn heap_tuple(&self) -> pg_sys::HeapTuple {
+        self.tuple
+    }
+
+    fn natts(&self) -> i32 {
+        // SAFETY: desc is valid per `new`'s contract.
+        unsafe { (*self.desc).natts }
+    }
+
+    fn attr(&self, index: i32) -> &pg_sys::FormData_pg_attribute {
+        // SAFETY: index < natts; desc is valid per `new`'s contract.
+        unsafe { &*(*self.desc).attrs.as_ptr().add(index as usize) }
+    }
+
+    /// The 1-based attribute number of a live column, if it exists.
+    pub fn attnum(&self, column: &str) -> Option<i32> {
+        (0..self.natts()).find_map(|i| {
+            let a = self.attr(i);
+            (!a.attisdropped && pg_sys::name_data_to_str(&a.attname) == column).then_some(i + 1)
+        })
+    }
+
+    /// Like `attnum`, but a missing column is an error naming the table.
+    pub fn require_attnum(&self, table: &str, column: &str) -> Result<i32> {
+        self.attnum(column).ok_or_else(|| SyncError::MissingColumn {
+            table: table.to_string(),
+            column: column.to_string(),
+        })
+    }
+
+    fn datum(&self, attnum: i32) -> Option<Datum> {
+        let mut isnull = false;
+        // SAFETY: attnum comes from `attnum()` on this descriptor.
+        let d = unsafe { pg_sys::heap_getattr(self.tuple, attnum, self.desc, &mut isnull) };
+        (!isnull).then_some(d)
+    }
+
+    /// The column's value in its text form (its type's output function), or None for NULL.
+    pub fn text(&self, attnum: i32) -> Option<String> {
+        let datum = self.datum(attnum)?;
+        let typid = self.attr(attnum - 1).atttypid;
+        let mut output_fn = pg_sys::InvalidOid;
+        let mut is_varlena = false;
+        // SAFETY: standard type output call on a non-null datum of the column's own type.
+        unsafe {
+            pg_sys::getTypeOutputInfo(typid, &mut output_fn, &mut is_varlena);
+            let cstr = pg_sys::OidOutputFunctionCall(output_fn, datum);
+            let text = CStr::from_ptr(cstr).to_string_lossy().into_owned();
+            pg_sys::pfree(cstr.cast());
+            Some(text)
+        }
+    }
+
+    /// True when the two rows hold the same bytes in every column except `ignored` ones.
+    /// A false "changed" only costs an unneeded push; a false "same" would lose a change, so
+    /// values are compared by their stored bytes, never by a looser equality.
+    pub fn same_as(&self, other: &Row, ignored: &[i32]) -> bool {
+        (1..=self.natts()).all(|attnum| {
+            let a = self.attr(attnum - 1);
+            if a.attisdropped || ignored.contains(&attnum) {
+                return true;
+            }
+            match (self.datum(attnum), other.datum(attnum)) {
+                (None, None) => true,
+                (Some(x), Some(y)) => {
+                    // SAFETY: both datums come from tuples of this descriptor's column.
+                    unsafe { datums_identical(x, y, a.attlen, a.attbyval) }
+                }
+                _ => false,
+            }
+        })
+    }
+
+    /// A copy of this row with one column set from text through the column type's input
+    /// function (so text, varchar and enum columns all work).
+    pub fn with_text(&self, attnum: i32, value: &str) -> Result<pg_sys::HeapTuple> {
+        let typid = self.attr(attnum - 1).atttypid;
+        let typmod = self.attr(attnum - 1).atttypmod;
+        let cvalue = CString::new(value).map_err(|_| SyncError::BadTrigger {
+            table: String::new(),
+            detail: "value with a NUL byte".into(),
+        })?;
+        let mut input_fn = pg_sys::InvalidOid;
+        let mut ioparam = pg_sys::InvalidOid;
+        // SAFETY: the datum is built by the column type's own input function and the tuple is
+        // rebuilt by PostgreSQL from this descriptor.
+        unsafe {
+            pg_sys::getTypeInputInfo(typid, &mut input_fn, &mut ioparam);
+            let datum =
+                pg_sys::OidInputFunctionCall(input_fn, cvalue.as_ptr().cast_mut(), ioparam, typmod);
+            let mut values = [datum];
+            let mut nulls = [false];
+            let mut cols = [attnum];
+            Ok(pg_sys::heap_modify_tuple_by_cols(
+                self.tuple,
+                self.desc,
+                1,
+                cols.as_mut_ptr(),
+                values.as_mut_ptr(),
+                nulls.as_mut_ptr(),
+            ))
+        }
+    }
+}
+
+/// Byte equality of two datums of one type, as PostgreSQL's datumIsEqual does it.
+unsafe fn datums_identical(x: Datum, y: Datum, typlen: i16, byval: bool) -> bool {
+    if byval {
+        return x == y;
+    }
+    let (px, py) = (x.cast_mut_ptr::<u8>(), y.cast_mut_ptr::<u8>());
+    let len = match typlen {
+        n if n > 0 => n as usize,
+        -1 => {
+            // SAFETY: varlena datums; sizes read from their headers.
+            let (lx, ly) = unsafe {
+                (
+                    pgrx::varlena::varsize_any(px.cast()),
+                    pgrx::varlena::varsize_any(py.cast()),
+                )
+            };
+            if lx != ly {
+                return false;
+            }
+            lx
+        }
+        _ => {
+            // SAFETY: cstring datums are NUL-terminated.
+            return unsafe { CStr::from_ptr(px.cast()) == CStr::from_ptr(py.cast()) };
+        }
+    };
+    // SAFETY: both pointers are valid for `len` bytes per the type's length.
+    unsafe { std::slice::from_raw_parts(px, len) == std::slice::from_raw_parts(py, len) }
+}

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Starts or stops the private PostgreSQL 15 cluster used by `make test`, `make demo` and
+# `make bench`. PostgreSQL refuses to run as root, so as root the cluster runs as user postgres.
+#   scripts/pg.sh start|stop|status|url
+# Environment: ODOO_SYNC_PG_PORT (default 55432), ODOO_SYNC_PG_DATA (default /tmp/odoo_sync_pg_<port>).
+set -euo pipefail
+
+PGBIN=/usr/lib/postgresql/15/bin
+PORT=${ODOO_SYNC_PG_PORT:-55432}
+DATA=${ODOO_SYNC_PG_DATA:-/tmp/odoo_sync_pg_$PORT}
+SOCKDIR=/tmp
+
+as_owner() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+running() { [ -f "$DATA/postmaster.pid" ] && as_owner "$PGBIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1; }
+
+case "${1:-}" in
+  start)
+    if running; then echo "pg: already running on port $PORT"; exit 0; fi
+    rm -rf "$DATA"
+    mkdir -p "$DATA"
+    [ "$(id -u)" = 0 ] && chown postgres:postgres "$DATA"
+    as_owner "$PGBIN/initdb" -D "$DATA" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >"$DATA.initdb.log" 2>&1 \
+      || { cat "$DATA.initdb.log"; exit 1; }
+    as_owner "$PGBIN/pg_ctl" -D "$DATA" -l "$DATA/server.log" -w -t 60 start \
+      -o "-p $PORT -k $SOCKDIR -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c shared_buffers=256MB" >/dev/null \
+      || { cat "$DATA/server.log"; exit 1; }
+    echo "pg: started on port $PORT (data $DATA, pid $(head -1 "$DATA/postmaster.pid"))"
+    ;;
+  stop)
+    if running; then
+      pid=$(head -1 "$DATA/postmaster.pid")
+      as_owner "$PGBIN/pg_ctl" -D "$DATA" -m fast -w stop >/dev/null
+      echo "pg: stopped (pid $pid)"
+    fi
+    ;;
+  status)
+    if running; then echo "pg: running on port $PORT"; else echo "pg: not running"; exit 1; fi
+    ;;
+  url)
+    echo "host=$SOCKDIR port=$PORT user=postgres dbname=postgres"
+    ;;
+  *)
+    echo "usage: $0 start|stop|status|url" >&2; exit 2 ;;
+esac

@@ -1,0 +1,492 @@
+-- odoo_sync: the job queue. Workers claim jobs with a lease and finish them with the attempt
+-- token they got; a token from an earlier claim is refused, so a worker that lost its lease
+-- cannot overwrite the work of the one that took over.
+
+-- Delay before the next attempt: exponential in the attempt count, capped, with "equal jitter"
+-- (half fixed, half random) so retries of many jobs do not arrive at Odoo in step.
+CREATE FUNCTION @extschema@._backoff(p_attempts integer) RETURNS interval
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT make_interval(secs => d / 2 + random() * d / 2)
+    FROM (SELECT least(@extschema@._setting('backoff_max_seconds')::text::float8,
+                       @extschema@._setting('backoff_base_seconds')::text::float8
+                       * power(2, greatest(p_attempts - 1, 0)::float8)) AS d) x
+$$;
+
+-- Writes odoo_sync's columns of one order row in the user's table (only the columns the
+-- tracking maps, only when a value differs), as the table's owner and without capture.
+-- p_values uses canonical names: sync_status, odoo_order_id, last_synced_at, subtotal, ...
+CREATE FUNCTION @extschema@._write_back(p_tracking_id integer, p_order_key text, p_values jsonb)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t @extschema@.tracked_tables;
+    v_key text;
+    v_column text;
+    v_type text;
+    v_sets text[] := '{}';
+    v_olds text[] := '{}';
+    v_news text[] := '{}';
+    v_params text[];
+    i integer := 1;
+BEGIN
+    SELECT * INTO t FROM @extschema@.tracked_tables WHERE id = p_tracking_id;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    v_params := ARRAY[p_order_key];
+    FOR v_key IN SELECT jsonb_object_keys(p_values) LOOP
+        v_column := t.mapping -> 'orders' ->> v_key;
+        CONTINUE WHEN v_column IS NULL OR v_key = 'id';
+        SELECT format_type(a.atttypid, a.atttypmod) INTO v_type
+        FROM pg_attribute a WHERE a.attrelid = t.orders_table AND a.attname = v_column AND NOT a.attisdropped;
+        CONTINUE WHEN v_type IS NULL;
+        i := i + 1;
+        v_params := v_params || (p_values ->> v_key);
+        v_sets := v_sets || format('%I = $1[%s]::%s', v_column, i, v_type);
+        v_olds := v_olds || format('%I', v_column);
+        v_news := v_news || format('$1[%s]::%s', i, v_type);
+    END LOOP;
+    IF i = 1 THEN
+        RETURN;
+    END IF;
+    SELECT format_type(a.atttypid, a.atttypmod) INTO v_type
+    FROM pg_attribute a WHERE a.attrelid = t.orders_table AND a.attname = t.mapping -> 'orders' ->> 'id';
+    PERFORM @extschema@._exec_as_owner(t.orders_table,
+        format('UPDATE %s SET %s WHERE %I = $1[1]::%s AND (%s) IS DISTINCT FROM (%s)',
+               t.orders_table, array_to_string(v_sets, ', '), t.mapping -> 'orders' ->> 'id', v_type,
+               array_to_string(v_olds || 'NULL'::text, ', '), array_to_string(v_news || 'NULL'::text, ', ')),
+        v_params);
+END
+$$;
+
+-- Appends an event (for the extension's own functions; the trigger writes events directly).
+CREATE FUNCTION @extschema@._event(p_type text, p_tracking_id integer, p_entity text, p_version bigint, p_payload jsonb)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO @extschema@.event_log (event_type, tracking_id, entity_id, version, payload)
+    VALUES (p_type, p_tracking_id, p_entity, p_version, COALESCE(p_payload, '{}'));
+$$;
+
+-- Moves a job out of the hot table into the history.
+CREATE FUNCTION @extschema@._finish_job(p_job @extschema@.jobs, p_state text, p_error jsonb)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    DELETE FROM @extschema@.jobs WHERE id = p_job.id;
+    INSERT INTO @extschema@.job_history (id, kind, state, tracking_id, order_key, odoo_id, batch_id, payload,
+                                         attempts, last_error, created_at, started_at)
+    VALUES (p_job.id, p_job.kind, p_state, p_job.tracking_id, p_job.order_key, p_job.odoo_id, p_job.batch_id,
+            p_job.payload, p_job.attempts, p_error, p_job.created_at, p_job.started_at);
+$$;
+
+-- Locks a running job and checks the caller's attempt token; raises 55000 otherwise.
+CREATE FUNCTION @extschema@._lock_running_job(p_job_id bigint, p_attempt_token bigint)
+RETURNS @extschema@.jobs
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    j @extschema@.jobs;
+BEGIN
+    IF p_job_id IS NULL OR p_attempt_token IS NULL THEN
+        RAISE EXCEPTION 'job id and attempt token are required' USING ERRCODE = '22004';
+    END IF;
+    SELECT * INTO j FROM @extschema@.jobs WHERE id = p_job_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'job % is not in the queue (finished, or never existed)', p_job_id
+            USING ERRCODE = '55000', HINT = 'A job is finished once; see odoo_sync.job_history.';
+    END IF;
+    IF j.state <> 'running' OR j.attempt_token IS DISTINCT FROM p_attempt_token THEN
+        RAISE EXCEPTION 'stale attempt token % for job %', p_attempt_token, p_job_id
+            USING ERRCODE = '55000',
+                  DETAIL = format('The job is %s with attempt token %s: its lease expired and it was handed out again.',
+                                  j.state, COALESCE(j.attempt_token::text, 'none')),
+                  HINT = 'Drop the result of this attempt; the current holder of the job will report it.';
+    END IF;
+    RETURN j;
+END
+$$;
+
+-- Records the outcome of one attempt.
+CREATE FUNCTION @extschema@._log_attempt(p_job @extschema@.jobs, p_operation text, p_success boolean,
+                                         p_error jsonb, p_result jsonb)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO @extschema@.sync_log (job_id, kind, tracking_id, order_key, odoo_id, operation, success, attempt,
+                                      worker_id, started_at, duration_ms, error, warnings)
+    VALUES (p_job.id, p_job.kind, p_job.tracking_id, p_job.order_key,
+            COALESCE((p_result ->> 'odoo_order_id')::integer, p_job.odoo_id),
+            p_operation, p_success, p_job.attempts, p_job.lease_owner,
+            p_job.claimed_at,
+            COALESCE((p_result ->> 'duration_ms')::numeric,
+                     round(extract(epoch FROM now() - p_job.claimed_at)::numeric * 1000, 1)),
+            p_error,
+            COALESCE((SELECT array_agg(w) FROM jsonb_array_elements_text(
+                          CASE WHEN jsonb_typeof(p_result -> 'warnings') = 'array' THEN p_result -> 'warnings' END) w), '{}'));
+$$;
+
+-- Claims up to max_jobs ready jobs for worker_id, each leased for `lease`. A job whose lease
+-- ran out is handed out again with a new attempt token. Jobs are taken oldest first; locked
+-- ones are skipped, so any number of workers can claim at once without waiting on each other.
+CREATE FUNCTION @extschema@.claim_jobs(worker_id text, max_jobs integer DEFAULT 10, lease interval DEFAULT NULL)
+RETURNS TABLE (job_id bigint, kind text, order_key text, payload jsonb, attempt_token bigint,
+               tracking_id integer, odoo_id integer, attempt integer, version bigint)
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_lease interval := COALESCE(lease, make_interval(secs => @extschema@._setting('lease_seconds')::text::int));
+    v_max_attempts integer := @extschema@._setting('max_attempts')::text::int;
+    j @extschema@.jobs;
+BEGIN
+    IF worker_id IS NULL OR length(worker_id) = 0 OR length(worker_id) > 200 THEN
+        RAISE EXCEPTION 'worker_id must be a non-empty name of at most 200 characters' USING ERRCODE = '22023';
+    END IF;
+    IF max_jobs IS NULL OR max_jobs < 1 OR max_jobs > 1000 THEN
+        RAISE EXCEPTION 'max_jobs must be between 1 and 1000, got %', COALESCE(max_jobs::text, 'NULL')
+            USING ERRCODE = '22023';
+    END IF;
+    IF v_lease < interval '1 second' OR v_lease > interval '1 hour' THEN
+        RAISE EXCEPTION 'lease must be between 1 second and 1 hour, got %', v_lease USING ERRCODE = '22023';
+    END IF;
+
+    -- A job whose worker died on every one of its attempts is poison: dead-letter it instead
+    -- of handing it to the next worker.
+    FOR j IN
+        SELECT * FROM @extschema@.jobs q
+        WHERE q.state = 'running' AND q.run_after <= now() AND q.attempts >= v_max_attempts
+        FOR UPDATE SKIP LOCKED
+    LOOP
+        PERFORM @extschema@._dead_letter(j, jsonb_build_object(
+            'type', 'LeaseExpired', 'permanent', false,
+            'message', format('worker %s did not finish attempt %s within its lease', j.lease_owner, j.attempts)));
+    END LOOP;
+
+    RETURN QUERY
+    WITH ready AS (
+        SELECT q.id FROM @extschema@.jobs q
+        WHERE q.run_after <= now()
+        ORDER BY q.run_after, q.id
+        LIMIT max_jobs
+        FOR UPDATE SKIP LOCKED
+    ), claimed AS (
+        UPDATE @extschema@.jobs q
+        SET state = 'running',
+            attempts = q.attempts + 1,
+            lease_owner = claim_jobs.worker_id,
+            lease_until = now() + v_lease,
+            run_after = now() + v_lease,
+            attempt_token = nextval('@extschema@.attempt_token_seq'),
+            claimed_version = (SELECT s.version FROM @extschema@.order_state s
+                               WHERE s.tracking_id = q.tracking_id AND s.order_key = q.order_key),
+            claimed_at = now(),
+            started_at = COALESCE(q.started_at, now())
+        FROM ready WHERE q.id = ready.id
+        RETURNING q.*
+    )
+    SELECT c.id, c.kind, c.order_key, c.payload, c.attempt_token, c.tracking_id, c.odoo_id, c.attempts,
+           c.claimed_version
+    FROM claimed c ORDER BY c.id;
+END
+$$;
+
+-- Extends the leases of jobs a worker still works on; returns the ids it still holds.
+CREATE FUNCTION @extschema@.extend_leases(worker_id text, job_ids bigint[], lease interval DEFAULT NULL)
+RETURNS SETOF bigint
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_lease interval := COALESCE(lease, make_interval(secs => @extschema@._setting('lease_seconds')::text::int));
+BEGIN
+    IF v_lease < interval '1 second' OR v_lease > interval '1 hour' THEN
+        RAISE EXCEPTION 'lease must be between 1 second and 1 hour, got %', v_lease USING ERRCODE = '22023';
+    END IF;
+    RETURN QUERY
+    UPDATE @extschema@.jobs q SET lease_until = now() + v_lease, run_after = now() + v_lease
+    WHERE q.id = ANY (job_ids) AND q.state = 'running' AND q.lease_owner = extend_leases.worker_id
+    RETURNING q.id;
+END
+$$;
+
+-- Gives back every job a worker holds (graceful shutdown): they are ready again at once and
+-- the interrupted attempt does not count.
+CREATE FUNCTION @extschema@.release_jobs(worker_id text) RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    n integer;
+BEGIN
+    UPDATE @extschema@.jobs q
+    SET state = 'queued', run_after = now(), lease_owner = NULL, lease_until = NULL, attempt_token = NULL,
+        attempts = greatest(q.attempts - 1, 0)
+    WHERE q.state = 'running' AND q.lease_owner = release_jobs.worker_id;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n > 0 THEN
+        PERFORM pg_notify('odoo_sync_events', 'queue');
+    END IF;
+    RETURN n;
+END
+$$;
+
+-- Dead-letters a job: out of the queue, into the history with its error; its order is marked
+-- SYNC_FAILED and is pushed again only on its next change or retry_job().
+CREATE FUNCTION @extschema@._dead_letter(p_job @extschema@.jobs, p_error jsonb) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM @extschema@._finish_job(p_job, 'dead', p_error);
+    IF p_job.kind = 'push' THEN
+        UPDATE @extschema@.order_state
+        SET job_id = NULL,
+            sync_status = CASE WHEN sync_status = 'CONFLICT' THEN 'CONFLICT' ELSE 'SYNC_FAILED' END,
+            last_error = p_error, error_permanent = COALESCE((p_error ->> 'permanent')::boolean, false)
+        WHERE tracking_id = p_job.tracking_id AND order_key = p_job.order_key;
+        PERFORM @extschema@._write_back(p_job.tracking_id, p_job.order_key,
+                                        jsonb_build_object('sync_status', 'SYNC_FAILED'));
+        PERFORM @extschema@._event('ORDER_SYNC_FAILED', p_job.tracking_id, p_job.order_key, p_job.claimed_version,
+                                   jsonb_build_object('job_id', p_job.id, 'attempt', p_job.attempts,
+                                                      'dead_letter', true, 'error', p_error));
+    END IF;
+END
+$$;
+
+-- Reports a successful attempt. For a push, `result` carries what Odoo answered:
+--   odoo_order_id (required unless the order was deleted before it ever reached Odoo),
+--   odoo_name, operation (CREATE|UPDATE|DELETE), version (the local version pushed; defaults
+--   to the version at claim time), snapshot (the base for later conflict checks), amounts
+--   ({subtotal, sales_tax, grand_total} as Odoo computed them), duration_ms, warnings.
+-- Returns 'done', or 'requeued' when the order changed again while it was being pushed.
+CREATE FUNCTION @extschema@.complete_job(job_id bigint, attempt_token bigint, result jsonb DEFAULT '{}')
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    j @extschema@.jobs;
+    st @extschema@.order_state;
+    v_result jsonb := COALESCE(result, '{}');
+    v_version bigint;
+    v_odoo_id integer;
+    v_operation text;
+    v_requeue boolean := false;
+BEGIN
+    j := @extschema@._lock_running_job(job_id, attempt_token);
+    IF jsonb_typeof(v_result) <> 'object' THEN
+        RAISE EXCEPTION 'result must be a JSON object, got %', jsonb_typeof(v_result) USING ERRCODE = '22023';
+    END IF;
+    BEGIN
+        v_version := COALESCE((v_result ->> 'version')::bigint, j.claimed_version);
+        v_odoo_id := (v_result ->> 'odoo_order_id')::integer;
+    EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range THEN
+        RAISE EXCEPTION 'result.version and result.odoo_order_id must be integers, got % and %',
+            v_result -> 'version', v_result -> 'odoo_order_id' USING ERRCODE = '22023';
+    END;
+
+    IF j.kind = 'push' THEN
+        SELECT * INTO st FROM @extschema@.order_state s
+        WHERE s.tracking_id = j.tracking_id AND s.order_key = j.order_key FOR UPDATE;
+        IF v_odoo_id IS NULL AND NOT st.deleted THEN
+            RAISE EXCEPTION 'result.odoo_order_id is required for a push'
+                USING ERRCODE = '22023', HINT = 'Pass the id of the Odoo purchase.order the order was written to.';
+        END IF;
+        v_operation := COALESCE(v_result ->> 'operation',
+                                CASE WHEN st.deleted THEN 'DELETE' WHEN st.odoo_id IS NULL THEN 'CREATE' ELSE 'UPDATE' END);
+        IF v_operation NOT IN ('CREATE', 'UPDATE', 'DELETE') THEN
+            RAISE EXCEPTION 'result.operation must be CREATE, UPDATE or DELETE, got %', v_operation USING ERRCODE = '22023';
+        END IF;
+        v_requeue := st.version > v_version;
+        UPDATE @extschema@.order_state s
+        SET odoo_id = COALESCE(v_odoo_id, s.odoo_id),
+            odoo_name = COALESCE(v_result ->> 'odoo_name', s.odoo_name),
+            synced_version = v_version,
+            last_synced_at = now(),
+            last_error = NULL,
+            error_permanent = false,
+            base_snapshot = COALESCE(v_result -> 'snapshot', s.base_snapshot),
+            job_id = CASE WHEN v_requeue THEN s.job_id ELSE NULL END,
+            sync_status = CASE WHEN s.sync_status = 'CONFLICT' THEN 'CONFLICT'
+                               WHEN v_requeue THEN 'PENDING_SYNC' ELSE 'SYNCED' END
+        WHERE s.tracking_id = j.tracking_id AND s.order_key = j.order_key
+        RETURNING * INTO st;
+        PERFORM @extschema@._write_back(j.tracking_id, j.order_key,
+            jsonb_build_object('sync_status', st.sync_status, 'odoo_order_id', st.odoo_id,
+                               'last_synced_at', st.last_synced_at)
+            || CASE WHEN v_requeue OR jsonb_typeof(v_result -> 'amounts') <> 'object' THEN '{}'::jsonb
+                    ELSE (SELECT COALESCE(jsonb_object_agg(key, value), '{}') FROM jsonb_each(v_result -> 'amounts')
+                          WHERE key IN ('subtotal', 'sales_tax', 'grand_total')) END);
+        PERFORM @extschema@._event('ORDER_SYNCED_TO_ODOO', j.tracking_id, j.order_key, v_version,
+            jsonb_build_object('job_id', j.id, 'odoo_order_id', st.odoo_id, 'operation', v_operation,
+                               'duration_ms', v_result -> 'duration_ms'));
+    ELSE
+        v_operation := CASE j.kind WHEN 'pull' THEN 'PULL' ELSE 'IMPORT' END;
+        IF j.kind = 'import' AND jsonb_typeof(v_result -> 'progress') = 'object' THEN
+            UPDATE @extschema@.batches SET progress = v_result -> 'progress' WHERE id = j.batch_id;
+        END IF;
+    END IF;
+
+    PERFORM @extschema@._log_attempt(j, v_operation, true, NULL, v_result);
+    IF v_requeue THEN
+        UPDATE @extschema@.jobs q
+        SET state = 'queued', run_after = now(), lease_owner = NULL, lease_until = NULL, attempt_token = NULL,
+            attempts = 0, last_error = NULL
+        WHERE q.id = j.id;
+        PERFORM pg_notify('odoo_sync_events', 'queue');
+        RETURN 'requeued';
+    END IF;
+    PERFORM @extschema@._finish_job(j, 'done', NULL);
+    RETURN 'done';
+END
+$$;
+
+-- Reports a failed attempt. `error` is an object with at least a "message" (also: "type",
+-- "odoo_error" for Odoo's exception name, "code"). A permanent error (Odoo refused the data)
+-- goes straight to the dead letters; a transient one is retried after a backoff (or after
+-- retry_after, e.g. from HTTP 429) until max_attempts. Returns 'retry', 'requeued' (the order
+-- changed meanwhile: new data gets a fresh try) or 'dead'.
+CREATE FUNCTION @extschema@.fail_job(job_id bigint, attempt_token bigint, error jsonb,
+                                     permanent boolean DEFAULT false, retry_after interval DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    j @extschema@.jobs;
+    v_error jsonb;
+    v_version bigint;
+    v_next timestamptz;
+    v_operation text;
+BEGIN
+    j := @extschema@._lock_running_job(job_id, attempt_token);
+    IF error IS NULL OR jsonb_typeof(error) <> 'object' OR jsonb_typeof(error -> 'message') IS DISTINCT FROM 'string' THEN
+        RAISE EXCEPTION 'error must be a JSON object with a "message" string'
+            USING ERRCODE = '22023', HINT = 'Example: {"type": "OdooError", "odoo_error": "odoo.exceptions.UserError", "message": "..."}';
+    END IF;
+    IF retry_after IS NOT NULL AND (retry_after < interval '0' OR retry_after > interval '1 day') THEN
+        RAISE EXCEPTION 'retry_after must be between 0 and 1 day, got %', retry_after USING ERRCODE = '22023';
+    END IF;
+    v_error := error || jsonb_build_object('permanent', COALESCE(permanent, false), 'attempt', j.attempts,
+                                           'at', now());
+    v_operation := CASE j.kind WHEN 'pull' THEN 'PULL' WHEN 'import' THEN 'IMPORT' ELSE
+                   (SELECT CASE WHEN s.deleted THEN 'DELETE' WHEN s.odoo_id IS NULL THEN 'CREATE' ELSE 'UPDATE' END
+                    FROM @extschema@.order_state s WHERE s.tracking_id = j.tracking_id AND s.order_key = j.order_key) END;
+    PERFORM @extschema@._log_attempt(j, COALESCE(v_operation, 'CREATE'), false, v_error, '{}');
+
+    IF j.kind = 'push' THEN
+        SELECT s.version INTO v_version FROM @extschema@.order_state s
+        WHERE s.tracking_id = j.tracking_id AND s.order_key = j.order_key FOR UPDATE;
+        IF v_version > j.claimed_version THEN
+            UPDATE @extschema@.jobs q
+            SET state = 'queued', run_after = now(), lease_owner = NULL, lease_until = NULL, attempt_token = NULL,
+                attempts = 0, last_error = v_error
+            WHERE q.id = j.id;
+            PERFORM pg_notify('odoo_sync_events', 'queue');
+            RETURN 'requeued';
+        END IF;
+    END IF;
+
+    IF COALESCE(permanent, false) OR j.attempts >= @extschema@._setting('max_attempts')::text::int THEN
+        PERFORM @extschema@._dead_letter(j, v_error);
+        RETURN 'dead';
+    END IF;
+
+    v_next := now() + COALESCE(retry_after, @extschema@._backoff(j.attempts));
+    UPDATE @extschema@.jobs q
+    SET state = 'failed', run_after = v_next, lease_owner = NULL, lease_until = NULL, attempt_token = NULL,
+        last_error = v_error
+    WHERE q.id = j.id;
+    IF j.kind = 'push' THEN
+        UPDATE @extschema@.order_state s
+        SET sync_status = CASE WHEN s.sync_status = 'CONFLICT' THEN 'CONFLICT' ELSE 'SYNC_FAILED' END,
+            last_error = v_error, error_permanent = false
+        WHERE s.tracking_id = j.tracking_id AND s.order_key = j.order_key;
+        PERFORM @extschema@._write_back(j.tracking_id, j.order_key, jsonb_build_object('sync_status', 'SYNC_FAILED'));
+        PERFORM @extschema@._event('ORDER_SYNC_FAILED', j.tracking_id, j.order_key, j.claimed_version,
+            jsonb_build_object('job_id', j.id, 'attempt', j.attempts, 'dead_letter', false,
+                               'next_attempt_at', v_next, 'error', v_error));
+    END IF;
+    RETURN 'retry';
+END
+$$;
+
+-- Brings a dead job back into the queue with a fresh attempt count. When its order already
+-- has a new job (it changed since), that job is returned instead.
+CREATE FUNCTION @extschema@.retry_job(job_id bigint) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    h @extschema@.job_history;
+    v_active bigint;
+BEGIN
+    SELECT * INTO h FROM @extschema@.job_history jh WHERE jh.id = retry_job.job_id FOR UPDATE;
+    IF NOT FOUND OR h.state <> 'dead' THEN
+        RAISE EXCEPTION 'job % is not a dead letter', job_id
+            USING ERRCODE = '55000', HINT = 'See SELECT job_id FROM odoo_sync.dead_letters;';
+    END IF;
+    IF h.kind = 'push' THEN
+        SELECT s.job_id INTO v_active FROM @extschema@.order_state s
+        WHERE s.tracking_id = h.tracking_id AND s.order_key = h.order_key FOR UPDATE;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'the order of job % is no longer tracked', job_id USING ERRCODE = '55000';
+        END IF;
+        IF v_active IS NOT NULL THEN
+            DELETE FROM @extschema@.job_history WHERE id = h.id;
+            RETURN v_active;
+        END IF;
+    END IF;
+    DELETE FROM @extschema@.job_history WHERE id = h.id;
+    INSERT INTO @extschema@.jobs (id, kind, tracking_id, order_key, odoo_id, batch_id, payload, created_at)
+    OVERRIDING SYSTEM VALUE
+    VALUES (h.id, h.kind, h.tracking_id, h.order_key, h.odoo_id, h.batch_id, h.payload, h.created_at);
+    IF h.kind = 'push' THEN
+        UPDATE @extschema@.order_state s
+        SET job_id = h.id, last_error = NULL, error_permanent = false,
+            sync_status = CASE WHEN s.sync_status = 'CONFLICT' THEN 'CONFLICT' ELSE 'PENDING_SYNC' END
+        WHERE s.tracking_id = h.tracking_id AND s.order_key = h.order_key;
+        PERFORM @extschema@._write_back(h.tracking_id, h.order_key, jsonb_build_object('sync_status', 'PENDING_SYNC'));
+    END IF;
+    PERFORM pg_notify('odoo_sync_events', 'queue');
+    RETURN h.id;
+END
+$$;
+
+-- Removes what retention says is old: finished jobs, attempt logs, events, silent workers.
+-- The worker calls it periodically; DBAs may call it too. Returns the counts removed.
+CREATE FUNCTION @extschema@.maintenance() RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_history interval := make_interval(days => @extschema@._setting('history_retention_days')::text::int);
+    v_events interval := make_interval(days => @extschema@._setting('event_retention_days')::text::int);
+    n_jobs bigint; n_log bigint; n_events bigint; n_workers bigint;
+BEGIN
+    DELETE FROM @extschema@.job_history WHERE finished_at < now() - v_history;
+    GET DIAGNOSTICS n_jobs = ROW_COUNT;
+    DELETE FROM @extschema@.sync_log WHERE finished_at < now() - v_history;
+    GET DIAGNOSTICS n_log = ROW_COUNT;
+    DELETE FROM @extschema@.event_log WHERE occurred_at < now() - v_events;
+    GET DIAGNOSTICS n_events = ROW_COUNT;
+    DELETE FROM @extschema@.worker_heartbeats WHERE last_seen < now() - interval '1 day';
+    GET DIAGNOSTICS n_workers = ROW_COUNT;
+    RETURN jsonb_build_object('job_history', n_jobs, 'sync_log', n_log, 'events', n_events, 'workers', n_workers);
+END
+$$;

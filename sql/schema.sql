@@ -1,0 +1,238 @@
+-- odoo_sync: tables that hold the sync state. Loaded first by CREATE EXTENSION.
+-- Every table the extension owns lives in schema @extschema@; user tables are only touched
+-- through the tracking registry below.
+
+-- Roles are cluster-wide: create them once, never drop them with the extension.
+DO $roles$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'odoo_sync_reader') THEN
+        CREATE ROLE odoo_sync_reader NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'odoo_sync_worker') THEN
+        CREATE ROLE odoo_sync_worker NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'odoo_sync_admin') THEN
+        CREATE ROLE odoo_sync_admin NOLOGIN;
+    END IF;
+END
+$roles$;
+
+-- One row per pair of user tables attached with track_orders(). `mapping` is the resolved
+-- column mapping: canonical name -> actual column, only for columns that exist.
+CREATE TABLE @extschema@.tracked_tables (
+    id           integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    orders_table regclass NOT NULL UNIQUE,
+    items_table  regclass NOT NULL UNIQUE,
+    key_type     text NOT NULL CHECK (key_type IN ('uuid', 'bigint', 'text')),
+    mapping      jsonb NOT NULL,
+    tracked_at   timestamptz NOT NULL DEFAULT now(),
+    CHECK (orders_table <> items_table)
+);
+
+-- Sync state of one local order. The capture trigger upserts it on every change, so it is kept
+-- narrow and its updated columns unindexed: updates stay HOT (fillfactor leaves room).
+CREATE TABLE @extschema@.order_state (
+    tracking_id     integer NOT NULL REFERENCES @extschema@.tracked_tables (id) ON DELETE CASCADE,
+    order_key       text NOT NULL,
+    order_number    text,
+    version         bigint NOT NULL DEFAULT 1,
+    sync_status     text NOT NULL DEFAULT 'NOT_SYNCED'
+                    CHECK (sync_status IN ('NOT_SYNCED', 'PENDING_SYNC', 'SYNCED', 'SYNC_FAILED', 'CONFLICT')),
+    job_id          bigint,
+    odoo_id         integer,
+    odoo_name       text,
+    synced_version  bigint,
+    last_synced_at  timestamptz,
+    last_error      jsonb,
+    error_permanent boolean NOT NULL DEFAULT false,
+    deleted         boolean NOT NULL DEFAULT false,
+    tombstone       jsonb,
+    base_snapshot   jsonb,
+    changed_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tracking_id, order_key)
+) WITH (fillfactor = 70);
+
+CREATE SEQUENCE @extschema@.attempt_token_seq;
+
+-- The hot queue: only jobs that still have work to do (queued, running, or failed and waiting
+-- for a retry). Finished jobs move to job_history so this table stays small.
+-- `run_after` is when the job may be claimed next: for a running job it is the end of its
+-- lease, so one index serves both "ready" and "lease expired".
+CREATE TABLE @extschema@.jobs (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    kind          text NOT NULL CHECK (kind IN ('push', 'pull', 'import')),
+    state         text NOT NULL DEFAULT 'queued' CHECK (state IN ('queued', 'running', 'failed')),
+    tracking_id   integer,
+    order_key     text,
+    odoo_id       integer,
+    batch_id      bigint,
+    payload       jsonb NOT NULL DEFAULT '{}',
+    attempts      integer NOT NULL DEFAULT 0,
+    run_after     timestamptz NOT NULL DEFAULT now(),
+    lease_owner   text,
+    lease_until   timestamptz,
+    attempt_token bigint,
+    claimed_version bigint,
+    claimed_at    timestamptz,
+    last_error    jsonb,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    started_at    timestamptz,
+    CHECK (kind <> 'push' OR (tracking_id IS NOT NULL AND order_key IS NOT NULL))
+);
+CREATE UNIQUE INDEX jobs_one_push_per_order ON @extschema@.jobs (tracking_id, order_key) WHERE kind = 'push';
+CREATE UNIQUE INDEX jobs_one_pull_per_odoo_order ON @extschema@.jobs (odoo_id) WHERE kind = 'pull';
+CREATE INDEX jobs_ready ON @extschema@.jobs (run_after, id);
+CREATE INDEX jobs_batch ON @extschema@.jobs (batch_id) WHERE batch_id IS NOT NULL;
+
+-- Finished jobs: done, or dead (dead letters, kept until retried or expired by retention).
+CREATE TABLE @extschema@.job_history (
+    id            bigint PRIMARY KEY,
+    kind          text NOT NULL,
+    state         text NOT NULL CHECK (state IN ('done', 'dead')),
+    tracking_id   integer,
+    order_key     text,
+    odoo_id       integer,
+    batch_id      bigint,
+    payload       jsonb NOT NULL,
+    attempts      integer NOT NULL,
+    last_error    jsonb,
+    created_at    timestamptz NOT NULL,
+    started_at    timestamptz,
+    finished_at   timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX job_history_finished ON @extschema@.job_history (finished_at);
+CREATE INDEX job_history_dead ON @extschema@.job_history (finished_at) WHERE state = 'dead';
+CREATE INDEX job_history_batch ON @extschema@.job_history (batch_id) WHERE batch_id IS NOT NULL;
+
+-- One row per finished attempt (success or failure): what await_job, health() and
+-- sync_metrics() read.
+CREATE TABLE @extschema@.sync_log (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    job_id       bigint NOT NULL,
+    kind         text NOT NULL,
+    tracking_id  integer,
+    order_key    text,
+    odoo_id      integer,
+    operation    text NOT NULL CHECK (operation IN ('CREATE', 'UPDATE', 'DELETE', 'PULL', 'IMPORT')),
+    success      boolean NOT NULL,
+    attempt      integer NOT NULL,
+    worker_id    text,
+    started_at   timestamptz,
+    finished_at  timestamptz NOT NULL DEFAULT now(),
+    duration_ms  numeric,
+    error        jsonb,
+    warnings     text[] NOT NULL DEFAULT '{}'
+);
+CREATE INDEX sync_log_job ON @extschema@.sync_log (job_id);
+CREATE INDEX sync_log_finished ON @extschema@.sync_log (finished_at);
+
+-- Batches started by batch_sync_pending() and import_orders().
+CREATE TABLE @extschema@.batches (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    kind        text NOT NULL CHECK (kind IN ('push', 'import')),
+    filter      jsonb NOT NULL DEFAULT '{}',
+    total       integer NOT NULL DEFAULT 0,
+    skipped     integer NOT NULL DEFAULT 0,
+    progress    jsonb NOT NULL DEFAULT '{}',
+    next_token  text,
+    created_by  name NOT NULL DEFAULT session_user,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- Append-only domain event log. The capture trigger writes one row per change.
+CREATE TABLE @extschema@.event_log (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    occurred_at timestamptz NOT NULL DEFAULT now(),
+    event_type  text NOT NULL CHECK (event_type IN (
+                    'ORDER_CREATED', 'ORDER_UPDATED', 'ORDER_DELETED', 'ORDER_SYNCED_TO_ODOO',
+                    'ORDER_SYNC_FAILED', 'ORDER_IMPORTED_FROM_ODOO', 'CONFLICT_DETECTED',
+                    'CONFLICT_RESOLVED')),
+    tracking_id integer,
+    entity_id   text NOT NULL,
+    version     bigint,
+    actor       name NOT NULL DEFAULT session_user,
+    payload     jsonb NOT NULL DEFAULT '{}'
+);
+CREATE INDEX event_log_entity ON @extschema@.event_log (entity_id, id);
+
+-- Conflicts between local and Odoo edits (filled by the two-way sync).
+CREATE TABLE @extschema@.conflicts (
+    id             uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    tracking_id    integer NOT NULL,
+    order_key      text NOT NULL,
+    conflict_type  text NOT NULL CHECK (conflict_type IN (
+                       'DATA_MISMATCH', 'VERSION_CONFLICT', 'CONCURRENT_MODIFICATION',
+                       'BUSINESS_RULE_VIOLATION')),
+    field_diff     jsonb NOT NULL DEFAULT '[]',
+    local_version  jsonb,
+    remote_version jsonb,
+    detected_at    timestamptz NOT NULL DEFAULT now(),
+    resolved_at    timestamptz,
+    resolution     text CHECK (resolution IN ('KEEP_LOCAL', 'KEEP_REMOTE', 'MERGE')),
+    resolved_by    name
+);
+CREATE INDEX conflicts_open ON @extschema@.conflicts (tracking_id, order_key) WHERE resolved_at IS NULL;
+
+-- Worker heartbeats: what health() reads to tell whether Odoo is reachable.
+CREATE TABLE @extschema@.worker_heartbeats (
+    worker_id     text PRIMARY KEY,
+    hostname      text,
+    pid           integer,
+    version       text,
+    started_at    timestamptz NOT NULL DEFAULT now(),
+    last_seen     timestamptz NOT NULL DEFAULT now(),
+    odoo_status   text NOT NULL DEFAULT 'DISCONNECTED'
+                  CHECK (odoo_status IN ('CONNECTED', 'DISCONNECTED', 'ERROR')),
+    cache_status  text NOT NULL DEFAULT 'HEALTHY'
+                  CHECK (cache_status IN ('HEALTHY', 'DEGRADED', 'UNAVAILABLE')),
+    info          jsonb NOT NULL DEFAULT '{}'
+);
+
+-- Explicit and learned mappings of local suppliers/products to Odoo records.
+CREATE TABLE @extschema@.partner_map (
+    local_supplier_id text PRIMARY KEY,
+    odoo_partner_id   integer NOT NULL CHECK (odoo_partner_id > 0),
+    source            text NOT NULL DEFAULT 'manual' CHECK (source IN ('manual', 'ref', 'name')),
+    learned_at        timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE @extschema@.product_map (
+    local_product_id text PRIMARY KEY,
+    odoo_product_id  integer NOT NULL CHECK (odoo_product_id > 0),
+    source           text NOT NULL DEFAULT 'manual' CHECK (source IN ('manual', 'default_code', 'name')),
+    learned_at       timestamptz NOT NULL DEFAULT now()
+);
+
+-- Settings the user changed; defaults live in setting_spec (see settings.sql).
+CREATE TABLE @extschema@.settings (
+    key        text PRIMARY KEY,
+    value      jsonb NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    updated_by name NOT NULL DEFAULT session_user
+);
+
+-- pg_dump must keep the user's configuration and pending work: without this, a dump/restore
+-- of a database with the extension loses them (the extension's own tables are not dumped).
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.tracked_tables', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.order_state', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.jobs', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.job_history', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.batches', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.event_log', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.sync_log', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.conflicts', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.partner_map', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.product_map', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.settings', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.attempt_token_seq', '');
+
+-- Result of one sync attempt, as await_job() and last_sync_status() return it.
+CREATE TYPE @extschema@.sync_result AS (
+    success        boolean,
+    local_order_id text,
+    odoo_order_id  integer,
+    operation      text,
+    finished_at    timestamptz,
+    duration_ms    numeric,
+    error          jsonb,
+    warnings       text[]
+);

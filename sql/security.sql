@@ -1,0 +1,42 @@
+-- odoo_sync: privileges. Runs last. Nothing is executable by PUBLIC; three roles get what
+-- their job needs:
+--   odoo_sync_reader  views, health, metrics, history
+--   odoo_sync_worker  reader + claiming and finishing jobs, heartbeats, learned mappings
+--   odoo_sync_admin   reader + requests, settings, tracking, dead-letter retries, mappings
+-- Application roles that only write orders need none of them: the capture triggers switch to
+-- the extension owner for their bookkeeping.
+
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA @extschema@ FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA @extschema@ FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA @extschema@ FROM PUBLIC;
+
+GRANT USAGE ON SCHEMA @extschema@ TO odoo_sync_reader, odoo_sync_worker, odoo_sync_admin;
+GRANT odoo_sync_reader TO odoo_sync_worker, odoo_sync_admin;
+
+GRANT SELECT ON @extschema@.order_status, @extschema@.queue, @extschema@.dead_letters,
+                @extschema@.pending_conflicts, @extschema@.events, @extschema@.workers,
+                @extschema@.tracked_tables, @extschema@.setting_spec
+    TO odoo_sync_reader;
+GRANT EXECUTE ON FUNCTION
+    @extschema@.health(), @extschema@.last_sync_status(), @extschema@.sync_metrics(interval),
+    @extschema@.event_history(text), @extschema@.conflict_history(text),
+    @extschema@.batch_status(bigint), @extschema@.await_job(bigint, interval),
+    @extschema@.get_settings(), @extschema@.describe_settings()
+    TO odoo_sync_reader;
+
+GRANT EXECUTE ON FUNCTION
+    @extschema@.claim_jobs(text, integer, interval), @extschema@.extend_leases(text, bigint[], interval),
+    @extschema@.release_jobs(text), @extschema@.complete_job(bigint, bigint, jsonb),
+    @extschema@.fail_job(bigint, bigint, jsonb, boolean, interval), @extschema@.heartbeat(text, jsonb),
+    @extschema@.maintenance()
+    TO odoo_sync_worker;
+GRANT SELECT, INSERT, UPDATE ON @extschema@.partner_map, @extschema@.product_map TO odoo_sync_worker;
+
+GRANT EXECUTE ON FUNCTION
+    @extschema@.sync_order(uuid), @extschema@.sync_order(bigint), @extschema@.sync_order(text),
+    @extschema@.sync_order_from_odoo(integer), @extschema@.batch_sync_pending(integer),
+    @extschema@.import_orders(jsonb), @extschema@.start_realtime(), @extschema@.stop_realtime(),
+    @extschema@.update_settings(jsonb), @extschema@.retry_job(bigint), @extschema@.maintenance(),
+    @extschema@.track_orders(regclass, regclass, jsonb), @extschema@.untrack_orders(regclass)
+    TO odoo_sync_admin;
+GRANT SELECT, INSERT, UPDATE, DELETE ON @extschema@.partner_map, @extschema@.product_map TO odoo_sync_admin;
