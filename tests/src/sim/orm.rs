@@ -495,6 +495,11 @@ impl<'a> Env<'a> {
             _ => return Err(bad()),
         }
         self.txn.set(model, id, f.name, Val::Ids(ids));
+        // Computed fields depending on the set (line taxes) must follow it.
+        if let Some(mut rec) = self.txn.store().get(model, id).cloned() {
+            self.after_compute(model, &mut rec);
+            self.txn.put(model, id, rec);
+        }
         let vals = Map::new();
         self.after_write(model, id, &vals)?;
         Ok(())
