@@ -1,0 +1,230 @@
+//! Fault injection: each fault does what it says, draws are reproducible, and clearing works.
+
+mod sim_support;
+
+use odoo_sync_tests::sim::client::Client;
+use serde_json::{json, Value};
+use sim_support::*;
+use std::time::{Duration, Instant};
+
+async fn set_faults(o: &Odoo, spec: Value) -> Value {
+    let r = o.c.post("/__sim/faults", &spec).await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.body()
+}
+
+async fn login(c: &Client) -> anyhow::Result<Value> {
+    c.jsonrpc("common", "login", json!([DB, "admin", PASSWORD]))
+        .await
+}
+
+#[tokio::test]
+async fn latency_is_added_to_odoo_requests_only() {
+    let o = start().await;
+    let state = set_faults(&o, json!({"latency_ms": 250})).await;
+    assert_eq!(state["latency_ms"], 250);
+    let t = Instant::now();
+    assert_eq!(login(&o.c).await.unwrap()["result"], 2);
+    assert!(t.elapsed() >= Duration::from_millis(250));
+    let t = Instant::now();
+    o.c.get("/__sim/stats").await.unwrap();
+    assert!(
+        t.elapsed() < Duration::from_millis(200),
+        "control API is not slowed"
+    );
+}
+
+#[tokio::test]
+async fn error_kinds_502_and_503() {
+    let o = start().await;
+    set_faults(&o, json!({"error_rate": 1.0, "error_kind": "502"})).await;
+    let r =
+        o.c.post(
+            "/jsonrpc",
+            &json!({"params": {"service": "common", "method": "version", "args": []}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 502);
+    set_faults(&o, json!({"error_kind": "503"})).await;
+    let r = o.j2("res.partner", "search", json!({"domain": []})).await;
+    assert_eq!(r.status, 503);
+    // Failed before doing anything: nothing was counted.
+    assert_eq!(
+        o.c.get("/__sim/stats").await.unwrap().body(),
+        json!({"total": 0, "calls": {}})
+    );
+}
+
+#[tokio::test]
+async fn error_kind_reset_resets_the_connection() {
+    let o = start().await;
+    set_faults(&o, json!({"error_rate": 1.0, "error_kind": "reset"})).await;
+    let err = login(&Client::new(&o.handle.url()))
+        .await
+        .expect_err("no reply");
+    let text = format!("{err:?}").to_lowercase();
+    assert!(
+        text.contains("reset") || text.contains("closed") || text.contains("incomplete"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn error_kind_timeout_never_answers() {
+    let o = start().await;
+    set_faults(
+        &o,
+        json!({"error_rate": 1.0, "error_kind": "timeout", "timeout_ms": 2000}),
+    )
+    .await;
+    let waited = tokio::time::timeout(Duration::from_millis(300), login(&o.c)).await;
+    assert!(waited.is_err(), "the client had to give up");
+}
+
+#[tokio::test]
+async fn error_kind_serialization_is_an_odoo_error() {
+    let o = start().await;
+    set_faults(
+        &o,
+        json!({"error_rate": 1.0, "error_kind": "serialization"}),
+    )
+    .await;
+    let env = o
+        .call("res.partner", "search", json!([[]]), json!({}))
+        .await;
+    assert_rpc_error(
+        &env,
+        0,
+        "psycopg2.errors.SerializationFailure",
+        "could not serialize access due to concurrent update",
+    );
+    let r = o.j2("res.partner", "search", json!({"domain": []})).await;
+    assert_json2_error(
+        &r,
+        409,
+        "psycopg2.errors.SerializationFailure",
+        "could not serialize access due to concurrent update",
+    );
+}
+
+#[tokio::test]
+async fn error_rate_draws_are_reproducible_with_a_seed() {
+    let o = start().await;
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        set_faults(
+            &o,
+            json!({"error_rate": 0.5, "error_kind": "503", "seed": 7}),
+        )
+        .await;
+        let mut outcomes = Vec::new();
+        for _ in 0..40 {
+            let r =
+                o.c.post(
+                    "/jsonrpc",
+                    &json!({"params": {"service": "common", "method": "version", "args": []}}),
+                )
+                .await
+                .unwrap();
+            outcomes.push(r.status);
+        }
+        runs.push(outcomes);
+    }
+    assert_eq!(runs[0], runs[1]);
+    let failed = runs[0].iter().filter(|s| **s == 503).count();
+    assert!((8..=32).contains(&failed), "about half fail: {failed}");
+}
+
+#[tokio::test]
+async fn drop_after_commit_applies_the_write_then_drops() {
+    let o = start().await;
+    let gemini = o.find("res.partner", "ref", "V-GEMINI").await;
+    set_faults(&o, json!({"drop_after_commit": 1})).await;
+    // Reads do not use the token.
+    assert_eq!(
+        o.ok("purchase.order", "search_count", json!([[]]), json!({}))
+            .await,
+        0
+    );
+    let lost =
+        o.c.execute_kw(
+            DB,
+            UID,
+            PASSWORD,
+            "purchase.order",
+            "create",
+            json!([{"partner_id": gemini, "origin": "X-1"}]),
+            json!({}),
+        )
+        .await;
+    assert!(lost.is_err(), "no reply: {lost:?}");
+    // ... but the order was committed.
+    assert_eq!(
+        o.ok(
+            "purchase.order",
+            "search_count",
+            json!([[["origin", "=", "X-1"]]]),
+            json!({})
+        )
+        .await,
+        1
+    );
+    // The next write answers normally.
+    let id = o
+        .ok(
+            "purchase.order",
+            "create",
+            json!([{"partner_id": gemini}]),
+            json!({}),
+        )
+        .await;
+    assert!(id.is_i64());
+    assert_eq!(
+        o.c.get("/__sim/faults").await.unwrap().body()["drop_after_commit"],
+        0
+    );
+}
+
+#[tokio::test]
+async fn outage_answers_503_for_its_duration() {
+    let o = start().await;
+    set_faults(&o, json!({"outage_seconds": 0.4})).await;
+    let r =
+        o.c.post(
+            "/jsonrpc",
+            &json!({"params": {"service": "common", "method": "version", "args": []}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 503);
+    assert_eq!(
+        o.j2("res.partner", "search", json!({"domain": []}))
+            .await
+            .status,
+        503
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(login(&o.c).await.unwrap()["result"], 2);
+}
+
+#[tokio::test]
+async fn delete_clears_faults_and_bad_specs_are_rejected() {
+    let o = start().await;
+    set_faults(&o, json!({"error_rate": 1.0, "error_kind": "503", "latency_ms": 10, "drop_after_commit": 3, "outage_seconds": 60})).await;
+    let cleared = o.c.delete("/__sim/faults").await.unwrap();
+    assert_eq!(cleared.status, 200);
+    assert_eq!(cleared.body()["error_rate"], 0.0);
+    assert_eq!(cleared.body()["drop_after_commit"], 0);
+    assert_eq!(cleared.body()["outage_seconds"], 0.0);
+    assert_eq!(login(&o.c).await.unwrap()["result"], 2);
+    for bad in [
+        json!({"error_kind": "404"}),
+        json!({"error_rate": 2}),
+        json!({"latency": 5}),
+    ] {
+        let r = o.c.post("/__sim/faults", &bad).await.unwrap();
+        assert_eq!(r.status, 400, "{bad}");
+        assert!(r.body()["error"].is_string());
+    }
+}
