@@ -24,7 +24,8 @@ case "${1:-}" in
     [ "$(id -u)" = 0 ] && chown postgres:postgres "$DATA"
     as_owner "$PGBIN/initdb" -D "$DATA" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >"$DATA.initdb.log" 2>&1 \
       || { cat "$DATA.initdb.log"; exit 1; }
-    as_owner "$PGBIN/pg_ctl" -D "$DATA" -l "$DATA/server.log" -w -t 60 start \
+    # A backtrace in the server's environment would end up in the DETAIL of every error.
+    as_owner env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE "$PGBIN/pg_ctl" -D "$DATA" -l "$DATA/server.log" -w -t 60 start \
       -o "-p $PORT -k $SOCKDIR -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c shared_buffers=256MB" >/dev/null \
       || { cat "$DATA/server.log"; exit 1; }
     echo "pg: started on port $PORT (data $DATA, pid $(head -1 "$DATA/postmaster.pid"))"

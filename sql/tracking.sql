@@ -262,7 +262,10 @@ BEGIN
     GET DIAGNOSTICS v_count = ROW_COUNT;
     IF v_orders ? 'sync_status' THEN
         PERFORM @extschema@._exec_as_owner(orders,
-            format('UPDATE %s SET %I = $1[1] WHERE %I IS NULL', orders, v_orders ->> 'sync_status', v_orders ->> 'sync_status'),
+            format('UPDATE %s SET %I = $1[1]::%s WHERE %I IS NULL', orders, v_orders ->> 'sync_status',
+                   (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+                    WHERE a.attrelid = orders AND a.attname = v_orders ->> 'sync_status'),
+                   v_orders ->> 'sync_status'),
             ARRAY['NOT_SYNCED']);
     END IF;
 

@@ -1,0 +1,584 @@
+//! Change capture: what the triggers on tracked tables record, and that it commits or rolls
+//! back with the user's transaction.
+
+use odoo_sync_tests::pg_cluster::{common_schema, TestDb};
+use tokio_postgres::{Client, GenericClient};
+
+async fn tracked_db(label: &str, key_type: &str) -> TestDb {
+    let db = TestDb::new(label).await;
+    db.client
+        .batch_execute(&common_schema(key_type))
+        .await
+        .unwrap();
+    db.client
+        .query_one(
+            "SELECT odoo_sync.track_orders('orders', 'order_items')",
+            &[],
+        )
+        .await
+        .unwrap();
+    db
+}
+
+async fn count(client: &impl GenericClient, sql: &str) -> i64 {
+    client.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+async fn new_order(client: &Client, number: &str) -> String {
+    client
+        .query_one(
+            "INSERT INTO orders (order_number, supplier_id) VALUES ($1, 'S1') RETURNING id::text",
+            &[&number],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// The test plays the worker: claim the order's job and report success.
+async fn sync_as_worker(client: &Client, odoo_id: i32) {
+    let rows = client
+        .query("SELECT job_id, attempt_token, version FROM odoo_sync.claim_jobs('test-worker', 100, '1 minute')", &[])
+        .await
+        .unwrap();
+    for row in rows {
+        let (job, token, version): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+        let result = serde_json::json!({"odoo_order_id": odoo_id, "version": version});
+        client
+            .query_one(
+                "SELECT odoo_sync.complete_job($1, $2, $3)",
+                &[&job, &token, &result],
+            )
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn rolled_back_change_leaves_no_job_no_event_no_state() {
+    let mut db = tracked_db("rollback", "uuid").await;
+    let tx = db.client.transaction().await.unwrap();
+    tx.execute(
+        "INSERT INTO orders (order_number, supplier_id) VALUES ('PO-RB', 'S1')",
+        &[],
+    )
+    .await
+    .unwrap();
+    // Inside the transaction the capture is visible...
+    assert_eq!(count(&tx, "SELECT count(*) FROM odoo_sync.jobs").await, 1);
+    tx.rollback().await.unwrap();
+    // ...and gone with it.
+    for table in ["jobs", "event_log", "order_state"] {
+        assert_eq!(
+            count(
+                &db.client,
+                &format!("SELECT count(*) FROM odoo_sync.{table}")
+            )
+            .await,
+            0,
+            "{table}"
+        );
+    }
+    db.finish().await;
+}
+
+#[tokio::test]
+async fn committed_insert_records_state_event_job_and_write_back() {
+    let db = tracked_db("insert", "uuid").await;
+    let id = new_order(&db.client, "PO-1").await;
+    let row = db
+        .client
+        .query_one(
+            "SELECT s.version, s.sync_status, s.order_number, j.kind, j.state, o.sync_status
+             FROM odoo_sync.order_state s JOIN odoo_sync.jobs j ON j.id = s.job_id
+             JOIN orders o ON o.id::text = s.order_key WHERE s.order_key = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 1);
+    assert_eq!(row.get::<_, String>(1), "PENDING_SYNC");
+    assert_eq!(row.get::<_, String>(2), "PO-1");
+    assert_eq!(row.get::<_, String>(3), "push");
+    assert_eq!(row.get::<_, String>(4), "queued");
+    assert_eq!(
+        row.get::<_, String>(5),
+        "PENDING_SYNC",
+        "write-back column set in the same write"
+    );
+    let ev = db
+        .client
+        .query_one(
+            "SELECT event_type, version, payload FROM odoo_sync.events WHERE entity_id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(ev.get::<_, String>(0), "ORDER_CREATED");
+    assert_eq!(ev.get::<_, i64>(1), 1);
+    assert_eq!(
+        ev.get::<_, serde_json::Value>(2),
+        serde_json::json!({"op": "INSERT", "table": "orders"})
+    );
+    db.finish().await;
+}
+
+#[tokio::test]
+async fn hundred_updates_coalesce_into_one_job_with_the_last_version() {
+    let db = tracked_db("coalesce", "bigint").await;
+    let id = new_order(&db.client, "PO-C").await;
+    for i in 0..100 {
+        // Each statement is its own transaction (autocommit).
+        db.client
+            .execute(
+                &format!("UPDATE orders SET notes = 'edit {i}' WHERE id = {id}"),
+                &[],
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        count(&db.client, "SELECT count(*) FROM odoo_sync.jobs").await,
+        1
+    );
+    assert_eq!(
+        count(&db.client, "SELECT count(*) FROM odoo_sync.events").await,
+        101
+    );
+    let claimed = db
+        .client
+        .query(
+            "SELECT order_key, version FROM odoo_sync.claim_jobs('w', 10, '1 minute')",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].get::<_, String>(0), id);
+    assert_eq!(
+        claimed[0].get::<_, i64>(1),
+        101,
+        "the job carries the latest version"
+    );
+    db.finish().await;
+}
+
+#[tokio::test]
+async fn item_changes_enqueue_their_order_and_mark_it_pending() {
+    let db = tracked_db("items", "uuid").await;
+    let id = new_order(&db.client, "PO-I").await;
+    sync_as_worker(&db.client, 7).await;
+    assert_eq!(
+        count(&db.client, "SELECT count(*) FROM odoo_sync.jobs").await,
+        0
+    );
+    let status: String = db
+        .client
+        .query_one("SELECT sync_status FROM orders", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "SYNCED");
+
+    db.client
+        .execute(
+            "INSERT INTO order_items (order_id, product_id, quantity, unit_price) VALUES ($1::text::uuid, 'P1', 2, 9.50)",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    let row = db
+        .client
+        .query_one(
+            "SELECT s.version, s.sync_status, o.sync_status, (SELECT count(*) FROM odoo_sync.jobs)
+             FROM odoo_sync.order_state s JOIN orders o ON o.id::text = s.order_key",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 2);
+    assert_eq!(row.get::<_, String>(1), "PENDING_SYNC");
+    assert_eq!(
+        row.get::<_, String>(2),
+        "PENDING_SYNC",
+        "the order row is marked too"
+    );
+    assert_eq!(row.get::<_, i64>(3), 1);
+
+    db.client
+        .execute("UPDATE order_items SET quantity = 3", &[])
+        .await
+        .unwrap();
+    db.client
+        .execute("DELETE FROM order_items", &[])
+        .await
+        .unwrap();
+    let payloads: Vec<serde_json::Value> = db
+        .client
+        .query(
+            "SELECT payload FROM odoo_sync.events WHERE payload->>'table' = 'items' ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let ops: Vec<&str> = payloads.iter().map(|p| p["op"].as_str().unwrap()).collect();
+    assert_eq!(ops, ["INSERT", "UPDATE", "DELETE"]);
+    assert_eq!(
+        count(&db.client, "SELECT count(*) FROM odoo_sync.jobs").await,
+        1,
+        "still one job"
+    );
+    assert_eq!(
+        count(&db.client, "SELECT max(version) FROM odoo_sync.order_state").await,
+        4
+    );
+    db.finish().await;
+}
+
+#[tokio::test]
+async fn moving_an_item_to_another_order_touches_both_orders() {
+    let db = tracked_db("move", "bigint").await;
+    let a = new_order(&db.client, "PO-A").await;
+    let b = new_order(&db.client, "PO-B").await;
+    db.client
+        .execute(&format!("INSERT INTO order_items (order_id, product_id, quantity, unit_price) VALUES ({a}, 'P', 1, 1)"), &[])
+        .await
+        .unwrap();
+    sync_as_worker(&db.client, 1).await;
+    db.client
+        .execute(&format!("UPDATE order_items SET order_id = {b}"), &[])
+        .await
+        .unwrap();
+    let pending = count(
+        &db.client,
+        "SELECT count(*) FROM odoo_sync.order_state WHERE sync_status = 'PENDING_SYNC'",
+    )
+    .await;
+    assert_eq!(pending, 2);
+    assert_eq!(
+        count(&db.client, "SELECT count(*) FROM odoo_sync.jobs").await,
+        2
+    );
+    db.finish().await;
+}
+
+#[tokio::test]
+async fn delete_keeps_a_tombstone_and_enqueues_the_cancel() {
+    let db = tracked_db("delete", "uuid").await;
+    let id = new_order(&db.client, "PO-D").await;
+    db.client
+        .execute(
+            "INSERT INTO order_items (order_id, product_id, quantity, unit_price) VALUES ($1::text::uuid, 'P1', 1, 5)",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    sync_as_worker(&db.client, 99).await;
+    db.client.execute("DELETE FROM orders", &[]).await.unwrap();
+    let row = db
+        .client
+        .query_one(
+            "SELECT deleted, tombstone, sync_status, odoo_id, job_id IS NOT NULL FROM odoo_sync.order_state WHERE order_key = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    assert!(row.get::<_, bool>(0));
+    let tombstone: serde_json::Value = row.get(1);
+    assert_eq!(tombstone["order_number"], "PO-D");
+    assert_eq!(tombstone["id"], id.as_str());
+    assert_eq!(tombstone["odoo_order_id"], 99);
+    assert_eq!(row.get::<_, String>(2), "PENDING_SYNC");
+    assert_eq!(row.get::<_, i32>(3), 99, "the Odoo id to cancel is kept");
+    assert!(
+        row.get::<_, bool>(4),
+        "a job is queued to cancel it in Odoo"
+    );
+    let types: Vec<String> = db
+        .client
+        .query(
+            "SELECT event_type FROM odoo_sync.events WHERE entity_id = $1 ORDER BY id",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    // The cascade deletes the item after the order: that is one more update of the tombstone.
+    assert_eq!(
+        types,
+        [
+            "ORDER_CREATED",
+            "ORDER_UPDATED",
+            "ORDER_SYNCED_TO_ODOO",
+            "ORDER_DELETED",
+            "ORDER_UPDATED"
+        ]
+    );
+    let deleted_flag = count(
+        &db.client,
+        "SELECT count(*) FROM odoo_sync.order_state WHERE deleted",
+    )
+    .await;
+    assert_eq!(
+        deleted_flag, 1,
+        "the cascaded item delete keeps the order deleted"
+    );
+    db.finish().await;
+}
+
+#[tokio::test]
+async fn write_back_by_odoo_sync_does_not_echo() {
+    let db = tracked_db("echo", "uuid").await;
+    new_order(&db.client, "PO-E").await;
+    sync_as_worker(&db.client, 5).await;
+    let row = db
+        .client
+        .query_one(
+            "SELECT o.sync_status, o.odoo_order_id, o.last_synced_at IS NOT NULL, s.version, s.synced_version,
+                    (SELECT count(*) FROM odoo_sync.jobs), (SELECT count(*) FROM odoo_sync.job_history)
+             FROM orders o JOIN odoo_sync.order_state s ON s.order_key = o.id::text",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "SYNCED");
+    assert_eq!(row.get::<_, i32>(1), 5);
+    assert!(row.get::<_, bool>(2));
+    assert_eq!(
+        row.get::<_, i64>(3),
+        1,
+        "write-back did not bump the version"
+    );
+    assert_eq!(row.get::<_, i64>(4), 1);
+    assert_eq!(row.get::<_, i64>(5), 0, "write-back did not enqueue a push");
+    assert_eq!(
+        row.get::<_, i64>(6),
+        1,
+        "the finished job left the hot table"
+    );
+    // An application write that only touches write-back columns is not a change either.
+    db.client
+        .execute(
+            "UPDATE orders SET sync_status = 'SYNCED', last_synced_at = now()",
+            &[],
+        )
+        .await
+        .unwrap();
+    // Nor is an update that changes nothing.
+    db.client
+        .execute("UPDATE orders SET notes = notes", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&db.client, "SELECT count(*) FROM odoo_sync.jobs").await,
+        0
+    );
+    // A real change is.
+    db.client
+        .execute("UPDATE orders SET notes = 'real'", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&db.client, "SELECT count(*) FROM odoo_sync.jobs").await,
+        1
+    );
+    db.finish().await;
+}
+
+#[tokio::test]
+async fn change_during_push_is_pushed_again() {
+    let db = tracked_db("inflight", "text").await;
+    db.client
+        .execute(
+            "INSERT INTO orders (id, order_number, supplier_id) VALUES ('ord-1', 'PO-F', 'S1')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let claim = db
+        .client
+        .query_one(
+            "SELECT job_id, attempt_token, version FROM odoo_sync.claim_jobs('w', 1, '1 minute')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (job, token, version): (i64, i64, i64) = (claim.get(0), claim.get(1), claim.get(2));
+    db.client
+        .execute("UPDATE orders SET notes = 'while pushing'", &[])
+        .await
+        .unwrap();
+    let result = serde_json::json!({"odoo_order_id": 3, "version": version});
+    let outcome: String = db
+        .client
+        .query_one(
+            "SELECT odoo_sync.complete_job($1, $2, $3)",
+            &[&job, &token, &result],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(outcome, "requeued");
+    let row = db
+        .client
+        .query_one("SELECT s.sync_status, o.sync_status, o.odoo_order_id FROM odoo_sync.order_state s, orders o", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "PENDING_SYNC");
+    assert_eq!(row.get::<_, String>(1), "PENDING_SYNC");
+    assert_eq!(
+        row.get::<_, i32>(2),
+        3,
+        "the Odoo id is written back already"
+    );
+    let again = db
+        .client
+        .query_one(
+            "SELECT job_id, version FROM odoo_sync.claim_jobs('w', 1, '1 minute')",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.get::<_, i64>(0), job);
+    assert_eq!(again.get::<_, i64>(1), 2);
+    db.finish().await;
+}
+
+#[tokio::test]
+async fn existing_rows_are_registered_when_tracking_starts() {
+    let db = TestDb::new("backfill").await;
+    db.client
+        .batch_execute(&common_schema("bigint"))
+        .await
+        .unwrap();
+    db.client
+        .batch_execute(
+            "INSERT INTO orders (order_number, supplier_id) SELECT 'PO-' || g, 'S1' FROM generate_series(1, 5) g;
+             INSERT INTO orders (order_number, supplier_id, odoo_order_id) VALUES ('PO-linked', 'S1', 77);",
+        )
+        .await
+        .unwrap();
+    let info: serde_json::Value = db
+        .client
+        .query_one(
+            "SELECT odoo_sync.track_orders('orders', 'order_items')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(info["existing_orders"], 6);
+    assert_eq!(info["key_type"], "bigint");
+    let row = db
+        .client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE sync_status = 'NOT_SYNCED'), count(*) FILTER (WHERE odoo_order_id = 77),
+                    count(*) FILTER (WHERE job_id IS NULL) FROM odoo_sync.order_status",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 6);
+    assert_eq!(row.get::<_, i64>(1), 1);
+    assert_eq!(row.get::<_, i64>(2), 6, "tracking alone enqueues nothing");
+    assert_eq!(
+        count(
+            &db.client,
+            "SELECT count(*) FROM orders WHERE sync_status = 'NOT_SYNCED'"
+        )
+        .await,
+        6
+    );
+    db.finish().await;
+}
+
+#[tokio::test]
+async fn renamed_columns_and_enum_status_are_supported() {
+    let db = TestDb::new("mapping").await;
+    db.client
+        .batch_execute(
+            "CREATE TYPE sync_state AS ENUM ('NOT_SYNCED', 'PENDING_SYNC', 'SYNCED', 'SYNC_FAILED', 'CONFLICT');
+             CREATE TABLE po (po_id text PRIMARY KEY, vendor text NOT NULL, total numeric, state sync_state);
+             CREATE TABLE po_line (line_id int PRIMARY KEY, po text REFERENCES po, sku text, qty numeric, price numeric);",
+        )
+        .await
+        .unwrap();
+    let mapping = serde_json::json!({
+        "orders": {"id": "po_id", "supplier_id": "vendor", "grand_total": "total", "sync_status": "state"},
+        "items": {"id": "line_id", "order_id": "po", "product_id": "sku", "quantity": "qty", "unit_price": "price"}
+    });
+    let info: serde_json::Value = db
+        .client
+        .query_one(
+            "SELECT odoo_sync.track_orders('po', 'po_line', $1)",
+            &[&mapping],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(info["orders"]["grand_total"], "total");
+    assert!(
+        info["orders"].get("notes").is_none(),
+        "absent optional columns are not synced"
+    );
+    db.client
+        .batch_execute("INSERT INTO po VALUES ('A-1', 'V', 10); INSERT INTO po_line VALUES (1, 'A-1', 'SKU', 1, 10);")
+        .await
+        .unwrap();
+    let row = db
+        .client
+        .query_one(
+            "SELECT state::text, (SELECT version FROM odoo_sync.order_state) FROM po",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "PENDING_SYNC");
+    assert_eq!(row.get::<_, i64>(1), 2);
+    db.finish().await;
+}
+
+#[tokio::test]
+async fn untrack_detaches_the_triggers() {
+    let db = tracked_db("untrack", "uuid").await;
+    new_order(&db.client, "PO-U").await;
+    db.client
+        .execute("SELECT odoo_sync.untrack_orders('orders')", &[])
+        .await
+        .unwrap();
+    new_order(&db.client, "PO-after").await;
+    assert_eq!(
+        count(&db.client, "SELECT count(*) FROM odoo_sync.order_state").await,
+        0
+    );
+    assert_eq!(
+        count(&db.client, "SELECT count(*) FROM odoo_sync.jobs").await,
+        0
+    );
+    assert_eq!(
+        count(
+            &db.client,
+            "SELECT count(*) FROM pg_trigger WHERE tgname = 'odoo_sync_capture'"
+        )
+        .await,
+        0
+    );
+    // And it can be tracked again.
+    db.client
+        .execute(
+            "SELECT odoo_sync.track_orders('orders', 'order_items')",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&db.client, "SELECT count(*) FROM odoo_sync.order_state").await,
+        2
+    );
+    db.finish().await;
+}
