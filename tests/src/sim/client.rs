@@ -58,7 +58,7 @@ impl Client {
         body: Option<&Value>,
     ) -> anyhow::Result<HttpReply> {
         let bytes = body
-            .map(|b| serde_json::to_vec(b))
+            .map(serde_json::to_vec)
             .transpose()?
             .unwrap_or_default();
         self.request_raw(method, path, headers, bytes).await
