@@ -119,13 +119,3 @@ pub fn tracking_id_arg(args: &[String], table: &str) -> Result<i32> {
             detail: format!("expected a tracking id as first argument, got {args:?}"),
         })
 }
-
-#[cfg(test)]
-mod tests {
-    use super::json_string;
-
-    #[test]
-    fn json_string_escapes_quotes_and_controls() {
-        assert_eq!(json_string("a\"b\\c\n\u{1}"), "\"a\\\"b\\\\c\\n\\u0001\"");
-    }
-}

@@ -10,7 +10,7 @@ use pgrx::{AllocatedByPostgres, PgTrigger};
 
 use super::{json_string, record_change, tracking_id_arg, Change};
 use crate::error::SyncError;
-use crate::privileges::{extension_owner, internal_write_active, RunAs};
+use crate::privileges::{internal_write_active, RunAs};
 use crate::tuple::Row;
 
 struct OrderColumns {
@@ -203,6 +203,10 @@ fn snapshot(trigger: &PgTrigger<'_>, row: &Row) -> crate::error::Result<Option<S
     );
     // SAFETY: t_self of the valid heap tuple PostgreSQL handed to the trigger.
     let tid = unsafe { (*row.heap_tuple()).t_self };
-    let _as_owner = RunAs::user(extension_owner()?);
+    // Read as the table's owner: nothing of the user's table runs with more privileges than
+    // its owner has.
+    // SAFETY: a relation opened by the trigger manager has a valid rd_rel.
+    let owner = unsafe { (*(*trigger.trigger_data().tg_relation).rd_rel).relowner };
+    let _as_owner = RunAs::user(owner);
     Ok(Spi::get_one_with_args::<String>(&query, &[tid.into()])?)
 }
