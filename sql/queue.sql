@@ -64,13 +64,51 @@ END
 $$;
 
 -- Appends an event (for the extension's own functions; the trigger writes events directly).
-CREATE FUNCTION @extschema@._event(p_type text, p_tracking_id integer, p_entity text, p_version bigint, p_payload jsonb)
+CREATE FUNCTION @extschema@._event(p_type text, p_tracking_id integer, p_entity text, p_payload jsonb)
 RETURNS void
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    INSERT INTO @extschema@.event_log (event_type, tracking_id, entity_id, version, payload)
-    VALUES (p_type, p_tracking_id, p_entity, p_version, COALESCE(p_payload, '{}'));
+    INSERT INTO @extschema@.event_log (event_type, tracking_id, entity_id, payload)
+    VALUES (p_type, p_tracking_id, p_entity, COALESCE(p_payload, '{}'));
+$$;
+
+-- Locks the application's order row (FOR NO KEY UPDATE, as the table owner). Every writer of
+-- an order holds this lock while it records a change (an UPDATE holds it anyway; the items
+-- trigger takes it), so whoever holds it sees every committed change of the order and no other
+-- change can be under way. Everything that decides "this order is in sync" takes it first.
+-- A deleted order has no row: nothing is locked and nothing can change it any more.
+CREATE FUNCTION @extschema@._lock_order(p_tracking_id integer, p_order_key text) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t @extschema@.tracked_tables;
+BEGIN
+    SELECT * INTO t FROM @extschema@.tracked_tables WHERE id = p_tracking_id;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    PERFORM @extschema@._exec_as_owner(t.orders_table,
+        format('SELECT 1 FROM %s WHERE %I = $1[1]::%s FOR NO KEY UPDATE', t.orders_table, t.mapping -> 'orders' ->> 'id',
+               (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+                WHERE a.attrelid = t.orders_table AND a.attname = t.mapping -> 'orders' ->> 'id')),
+        ARRAY[p_order_key]);
+END
+$$;
+
+-- The order's version: the id of its latest change event (or what its state row remembers,
+-- once retention has removed the events). Events about syncing are not changes.
+CREATE FUNCTION @extschema@._current_version(p_tracking_id integer, p_order_key text) RETURNS bigint
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT GREATEST(
+        (SELECT e.id FROM @extschema@.event_log e
+         WHERE e.entity_id = p_order_key AND e.tracking_id = p_tracking_id
+           AND e.event_type IN ('ORDER_CREATED', 'ORDER_UPDATED', 'ORDER_DELETED')
+         ORDER BY e.id DESC LIMIT 1),
+        (SELECT s.version FROM @extschema@.order_state s WHERE s.tracking_id = p_tracking_id AND s.order_key = p_order_key))
 $$;
 
 -- Moves a job out of the hot table into the history.
@@ -86,7 +124,9 @@ AS $$
             p_job.payload, p_job.attempts, p_error, p_job.created_at, p_job.started_at);
 $$;
 
--- Locks a running job and checks the caller's attempt token; raises 55000 otherwise.
+-- Locks a running job and checks the caller's attempt token; raises 55000 otherwise. For a
+-- push, the order's row is locked first (see _lock_order): lock order is always order row,
+-- then state row, then job row, for every party, so they cannot deadlock.
 CREATE FUNCTION @extschema@._lock_running_job(p_job_id bigint, p_attempt_token bigint)
 RETURNS @extschema@.jobs
 LANGUAGE plpgsql VOLATILE
@@ -97,6 +137,10 @@ DECLARE
 BEGIN
     IF p_job_id IS NULL OR p_attempt_token IS NULL THEN
         RAISE EXCEPTION 'job id and attempt token are required' USING ERRCODE = '22004';
+    END IF;
+    SELECT * INTO j FROM @extschema@.jobs WHERE id = p_job_id;
+    IF FOUND AND j.kind = 'push' THEN
+        PERFORM @extschema@._lock_order(j.tracking_id, j.order_key);
     END IF;
     SELECT * INTO j FROM @extschema@.jobs WHERE id = p_job_id FOR UPDATE;
     IF NOT FOUND THEN
@@ -165,8 +209,14 @@ BEGIN
     FOR j IN
         SELECT * FROM @extschema@.jobs q
         WHERE q.state = 'running' AND q.run_after <= now() AND q.attempts >= v_max_attempts
-        FOR UPDATE SKIP LOCKED
     LOOP
+        IF j.kind = 'push' THEN
+            PERFORM @extschema@._lock_order(j.tracking_id, j.order_key);
+        END IF;
+        SELECT * INTO j FROM @extschema@.jobs q
+        WHERE q.id = j.id AND q.state = 'running' AND q.run_after <= now() AND q.attempts >= v_max_attempts
+        FOR UPDATE SKIP LOCKED;
+        CONTINUE WHEN NOT FOUND;
         PERFORM @extschema@._dead_letter(j, jsonb_build_object(
             'type', 'LeaseExpired', 'permanent', false,
             'message', format('worker %s did not finish attempt %s within its lease', j.lease_owner, j.attempts)));
@@ -187,8 +237,7 @@ BEGIN
             lease_until = now() + v_lease,
             run_after = now() + v_lease,
             attempt_token = nextval('@extschema@.attempt_token_seq'),
-            claimed_version = (SELECT s.version FROM @extschema@.order_state s
-                               WHERE s.tracking_id = q.tracking_id AND s.order_key = q.order_key),
+            claimed_version = CASE WHEN q.kind = 'push' THEN @extschema@._current_version(q.tracking_id, q.order_key) END,
             claimed_at = now(),
             started_at = COALESCE(q.started_at, now())
         FROM ready WHERE q.id = ready.id
@@ -258,8 +307,8 @@ BEGIN
         WHERE tracking_id = p_job.tracking_id AND order_key = p_job.order_key;
         PERFORM @extschema@._write_back(p_job.tracking_id, p_job.order_key,
                                         jsonb_build_object('sync_status', 'SYNC_FAILED'));
-        PERFORM @extschema@._event('ORDER_SYNC_FAILED', p_job.tracking_id, p_job.order_key, p_job.claimed_version,
-                                   jsonb_build_object('job_id', p_job.id, 'attempt', p_job.attempts,
+        PERFORM @extschema@._event('ORDER_SYNC_FAILED', p_job.tracking_id, p_job.order_key,
+                                   jsonb_build_object('job_id', p_job.id, 'attempt', p_job.attempts, 'version', p_job.claimed_version,
                                                       'dead_letter', true, 'error', p_error));
     END IF;
 END
@@ -310,9 +359,10 @@ BEGIN
         IF v_operation NOT IN ('CREATE', 'UPDATE', 'DELETE') THEN
             RAISE EXCEPTION 'result.operation must be CREATE, UPDATE or DELETE, got %', v_operation USING ERRCODE = '22023';
         END IF;
-        v_requeue := st.version > v_version;
+        v_requeue := COALESCE(@extschema@._current_version(j.tracking_id, j.order_key) > v_version, false);
         UPDATE @extschema@.order_state s
-        SET odoo_id = COALESCE(v_odoo_id, s.odoo_id),
+        SET version = GREATEST(s.version, v_version),
+            odoo_id = COALESCE(v_odoo_id, s.odoo_id),
             odoo_name = COALESCE(v_result ->> 'odoo_name', s.odoo_name),
             synced_version = v_version,
             last_synced_at = now(),
@@ -330,8 +380,8 @@ BEGIN
             || CASE WHEN v_requeue OR jsonb_typeof(v_result -> 'amounts') <> 'object' THEN '{}'::jsonb
                     ELSE (SELECT COALESCE(jsonb_object_agg(key, value), '{}') FROM jsonb_each(v_result -> 'amounts')
                           WHERE key IN ('subtotal', 'sales_tax', 'grand_total')) END);
-        PERFORM @extschema@._event('ORDER_SYNCED_TO_ODOO', j.tracking_id, j.order_key, v_version,
-            jsonb_build_object('job_id', j.id, 'odoo_order_id', st.odoo_id, 'operation', v_operation,
+        PERFORM @extschema@._event('ORDER_SYNCED_TO_ODOO', j.tracking_id, j.order_key,
+            jsonb_build_object('job_id', j.id, 'version', v_version, 'odoo_order_id', st.odoo_id, 'operation', v_operation,
                                'duration_ms', v_result -> 'duration_ms'));
     ELSE
         v_operation := CASE j.kind WHEN 'pull' THEN 'PULL' ELSE 'IMPORT' END;
@@ -389,8 +439,7 @@ BEGIN
     PERFORM @extschema@._log_attempt(j, COALESCE(v_operation, 'CREATE'), false, v_error, '{}');
 
     IF j.kind = 'push' THEN
-        SELECT s.version INTO v_version FROM @extschema@.order_state s
-        WHERE s.tracking_id = j.tracking_id AND s.order_key = j.order_key FOR UPDATE;
+        v_version := @extschema@._current_version(j.tracking_id, j.order_key);
         IF v_version > j.claimed_version THEN
             UPDATE @extschema@.jobs q
             SET state = 'queued', run_after = now(), lease_owner = NULL, lease_until = NULL, attempt_token = NULL,
@@ -417,8 +466,8 @@ BEGIN
             last_error = v_error, error_permanent = false
         WHERE s.tracking_id = j.tracking_id AND s.order_key = j.order_key;
         PERFORM @extschema@._write_back(j.tracking_id, j.order_key, jsonb_build_object('sync_status', 'SYNC_FAILED'));
-        PERFORM @extschema@._event('ORDER_SYNC_FAILED', j.tracking_id, j.order_key, j.claimed_version,
-            jsonb_build_object('job_id', j.id, 'attempt', j.attempts, 'dead_letter', false,
+        PERFORM @extschema@._event('ORDER_SYNC_FAILED', j.tracking_id, j.order_key,
+            jsonb_build_object('job_id', j.id, 'attempt', j.attempts, 'version', j.claimed_version, 'dead_letter', false,
                                'next_attempt_at', v_next, 'error', v_error));
     END IF;
     RETURN 'retry';
@@ -442,6 +491,7 @@ BEGIN
             USING ERRCODE = '55000', HINT = 'See SELECT job_id FROM odoo_sync.dead_letters;';
     END IF;
     IF h.kind = 'push' THEN
+        PERFORM @extschema@._lock_order(h.tracking_id, h.order_key);
         SELECT s.job_id INTO v_active FROM @extschema@.order_state s
         WHERE s.tracking_id = h.tracking_id AND s.order_key = h.order_key FOR UPDATE;
         IF NOT FOUND THEN

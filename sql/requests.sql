@@ -40,6 +40,7 @@ AS $$
 DECLARE
     v_job bigint;
 BEGIN
+    PERFORM @extschema@._lock_order(p_tracking_id, p_order_key);
     INSERT INTO @extschema@.order_state (tracking_id, order_key) VALUES (p_tracking_id, p_order_key)
     ON CONFLICT DO NOTHING;
     SELECT job_id INTO v_job FROM @extschema@.order_state
@@ -145,8 +146,8 @@ BEGIN
           AND (s.sync_status = 'NOT_SYNCED' OR (s.sync_status = 'SYNC_FAILED' AND NOT s.error_permanent))
         ORDER BY s.changed_at, s.tracking_id, s.order_key
         LIMIT batch_size
-        FOR UPDATE SKIP LOCKED
     LOOP
+        -- _ensure_push_job locks the order first; an order that got a job meanwhile joins it.
         PERFORM @extschema@._ensure_push_job(r.tracking_id, r.order_key, v_batch);
         v_total := v_total + 1;
     END LOOP;

@@ -308,6 +308,7 @@ BEGIN
     EXECUTE format('DROP TRIGGER IF EXISTS odoo_sync_capture ON %s', t.orders_table);
     EXECUTE format('DROP TRIGGER IF EXISTS odoo_sync_capture ON %s', t.items_table);
     DELETE FROM @extschema@.jobs WHERE tracking_id = t.id;
+    DELETE FROM @extschema@.order_state WHERE tracking_id = t.id;
     DELETE FROM @extschema@.tracked_tables WHERE id = t.id;
 END
 $$;

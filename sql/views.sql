@@ -10,7 +10,7 @@ SELECT t.orders_table,
        s.odoo_id AS odoo_order_id,
        s.odoo_name,
        s.last_synced_at,
-       s.version,
+       @extschema@._current_version(s.tracking_id, s.order_key) AS version,
        s.synced_version,
        s.deleted,
        j.id AS job_id,
@@ -54,7 +54,7 @@ WHERE c.resolved_at IS NULL;
 
 -- The event log.
 CREATE VIEW @extschema@.events AS
-SELECT e.id, e.occurred_at, e.event_type, t.orders_table, e.entity_id, e.version, e.actor, e.payload
+SELECT e.id, e.occurred_at, e.event_type, t.orders_table, e.entity_id, e.actor, e.payload
 FROM @extschema@.event_log e
 LEFT JOIN @extschema@.tracked_tables t ON t.id = e.tracking_id;
 

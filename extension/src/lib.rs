@@ -9,6 +9,7 @@ use pgrx::prelude::*;
 
 mod capture;
 mod error;
+mod plans;
 mod privileges;
 mod tuple;
 

@@ -13,6 +13,7 @@ use pgrx::prelude::*;
 use pgrx::spi::Spi;
 
 use crate::error::{Result, SyncError};
+use crate::plans::plan;
 
 thread_local! {
     /// Depth of odoo_sync's own writes into tracked tables in progress in this backend.
@@ -101,11 +102,21 @@ fn _exec_as_owner(rel: pg_sys::Oid, query: &str, params: Vec<Option<String>>) ->
     exec_as_owner(rel, query, params).unwrap_or_else(|e| e.raise())
 }
 
-fn exec_as_owner(rel: pg_sys::Oid, query: &str, params: Vec<Option<String>>) -> Result<i64> {
-    let owner = Spi::get_one_with_args::<pg_sys::Oid>(
-        "SELECT relowner FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) $1",
-        &[rel.into()],
-    )?
+/// See `_exec_as_owner`; callable from Rust.
+pub fn exec_as_owner(rel: pg_sys::Oid, query: &str, params: Vec<Option<String>>) -> Result<i64> {
+    let owner = Spi::connect(|client| {
+        let lookup = plan(
+            client,
+            "SELECT relowner FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) $1",
+            &[pg_sys::OIDOID.into()],
+        )?;
+        Ok::<_, SyncError>(
+            client
+                .select(&*lookup, None, &[rel.into()])?
+                .first()
+                .get::<pg_sys::Oid>(1)?,
+        )
+    })?
     .ok_or_else(|| SyncError::BadTrigger {
         table: format!("relation {}", rel.to_u32()),
         detail: "the tracked table no longer exists".into(),
@@ -113,9 +124,8 @@ fn exec_as_owner(rel: pg_sys::Oid, query: &str, params: Vec<Option<String>>) -> 
     let _as_owner = RunAs::user(owner);
     let _internal = InternalWrite::begin();
     let processed = Spi::connect_mut(|client| {
-        client
-            .update(query, None, &[params.into()])
-            .map(|table| table.len() as i64)
+        let statement = plan(client, query, &[pg_sys::TEXTARRAYOID.into()])?;
+        Ok::<_, SyncError>(client.update(&*statement, None, &[params.into()])?.len() as i64)
     })?;
     Ok(processed)
 }

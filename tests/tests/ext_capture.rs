@@ -89,14 +89,18 @@ async fn committed_insert_records_state_event_job_and_write_back() {
     let row = db
         .client
         .query_one(
-            "SELECT s.version, s.sync_status, s.order_number, j.kind, j.state, o.sync_status
+            "SELECT s.version = (SELECT id FROM odoo_sync.event_log WHERE entity_id = s.order_key),
+                    s.sync_status, s.order_number, j.kind, j.state, o.sync_status
              FROM odoo_sync.order_state s JOIN odoo_sync.jobs j ON j.id = s.job_id
              JOIN orders o ON o.id::text = s.order_key WHERE s.order_key = $1",
             &[&id],
         )
         .await
         .unwrap();
-    assert_eq!(row.get::<_, i64>(0), 1);
+    assert!(
+        row.get::<_, bool>(0),
+        "the version is the id of the order's change event"
+    );
     assert_eq!(row.get::<_, String>(1), "PENDING_SYNC");
     assert_eq!(row.get::<_, String>(2), "PO-1");
     assert_eq!(row.get::<_, String>(3), "push");
@@ -109,15 +113,14 @@ async fn committed_insert_records_state_event_job_and_write_back() {
     let ev = db
         .client
         .query_one(
-            "SELECT event_type, version, payload FROM odoo_sync.events WHERE entity_id = $1",
+            "SELECT event_type, payload FROM odoo_sync.events WHERE entity_id = $1",
             &[&id],
         )
         .await
         .unwrap();
     assert_eq!(ev.get::<_, String>(0), "ORDER_CREATED");
-    assert_eq!(ev.get::<_, i64>(1), 1);
     assert_eq!(
-        ev.get::<_, serde_json::Value>(2),
+        ev.get::<_, serde_json::Value>(1),
         serde_json::json!({"op": "INSERT", "table": "orders"})
     );
     db.finish().await;
@@ -155,9 +158,15 @@ async fn hundred_updates_coalesce_into_one_job_with_the_last_version() {
         .unwrap();
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].get::<_, String>(0), id);
+    let last_event: i64 = db
+        .client
+        .query_one("SELECT max(id) FROM odoo_sync.event_log", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(
         claimed[0].get::<_, i64>(1),
-        101,
+        last_event,
         "the job carries the latest version"
     );
     db.finish().await;
@@ -190,13 +199,17 @@ async fn item_changes_enqueue_their_order_and_mark_it_pending() {
     let row = db
         .client
         .query_one(
-            "SELECT s.version, s.sync_status, o.sync_status, (SELECT count(*) FROM odoo_sync.jobs)
+            "SELECT s.version = (SELECT max(id) FROM odoo_sync.event_log WHERE event_type = 'ORDER_UPDATED'),
+                    s.sync_status, o.sync_status, (SELECT count(*) FROM odoo_sync.jobs)
              FROM odoo_sync.order_state s JOIN orders o ON o.id::text = s.order_key",
             &[],
         )
         .await
         .unwrap();
-    assert_eq!(row.get::<_, i64>(0), 2);
+    assert!(
+        row.get::<_, bool>(0),
+        "the item change is the order's latest version"
+    );
     assert_eq!(row.get::<_, String>(1), "PENDING_SYNC");
     assert_eq!(
         row.get::<_, String>(2),
@@ -232,8 +245,9 @@ async fn item_changes_enqueue_their_order_and_mark_it_pending() {
         "still one job"
     );
     assert_eq!(
-        count(&db.client, "SELECT max(version) FROM odoo_sync.order_state").await,
-        4
+        count(&db.client, "SELECT count(*) FROM odoo_sync.order_status WHERE version = (SELECT max(id) FROM odoo_sync.event_log)").await,
+        1,
+        "the order's version is its last change"
     );
     db.finish().await;
 }
@@ -445,7 +459,17 @@ async fn change_during_push_is_pushed_again() {
         .await
         .unwrap();
     assert_eq!(again.get::<_, i64>(0), job);
-    assert_eq!(again.get::<_, i64>(1), 2);
+    let last_change: i64 = db
+        .client
+        .query_one(
+            "SELECT max(id) FROM odoo_sync.event_log WHERE event_type = 'ORDER_UPDATED'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(version < last_change);
+    assert_eq!(again.get::<_, i64>(1), last_change);
     db.finish().await;
 }
 
@@ -533,7 +557,7 @@ async fn renamed_columns_and_enum_status_are_supported() {
     let row = db
         .client
         .query_one(
-            "SELECT state::text, (SELECT version FROM odoo_sync.order_state) FROM po",
+            "SELECT state::text, (SELECT count(*) FROM odoo_sync.events WHERE entity_id = 'A-1') FROM po",
             &[],
         )
         .await
@@ -580,5 +604,63 @@ async fn untrack_detaches_the_triggers() {
         count(&db.client, "SELECT count(*) FROM odoo_sync.order_state").await,
         2
     );
+    db.finish().await;
+}
+
+/// A change still uncommitted while the worker reports its push must not be lost: the worker's
+/// report waits for it (both lock the order's row) and then sees that the order changed.
+#[tokio::test]
+async fn uncommitted_item_change_during_completion_is_not_lost() {
+    let mut db = tracked_db("race", "bigint").await;
+    let id = new_order(&db.client, "PO-R").await;
+    db.client
+        .execute(
+            &format!("INSERT INTO order_items (order_id, product_id, quantity, unit_price) VALUES ({id}, 'P', 1, 1)"),
+            &[],
+        )
+        .await
+        .unwrap();
+    let claim = db
+        .client
+        .query_one(
+            "SELECT job_id, attempt_token, version FROM odoo_sync.claim_jobs('w', 1, '1 minute')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (job, token, version): (i64, i64, i64) = (claim.get(0), claim.get(1), claim.get(2));
+
+    let worker = db.connect().await;
+    // The application changes an item and has not committed yet.
+    let tx = db.client.transaction().await.unwrap();
+    tx.execute("UPDATE order_items SET quantity = 5", &[])
+        .await
+        .unwrap();
+
+    let report = tokio::spawn(async move {
+        let result = serde_json::json!({"odoo_order_id": 8, "version": version});
+        worker
+            .query_one(
+                "SELECT odoo_sync.complete_job($1, $2, $3)",
+                &[&job, &token, &result],
+            )
+            .await
+            .unwrap()
+            .get::<_, String>(0)
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert!(
+        !report.is_finished(),
+        "the report waits for the application's transaction"
+    );
+    tx.commit().await.unwrap();
+    assert_eq!(report.await.unwrap(), "requeued");
+    let pending: String = db
+        .client
+        .query_one("SELECT sync_status FROM odoo_sync.order_status", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(pending, "PENDING_SYNC");
     db.finish().await;
 }

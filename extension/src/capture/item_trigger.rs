@@ -5,7 +5,7 @@
 use pgrx::prelude::*;
 use pgrx::{AllocatedByPostgres, PgTrigger};
 
-use super::{json_string, record_change, tracking_id_arg, write_back_status, Change};
+use super::{json_string, lock_order, record_change, tracking_id_arg, write_back_status, Change};
 use crate::error::SyncError;
 use crate::privileges::internal_write_active;
 use crate::tuple::Row;
@@ -71,12 +71,14 @@ fn capture(trigger: &PgTrigger<'_>) -> crate::error::Result<()> {
     }
     let item_key = row.text(item_col).unwrap_or_default();
     for order_key in &orders {
+        lock_order(tracking_id, order_key)?;
         let captured = record_change(&Change {
             tracking_id,
             order_key,
             order_number: None,
             deleted: None,
             tombstone: None,
+            state_changed: false,
             event_type: "ORDER_UPDATED",
             payload: format!(
                 "{{\"op\":{},\"table\":\"items\",\"item_id\":{}}}",
@@ -84,9 +86,9 @@ fn capture(trigger: &PgTrigger<'_>) -> crate::error::Result<()> {
                 json_string(&item_key)
             ),
         })?;
-        // The order row was not written by the application: mark it pending once, when its job
-        // is created, rather than on every item change.
-        if captured.job_created {
+        // The order row was not written by the application: mark it pending when its state
+        // changes (its job is created), not on every item change.
+        if captured.state_written {
             write_back_status(tracking_id, order_key, &captured.sync_status)?;
         }
     }

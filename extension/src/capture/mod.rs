@@ -1,18 +1,61 @@
 //! Change capture: what the triggers on tracked tables record, inside the user's transaction.
 //!
-//! Per change, one statement upserts the order's sync state (version bump, status) and appends
-//! the event. Only when the order has no active job does a second statement enqueue one and
-//! NOTIFY the workers: every further change before a worker runs coalesces into that job.
+//! Every change appends one event; that insert is the only write of the common case, an order
+//! that already waits for its push. Only when the order has no active job (or its state must
+//! change: created, deleted, renumbered, failed before) does a second statement upsert the
+//! order's state, enqueue the job and NOTIFY the workers. Changes of one order are serialized
+//! by the lock on the order's row, which an UPDATE holds anyway and the items trigger takes.
 
 pub mod item_trigger;
+mod order_lock;
 pub mod order_trigger;
-mod statements;
 
+pub use order_lock::lock_order;
+
+use pgrx::pg_sys;
 use pgrx::spi::Spi;
 
 use crate::error::Result;
+use crate::plans::plan;
 use crate::privileges::{extension_owner, RunAs};
-use statements::{with_statements, Statements};
+
+/// Append the event; report the order's sync status when it has an active push job (the
+/// state row links it). One statement with one index probe: this is the hot path.
+/// Every operator and function is schema-qualified: the plan is built under the search_path of
+/// whichever session writes first, and that session must not be able to substitute its own `=`.
+const EVENT_SQL: &str = "
+INSERT INTO odoo_sync.event_log (event_type, tracking_id, entity_id, payload)
+VALUES ($3, $1, $2, $4::pg_catalog.jsonb)
+RETURNING id,
+    (SELECT s.sync_status FROM odoo_sync.order_state s
+     WHERE s.tracking_id OPERATOR(pg_catalog.=) $1 AND s.order_key OPERATOR(pg_catalog.=) $2
+       AND s.job_id IS NOT NULL)";
+
+/// Make sure the order has a push job (a running job keeps its lease), upsert its state, and
+/// wake the workers. PostgreSQL folds identical notifications of one transaction into one.
+const ENQUEUE_SQL: &str = "
+WITH j AS (
+    INSERT INTO odoo_sync.jobs AS j (kind, tracking_id, order_key) VALUES ('push', $1, $2)
+    ON CONFLICT (tracking_id, order_key) WHERE kind OPERATOR(pg_catalog.=) 'push'
+    DO UPDATE SET run_after = CASE WHEN j.state OPERATOR(pg_catalog.=) 'running' THEN j.run_after
+                                   ELSE LEAST(j.run_after, pg_catalog.now()) END
+    RETURNING j.id
+), s AS (
+    INSERT INTO odoo_sync.order_state AS s
+           (tracking_id, order_key, order_number, version, sync_status, deleted, tombstone, job_id)
+    SELECT $1, $2, $3, $4, 'PENDING_SYNC', COALESCE($5, false), $6::pg_catalog.jsonb, j.id FROM j
+    ON CONFLICT (tracking_id, order_key) DO UPDATE SET
+        version = GREATEST(s.version, EXCLUDED.version),
+        order_number = COALESCE(EXCLUDED.order_number, s.order_number),
+        sync_status = CASE WHEN s.sync_status OPERATOR(pg_catalog.=) 'CONFLICT'
+                           THEN 'CONFLICT' ELSE 'PENDING_SYNC' END,
+        deleted = COALESCE($5, s.deleted),
+        tombstone = COALESCE($6::pg_catalog.jsonb, s.tombstone),
+        job_id = EXCLUDED.job_id,
+        changed_at = pg_catalog.now()
+    RETURNING s.sync_status
+)
+SELECT s.sync_status, pg_catalog.pg_notify('odoo_sync_events', 'queue') FROM s";
 
 /// One change to record.
 pub struct Change<'a> {
@@ -26,6 +69,9 @@ pub struct Change<'a> {
     pub deleted: Option<bool>,
     /// Snapshot of a deleted order, as JSON.
     pub tombstone: Option<String>,
+    /// True when the order's state row must be written even if a job is waiting (created,
+    /// deleted, renumbered).
+    pub state_changed: bool,
     /// Event type for the event log.
     pub event_type: &'static str,
     /// Event payload, as JSON.
@@ -36,43 +82,72 @@ pub struct Change<'a> {
 pub struct Captured {
     /// The order's sync status after the change (PENDING_SYNC, or CONFLICT while one is open).
     pub sync_status: String,
-    /// True when this change created the order's job (the first change since its last sync).
-    pub job_created: bool,
+    /// True when this change created the order's job or changed its state row.
+    pub state_written: bool,
 }
 
-/// Records one change: state upsert + event, and a job with a NOTIFY when none is active.
+/// Records one change (see the module documentation).
 pub fn record_change(change: &Change<'_>) -> Result<Captured> {
     let _as_owner = RunAs::user(extension_owner()?);
     Spi::connect_mut(|client| {
-        with_statements(client, |client, stmts: &Statements| {
-            let row = client
-                .update(
-                    &stmts.capture,
-                    None,
-                    &[
-                        change.tracking_id.into(),
-                        change.order_key.into(),
-                        change.order_number.clone().into(),
-                        change.deleted.into(),
-                        change.tombstone.clone().into(),
-                        change.event_type.into(),
-                        change.payload.as_str().into(),
-                    ],
-                )?
-                .first();
-            let needs_job = row.get::<bool>(2)?.unwrap_or(false);
-            let sync_status = row.get::<String>(3)?.unwrap_or_default();
-            if needs_job {
-                client.update(
-                    &stmts.enqueue,
-                    None,
-                    &[change.tracking_id.into(), change.order_key.into()],
-                )?;
+        let text = pg_sys::TEXTOID.into();
+        let event = plan(
+            client,
+            EVENT_SQL,
+            &[pg_sys::INT4OID.into(), text, text, text],
+        )?;
+        let row = client
+            .update(
+                &*event,
+                None,
+                &[
+                    change.tracking_id.into(),
+                    change.order_key.into(),
+                    change.event_type.into(),
+                    change.payload.as_str().into(),
+                ],
+            )?
+            .first();
+        let version = row.get::<i64>(1)?.unwrap_or_default();
+        if let (false, Some(status)) = (change.state_changed, row.get::<String>(2)?) {
+            if status == "PENDING_SYNC" || status == "CONFLICT" {
+                return Ok(Captured {
+                    sync_status: status,
+                    state_written: false,
+                });
             }
-            Ok(Captured {
-                sync_status,
-                job_created: needs_job,
-            })
+        }
+        let enqueue = plan(
+            client,
+            ENQUEUE_SQL,
+            &[
+                pg_sys::INT4OID.into(),
+                text,
+                text,
+                pg_sys::INT8OID.into(),
+                pg_sys::BOOLOID.into(),
+                text,
+            ],
+        )?;
+        let status = client
+            .update(
+                &*enqueue,
+                None,
+                &[
+                    change.tracking_id.into(),
+                    change.order_key.into(),
+                    change.order_number.clone().into(),
+                    version.into(),
+                    change.deleted.into(),
+                    change.tombstone.clone().into(),
+                ],
+            )?
+            .first()
+            .get::<String>(1)?
+            .unwrap_or_default();
+        Ok(Captured {
+            sync_status: status,
+            state_written: true,
         })
     })
 }

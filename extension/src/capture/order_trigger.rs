@@ -112,6 +112,7 @@ fn capture<'a>(
             status = Some(record_upsert(
                 &cols,
                 &n,
+                None,
                 &key_of(&n)?,
                 "ORDER_CREATED",
                 "INSERT",
@@ -125,6 +126,7 @@ fn capture<'a>(
                 status = Some(record_upsert(
                     &cols,
                     &n,
+                    None,
                     &new_key,
                     "ORDER_CREATED",
                     "INSERT",
@@ -133,6 +135,7 @@ fn capture<'a>(
                 status = Some(record_upsert(
                     &cols,
                     &n,
+                    Some(&o),
                     &new_key,
                     "ORDER_UPDATED",
                     "UPDATE",
@@ -155,16 +158,26 @@ fn capture<'a>(
 fn record_upsert(
     cols: &OrderColumns,
     row: &Row,
+    old: Option<&Row>,
     key: &str,
     event_type: &'static str,
     op: &str,
 ) -> crate::error::Result<String> {
+    let order_number = cols.order_number.and_then(|a| row.text(a));
+    // A plain update of a waiting order only appends its event; anything that changes what the
+    // state row holds writes it too.
+    let state_changed = match (old, cols.order_number) {
+        (None, _) => true,
+        (Some(o), Some(a)) => o.text(a) != order_number,
+        (Some(_), None) => false,
+    };
     let captured = record_change(&Change {
         tracking_id: cols.tracking_id,
         order_key: key,
-        order_number: cols.order_number.and_then(|a| row.text(a)),
+        order_number,
         deleted: Some(false),
         tombstone: None,
+        state_changed,
         event_type,
         payload: format!("{{\"op\":{},\"table\":\"orders\"}}", json_string(op)),
     })?;
@@ -184,6 +197,7 @@ fn record_delete(
         order_number: cols.order_number.and_then(|a| row.text(a)),
         deleted: Some(true),
         tombstone: tombstone.clone(),
+        state_changed: true,
         event_type: "ORDER_DELETED",
         payload: format!(
             "{{\"op\":\"DELETE\",\"table\":\"orders\",\"row\":{}}}",

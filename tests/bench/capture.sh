@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Capture cost benchmark: single-row UPDATE throughput (pgbench, same cluster, same run) on
+#   1. an untracked orders table (baseline),
+#   2. the same table with a naive PL/pgSQL trigger that inserts one queue row per change,
+#   3. the same table tracked by odoo_sync (state upsert + event + coalesced job + NOTIFY).
+# Rounds alternate between the three so drift on the machine hits all of them alike; the
+# median of the rounds is reported.
+# Needs a running cluster (scripts/pg.sh start) and the extension installed (make install).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+SECONDS_PER_RUN=${BENCH_SECONDS:-5}
+ROUNDS=${BENCH_ROUNDS:-3}
+CLIENTS=${BENCH_CLIENTS:-2}
+ORDERS=${BENCH_ORDERS:-1000}
+CONN=$(bash scripts/pg.sh url)
+PGBENCH=/usr/lib/postgresql/15/bin/pgbench
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+psql_db() { psql "$CONN dbname=$1" -v ON_ERROR_STOP=1 -q "${@:2}"; }
+
+schema="CREATE TABLE orders (id bigint PRIMARY KEY, order_number text, supplier_id text NOT NULL,
+          status text, grand_total numeric(12,2), notes text, sync_status text, odoo_order_id integer,
+          last_synced_at timestamptz, updated_at timestamptz DEFAULT now());
+        CREATE TABLE order_items (id bigint PRIMARY KEY, order_id bigint REFERENCES orders, product_id text,
+          quantity numeric, unit_price numeric);
+        INSERT INTO orders (id, order_number, supplier_id, status, grand_total)
+          SELECT g, 'PO-' || g, 'S' || (g % 10), 'DRAFT', g FROM generate_series(1, $ORDERS) g;"
+
+for db in bench_untracked bench_naive bench_tracked; do
+  psql "$CONN" -q -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
+  psql_db "$db" -c "$schema"
+done
+psql_db bench_naive -c "
+  CREATE TABLE naive_queue (id bigserial PRIMARY KEY, order_id bigint NOT NULL, op text NOT NULL,
+                            created_at timestamptz NOT NULL DEFAULT now());
+  CREATE FUNCTION naive_enqueue() RETURNS trigger LANGUAGE plpgsql AS \$\$
+  BEGIN
+    INSERT INTO naive_queue (order_id, op) VALUES (NEW.id, TG_OP);
+    RETURN NEW;
+  END \$\$;
+  CREATE TRIGGER naive_enqueue AFTER UPDATE ON orders FOR EACH ROW EXECUTE FUNCTION naive_enqueue();"
+psql_db bench_tracked -c "CREATE EXTENSION odoo_sync; SELECT odoo_sync.track_orders('orders', 'order_items');" >/dev/null
+
+cat > "$work/update.sql" <<SQL
+\set id random(1, $ORDERS)
+\set n random(1, 1000000000)
+UPDATE orders SET notes = 'note ' || :n WHERE id = :id;
+SQL
+
+run() {
+  "$PGBENCH" -n -M prepared -c "$CLIENTS" -j "$CLIENTS" -T "$SECONDS_PER_RUN" -f "$work/update.sql" "$CONN dbname=$1" 2>/dev/null \
+    | awk '/^tps = / {printf "%.0f\n", $3}'
+}
+
+declare -A results
+for round in $(seq 1 "$ROUNDS"); do
+  for db in bench_untracked bench_naive bench_tracked; do
+    results[$db]+="$(run "$db") "
+  done
+done
+
+median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+base=$(echo "${results[bench_untracked]}" | median)
+naive=$(echo "${results[bench_naive]}" | median)
+tracked=$(echo "${results[bench_tracked]}" | median)
+
+jobs=$(psql_db bench_tracked -At -c "SELECT count(*) FROM odoo_sync.jobs")
+events=$(psql_db bench_tracked -At -c "SELECT count(*) FROM odoo_sync.event_log")
+echo
+echo "capture cost: single-row UPDATE, $CLIENTS clients, ${SECONDS_PER_RUN}s x $ROUNDS rounds, $ORDERS orders, median tps"
+printf "  %-34s %8s tps   runs: %s\n" "untracked (baseline)" "$base" "${results[bench_untracked]}"
+printf "  %-34s %8s tps   runs: %s\n" "naive PL/pgSQL queue trigger" "$naive" "${results[bench_naive]}"
+printf "  %-34s %8s tps   runs: %s\n" "tracked by odoo_sync" "$tracked" "${results[bench_tracked]}"
+awk -v b="$base" -v n="$naive" -v t="$tracked" 'BEGIN {
+  printf "  cost of tracking: %.2fx untracked (target <= 2.00x); %.2fx the naive trigger'"'"'s throughput (target >= 1.00x)\n", b/t, t/n }'
+echo "  after the run: $jobs queued jobs (coalesced), $events events"
+for db in bench_untracked bench_naive bench_tracked; do psql "$CONN" -q -c "DROP DATABASE $db"; done
