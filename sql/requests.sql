@@ -165,10 +165,11 @@ END
 $$;
 
 -- Progress of a batch. duration runs until the last job finished (or until now).
+-- VOLATILE so that batch_status(batch_sync_pending()) in one statement sees the new batch.
 CREATE FUNCTION @extschema@.batch_status(batch_id bigint)
 RETURNS TABLE (total_processed integer, successful integer, failed integer, skipped integer,
                duration interval, next_batch_token text, total integer, pending integer)
-LANGUAGE plpgsql STABLE
+LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column

@@ -14,6 +14,7 @@ ROUNDS=${BENCH_ROUNDS:-3}
 CLIENTS=${BENCH_CLIENTS:-2}
 ORDERS=${BENCH_ORDERS:-1000}
 CONN=$(bash scripts/pg.sh url)
+export PGOPTIONS="-c client_min_messages=warning"
 PGBENCH=/usr/lib/postgresql/15/bin/pgbench
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

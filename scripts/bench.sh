@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# make bench: benchmarks that print figures, each against a baseline measured in the same run.
+#   1. capture cost of the odoo_sync triggers (pgbench: untracked vs naive trigger vs tracked)
+#   2. the Odoo simulator's throughput (it must never be the bottleneck of our benchmarks)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/pg.sh start
+trap 'bash scripts/pg.sh stop' EXIT
+
+bash tests/bench/capture.sh
+echo
+cargo build -q --release -p odoo_sync_tests --bin sim-bench
+./target/release/sim-bench --clients 8 --seconds "${BENCH_SECONDS:-5}"
