@@ -251,3 +251,18 @@ async fn a_hostile_search_path_does_not_reach_the_capture_statements() {
         .unwrap();
     db.finish().await;
 }
+
+/// The README's example DBA queries run as a reader.
+#[tokio::test]
+async fn example_dba_queries_run_as_reader() {
+    let (db, reader, _worker, _admin, _app) = setup("dbaqueries").await;
+    db.client
+        .execute("INSERT INTO orders (order_number, supplier_id) VALUES ('PO-Q', 'S')", &[])
+        .await
+        .unwrap();
+    let sql = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../sql/examples/dba_queries.sql")).unwrap();
+    let client = db.connect_as(&reader).await;
+    client.batch_execute(&sql).await.unwrap();
+    drop(client);
+    db.finish().await;
+}
