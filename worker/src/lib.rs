@@ -1,0 +1,3 @@
+//! Library of `odoo-sync-worker`: the parts of the worker that tests and the binary share.
+
+pub mod odoo;
