@@ -1046,3 +1046,56 @@ async fn clones_share_one_login_and_run_concurrently() {
         assert_eq!(logins, u64::from(version >= 19), "{stats}");
     }
 }
+
+#[tokio::test]
+async fn a_key_revoked_after_login_is_an_authentication_failure() {
+    for version in [17, 19] {
+        let h = start(version).await;
+        let c = admin(&h);
+        call_once(&c).await.unwrap();
+        // Rotate the admin's key behind the client's back, as an Odoo admin would.
+        {
+            let mut world = h.sim.world.lock().unwrap();
+            for user in world.users.iter_mut().filter(|u| u.id == 2) {
+                user.api_key = Some("rotated-key".into());
+            }
+        }
+        let e = call_once(&c).await.unwrap_err();
+        assert!(
+            matches!(e, OdooError::AuthenticationFailed { .. }),
+            "{version}: {e:?}"
+        );
+        assert!(e.is_permanent());
+        assert!(!format!("{e:?}").contains(sim::DEFAULT_API_KEY));
+    }
+}
+
+#[tokio::test]
+async fn an_unusable_ca_file_is_a_config_error() {
+    let dir = std::env::temp_dir().join(format!("odoo-ca-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let garbage = dir.join("garbage.pem");
+    std::fs::write(&garbage, "not a certificate").unwrap();
+    for path in [garbage.clone(), dir.join("missing.pem")] {
+        let mut cfg = config("https://odoo.test", "admin", "k", SecretKind::ApiKey);
+        cfg.ca_file = Some(path.clone());
+        let e = OdooClient::new(cfg).unwrap_err();
+        assert!(matches!(e, OdooError::Config(_)), "{e:?}");
+        assert!(e.to_string().contains("ODOO_CA_FILE"), "{e}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn tls_is_verified_against_a_plain_http_server() {
+    // https:// to a server that does not speak TLS: the handshake fails, nothing is sent
+    // in clear, and the error is a transient connect error.
+    let h = start(19).await;
+    let url = h.url().replace("http://", "https://");
+    let c = OdooClient::new(config(&url, "admin", "k", SecretKind::ApiKey)).unwrap();
+    let e = within_bound(c.connect()).await.unwrap_err();
+    assert!(
+        matches!(e, OdooError::Connect { .. } | OdooError::Transport { .. }),
+        "{e:?}"
+    );
+}

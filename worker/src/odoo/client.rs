@@ -86,14 +86,14 @@ impl LoadResult {
                         None => format!("{}: {}", m.kind, m.message),
                     })
                     .collect();
-                Err(OdooError::Unsupported(format!(
-                    "Odoo refused the import into {model}: {}",
-                    if text.is_empty() {
+                Err(OdooError::Rejected {
+                    call: format!("{model}.load"),
+                    reasons: if text.is_empty() {
                         "no reason given".to_string()
                     } else {
                         text.join("; ")
-                    }
-                )))
+                    },
+                })
             }
         }
     }
@@ -354,7 +354,13 @@ impl OdooClient {
                     args,
                     kwargs,
                 );
-                self.jsonrpc_call("object", "execute_kw", args).await
+                match self.jsonrpc_call("object", "execute_kw", args).await {
+                    // The key was revoked or expired since login: same words as a failed login.
+                    Err(e) if e.odoo_name() == Some("odoo.exceptions.AccessDenied") => {
+                        Err(self.auth_failed())
+                    }
+                    other => other,
+                }
             }
             Protocol::Json2 => self
                 .json2_call(model, method, named)
@@ -405,7 +411,8 @@ impl OdooClient {
         let mut named = kwargs.clone();
         match args.as_slice() {
             [] => {}
-            [Value::Array(ids)] if ids.iter().all(|v| v.as_i64().is_some()) => {
+            // Non-empty only: `[]` could as well be an empty domain.
+            [Value::Array(ids)] if !ids.is_empty() && ids.iter().all(|v| v.as_i64().is_some()) => {
                 named.insert("ids".into(), Value::Array(ids.clone()));
             }
             _ if self.protocol().await? == Protocol::Json2 => {
@@ -716,6 +723,7 @@ mod tests {
         assert_eq!(failed.ids, None);
         let e = failed.into_ids("m").unwrap_err();
         assert!(e.to_string().contains("error (partner_id): bad"), "{e}");
+        assert_eq!(e.kind(), "rejected");
         assert!(parse_load("m", &json!([1])).is_err());
         assert!(parse_load("m", &json!({"ids": "x"})).is_err());
     }

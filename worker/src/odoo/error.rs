@@ -126,6 +126,15 @@ pub enum OdooError {
         /// The bound.
         limit: usize,
     },
+    /// Odoo answered but refused the data without raising (a `load` whose `ids` is `false`);
+    /// nothing of the call was written.
+    #[error("Odoo refused {call}: {reasons}")]
+    Rejected {
+        /// `model.method`.
+        call: String,
+        /// Odoo's messages, joined.
+        reasons: String,
+    },
     /// The request cannot be expressed with the chosen protocol or server.
     #[error("{0}")]
     Unsupported(String),
@@ -263,6 +272,7 @@ impl OdooError {
             OdooError::Config(_)
             | OdooError::AuthenticationFailed { .. }
             | OdooError::ResponseTooLarge { .. }
+            | OdooError::Rejected { .. }
             | OdooError::Unsupported(_) => false,
         }
     }
@@ -327,6 +337,7 @@ impl OdooError {
             OdooError::Server(_) => "odoo",
             OdooError::Protocol { .. } => "protocol",
             OdooError::ResponseTooLarge { .. } => "too_large",
+            OdooError::Rejected { .. } => "rejected",
             OdooError::Unsupported(_) => "unsupported",
         }
     }
@@ -394,6 +405,10 @@ impl OdooError {
             OdooError::ResponseTooLarge { url, limit } => {
                 OdooError::ResponseTooLarge { url: r(url), limit }
             }
+            OdooError::Rejected { call, reasons } => OdooError::Rejected {
+                call,
+                reasons: r(reasons),
+            },
             OdooError::Unsupported(s) => OdooError::Unsupported(r(s)),
         }
     }

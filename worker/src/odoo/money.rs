@@ -63,7 +63,7 @@ fn unexpected(what: &str, value: &Value) -> OdooError {
     let mut shown = value.to_string();
     shown.truncate(80);
     OdooError::Protocol {
-        url: String::new(),
+        url: what.to_string(),
         status: 200,
         detail: format!("{what} should be a number, got {shown}"),
         excerpt: String::new(),
