@@ -3,17 +3,21 @@
 -- through the tracking registry below.
 
 -- Roles are cluster-wide: create them once, never drop them with the extension.
+-- Two databases creating the extension at once may both find a role missing: the loser of
+-- that race simply uses the winner's role.
 DO $roles$
+DECLARE
+    r text;
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'odoo_sync_reader') THEN
-        CREATE ROLE odoo_sync_reader NOLOGIN;
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'odoo_sync_worker') THEN
-        CREATE ROLE odoo_sync_worker NOLOGIN;
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'odoo_sync_admin') THEN
-        CREATE ROLE odoo_sync_admin NOLOGIN;
-    END IF;
+    FOREACH r IN ARRAY ARRAY['odoo_sync_reader', 'odoo_sync_worker', 'odoo_sync_admin'] LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            BEGIN
+                EXECUTE format('CREATE ROLE %I NOLOGIN', r);
+            EXCEPTION WHEN duplicate_object OR unique_violation THEN
+                NULL;
+            END;
+        END IF;
+    END LOOP;
 END
 $roles$;
 
@@ -227,6 +231,12 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@.partner_map', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.product_map', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.settings', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.attempt_token_seq', '');
+-- Identity sequences too, or restored rows would collide with the next ids.
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('@extschema@.tracked_tables', 'id')::regclass, '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('@extschema@.jobs', 'id')::regclass, '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('@extschema@.sync_log', 'id')::regclass, '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('@extschema@.batches', 'id')::regclass, '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('@extschema@.event_log', 'id')::regclass, '');
 
 -- Result of one sync attempt, as await_job() and last_sync_status() return it.
 CREATE TYPE @extschema@.sync_result AS (
