@@ -1,3 +1,6 @@
 //! Library of `odoo-sync-worker`: the parts of the worker that tests and the binary share.
 
 pub mod odoo;
+pub mod push;
+pub mod queue;
+pub mod run;

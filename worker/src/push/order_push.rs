@@ -1,0 +1,341 @@
+//! One order document → one Odoo write.
+//!
+//! Idempotency (DESIGN.md §7, odoo-api.md "Idempotent creates"): the order and each line are
+//! written with `purchase.order.load` under external ids `odoo_sync.po_<tracking>_<key>` and
+//! `odoo_sync.pol_<tracking>_<item id>`. `load` is an upsert by external id in one Odoo
+//! transaction, so a push repeated after an unknown outcome (timeout, dropped connection,
+//! killed worker) updates the order and lines it created the first time instead of creating
+//! them again. Lines of the Odoo order whose external id is not in the document are removed
+//! with `[2, id, 0]`. A deleted local order cancels its Odoo order (`button_cancel`).
+
+use std::collections::HashSet;
+use std::str::FromStr;
+use std::time::Instant;
+
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+use tokio_postgres::Client;
+
+use super::resolve::{ProductRef, Resolver};
+use super::PushError;
+use crate::odoo::money::money;
+use crate::odoo::{Domain, OdooClient, Op};
+
+/// Module of our external ids.
+pub const XMLID_MODULE: &str = "odoo_sync";
+
+/// External id name (without module) of an order.
+pub fn order_xmlid_name(tracking_id: i64, order_key: &str) -> String {
+    format!("po_{tracking_id}_{order_key}")
+}
+
+/// External id name (without module) of an order line.
+pub fn line_xmlid_name(tracking_id: i64, item_id: &str) -> String {
+    format!("pol_{tracking_id}_{item_id}")
+}
+
+/// Amounts as Odoo computed them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Amounts {
+    /// `amount_untaxed`.
+    pub subtotal: Decimal,
+    /// `amount_tax`.
+    pub sales_tax: Decimal,
+    /// `amount_total`.
+    pub grand_total: Decimal,
+}
+
+/// What a push did, ready for `complete_job`.
+#[derive(Debug, Clone)]
+pub struct PushOutcome {
+    /// Odoo `purchase.order` id (None: a deleted order that never reached Odoo).
+    pub odoo_order_id: Option<i64>,
+    /// Odoo order name (`P00012`).
+    pub odoo_name: Option<String>,
+    /// CREATE, UPDATE or DELETE.
+    pub operation: &'static str,
+    /// Version of the document pushed.
+    pub version: Option<i64>,
+    /// What was written, the base of later conflict detection.
+    pub snapshot: Value,
+    /// Amounts read back.
+    pub amounts: Option<Amounts>,
+    /// Time spent.
+    pub duration_ms: u128,
+    /// Things worth knowing that did not stop the push.
+    pub warnings: Vec<String>,
+}
+
+impl PushOutcome {
+    /// The `result` argument of `odoo_sync.complete_job`.
+    pub fn to_result_json(&self) -> Value {
+        let amounts = self.amounts.as_ref().map(|a| {
+            json!({"subtotal": a.subtotal.to_string(), "sales_tax": a.sales_tax.to_string(),
+                   "grand_total": a.grand_total.to_string()})
+        });
+        json!({
+            "odoo_order_id": self.odoo_order_id,
+            "odoo_name": self.odoo_name,
+            "operation": self.operation,
+            "version": self.version,
+            "snapshot": self.snapshot,
+            "amounts": amounts,
+            "duration_ms": self.duration_ms as u64,
+            "warnings": self.warnings,
+        })
+    }
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn decimal(v: &Value, what: &str) -> Result<Decimal, PushError> {
+    let s = text(v).ok_or_else(|| PushError::Document(format!("{what} is missing")))?;
+    Decimal::from_str(s.trim())
+        .map(|d| d.normalize())
+        .map_err(|e| PushError::Document(format!("{what} '{s}' is not a number: {e}")))
+}
+
+/// The Odoo id registered under one of our external ids, if any.
+async fn xmlid_res_id(
+    odoo: &OdooClient,
+    model: &str,
+    name: &str,
+) -> Result<Option<i64>, PushError> {
+    let rows = odoo
+        .search_read(
+            "ir.model.data",
+            &Domain::eq("module", XMLID_MODULE)
+                .and(Domain::eq("name", name))
+                .and(Domain::eq("model", model)),
+            &["res_id"],
+            0,
+            Some(1),
+            None,
+        )
+        .await?;
+    Ok(rows
+        .first()
+        .and_then(|r| r.get("res_id"))
+        .and_then(Value::as_i64))
+}
+
+/// Pushes one order document (`odoo_sync.order_document`) to Odoo.
+pub async fn push_order(
+    pg: &Client,
+    odoo: &OdooClient,
+    resolver: &mut Resolver,
+    doc: &Value,
+) -> Result<PushOutcome, PushError> {
+    let started = Instant::now();
+    let tracking_id = doc["tracking_id"]
+        .as_i64()
+        .ok_or_else(|| PushError::Document("tracking_id is missing".into()))?;
+    let order_key = text(&doc["order_key"])
+        .ok_or_else(|| PushError::Document("order_key is missing".into()))?;
+    let version = doc["version"].as_i64();
+    let order_name = order_xmlid_name(tracking_id, &order_key);
+    let known_id = doc["odoo_id"].as_i64();
+
+    if doc["deleted"].as_bool().unwrap_or(false) || doc["order"].is_null() {
+        // Also look the external id up: the create may have happened without its completion.
+        let odoo_id = match known_id {
+            Some(id) => Some(id),
+            None => xmlid_res_id(odoo, "purchase.order", &order_name).await?,
+        };
+        let mut warnings = Vec::new();
+        if let Some(id) = odoo_id {
+            let rows = odoo.read("purchase.order", &[id], &["state"]).await?;
+            match rows.first() {
+                None => warnings.push(format!("Odoo order {id} no longer exists")),
+                Some(r) if r.get("state").and_then(Value::as_str) == Some("cancel") => {}
+                Some(_) => {
+                    odoo.call_button("purchase.order", "button_cancel", &[id])
+                        .await?;
+                }
+            }
+        }
+        return Ok(PushOutcome {
+            odoo_order_id: odoo_id,
+            odoo_name: None,
+            operation: "DELETE",
+            version,
+            snapshot: json!({"deleted": true}),
+            amounts: None,
+            duration_ms: started.elapsed().as_millis(),
+            warnings,
+        });
+    }
+
+    let order = &doc["order"];
+    let supplier_id = text(&order["supplier_id"])
+        .ok_or_else(|| PushError::Document("order.supplier_id is missing".into()))?;
+    let supplier_name = text(&order["supplier_name"]);
+    let partner = resolver
+        .partner(pg, odoo, &supplier_id, supplier_name.as_deref())
+        .await?;
+    let origin = text(&order["order_number"]).unwrap_or_else(|| order_key.clone());
+
+    let empty = Vec::new();
+    let items = doc["items"].as_array().unwrap_or(&empty);
+    let mut lines = Vec::with_capacity(items.len());
+    for item in items {
+        let item_id =
+            text(&item["id"]).ok_or_else(|| PushError::Document("an item has no id".into()))?;
+        let product_id = text(&item["product_id"])
+            .ok_or_else(|| PushError::Document(format!("item {item_id} has no product_id")))?;
+        let code = text(&item["product_code"]);
+        let name = text(&item["product_name"]);
+        let product = resolver
+            .product(
+                pg,
+                odoo,
+                &ProductRef {
+                    product_id: &product_id,
+                    product_code: code.as_deref(),
+                    product_name: name.as_deref(),
+                },
+            )
+            .await?;
+        let qty = decimal(&item["quantity"], &format!("item {item_id} quantity"))?;
+        let price = decimal(&item["unit_price"], &format!("item {item_id} unit_price"))?;
+        lines.push((line_xmlid_name(tracking_id, &item_id), product, qty, price));
+    }
+
+    let mut fields = vec!["id", "partner_id/.id", "origin"];
+    if !lines.is_empty() {
+        fields.extend([
+            "order_line/id",
+            "order_line/product_id/.id",
+            "order_line/product_qty",
+            "order_line/price_unit",
+        ]);
+    }
+    let head = vec![
+        json!(format!("{XMLID_MODULE}.{order_name}")),
+        json!(partner.to_string()),
+        json!(origin),
+    ];
+    let mut rows: Vec<Vec<Value>> = Vec::new();
+    if lines.is_empty() {
+        rows.push(head);
+    } else {
+        for (i, (xmlid, product, qty, price)) in lines.iter().enumerate() {
+            let mut row = if i == 0 {
+                head.clone()
+            } else {
+                vec![json!(""), json!(""), json!("")]
+            };
+            row.extend([
+                json!(format!("{XMLID_MODULE}.{xmlid}")),
+                json!(product.to_string()),
+                json!(qty.to_string()),
+                json!(price.to_string()),
+            ]);
+            rows.push(row);
+        }
+    }
+    let ids = odoo
+        .load("purchase.order", &fields, &rows)
+        .await?
+        .into_ids("purchase.order")?;
+    let odoo_id = *ids.first().ok_or_else(|| {
+        PushError::Odoo(crate::odoo::OdooError::Rejected {
+            call: "purchase.order.load".into(),
+            reasons: "no id returned".into(),
+        })
+    })?;
+
+    // Lines of the Odoo order that the document no longer has.
+    let wanted: Vec<String> = lines.iter().map(|l| l.0.clone()).collect();
+    let keep: HashSet<i64> = if wanted.is_empty() {
+        HashSet::new()
+    } else {
+        odoo.search_read(
+            "ir.model.data",
+            &Domain::eq("module", XMLID_MODULE)
+                .and(Domain::eq("model", "purchase.order.line"))
+                .and(Domain::leaf("name", Op::In, json!(wanted))),
+            &["res_id"],
+            0,
+            None,
+            None,
+        )
+        .await?
+        .iter()
+        .filter_map(|r| r.get("res_id").and_then(Value::as_i64))
+        .collect()
+    };
+    let present = odoo
+        .search(
+            "purchase.order.line",
+            &Domain::eq("order_id", odoo_id),
+            None,
+            Some("id"),
+        )
+        .await?;
+    let removed: Vec<Value> = present
+        .iter()
+        .filter(|id| !keep.contains(id))
+        .map(|id| json!([2, id, 0]))
+        .collect();
+    if !removed.is_empty() {
+        odoo.write(
+            "purchase.order",
+            &[odoo_id],
+            &json!({"order_line": removed}),
+        )
+        .await?;
+    }
+
+    let read = odoo
+        .read(
+            "purchase.order",
+            &[odoo_id],
+            &["name", "amount_untaxed", "amount_tax", "amount_total"],
+        )
+        .await?;
+    let rec = read.first().ok_or_else(|| {
+        PushError::Odoo(crate::odoo::OdooError::Rejected {
+            call: "purchase.order.read".into(),
+            reasons: format!("order {odoo_id} vanished after load"),
+        })
+    })?;
+    let amounts = Amounts {
+        subtotal: money(
+            rec.get("amount_untaxed").unwrap_or(&Value::Null),
+            "amount_untaxed",
+        )?,
+        sales_tax: money(rec.get("amount_tax").unwrap_or(&Value::Null), "amount_tax")?,
+        grand_total: money(
+            rec.get("amount_total").unwrap_or(&Value::Null),
+            "amount_total",
+        )?,
+    };
+    let snapshot = json!({
+        "partner_id": partner,
+        "origin": origin,
+        "lines": lines.iter().map(|(x, p, q, pr)| json!({
+            "xmlid": x, "product_id": p, "product_qty": q.to_string(), "price_unit": pr.to_string()
+        })).collect::<Vec<_>>(),
+    });
+    Ok(PushOutcome {
+        odoo_order_id: Some(odoo_id),
+        odoo_name: rec.get("name").and_then(Value::as_str).map(str::to_string),
+        operation: if known_id.is_some() {
+            "UPDATE"
+        } else {
+            "CREATE"
+        },
+        version,
+        snapshot,
+        amounts: Some(amounts),
+        duration_ms: started.elapsed().as_millis(),
+        warnings: Vec::new(),
+    })
+}

@@ -1,0 +1,128 @@
+//! The worker's side of the SQL contract (sql/queue.sql, sql/monitoring.sql): claim jobs, read
+//! an order document, complete or fail a job with its attempt token, heartbeat. Each call is
+//! its own statement on an autocommit connection: one job per transaction.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio_postgres::Client;
+
+/// One claimed job.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// Job id.
+    pub job_id: i64,
+    /// push, pull or import.
+    pub kind: String,
+    /// Local order key (push).
+    pub order_key: Option<String>,
+    /// Job payload.
+    pub payload: Option<Value>,
+    /// Token proving this claim; required to finish the job.
+    pub attempt_token: i64,
+    /// Tracking the order belongs to.
+    pub tracking_id: Option<i32>,
+    /// Odoo order id known when the job was claimed.
+    pub odoo_id: Option<i32>,
+    /// Attempt number.
+    pub attempt: i32,
+    /// Version of the order when claimed.
+    pub version: Option<i64>,
+}
+
+fn interval(d: Duration) -> String {
+    format!("{} milliseconds", d.as_millis())
+}
+
+/// `odoo_sync.claim_jobs`.
+pub async fn claim(
+    pg: &Client,
+    worker_id: &str,
+    max_jobs: i32,
+    lease: Duration,
+) -> Result<Vec<Job>, tokio_postgres::Error> {
+    let rows = pg
+        .query(
+            "SELECT job_id, kind, order_key, payload, attempt_token, tracking_id, odoo_id, attempt, version \
+             FROM odoo_sync.claim_jobs($1, $2, $3::text::interval)",
+            &[&worker_id, &max_jobs, &interval(lease)],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Job {
+                job_id: r.try_get(0)?,
+                kind: r.try_get(1)?,
+                order_key: r.try_get(2)?,
+                payload: r.try_get(3)?,
+                attempt_token: r.try_get(4)?,
+                tracking_id: r.try_get(5)?,
+                odoo_id: r.try_get(6)?,
+                attempt: r.try_get::<_, Option<i32>>(7)?.unwrap_or(0),
+                version: r.try_get(8)?,
+            })
+        })
+        .collect()
+}
+
+/// `odoo_sync.order_document`.
+pub async fn order_document(
+    pg: &Client,
+    tracking_id: i32,
+    order_key: &str,
+) -> Result<Value, tokio_postgres::Error> {
+    let row = pg
+        .query_one(
+            "SELECT odoo_sync.order_document($1, $2)",
+            &[&tracking_id, &order_key],
+        )
+        .await?;
+    row.try_get(0)
+}
+
+/// `odoo_sync.complete_job`: 'done' or 'requeued'.
+pub async fn complete(
+    pg: &Client,
+    job: &Job,
+    result: &Value,
+) -> Result<String, tokio_postgres::Error> {
+    let row = pg
+        .query_one(
+            "SELECT odoo_sync.complete_job($1, $2, $3)",
+            &[&job.job_id, &job.attempt_token, result],
+        )
+        .await?;
+    row.try_get(0)
+}
+
+/// `odoo_sync.fail_job`: 'retry', 'requeued' or 'dead'.
+pub async fn fail(
+    pg: &Client,
+    job: &Job,
+    error_type: &str,
+    message: &str,
+    odoo_error: Option<&str>,
+    permanent: bool,
+    retry_after: Option<Duration>,
+) -> Result<String, tokio_postgres::Error> {
+    let error = json!({"type": error_type, "message": message, "odoo_error": odoo_error});
+    let retry = retry_after.map(|d| interval(d.min(Duration::from_secs(86_400))));
+    let row = pg
+        .query_one(
+            "SELECT odoo_sync.fail_job($1, $2, $3, $4, $5::text::interval)",
+            &[&job.job_id, &job.attempt_token, &error, &permanent, &retry],
+        )
+        .await?;
+    row.try_get(0)
+}
+
+/// `odoo_sync.heartbeat`.
+pub async fn heartbeat(
+    pg: &Client,
+    worker_id: &str,
+    info: &Value,
+) -> Result<(), tokio_postgres::Error> {
+    pg.query_one("SELECT odoo_sync.heartbeat($1, $2)", &[&worker_id, info])
+        .await?;
+    Ok(())
+}

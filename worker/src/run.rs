@@ -1,0 +1,202 @@
+//! The push loop: claim a batch, push each order, complete or fail each job.
+
+use std::future::Future;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio_postgres::Client;
+
+use crate::odoo::OdooClient;
+use crate::push::order_push::{push_order, PushOutcome};
+use crate::push::resolve::Resolver;
+use crate::push::PushError;
+use crate::queue::{self, Job};
+
+/// How long a claimed job stays ours before another worker may take it.
+pub const LEASE: Duration = Duration::from_secs(60);
+
+/// What the loop does between batches.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Jobs claimed per batch.
+    pub max_jobs: i32,
+    /// Sleep when the queue is empty.
+    pub poll_interval: Duration,
+    /// Heartbeat period.
+    pub heartbeat_interval: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            max_jobs: 50,
+            poll_interval: Duration::from_secs(1),
+            heartbeat_interval: Duration::from_secs(15),
+        }
+    }
+}
+
+/// What happened to one job.
+#[derive(Debug, Clone)]
+pub struct JobReport {
+    /// The job.
+    pub job_id: i64,
+    /// Its order.
+    pub order_key: Option<String>,
+    /// What complete_job / fail_job answered ('done', 'requeued', 'retry', 'dead'), or
+    /// `lost: ...` when the job could not be finished (its lease passed to another worker).
+    pub state: String,
+    /// The push result, when the push succeeded.
+    pub outcome: Option<PushOutcome>,
+    /// The error, when it failed.
+    pub error: Option<String>,
+}
+
+/// Claims one batch and processes it; returns the number of jobs claimed.
+pub async fn run_once(
+    pg: &Client,
+    odoo: &OdooClient,
+    worker_id: &str,
+    max_jobs: i32,
+) -> Result<usize, tokio_postgres::Error> {
+    let mut resolver = Resolver::new();
+    Ok(run_batch(pg, odoo, &mut resolver, worker_id, max_jobs)
+        .await?
+        .len())
+}
+
+/// Claims one batch and processes it, reporting each job.
+pub async fn run_batch(
+    pg: &Client,
+    odoo: &OdooClient,
+    resolver: &mut Resolver,
+    worker_id: &str,
+    max_jobs: i32,
+) -> Result<Vec<JobReport>, tokio_postgres::Error> {
+    let jobs = queue::claim(pg, worker_id, max_jobs, LEASE).await?;
+    let mut reports = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        reports.push(process(pg, odoo, resolver, &job).await);
+    }
+    Ok(reports)
+}
+
+async fn push_job(
+    pg: &Client,
+    odoo: &OdooClient,
+    resolver: &mut Resolver,
+    job: &Job,
+) -> Result<PushOutcome, PushError> {
+    let (Some(tracking_id), Some(order_key)) = (job.tracking_id, job.order_key.as_deref()) else {
+        return Err(PushError::Document(
+            "push job without tracking_id or order_key".into(),
+        ));
+    };
+    let doc = queue::order_document(pg, tracking_id, order_key).await?;
+    push_order(pg, odoo, resolver, &doc).await
+}
+
+/// Pushes one claimed job and finishes it with its attempt token.
+pub async fn process(
+    pg: &Client,
+    odoo: &OdooClient,
+    resolver: &mut Resolver,
+    job: &Job,
+) -> JobReport {
+    let mut report = JobReport {
+        job_id: job.job_id,
+        order_key: job.order_key.clone(),
+        state: String::new(),
+        outcome: None,
+        error: None,
+    };
+    let finished = if job.kind != "push" {
+        let message = "pull/import jobs arrive with the two-way sync";
+        report.error = Some(message.into());
+        queue::fail(pg, job, "unsupported", message, None, true, None).await
+    } else {
+        match push_job(pg, odoo, resolver, job).await {
+            Ok(outcome) => {
+                let r = queue::complete(pg, job, &outcome.to_result_json()).await;
+                report.outcome = Some(outcome);
+                r
+            }
+            Err(e) => {
+                let message = e.to_string();
+                tracing::warn!(job_id = job.job_id, order_key = ?job.order_key, error = %message, "push failed");
+                report.error = Some(message.clone());
+                let (odoo_error, retry_after) = match &e {
+                    PushError::Odoo(o) => (o.odoo_name().map(str::to_string), o.retry_after()),
+                    _ => (None, None),
+                };
+                queue::fail(
+                    pg,
+                    job,
+                    e.type_name(),
+                    &message,
+                    odoo_error.as_deref(),
+                    !e.is_transient(),
+                    retry_after,
+                )
+                .await
+            }
+        }
+    };
+    report.state = match finished {
+        Ok(state) => state,
+        Err(e) => {
+            // Most often a stale attempt token: the lease passed to another worker, which
+            // reports the job. The push itself is idempotent, so nothing is duplicated.
+            tracing::warn!(job_id = job.job_id, error = %e, "could not finish job");
+            format!("lost: {e}")
+        }
+    };
+    report
+}
+
+/// Processes batches until `shutdown` resolves, polling when the queue is empty.
+pub async fn run(
+    pg: &Client,
+    odoo: &OdooClient,
+    worker_id: &str,
+    options: &RunOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), tokio_postgres::Error> {
+    tokio::pin!(shutdown);
+    let mut resolver = Resolver::new();
+    let mut last_heartbeat: Option<tokio::time::Instant> = None;
+    loop {
+        if last_heartbeat.is_none_or(|t| t.elapsed() >= options.heartbeat_interval) {
+            let odoo_status = match odoo.connect().await {
+                Ok(_) => "ok",
+                Err(_) => "unreachable",
+            };
+            let info = json!({
+                "odoo_status": odoo_status,
+                "cache_status": "in-process",
+                "hostname": std::env::var("HOSTNAME").unwrap_or_default(),
+                "pid": std::process::id(),
+                "version": env!("CARGO_PKG_VERSION"),
+            });
+            if let Err(e) = queue::heartbeat(pg, worker_id, &info).await {
+                tracing::warn!(error = %e, "heartbeat failed");
+            }
+            last_heartbeat = Some(tokio::time::Instant::now());
+        }
+        // A batch in flight is finished, not dropped: its jobs are completed or failed.
+        tokio::select! {
+            biased;
+            _ = &mut shutdown => return Ok(()),
+            _ = std::future::ready(()) => {}
+        }
+        let claimed = run_batch(pg, odoo, &mut resolver, worker_id, options.max_jobs)
+            .await?
+            .len();
+        if claimed == 0 {
+            tokio::select! {
+                _ = tokio::time::sleep(options.poll_interval) => {}
+                _ = &mut shutdown => return Ok(()),
+            }
+        }
+    }
+}

@@ -1,0 +1,535 @@
+//! The push worker end to end: real PostgreSQL with the extension, real Odoo simulator.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use odoo_sync_tests::pg_cluster::{common_schema, TestDb};
+use odoo_sync_tests::sim::{self, SimConfig, SimHandle};
+use odoo_sync_worker::odoo::money::{money, quantity};
+use odoo_sync_worker::odoo::{Domain, OdooClient, OdooConfig, Secret, SecretKind};
+use odoo_sync_worker::push::order_push::push_order;
+use odoo_sync_worker::push::resolve::Resolver;
+use odoo_sync_worker::queue;
+use odoo_sync_worker::run::run_once;
+use rust_decimal::Decimal;
+use serde_json::Value;
+use tokio_postgres::Client;
+
+const VENDORS: [(&str, &str); 5] = [
+    ("V-GEMINI", "Gemini Furniture"),
+    ("V-WOOD", "Wood Corner"),
+    ("V-AZURE", "Azure Interior"),
+    ("V-DECO", "Deco Addict"),
+    ("V-READY", "Ready Mat"),
+];
+const PRODUCTS: [&str; 8] = [
+    "FURN_7777",
+    "FURN_0269",
+    "FURN_8220",
+    "FURN_0001",
+    "FURN_8900",
+    "E-COM11",
+    "E-COM08",
+    "FURN_0002",
+];
+
+struct Env {
+    db: TestDb,
+    worker: Client,
+    sim: SimHandle,
+    odoo: OdooClient,
+}
+
+async fn setup(label: &str) -> Env {
+    let mut db = TestDb::new(label).await;
+    db.client
+        .batch_execute(&common_schema("bigint"))
+        .await
+        .expect("schema");
+    db.client
+        .execute(
+            "SELECT odoo_sync.track_orders('orders', 'order_items', '{}'::jsonb)",
+            &[],
+        )
+        .await
+        .expect("track_orders");
+    let role = db.create_role("worker", &["odoo_sync_worker"]).await;
+    let worker = db.connect_as(&role).await;
+    let sim = sim::spawn(SimConfig::default()).await.expect("simulator");
+    let mut config = OdooConfig::new(
+        &sim.url(),
+        "odoo",
+        "admin",
+        Secret::new(sim::DEFAULT_API_KEY),
+        SecretKind::ApiKey,
+    )
+    .expect("config");
+    config.request_timeout = Duration::from_secs(20);
+    let odoo = OdooClient::new(config).expect("client");
+    Env {
+        db,
+        worker,
+        sim,
+        odoo,
+    }
+}
+
+impl Env {
+    async fn finish(self) {
+        drop(self.worker);
+        let _ = self.sim.stop().await;
+        self.db.finish().await;
+    }
+
+    /// Inserts order `n` with `lines` (product code, quantity, price); returns its key.
+    async fn insert_order(&self, n: usize, vendor: usize, lines: &[(&str, &str, &str)]) -> i64 {
+        let (vid, vname) = VENDORS[vendor % VENDORS.len()];
+        let row = self
+            .db
+            .client
+            .query_one(
+                "INSERT INTO orders (order_number, supplier_id, supplier_name) VALUES ($1, $2, $3) RETURNING id",
+                &[&format!("PO-{n}"), &vid, &vname],
+            )
+            .await
+            .expect("insert order");
+        let id: i64 = row.get(0);
+        for (code, qty, price) in lines {
+            self.db
+                .client
+                .execute(
+                    "INSERT INTO order_items (order_id, product_id, product_code, quantity, unit_price) \
+                     VALUES ($1, $2, $2, $3::text::numeric, $4::text::numeric)",
+                    &[&id, code, qty, price],
+                )
+                .await
+                .expect("insert item");
+        }
+        id
+    }
+
+    /// Runs batches until no job is ready.
+    async fn drain(&self) {
+        for _ in 0..200 {
+            let n = run_once(&self.worker, &self.odoo, "test-worker", 25)
+                .await
+                .expect("run_once");
+            if n == 0 {
+                return;
+            }
+        }
+        panic!("queue did not drain");
+    }
+
+    async fn status(&self, id: i64) -> (Option<String>, Option<i32>) {
+        let r = self
+            .db
+            .client
+            .query_one(
+                "SELECT sync_status, odoo_order_id FROM orders WHERE id = $1",
+                &[&id],
+            )
+            .await
+            .expect("status");
+        (r.get(0), r.get(1))
+    }
+
+    async fn id_by(&self, model: &str, field: &str, value: &str) -> i64 {
+        let ids = self
+            .odoo
+            .search(model, &Domain::eq(field, value), None, None)
+            .await
+            .expect("search");
+        assert_eq!(ids.len(), 1, "{model} {field}={value}");
+        ids[0]
+    }
+
+    /// Odoo lines of an order: product id → (qty, price).
+    async fn odoo_lines(&self, odoo_id: i64) -> Vec<(i64, Decimal, Decimal)> {
+        let rows = self
+            .odoo
+            .search_read(
+                "purchase.order.line",
+                &Domain::eq("order_id", odoo_id),
+                &["product_id", "product_qty", "price_unit"],
+                0,
+                None,
+                Some("id"),
+            )
+            .await
+            .expect("lines");
+        rows.iter()
+            .map(|r| {
+                (
+                    m2o(&r["product_id"]),
+                    quantity(&r["product_qty"], "qty").expect("qty"),
+                    money(&r["price_unit"], "price").expect("price"),
+                )
+            })
+            .collect()
+    }
+
+    async fn odoo_order(&self, odoo_id: i64) -> serde_json::Map<String, Value> {
+        self.odoo
+            .read(
+                "purchase.order",
+                &[odoo_id],
+                &["partner_id", "origin", "state", "name"],
+            )
+            .await
+            .expect("read order")
+            .remove(0)
+    }
+}
+
+fn m2o(v: &Value) -> i64 {
+    v.as_array()
+        .and_then(|a| a.first())
+        .and_then(Value::as_i64)
+        .or_else(|| v.as_i64())
+        .expect("many2one")
+}
+
+fn d(s: &str) -> Decimal {
+    Decimal::from_str(s).expect("decimal")
+}
+
+fn lines_for(n: usize) -> Vec<(&'static str, String, String)> {
+    (0..3)
+        .map(|j| {
+            (
+                PRODUCTS[(n + j * 3) % PRODUCTS.len()],
+                format!("{}.{}", n + j + 1, (n * 7 + j) % 1000),
+                format!("{}.{:02}", 10 + n * 3 + j, (n * 13 + j) % 100),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_orders_arrive_in_odoo_and_are_synced() {
+    let env = setup("push_many").await;
+    let mut expected = BTreeMap::new();
+    for n in 0..20 {
+        let lines = lines_for(n);
+        let refs: Vec<(&str, &str, &str)> = lines
+            .iter()
+            .map(|(p, q, u)| (*p, q.as_str(), u.as_str()))
+            .collect();
+        let id = env.insert_order(n, n, &refs).await;
+        expected.insert(id, (n, lines));
+    }
+    env.drain().await;
+    let mut odoo_ids = Vec::new();
+    for (id, (n, lines)) in &expected {
+        let (status, odoo_id) = env.status(*id).await;
+        assert_eq!(status.as_deref(), Some("SYNCED"), "order {id}");
+        let odoo_id = i64::from(odoo_id.expect("odoo id written back"));
+        odoo_ids.push(odoo_id);
+        let order = env.odoo_order(odoo_id).await;
+        assert_eq!(order["origin"], format!("PO-{n}"));
+        let partner = env.id_by("res.partner", "ref", VENDORS[n % 5].0).await;
+        assert_eq!(m2o(&order["partner_id"]), partner);
+        let got = env.odoo_lines(odoo_id).await;
+        let mut want = Vec::new();
+        for (code, qty, price) in lines {
+            let product = env.id_by("product.product", "default_code", code).await;
+            want.push((product, d(qty), d(price)));
+        }
+        let norm = |mut v: Vec<(i64, Decimal, Decimal)>| {
+            v.iter_mut().for_each(|x| {
+                x.1 = x.1.normalize();
+                x.2 = x.2.normalize();
+            });
+            v.sort();
+            v
+        };
+        assert_eq!(norm(got), norm(want), "lines of order {n}");
+    }
+    odoo_ids.sort();
+    odoo_ids.dedup();
+    assert_eq!(odoo_ids.len(), 20, "one Odoo order per local order");
+    let all = env
+        .odoo
+        .search(
+            "purchase.order",
+            &Domain::is_in(
+                "origin",
+                (0..20).map(|n| format!("PO-{n}")).collect::<Vec<_>>(),
+            ),
+            None,
+            None,
+        )
+        .await
+        .expect("search");
+    assert_eq!(all.len(), 20);
+    // Amounts as Odoo computed them were written back.
+    let row = env
+        .db
+        .client
+        .query_one(
+            "SELECT count(*) FROM orders WHERE grand_total IS NOT NULL AND subtotal IS NOT NULL",
+            &[],
+        )
+        .await
+        .expect("amounts");
+    assert_eq!(row.get::<_, i64>(0), 20);
+    // What strategies found was learned into the map tables.
+    let row = env
+        .worker
+        .query_one(
+            "SELECT count(*) FROM odoo_sync.partner_map WHERE source = 'ref'",
+            &[],
+        )
+        .await
+        .expect("partner_map");
+    assert_eq!(row.get::<_, i64>(0), 5);
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_repeated_after_an_unknown_outcome_creates_no_duplicates() {
+    let env = setup("push_twice").await;
+    let id = env
+        .insert_order(
+            1,
+            0,
+            &[
+                ("FURN_7777", "2", "50.00"),
+                ("E-COM08", "3.5", "13.00"),
+                ("FURN_8220", "1", "480.00"),
+            ],
+        )
+        .await;
+    // First attempt: pushed, but the worker "dies" before complete_job.
+    let jobs = queue::claim(&env.worker, "doomed-worker", 10, Duration::from_secs(1))
+        .await
+        .expect("claim");
+    assert_eq!(jobs.len(), 1);
+    let job = &jobs[0];
+    let doc = queue::order_document(
+        &env.worker,
+        job.tracking_id.expect("tracking"),
+        job.order_key.as_deref().expect("key"),
+    )
+    .await
+    .expect("document");
+    let mut resolver = Resolver::new();
+    let first = push_order(&env.worker, &env.odoo, &mut resolver, &doc)
+        .await
+        .expect("first push");
+    // The lease runs out; another worker takes the job and pushes again.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    env.drain().await;
+    let (status, odoo_id) = env.status(id).await;
+    assert_eq!(status.as_deref(), Some("SYNCED"));
+    assert_eq!(odoo_id.map(i64::from), first.odoo_order_id);
+    // The doomed worker's token is stale now.
+    let stale = queue::complete(&env.worker, job, &first.to_result_json()).await;
+    assert!(stale.is_err(), "a stale attempt token is refused");
+    let orders = env
+        .odoo
+        .search("purchase.order", &Domain::eq("origin", "PO-1"), None, None)
+        .await
+        .expect("search");
+    assert_eq!(orders.len(), 1, "no second Odoo order");
+    let lines = env.odoo_lines(orders[0]).await;
+    assert_eq!(lines.len(), 3, "no duplicate lines: {lines:?}");
+    let attempts: i32 = env
+        .db
+        .client
+        .query_one(
+            "SELECT attempts FROM odoo_sync.job_history WHERE id = $1",
+            &[&job.job_id],
+        )
+        .await
+        .expect("history")
+        .get(0);
+    assert_eq!(attempts, 2);
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_product_fails_only_its_order() {
+    let env = setup("push_unknown").await;
+    let mut good = Vec::new();
+    for n in 0..4 {
+        good.push(
+            env.insert_order(
+                n,
+                n,
+                &[("FURN_0001", "1", "78.00"), ("E-COM11", "2", "115.00")],
+            )
+            .await,
+        );
+    }
+    let bad = env
+        .insert_order(
+            99,
+            1,
+            &[("FURN_0001", "1", "78.00"), ("NOPE-404", "1", "1.00")],
+        )
+        .await;
+    env.drain().await;
+    for id in &good {
+        let (status, odoo_id) = env.status(*id).await;
+        assert_eq!(status.as_deref(), Some("SYNCED"));
+        assert!(odoo_id.is_some());
+    }
+    let (status, odoo_id) = env.status(bad).await;
+    assert_eq!(status.as_deref(), Some("SYNC_FAILED"));
+    assert_eq!(odoo_id, None);
+    let row = env
+        .db
+        .client
+        .query_one(
+            "SELECT state, last_error->>'message', (last_error->>'permanent')::bool FROM odoo_sync.job_history \
+             WHERE order_key = $1 ORDER BY id DESC LIMIT 1",
+            &[&bad.to_string()],
+        )
+        .await
+        .expect("dead letter");
+    let (state, message, permanent): (String, String, bool) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!(state, "dead");
+    assert!(permanent);
+    assert!(message.contains("NOPE-404"), "{message}");
+    assert!(message.contains("default_code"), "{message}");
+    let none = env
+        .odoo
+        .search("purchase.order", &Domain::eq("origin", "PO-99"), None, None)
+        .await
+        .expect("search");
+    assert!(none.is_empty(), "nothing of the failed order reached Odoo");
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_line_removals_and_deletes_reach_odoo() {
+    let env = setup("push_update").await;
+    let a = env
+        .insert_order(
+            1,
+            2,
+            &[
+                ("FURN_7777", "2", "50.00"),
+                ("E-COM08", "3", "13.00"),
+                ("FURN_8220", "1", "480.00"),
+            ],
+        )
+        .await;
+    let b = env.insert_order(2, 3, &[("FURN_8900", "5", "18.50")]).await;
+    env.drain().await;
+    let a_odoo = i64::from(env.status(a).await.1.expect("a synced"));
+    let b_odoo = i64::from(env.status(b).await.1.expect("b synced"));
+
+    // Change a quantity and a price, remove a line, add a line.
+    env.db
+        .client
+        .batch_execute(&format!(
+            "UPDATE order_items SET quantity = 4.25 WHERE order_id = {a} AND product_id = 'FURN_7777';
+             UPDATE order_items SET unit_price = 12.40 WHERE order_id = {a} AND product_id = 'E-COM08';
+             DELETE FROM order_items WHERE order_id = {a} AND product_id = 'FURN_8220';
+             INSERT INTO order_items (order_id, product_id, product_code, quantity, unit_price)
+                 VALUES ({a}, 'FURN_0002', 'FURN_0002', 10, 2.50);
+             UPDATE orders SET order_number = 'PO-1-rev' WHERE id = {a};
+             DELETE FROM orders WHERE id = {b};"
+        ))
+        .await
+        .expect("changes");
+    env.drain().await;
+    assert_eq!(env.status(a).await.0.as_deref(), Some("SYNCED"));
+    assert_eq!(
+        env.status(a).await.1.map(i64::from),
+        Some(a_odoo),
+        "same Odoo order"
+    );
+    let order = env.odoo_order(a_odoo).await;
+    assert_eq!(order["origin"], "PO-1-rev");
+    let mut got: Vec<(i64, Decimal, Decimal)> = env
+        .odoo_lines(a_odoo)
+        .await
+        .into_iter()
+        .map(|(p, q, u)| (p, q.normalize(), u.normalize()))
+        .collect();
+    got.sort();
+    let mut want = vec![
+        (
+            env.id_by("product.product", "default_code", "FURN_7777")
+                .await,
+            d("4.25"),
+            d("50"),
+        ),
+        (
+            env.id_by("product.product", "default_code", "E-COM08")
+                .await,
+            d("3"),
+            d("12.4"),
+        ),
+        (
+            env.id_by("product.product", "default_code", "FURN_0002")
+                .await,
+            d("10"),
+            d("2.5"),
+        ),
+    ];
+    want.sort();
+    assert_eq!(got, want);
+    let order_b = env.odoo_order(b_odoo).await;
+    assert_eq!(
+        order_b["state"], "cancel",
+        "a deleted local order cancels its Odoo order"
+    );
+    let row = env
+        .db
+        .client
+        .query_one(
+            "SELECT count(*) FROM odoo_sync.job_history WHERE state = 'done' AND order_key = $1",
+            &[&b.to_string()],
+        )
+        .await
+        .expect("history");
+    assert_eq!(
+        row.get::<_, i64>(0),
+        2,
+        "create and delete pushes of b are done"
+    );
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sync_command_pushes_one_order_and_prints_the_result() {
+    let env = setup("push_cli").await;
+    let id = env.insert_order(7, 4, &[("E-COM08", "6", "13.00")]).await;
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_odoo-sync-worker"))
+        .args(["sync", &id.to_string()])
+        .env("DATABASE_URL", env.db.conninfo())
+        .env("ODOO_URL", env.sim.url())
+        .env("ODOO_DB", "odoo")
+        .env("ODOO_USER", "admin")
+        .env("ODOO_API_KEY", sim::DEFAULT_API_KEY)
+        .env_remove("ODOO_PASSWORD")
+        .output()
+        .await
+        .expect("run the worker binary");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Value = serde_json::from_str(&stdout).expect("JSON result");
+    assert_eq!(printed["state"], "done");
+    let (status, odoo_id) = env.status(id).await;
+    assert_eq!(status.as_deref(), Some("SYNCED"));
+    assert_eq!(
+        printed["result"]["odoo_order_id"].as_i64(),
+        odoo_id.map(i64::from)
+    );
+    assert!(
+        !stdout.contains(sim::DEFAULT_API_KEY)
+            && !String::from_utf8_lossy(&out.stderr).contains(sim::DEFAULT_API_KEY),
+        "the API key never appears in the output"
+    );
+    env.finish().await;
+}
