@@ -101,7 +101,7 @@ $$;
 -- once retention has removed the events). Events about syncing are not changes.
 CREATE FUNCTION @extschema@._current_version(p_tracking_id integer, p_order_key text) RETURNS bigint
 LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT GREATEST(
         (SELECT e.id FROM @extschema@.event_log e
@@ -538,5 +538,55 @@ BEGIN
     DELETE FROM @extschema@.worker_heartbeats WHERE last_seen < now() - interval '1 day';
     GET DIAGNOSTICS n_workers = ROW_COUNT;
     RETURN jsonb_build_object('job_history', n_jobs, 'sync_log', n_log, 'events', n_events, 'workers', n_workers);
+END
+$$;
+
+-- What a worker needs to push one order, in canonical names (the tracking's column mapping
+-- applied): the order row, its items, and the sync state (Odoo id, base snapshot of the last
+-- sync, tombstone of a deleted order). `version` is what complete_job is told was pushed.
+-- Read it after claiming: changes committed later are pushed by the requeue complete_job does.
+CREATE FUNCTION @extschema@.order_document(tracking_id integer, order_key text) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    t @extschema@.tracked_tables;
+    st @extschema@.order_state;
+    v_key_type text;
+    v_order_cols text;
+    v_item_cols text;
+    v_order jsonb;
+    v_items jsonb;
+BEGIN
+    SELECT * INTO t FROM @extschema@.tracked_tables tt WHERE tt.id = order_document.tracking_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'tracking % does not exist', COALESCE(tracking_id::text, 'NULL') USING ERRCODE = 'P0002';
+    END IF;
+    SELECT * INTO st FROM @extschema@.order_state s WHERE s.tracking_id = t.id AND s.order_key = order_document.order_key;
+    SELECT format_type(a.atttypid, a.atttypmod) INTO v_key_type
+    FROM pg_attribute a WHERE a.attrelid = t.orders_table AND a.attname = t.mapping -> 'orders' ->> 'id';
+    -- Quantities and money travel as strings ("1.500"), so no JSON float ever rounds them.
+    SELECT string_agg(format(CASE WHEN c.type_class = 'amount' THEN '%L, o.%I::text' ELSE '%L, o.%I' END, m.key, m.value), ', ')
+    INTO v_order_cols
+    FROM jsonb_each_text(t.mapping -> 'orders') m
+    JOIN @extschema@.column_spec c ON c.table_role = 'orders' AND c.canonical = m.key;
+    SELECT string_agg(format(CASE WHEN c.type_class = 'amount' THEN '%L, i.%I::text' ELSE '%L, i.%I' END, m.key, m.value), ', ')
+    INTO v_item_cols
+    FROM jsonb_each_text(t.mapping -> 'items') m
+    JOIN @extschema@.column_spec c ON c.table_role = 'items' AND c.canonical = m.key;
+    EXECUTE format('SELECT jsonb_build_object(%s) FROM %s o WHERE o.%I = $1::%s',
+                   v_order_cols, t.orders_table, t.mapping -> 'orders' ->> 'id', v_key_type)
+        INTO v_order USING order_key;
+    EXECUTE format('SELECT COALESCE(jsonb_agg(jsonb_build_object(%s) ORDER BY i.%I), ''[]'') FROM %s i WHERE i.%I = $1::%s',
+                   v_item_cols, t.mapping -> 'items' ->> 'id', t.items_table, t.mapping -> 'items' ->> 'order_id', v_key_type)
+        INTO v_items USING order_key;
+    RETURN jsonb_build_object(
+        'tracking_id', t.id, 'order_key', order_key,
+        'version', @extschema@._current_version(t.id, order_key),
+        'deleted', v_order IS NULL,
+        'order', v_order, 'items', v_items,
+        'odoo_id', st.odoo_id, 'odoo_name', st.odoo_name, 'sync_status', st.sync_status,
+        'base_snapshot', st.base_snapshot, 'tombstone', st.tombstone);
 END
 $$;

@@ -21,14 +21,16 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.health(), @extschema@.last_sync_status(), @extschema@.sync_metrics(interval),
     @extschema@.event_history(text), @extschema@.conflict_history(text),
     @extschema@.batch_status(bigint), @extschema@.await_job(bigint, interval),
-    @extschema@.get_settings(), @extschema@.describe_settings()
+    @extschema@.get_settings(), @extschema@.describe_settings(),
+    -- called by the views, and a view's functions run with the reader's privileges
+    @extschema@._setting(text), @extschema@._current_version(integer, text)
     TO odoo_sync_reader;
 
 GRANT EXECUTE ON FUNCTION
     @extschema@.claim_jobs(text, integer, interval), @extschema@.extend_leases(text, bigint[], interval),
     @extschema@.release_jobs(text), @extschema@.complete_job(bigint, bigint, jsonb),
     @extschema@.fail_job(bigint, bigint, jsonb, boolean, interval), @extschema@.heartbeat(text, jsonb),
-    @extschema@.maintenance()
+    @extschema@.maintenance(), @extschema@.order_document(integer, text)
     TO odoo_sync_worker;
 GRANT SELECT, INSERT, UPDATE ON @extschema@.partner_map, @extschema@.product_map TO odoo_sync_worker;
 

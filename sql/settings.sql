@@ -45,7 +45,7 @@ INSERT INTO @extschema@.setting_spec (key, type, default_value, min_value, max_v
 -- Effective value of one setting, for the extension's own functions.
 CREATE FUNCTION @extschema@._setting(p_key text) RETURNS jsonb
 LANGUAGE sql STABLE STRICT
-SET search_path = pg_catalog, pg_temp
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT COALESCE(s.value, spec.default_value)
     FROM @extschema@.setting_spec spec

@@ -73,6 +73,19 @@ async fn each_role_can_do_its_job_and_no_more() {
     }
 
     let reader_client = db.connect_as(&reader).await;
+    for view in [
+        "order_status",
+        "queue",
+        "dead_letters",
+        "pending_conflicts",
+        "events",
+        "workers",
+    ] {
+        reader_client
+            .query(&format!("SELECT * FROM odoo_sync.{view}"), &[])
+            .await
+            .unwrap_or_else(|e| panic!("reader cannot read {view}: {:?}", e.as_db_error()));
+    }
     let n: i64 = reader_client
         .query_one("SELECT count(*) FROM odoo_sync.order_status", &[])
         .await
@@ -257,10 +270,17 @@ async fn a_hostile_search_path_does_not_reach_the_capture_statements() {
 async fn example_dba_queries_run_as_reader() {
     let (db, reader, _worker, _admin, _app) = setup("dbaqueries").await;
     db.client
-        .execute("INSERT INTO orders (order_number, supplier_id) VALUES ('PO-Q', 'S')", &[])
+        .execute(
+            "INSERT INTO orders (order_number, supplier_id) VALUES ('PO-Q', 'S')",
+            &[],
+        )
         .await
         .unwrap();
-    let sql = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../sql/examples/dba_queries.sql")).unwrap();
+    let sql = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../sql/examples/dba_queries.sql"
+    ))
+    .unwrap();
     let client = db.connect_as(&reader).await;
     client.batch_execute(&sql).await.unwrap();
     drop(client);
