@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use odoo_sync_worker::odoo::{OdooClient, OdooConfig};
 use odoo_sync_worker::push::resolve::Resolver;
-use odoo_sync_worker::run::{run, run_batch, RunOptions};
+use odoo_sync_worker::run::{run, run_batch, spawn_listener, RunOptions};
 use tokio_postgres::NoTls;
 
 /// Command line of the worker.
@@ -84,15 +84,16 @@ async fn main_async(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Run => {
             tracing::info!(worker = %worker, "worker started");
-            run(
-                &pg,
-                &odoo,
-                &worker,
-                &RunOptions::default(),
-                shutdown_signal(),
-            )
-            .await
-            .map_err(|e| e.to_string())
+            let url = std::env::var("DATABASE_URL").unwrap_or_default();
+            let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+            let listener = spawn_listener(url, wake.clone());
+            let options = RunOptions {
+                wake: Some(wake),
+                ..RunOptions::default()
+            };
+            let r = run(&pg, &odoo, &worker, &options, shutdown_signal()).await;
+            listener.abort();
+            r.map_err(|e| e.to_string())
         }
         Command::Sync { order_key } => {
             let row = pg

@@ -1,10 +1,13 @@
 //! The push loop: claim a batch, push each order, complete or fail each job.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use tokio_postgres::Client;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_postgres::{AsyncMessage, Client, NoTls};
 
 use crate::odoo::OdooClient;
 use crate::push::order_push::{push_order, PushOutcome};
@@ -24,6 +27,9 @@ pub struct RunOptions {
     pub poll_interval: Duration,
     /// Heartbeat period.
     pub heartbeat_interval: Duration,
+    /// Woken by queue notifications (see [`spawn_listener`]); the poll interval is the
+    /// fallback when a notification is lost or the LISTEN connection is down.
+    pub wake: Option<Arc<Notify>>,
 }
 
 impl Default for RunOptions {
@@ -32,6 +38,7 @@ impl Default for RunOptions {
             max_jobs: 50,
             poll_interval: Duration::from_secs(1),
             heartbeat_interval: Duration::from_secs(15),
+            wake: None,
         }
     }
 }
@@ -168,12 +175,13 @@ pub async fn run(
     loop {
         if last_heartbeat.is_none_or(|t| t.elapsed() >= options.heartbeat_interval) {
             let odoo_status = match odoo.connect().await {
-                Ok(_) => "ok",
-                Err(_) => "unreachable",
+                Ok(_) => "CONNECTED",
+                Err(e) if e.is_transient() => "DISCONNECTED",
+                Err(_) => "ERROR",
             };
             let info = json!({
                 "odoo_status": odoo_status,
-                "cache_status": "in-process",
+                "cache_status": "HEALTHY",
                 "hostname": std::env::var("HOSTNAME").unwrap_or_default(),
                 "pid": std::process::id(),
                 "version": env!("CARGO_PKG_VERSION"),
@@ -193,10 +201,59 @@ pub async fn run(
             .await?
             .len();
         if claimed == 0 {
+            let woken = async {
+                match &options.wake {
+                    Some(n) => n.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = tokio::time::sleep(options.poll_interval) => {}
+                _ = woken => {}
                 _ = &mut shutdown => return Ok(()),
             }
         }
     }
+}
+
+/// Keeps a connection LISTENing on `odoo_sync_events` and wakes `wake` at each notification
+/// (and at each (re)connection, since notifications sent while it was down are lost). A
+/// dropped connection is reopened after a pause; abort the handle to stop.
+pub fn spawn_listener(conninfo: String, wake: Arc<Notify>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            match tokio_postgres::connect(&conninfo, NoTls).await {
+                Ok((client, mut connection)) => {
+                    let notify = wake.clone();
+                    let driver = tokio::spawn(async move {
+                        loop {
+                            match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                                Some(Ok(AsyncMessage::Notification(_))) => notify.notify_one(),
+                                Some(Ok(_)) => {}
+                                Some(Err(e)) => {
+                                    tracing::warn!(error = %e, "LISTEN connection failed");
+                                    return;
+                                }
+                                None => return,
+                            }
+                        }
+                    });
+                    match client.batch_execute("LISTEN odoo_sync_events").await {
+                        Ok(()) => {
+                            wake.notify_one();
+                            let _ = driver.await;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "LISTEN failed");
+                            driver.abort();
+                        }
+                    }
+                    drop(client);
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot open the LISTEN connection"),
+            }
+            wake.notify_one();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    })
 }

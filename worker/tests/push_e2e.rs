@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use odoo_sync_tests::pg_cluster::{common_schema, TestDb};
@@ -11,9 +12,10 @@ use odoo_sync_worker::odoo::{Domain, OdooClient, OdooConfig, Secret, SecretKind}
 use odoo_sync_worker::push::order_push::push_order;
 use odoo_sync_worker::push::resolve::Resolver;
 use odoo_sync_worker::queue;
-use odoo_sync_worker::run::run_once;
+use odoo_sync_worker::run::{run, run_once, spawn_listener, RunOptions};
 use rust_decimal::Decimal;
 use serde_json::Value;
+use tokio::sync::Notify;
 use tokio_postgres::Client;
 
 const VENDORS: [(&str, &str); 5] = [
@@ -531,5 +533,62 @@ async fn the_sync_command_pushes_one_order_and_prints_the_result() {
             && !String::from_utf8_lossy(&out.stderr).contains(sim::DEFAULT_API_KEY),
         "the API key never appears in the output"
     );
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_run_loop_wakes_on_notifications_and_stops_on_shutdown() {
+    let env = setup("push_loop").await;
+    let wake = Arc::new(Notify::new());
+    let listener = spawn_listener(env.db.conninfo(), wake.clone());
+    let options = RunOptions {
+        max_jobs: 10,
+        // Long enough that only a notification can explain a prompt push.
+        poll_interval: Duration::from_secs(60),
+        heartbeat_interval: Duration::from_secs(60),
+        wake: Some(wake),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = env.db.connect().await;
+    let odoo = env.odoo.clone();
+    let loop_task = tokio::spawn(async move {
+        run(&worker, &odoo, "loop-worker", &options, async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    // Let the loop go idle first (queue empty, waiting for the poll or a notification).
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let id = env
+        .insert_order(3, 1, &[("FURN_8220", "2", "450.00")])
+        .await;
+    let mut synced = false;
+    for _ in 0..100 {
+        if env.status(id).await.0.as_deref() == Some("SYNCED") {
+            synced = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(synced, "the order was pushed well before the 60 s poll");
+    let beats: i64 = env
+        .db
+        .client
+        .query_one(
+            "SELECT count(*) FROM odoo_sync.worker_heartbeats \
+             WHERE worker_id = 'loop-worker' AND odoo_status = 'CONNECTED'",
+            &[],
+        )
+        .await
+        .expect("heartbeats")
+        .get(0);
+    assert_eq!(beats, 1, "the loop reports its heartbeat");
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(10), loop_task)
+        .await
+        .expect("the loop stops on shutdown")
+        .expect("loop task")
+        .expect("loop result");
+    listener.abort();
     env.finish().await;
 }
