@@ -592,3 +592,34 @@ async fn the_run_loop_wakes_on_notifications_and_stops_on_shutdown() {
     listener.abort();
     env.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_status_transitions_are_sent_as_buttons() {
+    let env = setup("push_status").await;
+    let id = env.insert_order(5, 0, &[("FURN_0001", "2", "78.00")]).await;
+    env.drain().await;
+    let odoo_id = i64::from(env.status(id).await.1.expect("synced"));
+    assert_eq!(env.odoo_order(odoo_id).await["state"], "draft");
+    for (status, state) in [
+        ("CONFIRMED", "purchase"),
+        ("CANCELLED", "cancel"),
+        ("DRAFT", "draft"),
+    ] {
+        env.db
+            .client
+            .execute(
+                "UPDATE orders SET status = $1 WHERE id = $2",
+                &[&status, &id],
+            )
+            .await
+            .expect("status change");
+        env.drain().await;
+        assert_eq!(
+            env.status(id).await.0.as_deref(),
+            Some("SYNCED"),
+            "{status}"
+        );
+        assert_eq!(env.odoo_order(odoo_id).await["state"], state, "{status}");
+    }
+    env.finish().await;
+}

@@ -6,7 +6,9 @@
 //! transaction, so a push repeated after an unknown outcome (timeout, dropped connection,
 //! killed worker) updates the order and lines it created the first time instead of creating
 //! them again. Lines of the Odoo order whose external id is not in the document are removed
-//! with `[2, id, 0]`. A deleted local order cancels its Odoo order (`button_cancel`).
+//! with `[2, id, 0]`. Local status transitions are sent as buttons (`button_confirm`,
+//! `button_cancel`, `button_draft` from a cancelled order). A deleted local order cancels its
+//! Odoo order (`button_cancel`).
 
 use std::collections::HashSet;
 use std::str::FromStr;
@@ -125,6 +127,16 @@ async fn xmlid_res_id(
         .and_then(Value::as_i64))
 }
 
+/// The `state` of an Odoo order (None: it does not exist).
+async fn odoo_state(odoo: &OdooClient, id: i64) -> Result<Option<String>, PushError> {
+    let rows = odoo.read("purchase.order", &[id], &["state"]).await?;
+    Ok(rows
+        .first()
+        .and_then(|r| r.get("state"))
+        .and_then(Value::as_str)
+        .map(str::to_string))
+}
+
 /// Pushes one order document (`odoo_sync.order_document`) to Odoo.
 pub async fn push_order(
     pg: &Client,
@@ -205,6 +217,16 @@ pub async fn push_order(
         let qty = decimal(&item["quantity"], &format!("item {item_id} quantity"))?;
         let price = decimal(&item["unit_price"], &format!("item {item_id} unit_price"))?;
         lines.push((line_xmlid_name(tracking_id, &item_id), product, qty, price));
+    }
+
+    // Local status → Odoo buttons (DESIGN.md §3). Coming back to DRAFT from a cancelled Odoo
+    // order reopens it first, so the write below applies to a draft.
+    let status = text(&order["status"]).unwrap_or_default();
+    if let Some(id) = known_id {
+        if status == "DRAFT" && odoo_state(odoo, id).await?.as_deref() == Some("cancel") {
+            odoo.call_button("purchase.order", "button_draft", &[id])
+                .await?;
+        }
     }
 
     let mut fields = vec!["id", "partner_id/.id", "origin"];
@@ -291,6 +313,17 @@ pub async fn push_order(
             &json!({"order_line": removed}),
         )
         .await?;
+    }
+
+    let state = odoo_state(odoo, odoo_id).await?;
+    let button = match (status.as_str(), state.as_deref()) {
+        ("CONFIRMED", Some("draft" | "sent")) => Some("button_confirm"),
+        ("CANCELLED", Some(s)) if s != "cancel" => Some("button_cancel"),
+        _ => None,
+    };
+    if let Some(button) = button {
+        odoo.call_button("purchase.order", button, &[odoo_id])
+            .await?;
     }
 
     let read = odoo
