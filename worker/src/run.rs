@@ -18,6 +18,9 @@ use crate::queue::{self, Job};
 /// How long a claimed job stays ours before another worker may take it.
 pub const LEASE: Duration = Duration::from_secs(60);
 
+/// How long the run loop trusts its in-process resolution cache.
+pub const RESOLVER_TTL: Duration = Duration::from_secs(300);
+
 /// What the loop does between batches.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -171,6 +174,7 @@ pub async fn run(
 ) -> Result<(), tokio_postgres::Error> {
     tokio::pin!(shutdown);
     let mut resolver = Resolver::new();
+    let mut resolver_born = tokio::time::Instant::now();
     let mut last_heartbeat: Option<tokio::time::Instant> = None;
     loop {
         if last_heartbeat.is_none_or(|t| t.elapsed() >= options.heartbeat_interval) {
@@ -190,6 +194,11 @@ pub async fn run(
                 tracing::warn!(error = %e, "heartbeat failed");
             }
             last_heartbeat = Some(tokio::time::Instant::now());
+        }
+        // The in-process cache forgets after a while, so edits of the map tables are seen.
+        if resolver_born.elapsed() >= RESOLVER_TTL {
+            resolver = Resolver::new();
+            resolver_born = tokio::time::Instant::now();
         }
         // A batch in flight is finished, not dropped: its jobs are completed or failed.
         tokio::select! {

@@ -55,7 +55,7 @@ impl Resolver {
             )
             .await?;
         if let Some(row) = row {
-            let id = i64::from(row.get::<_, i32>(0));
+            let id = i64::from(row.try_get::<_, i32>(0)?);
             self.partners.insert(supplier_id.to_string(), id);
             return Ok(id);
         }
@@ -124,7 +124,7 @@ impl Resolver {
             )
             .await?;
         if let Some(row) = row {
-            let id = i64::from(row.get::<_, i32>(0));
+            let id = i64::from(row.try_get::<_, i32>(0)?);
             self.products.insert(key.to_string(), id);
             return Ok(id);
         }
