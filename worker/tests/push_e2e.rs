@@ -44,6 +44,10 @@ struct Env {
 }
 
 async fn setup(label: &str) -> Env {
+    setup_version(label, 19).await
+}
+
+async fn setup_version(label: &str, version: u8) -> Env {
     let mut db = TestDb::new(label).await;
     db.client
         .batch_execute(&common_schema("bigint"))
@@ -58,7 +62,12 @@ async fn setup(label: &str) -> Env {
         .expect("track_orders");
     let role = db.create_role("worker", &["odoo_sync_worker"]).await;
     let worker = db.connect_as(&role).await;
-    let sim = sim::spawn(SimConfig::default()).await.expect("simulator");
+    let sim = sim::spawn(SimConfig {
+        version,
+        ..SimConfig::default()
+    })
+    .await
+    .expect("simulator");
     let mut config = OdooConfig::new(
         &sim.url(),
         "odoo",
@@ -408,7 +417,16 @@ async fn an_unknown_product_fails_only_its_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn updates_line_removals_and_deletes_reach_odoo() {
-    let env = setup("push_update").await;
+    update_scenario("push_update", 19).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_line_removals_and_deletes_reach_odoo_17() {
+    update_scenario("push_update17", 17).await;
+}
+
+async fn update_scenario(label: &str, version: u8) {
+    let env = setup_version(label, version).await;
     let a = env
         .insert_order(
             1,
