@@ -1,6 +1,9 @@
 //! Library of `odoo-sync-worker`: the parts of the worker that tests and the binary share.
 
+pub mod http;
+pub mod metrics;
 pub mod odoo;
 pub mod push;
 pub mod queue;
 pub mod run;
+pub mod status;

@@ -2,18 +2,23 @@
 //!
 //! - `run`: drains the push queue to Odoo until SIGINT/SIGTERM;
 //! - `sync <order-key>`: queues one order (`odoo_sync.sync_order`), pushes it and prints the
-//!   result.
+//!   result;
+//! - `status`: health, queue depth, workers and the last errors.
 //!
 //! Configuration from the environment: `DATABASE_URL`, and `ODOO_URL`, `ODOO_DB`, `ODOO_USER`,
-//! `ODOO_API_KEY` / `ODOO_PASSWORD` (see `OdooConfig::from_lookup`).
+//! `ODOO_API_KEY` / `ODOO_PASSWORD` (see `OdooConfig::from_lookup`); `ODOO_SYNC_METRICS_ADDR`
+//! (default `127.0.0.1:9464`, `off` to disable) for `/metrics` and `/healthz`; `RUST_LOG` for the
+//! log level and `LOG_FORMAT=json` for structured JSON logs.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
+use odoo_sync_worker::http::{self, HttpState};
 use odoo_sync_worker::odoo::{OdooClient, OdooConfig};
 use odoo_sync_worker::push::resolve::Resolver;
 use odoo_sync_worker::run::{run, run_batch, spawn_listener, RunOptions};
+use odoo_sync_worker::status;
 use tokio_postgres::NoTls;
 
 /// Command line of the worker.
@@ -34,6 +39,8 @@ enum Command {
         /// The order's key (its id in the application's orders table).
         order_key: String,
     },
+    /// Print health, queue depth, workers and the last errors.
+    Status,
 }
 
 fn worker_id() -> String {
@@ -76,14 +83,46 @@ async fn shutdown_signal() {
     }
 }
 
+/// Starts `/metrics` and `/healthz` unless ODOO_SYNC_METRICS_ADDR is `off`.
+async fn start_http(worker: &str) -> Result<Option<tokio::task::JoinHandle<()>>, String> {
+    let addr = std::env::var("ODOO_SYNC_METRICS_ADDR").unwrap_or_else(|_| "127.0.0.1:9464".into());
+    if addr == "off" {
+        return Ok(None);
+    }
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|e| format!("ODOO_SYNC_METRICS_ADDR={addr}: cannot listen: {e}"))?;
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(%bound, "metrics on http://{bound}/metrics, health on http://{bound}/healthz");
+    let state = std::sync::Arc::new(HttpState {
+        worker_id: worker.to_string(),
+        database_url: std::env::var("DATABASE_URL").unwrap_or_default(),
+    });
+    Ok(Some(tokio::spawn(http::serve(
+        listener,
+        state,
+        std::future::pending(),
+    ))))
+}
+
 async fn main_async(cli: Cli) -> Result<(), String> {
+    if let Command::Status = cli.command {
+        let pg = connect_pg().await?;
+        let text = status::report(&pg)
+            .await
+            .map_err(|e| format!("cannot read the status: {e}"))?;
+        print!("{text}");
+        return Ok(());
+    }
     let config = OdooConfig::from_lookup(|k| std::env::var(k).ok()).map_err(|e| e.to_string())?;
     let odoo = OdooClient::new(config).map_err(|e| e.to_string())?;
     let pg = connect_pg().await?;
     let worker = worker_id();
     match cli.command {
+        Command::Status => Ok(()),
         Command::Run => {
             tracing::info!(worker = %worker, "worker started");
+            let http = start_http(&worker).await?;
             let url = std::env::var("DATABASE_URL").unwrap_or_default();
             let wake = std::sync::Arc::new(tokio::sync::Notify::new());
             let listener = spawn_listener(url, wake.clone());
@@ -93,6 +132,9 @@ async fn main_async(cli: Cli) -> Result<(), String> {
             };
             let r = run(&pg, &odoo, &worker, &options, shutdown_signal()).await;
             listener.abort();
+            if let Some(http) = http {
+                http.abort();
+            }
             r.map_err(|e| e.to_string())
         }
         Command::Sync { order_key } => {
@@ -138,9 +180,16 @@ async fn main_async(cli: Cli) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("LOG_FORMAT").as_deref() == Ok("json") {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,

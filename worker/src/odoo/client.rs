@@ -368,6 +368,12 @@ impl OdooClient {
                 .map_err(|e| self.json2_auth(e)),
         };
         let result = result.map_err(|e| self.redact(e.in_call(model, method)));
+        crate::metrics::global().rpc(
+            model,
+            method,
+            started.elapsed(),
+            result.as_ref().map(|_| ()).map_err(|e| e.is_transient()),
+        );
         match &result {
             Ok(_) => tracing::debug!(
                 model,

@@ -1,0 +1,163 @@
+//! What an operator sees of a running worker: `/metrics`, `/healthz` and `status`, with the
+//! real binary against real PostgreSQL and the Odoo simulator.
+
+use std::time::{Duration, Instant};
+
+use odoo_sync_tests::pg_cluster::{common_schema, TestDb};
+use odoo_sync_tests::sim::{self, SimConfig};
+
+/// Kills the worker on every path out of the test.
+struct Worker(tokio::process::Child);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.start_kill();
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+fn worker_command(db: &TestDb, sim_url: &str) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_odoo-sync-worker"));
+    cmd.env("DATABASE_URL", db.conninfo())
+        .env("ODOO_URL", sim_url)
+        .env("ODOO_DB", "odoo")
+        .env("ODOO_USER", "admin")
+        .env("ODOO_API_KEY", sim::DEFAULT_API_KEY)
+        .env_remove("ODOO_PASSWORD")
+        .kill_on_drop(true);
+    cmd
+}
+
+async fn get(url: &str) -> (u16, String) {
+    match reqwest::get(url).await {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            (status, r.text().await.unwrap_or_default())
+        }
+        Err(e) => (0, e.to_string()),
+    }
+}
+
+async fn synced(db: &TestDb) -> i64 {
+    db.client
+        .query_one(
+            "SELECT count(*) FROM orders WHERE sync_status = 'SYNCED'",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_healthz_and_status_tell_what_the_worker_does() {
+    let db = TestDb::new("ops").await;
+    db.client
+        .batch_execute(&common_schema("bigint"))
+        .await
+        .expect("schema");
+    db.client
+        .batch_execute(
+            "SELECT odoo_sync.track_orders('orders', 'order_items');
+             INSERT INTO orders (order_number, supplier_id, supplier_name)
+             SELECT 'PO-OPS-' || g, 'V-GEMINI', 'Gemini Furniture' FROM generate_series(1, 3) g;
+             INSERT INTO order_items (order_id, product_id, product_code, quantity, unit_price)
+             SELECT id, 'FURN_7777', 'FURN_7777', 2, 12.50 FROM orders;",
+        )
+        .await
+        .expect("orders");
+    let sim = sim::spawn(SimConfig::default()).await.expect("simulator");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let _worker = Worker(
+        worker_command(&db, &sim.url())
+            .arg("run")
+            .env("ODOO_SYNC_METRICS_ADDR", format!("127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the worker"),
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while synced(&db).await < 3 {
+        assert!(Instant::now() < deadline, "orders not synced within 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let (status, metrics) = get(&format!("{base}/metrics")).await;
+    assert_eq!(status, 200, "{metrics}");
+    assert!(
+        metrics.contains("# TYPE odoo_sync_rpc_duration_seconds histogram"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("odoo_sync_rpc_duration_seconds_count{method=\"purchase.order.load\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("odoo_sync_queue_jobs{state=\"ready\"} 0"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("odoo_sync_dead_letters 0"), "{metrics}");
+
+    let (status, health) = get(&format!("{base}/healthz")).await;
+    assert_eq!(status, 200, "{health}");
+    let health: serde_json::Value = serde_json::from_str(&health).expect("healthz JSON");
+    assert_eq!(health["odoo"], "CONNECTED");
+    assert_eq!(health["database"], "ok");
+
+    // Odoo goes away: the next push fails, and /healthz says so.
+    reqwest::Client::new()
+        .post(format!("{}/__sim/faults", sim.url()))
+        .json(&serde_json::json!({"outage_seconds": 60}))
+        .send()
+        .await
+        .expect("inject outage");
+    db.client
+        .execute(
+            "UPDATE orders SET notes = 'during the outage' WHERE order_number = 'PO-OPS-1'",
+            &[],
+        )
+        .await
+        .expect("update");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = get(&format!("{base}/healthz")).await;
+        if status == 503 {
+            assert!(body.contains("DISCONNECTED"), "{body}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "healthz never reported the outage: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, metrics) = get(&format!("{base}/metrics")).await;
+    assert!(metrics.contains("kind=\"transient\""), "{metrics}");
+
+    let out = worker_command(&db, &sim.url())
+        .arg("status")
+        .output()
+        .await
+        .expect("status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("health:"), "{text}");
+    assert!(text.contains("queue:"), "{text}");
+    assert!(text.contains("last errors:"), "{text}");
+    assert!(!text.contains(sim::DEFAULT_API_KEY));
+
+    drop(_worker);
+    let _ = sim.stop().await;
+    db.finish().await;
+}
