@@ -2,16 +2,16 @@
 # make demo: the main job on embedded defaults — a private PostgreSQL cluster and the bundled
 # Odoo simulator, both started here and stopped at the end.
 #
-# What it shows today: the database noticing every committed change of an application's
-# orders on its own (capture, coalescing, tombstones, events, write-back columns) and the queue
-# a worker drains; and the Odoo simulator that the worker talks to. The worker that pushes the
-# queue to Odoo is the next step (issue "Worker: push").
+# The whole loop: an application's orders tracked by the extension, the worker pushing every
+# committed change to the simulator, and the result shown from both sides.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/pg.sh start
 SIM_PID=""
+WORKER_PID=""
 cleanup() {
+  [ -n "$WORKER_PID" ] && kill "$WORKER_PID" 2>/dev/null && wait "$WORKER_PID" 2>/dev/null || true
   [ -n "$SIM_PID" ] && kill "$SIM_PID" 2>/dev/null && wait "$SIM_PID" 2>/dev/null || true
   bash scripts/pg.sh stop
 }
@@ -34,59 +34,94 @@ CREATE TABLE order_items (
   id uuid PRIMARY KEY DEFAULT gen_random_uuid(), order_id uuid NOT NULL REFERENCES orders ON DELETE CASCADE,
   product_id text NOT NULL, product_name text, product_code text, quantity numeric(12,3) NOT NULL,
   unit_price numeric(12,2) NOT NULL, total_price numeric(12,2));
-INSERT INTO orders (order_number, supplier_id, supplier_name) VALUES ('PO-0001', 'SUP-AZURE', 'Azure Interior');
+INSERT INTO orders (order_number, supplier_id, supplier_name) VALUES ('PO-0001', 'V-WOOD', 'Wood Corner');
 SQL
 echo "created; one order existed before odoo_sync was attached"
 
 say "CREATE EXTENSION odoo_sync; SELECT odoo_sync.track_orders('orders', 'order_items')"
 run -c "CREATE EXTENSION odoo_sync" -c "SELECT jsonb_pretty(odoo_sync.track_orders('orders', 'order_items') - 'orders' - 'items') AS tracking"
 
+start_sim() {
+  cargo build -q -p odoo_sync_tests --bin odoo-sim
+  cargo build -q -p odoo-sync-worker
+  SIM_OUT=$(mktemp)
+  ./target/debug/odoo-sim --listen 127.0.0.1:0 >"$SIM_OUT" 2>/dev/null &
+  SIM_PID=$!
+  for _ in $(seq 1 50); do grep -q listening "$SIM_OUT" && break; sleep 0.1; done
+  SIM_URL=$(head -1 "$SIM_OUT" | awk '{print $NF}')
+  rm -f "$SIM_OUT"
+}
+odoo() {  # odoo MODEL METHOD ARGS_JSON KWARGS_JSON: one JSON-RPC call to the simulator
+  curl -s -X POST "$SIM_URL/jsonrpc" -H 'Content-Type: application/json' \
+    -d "{\"jsonrpc\":\"2.0\",\"method\":\"call\",\"id\":1,\"params\":{\"service\":\"object\",\"method\":\"execute_kw\",\"args\":[\"odoo\",2,\"admin\",\"$1\",\"$2\",$3,$4]}}"
+}
+show_odoo() {
+  odoo purchase.order search_read '[[]]' '{"fields":["name","origin","partner_id","state","amount_untaxed","amount_total"],"order":"id asc"}' \
+    | python3 -c 'import json,sys
+for o in json.load(sys.stdin)["result"]:
+    print("  %-7s origin %-8s %-18s %-9s untaxed %8.2f  total %8.2f" % (o["name"], o["origin"] or "", o["partner_id"][1], o["state"], o["amount_untaxed"], o["amount_total"]))'
+}
+wait_synced() {
+  for _ in $(seq 1 300); do
+    left=$(run -At -c "SELECT count(*) FROM odoo_sync.queue")
+    [ "$left" = 0 ] && return 0
+    sleep 0.1
+  done
+  echo "the queue did not drain within 30 s"; run -c "SELECT * FROM odoo_sync.queue"; return 1
+}
+status_table() {
+  run -c "SELECT order_number, sync_status, odoo_order_id, odoo_name, deleted, version, synced_version
+          FROM odoo_sync.order_status ORDER BY order_number"
+}
+
+say "Start the bundled Odoo simulator (odoo-sim) and the worker (odoo-sync-worker run)"
+start_sim
+echo "odoo-sim at $SIM_URL: $(curl -s "$SIM_URL/web/version")"
+WORKER_LOG=$(mktemp)
+DATABASE_URL="$CONN dbname=$DB" ODOO_URL="$SIM_URL" ODOO_DB=odoo ODOO_USER=admin ODOO_API_KEY=odoo-sim-admin-api-key \
+  ODOO_SYNC_METRICS_ADDR=127.0.0.1:0 ./target/debug/odoo-sync-worker run >"$WORKER_LOG" 2>&1 &
+WORKER_PID=$!
+
 say "The application writes orders as usual (no sync code in the app)"
 run <<'SQL'
 INSERT INTO orders (order_number, supplier_id, supplier_name) VALUES
-  ('PO-0002', 'SUP-GEMINI', 'Gemini Furniture'), ('PO-0003', 'SUP-DECO', 'Deco Addict');
+  ('PO-0002', 'V-GEMINI', 'Gemini Furniture'), ('PO-0003', 'V-DECO', 'Deco Addict');
+UPDATE orders SET supplier_id = 'V-AZURE' WHERE order_number = 'PO-0001';
 INSERT INTO order_items (order_id, product_id, product_name, product_code, quantity, unit_price)
 SELECT o.id, p.code, p.name, p.code, p.qty, p.price FROM orders o
-CROSS JOIN (VALUES ('FURN_7777', 'Office Chair', 3, 12.50), ('FURN_8888', 'Office Lamp', 2, 40.00)) p(code, name, qty, price)
-WHERE o.order_number IN ('PO-0002', 'PO-0003');
--- Ten edits of one order before any worker runs: they coalesce into one job.
+CROSS JOIN (VALUES ('FURN_7777', 'Office Chair', 3, 12.50), ('FURN_8220', 'Large Desk', 1, 480.00)) p(code, name, qty, price);
+SQL
+echo "2 new orders, 6 lines; the order that existed before tracking got its lines too"
+wait_synced
+say "Local side: odoo_sync.order_status"
+status_table
+say "Odoo side: purchase.order in the simulator"
+show_odoo
+
+say "Changes: ten edits of one order (coalesced), a line added, a quantity changed, an order deleted, a rollback"
+run <<'SQL'
 DO $$ BEGIN FOR i IN 1..10 LOOP UPDATE orders SET notes = 'edit ' || i WHERE order_number = 'PO-0002'; END LOOP; END $$;
--- A rolled-back change leaves no trace.
+UPDATE order_items SET quantity = 9, unit_price = 11.00 WHERE product_code = 'FURN_7777'
+  AND order_id = (SELECT id FROM orders WHERE order_number = 'PO-0002');
+INSERT INTO order_items (order_id, product_id, product_name, product_code, quantity, unit_price)
+SELECT id, 'E-COM08', 'Storage Box', 'E-COM08', 6, 13.00 FROM orders WHERE order_number = 'PO-0001';
 BEGIN; UPDATE orders SET notes = 'never committed' WHERE order_number = 'PO-0003'; ROLLBACK;
--- A deleted order keeps a tombstone so the worker can cancel it in Odoo.
 DELETE FROM orders WHERE order_number = 'PO-0003';
 SQL
-echo "3 inserts, 4 item inserts, 10 updates, 1 rolled-back update, 1 delete"
-
-say "SELECT order_number, sync_status FROM orders   -- write-back column kept by odoo_sync"
-run -c "SELECT order_number, sync_status, odoo_order_id FROM orders ORDER BY order_number"
-
-say "SELECT ... FROM odoo_sync.order_status"
-run -c "SELECT order_number, sync_status, deleted, job_id, job_state, attempts, odoo_order_id FROM odoo_sync.order_status ORDER BY order_number"
-
-say "SELECT ... FROM odoo_sync.queue   -- one push job per order, however many changes"
-run -c "SELECT q.job_id, q.kind, q.state, o.order_number, q.attempts, date_trunc('second', q.age) AS age
-        FROM odoo_sync.queue q JOIN odoo_sync.order_status o ON o.local_order_id = q.local_order_id ORDER BY q.job_id"
+wait_synced
+say "Local side after the changes"
+status_table
+say "Odoo side after the changes (PO-0003 cancelled; PO-0002's chair line now 9 x 11.00)"
+show_odoo
 
 say "The event log (SELECT event_type, count(*) FROM odoo_sync.events GROUP BY 1)"
 run -c "SELECT event_type, count(*) FROM odoo_sync.events GROUP BY 1 ORDER BY 1"
-
-say "batch_sync_pending(): enqueue the order that existed before tracking"
-run -c "SELECT * FROM odoo_sync.batch_status(odoo_sync.batch_sync_pending(100))"
-
-say "SELECT * FROM odoo_sync.health()   -- no worker yet, so Odoo is DISCONNECTED and the queue FAILED"
+say "SELECT * FROM odoo_sync.health()"
 run -c "SELECT * FROM odoo_sync.health()"
-
-say "The bundled Odoo simulator (odoo-sim), as the worker will see it"
-cargo build -q -p odoo_sync_tests --bin odoo-sim
-SIM_OUT=$(mktemp)
-./target/debug/odoo-sim --listen 127.0.0.1:0 >"$SIM_OUT" 2>/dev/null &
-SIM_PID=$!
-for _ in $(seq 1 50); do grep -q listening "$SIM_OUT" && break; sleep 0.1; done
-SIM_URL=$(head -1 "$SIM_OUT" | awk '{print $NF}')
-echo "odoo-sim $SIM_URL"
-curl -s "$SIM_URL/web/version"; echo
-curl -s -X POST "$SIM_URL/jsonrpc" -H 'Content-Type: application/json' -d '{"jsonrpc":"2.0","method":"call","id":1,"params":{"service":"object","method":"execute_kw","args":["odoo",2,"admin","res.partner","search_read",[[["supplier_rank",">",0]]],{"fields":["name","ref"],"limit":5}]}}'
-echo
-rm -f "$SIM_OUT"
-say "Done. The worker (next issue) drains this queue into odoo-sim or a real Odoo."
+say "Odoo calls made by the worker (simulator counters)"
+curl -s "$SIM_URL/__sim/stats"; echo
+say "odoo-sync-worker status"
+DATABASE_URL="$CONN dbname=$DB" ./target/debug/odoo-sync-worker status
+kill -TERM "$WORKER_PID" 2>/dev/null; wait "$WORKER_PID" 2>/dev/null || true
+rm -f "$WORKER_LOG"
+say "Done."
