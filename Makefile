@@ -11,7 +11,7 @@ setup:
 
 ## Build the extension (release) and install it into the local PostgreSQL 15.
 install: setup
-	$(CARGO) pgrx install -p odoo_sync --pg-config $(PG_CONFIG) --release
+	@PG_CONFIG=$(PG_CONFIG) bash scripts/install.sh
 
 ## The whole test suite, against a private PostgreSQL cluster and the Odoo simulator.
 test: install

@@ -14,7 +14,7 @@ GRANT USAGE ON SCHEMA @extschema@ TO odoo_sync_reader, odoo_sync_worker, odoo_sy
 GRANT odoo_sync_reader TO odoo_sync_worker, odoo_sync_admin;
 
 GRANT SELECT ON @extschema@.order_status, @extschema@.queue, @extschema@.dead_letters,
-                @extschema@.pending_conflicts, @extschema@.events, @extschema@.workers,
+                @extschema@.pending_conflicts, @extschema@.events, @extschema@.workers, @extschema@.recent_errors,
                 @extschema@.tracked_tables, @extschema@.setting_spec
     TO odoo_sync_reader;
 GRANT EXECUTE ON FUNCTION

@@ -44,6 +44,15 @@ FROM @extschema@.job_history h
 LEFT JOIN @extschema@.tracked_tables t ON t.id = h.tracking_id
 WHERE h.state = 'dead';
 
+-- Failed attempts, newest first: what went wrong lately, including attempts that will be retried.
+CREATE VIEW @extschema@.recent_errors AS
+SELECT l.finished_at, l.job_id, l.kind, t.orders_table, l.order_key AS local_order_id, l.odoo_id, l.operation,
+       l.attempt, l.worker_id, l.error ->> 'odoo_error' AS odoo_error, l.error ->> 'message' AS error_message, l.error
+FROM @extschema@.sync_log l
+LEFT JOIN @extschema@.tracked_tables t ON t.id = l.tracking_id
+WHERE NOT l.success
+ORDER BY l.id DESC;
+
 -- Conflicts waiting for a decision.
 CREATE VIEW @extschema@.pending_conflicts AS
 SELECT c.id AS conflict_id, t.orders_table, c.order_key AS local_order_id, c.conflict_type, c.field_diff,

@@ -78,6 +78,7 @@ async fn each_role_can_do_its_job_and_no_more() {
         "queue",
         "dead_letters",
         "pending_conflicts",
+        "recent_errors",
         "events",
         "workers",
     ] {
