@@ -89,9 +89,15 @@ async fn start_http(worker: &str) -> Result<Option<tokio::task::JoinHandle<()>>,
     if addr == "off" {
         return Ok(None);
     }
-    let listener = tokio::net::TcpListener::bind(&addr)
-        .await
-        .map_err(|e| format!("ODOO_SYNC_METRICS_ADDR={addr}: cannot listen: {e}"))?;
+    // A busy port must not keep a second worker on the same host from working: it runs
+    // without the endpoints and says so.
+    let listener = match tokio::net::TcpListener::bind(&addr).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::warn!(%addr, error = %e, "no /metrics or /healthz: cannot listen on ODOO_SYNC_METRICS_ADDR (set another address, 127.0.0.1:0, or off)");
+            return Ok(None);
+        }
+    };
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(%bound, "metrics on http://{bound}/metrics, health on http://{bound}/healthz");
     let state = std::sync::Arc::new(HttpState {
