@@ -80,6 +80,39 @@ pub async fn order_document(
     row.try_get(0)
 }
 
+/// `odoo_sync.order_document` of many orders in one statement, in the order asked.
+pub async fn order_documents(
+    pg: &Client,
+    orders: &[(i32, String)],
+) -> Result<Vec<Value>, tokio_postgres::Error> {
+    let trackings: Vec<i32> = orders.iter().map(|o| o.0).collect();
+    let keys: Vec<&str> = orders.iter().map(|o| o.1.as_str()).collect();
+    let rows = pg
+        .query(
+            "SELECT odoo_sync.order_document(u.t, u.k) \
+             FROM unnest($1::int[], $2::text[]) WITH ORDINALITY AS u(t, k, n) ORDER BY u.n",
+            &[&trackings, &keys],
+        )
+        .await?;
+    rows.iter().map(|r| r.try_get(0)).collect()
+}
+
+/// `odoo_sync.extend_leases`: the ids of the jobs still held.
+pub async fn extend_leases(
+    pg: &Client,
+    worker_id: &str,
+    job_ids: &[i64],
+    lease: Duration,
+) -> Result<Vec<i64>, tokio_postgres::Error> {
+    let rows = pg
+        .query(
+            "SELECT odoo_sync.extend_leases($1, $2, $3::text::interval)",
+            &[&worker_id, &job_ids, &interval(lease)],
+        )
+        .await?;
+    rows.iter().map(|r| r.try_get(0)).collect()
+}
+
 /// `odoo_sync.complete_job`: 'done' or 'requeued'.
 pub async fn complete(
     pg: &Client,

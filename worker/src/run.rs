@@ -1,7 +1,12 @@
-//! The push loop: claim a batch, push each order, complete or fail each job.
+//! The push loop: claim a batch, push its orders together (see [`crate::push::batch`]:
+//! references resolved at once, chunks written concurrently with one `load` each), then
+//! complete or fail each job with its attempt token, one job per statement. While a batch is
+//! in flight longer than a third of the lease, the leases are extended; a job whose lease was
+//! lost meanwhile is dropped (another worker owns it; the push is idempotent).
 
+use std::collections::HashSet;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
@@ -10,6 +15,7 @@ use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, Client, NoTls};
 
 use crate::odoo::OdooClient;
+use crate::push::batch::{join_all, push_orders, BatchOptions};
 use crate::push::order_push::{push_order, PushOutcome};
 use crate::push::resolve::Resolver;
 use crate::push::PushError;
@@ -33,6 +39,10 @@ pub struct RunOptions {
     /// Woken by queue notifications (see [`spawn_listener`]); the poll interval is the
     /// fallback when a notification is lost or the LISTEN connection is down.
     pub wake: Option<Arc<Notify>>,
+    /// Chunks of a batch written to Odoo at the same time.
+    pub concurrency: usize,
+    /// Lease of claimed jobs (extended while a batch is in flight).
+    pub lease: Duration,
 }
 
 impl Default for RunOptions {
@@ -42,6 +52,8 @@ impl Default for RunOptions {
             poll_interval: Duration::from_secs(1),
             heartbeat_interval: Duration::from_secs(15),
             wake: None,
+            concurrency: 4,
+            lease: LEASE,
         }
     }
 }
@@ -83,12 +95,135 @@ pub async fn run_batch(
     worker_id: &str,
     max_jobs: i32,
 ) -> Result<Vec<JobReport>, tokio_postgres::Error> {
-    let jobs = queue::claim(pg, worker_id, max_jobs, LEASE).await?;
-    let mut reports = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        reports.push(process(pg, odoo, resolver, &job).await);
+    let options = RunOptions {
+        max_jobs,
+        ..RunOptions::default()
+    };
+    run_batch_with(pg, odoo, resolver, worker_id, &options).await
+}
+
+/// Claims up to `options.max_jobs` jobs and processes them as one batch: documents read in
+/// one statement, orders pushed by [`push_orders`] with `options.concurrency` chunks in
+/// flight, leases extended every third of `options.lease`, each job finished on its own.
+pub async fn run_batch_with(
+    pg: &Client,
+    odoo: &OdooClient,
+    resolver: &mut Resolver,
+    worker_id: &str,
+    options: &RunOptions,
+) -> Result<Vec<JobReport>, tokio_postgres::Error> {
+    let jobs = queue::claim(pg, worker_id, options.max_jobs, options.lease).await?;
+    if jobs.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(reports)
+    let lost: Mutex<HashSet<i64>> = Mutex::new(HashSet::new());
+    let ids: Vec<i64> = jobs.iter().map(|j| j.job_id).collect();
+    let extender = async {
+        let period = (options.lease / 3).max(Duration::from_millis(100));
+        loop {
+            tokio::time::sleep(period).await;
+            let held: Vec<i64> = {
+                let lost = lost.lock().unwrap_or_else(|e| e.into_inner());
+                ids.iter()
+                    .filter(|id| !lost.contains(id))
+                    .copied()
+                    .collect()
+            };
+            match queue::extend_leases(pg, worker_id, &held, options.lease).await {
+                Ok(kept) => {
+                    let kept: HashSet<i64> = kept.into_iter().collect();
+                    let mut lost = lost.lock().unwrap_or_else(|e| e.into_inner());
+                    for id in held.iter().filter(|id| !kept.contains(id)) {
+                        tracing::warn!(job_id = id, "lease lost; dropping the job");
+                        lost.insert(*id);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not extend leases"),
+            }
+        }
+    };
+    let work = async {
+        let mut reports: Vec<Option<JobReport>> = jobs.iter().map(|_| None).collect();
+        let mut push: Vec<usize> = Vec::new();
+        for (i, job) in jobs.iter().enumerate() {
+            if job.kind == "push" && job.tracking_id.is_some() && job.order_key.is_some() {
+                push.push(i);
+            } else {
+                reports[i] = Some(process(pg, odoo, resolver, job).await);
+            }
+        }
+        let pairs: Vec<(i32, String)> = push
+            .iter()
+            .filter_map(|i| Some((jobs[*i].tracking_id?, jobs[*i].order_key.clone()?)))
+            .collect();
+        let docs: Vec<Result<serde_json::Value, PushError>> =
+            match queue::order_documents(pg, &pairs).await {
+                Ok(docs) if docs.len() == pairs.len() => docs.into_iter().map(Ok).collect(),
+                _ => {
+                    // One document could not be built: read them one by one.
+                    let mut docs = Vec::with_capacity(pairs.len());
+                    for (t, k) in &pairs {
+                        docs.push(
+                            queue::order_document(pg, *t, k)
+                                .await
+                                .map_err(PushError::from),
+                        );
+                    }
+                    docs
+                }
+            };
+        let readable: Vec<serde_json::Value> = docs
+            .iter()
+            .filter_map(|d| d.as_ref().ok().cloned())
+            .collect();
+        let batch = BatchOptions {
+            concurrency: options.concurrency.max(1),
+            ..BatchOptions::default()
+        };
+        let mut pushed = push_orders(pg, odoo, resolver, &readable, batch)
+            .await
+            .into_iter();
+        let mut outcomes = Vec::with_capacity(push.len());
+        for d in docs {
+            outcomes.push(match d {
+                Ok(_) => pushed
+                    .next()
+                    .unwrap_or_else(|| Err(PushError::Document("order was not processed".into()))),
+                Err(e) => Err(e),
+            });
+        }
+        let lost_now = lost.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let finishing = push
+            .iter()
+            .zip(outcomes)
+            .map(|(i, outcome)| {
+                let job = &jobs[*i];
+                let dropped = lost_now.contains(&job.job_id);
+                async move {
+                    if dropped {
+                        JobReport {
+                            job_id: job.job_id,
+                            order_key: job.order_key.clone(),
+                            state: "lost: lease expired while in flight".into(),
+                            outcome: outcome.ok(),
+                            error: None,
+                        }
+                    } else {
+                        finish(pg, job, outcome).await
+                    }
+                }
+            })
+            .collect();
+        for (i, report) in push.iter().zip(join_all(finishing).await) {
+            reports[*i] = Some(report);
+        }
+        reports.into_iter().flatten().collect::<Vec<JobReport>>()
+    };
+    tokio::select! {
+        reports = work => Ok(reports),
+        // The extender loops forever; this arm is never taken.
+        () = extender => Ok(Vec::new()),
+    }
 }
 
 async fn push_job(
@@ -113,46 +248,25 @@ pub async fn process(
     resolver: &mut Resolver,
     job: &Job,
 ) -> JobReport {
-    let mut report = JobReport {
-        job_id: job.job_id,
-        order_key: job.order_key.clone(),
-        state: String::new(),
-        outcome: None,
-        error: None,
-    };
-    let finished = if job.kind != "push" {
+    if job.kind != "push" {
         let message = "pull/import jobs arrive with the two-way sync";
-        report.error = Some(message.into());
-        queue::fail(pg, job, "unsupported", message, None, true, None).await
-    } else {
-        match push_job(pg, odoo, resolver, job).await {
-            Ok(outcome) => {
-                let r = queue::complete(pg, job, &outcome.to_result_json()).await;
-                report.outcome = Some(outcome);
-                r
-            }
-            Err(e) => {
-                let message = e.to_string();
-                tracing::warn!(job_id = job.job_id, order_key = ?job.order_key, error = %message, "push failed");
-                report.error = Some(message.clone());
-                let (odoo_error, retry_after) = match &e {
-                    PushError::Odoo(o) => (o.odoo_name().map(str::to_string), o.retry_after()),
-                    _ => (None, None),
-                };
-                queue::fail(
-                    pg,
-                    job,
-                    e.type_name(),
-                    &message,
-                    odoo_error.as_deref(),
-                    !e.is_transient(),
-                    retry_after,
-                )
-                .await
-            }
-        }
-    };
-    report.state = match finished {
+        let finished = queue::fail(pg, job, "unsupported", message, None, true, None).await;
+        let mut report = JobReport {
+            job_id: job.job_id,
+            order_key: job.order_key.clone(),
+            state: String::new(),
+            outcome: None,
+            error: Some(message.into()),
+        };
+        report.state = finished_state(job, finished);
+        return report;
+    }
+    let outcome = push_job(pg, odoo, resolver, job).await;
+    finish(pg, job, outcome).await
+}
+
+fn finished_state(job: &Job, finished: Result<String, tokio_postgres::Error>) -> String {
+    match finished {
         Ok(state) => state,
         Err(e) => {
             // Most often a stale attempt token: the lease passed to another worker, which
@@ -160,7 +274,45 @@ pub async fn process(
             tracing::warn!(job_id = job.job_id, error = %e, "could not finish job");
             format!("lost: {e}")
         }
+    }
+}
+
+/// Completes or fails one job with the result of its push.
+pub async fn finish(pg: &Client, job: &Job, outcome: Result<PushOutcome, PushError>) -> JobReport {
+    let mut report = JobReport {
+        job_id: job.job_id,
+        order_key: job.order_key.clone(),
+        state: String::new(),
+        outcome: None,
+        error: None,
     };
+    let finished = match outcome {
+        Ok(outcome) => {
+            let r = queue::complete(pg, job, &outcome.to_result_json()).await;
+            report.outcome = Some(outcome);
+            r
+        }
+        Err(e) => {
+            let message = e.to_string();
+            tracing::warn!(job_id = job.job_id, order_key = ?job.order_key, error = %message, "push failed");
+            report.error = Some(message.clone());
+            let (odoo_error, retry_after) = match &e {
+                PushError::Odoo(o) => (o.odoo_name().map(str::to_string), o.retry_after()),
+                _ => (None, None),
+            };
+            queue::fail(
+                pg,
+                job,
+                e.type_name(),
+                &message,
+                odoo_error.as_deref(),
+                !e.is_transient(),
+                retry_after,
+            )
+            .await
+        }
+    };
+    report.state = finished_state(job, finished);
     report
 }
 
@@ -206,7 +358,7 @@ pub async fn run(
             _ = &mut shutdown => return Ok(()),
             _ = std::future::ready(()) => {}
         }
-        let claimed = run_batch(pg, odoo, &mut resolver, worker_id, options.max_jobs)
+        let claimed = run_batch_with(pg, odoo, &mut resolver, worker_id, options)
             .await?
             .len();
         if claimed == 0 {

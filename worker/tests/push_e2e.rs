@@ -565,6 +565,7 @@ async fn the_run_loop_wakes_on_notifications_and_stops_on_shutdown() {
         poll_interval: Duration::from_secs(60),
         heartbeat_interval: Duration::from_secs(60),
         wake: Some(wake),
+        ..RunOptions::default()
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let worker = env.db.connect().await;

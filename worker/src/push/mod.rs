@@ -1,8 +1,11 @@
 //! Pushing local orders to Odoo.
 //!
 //! - [`resolve`]: local supplier / product → Odoo `res.partner` / `product.product` ids;
-//! - [`order_push`]: one order document → one idempotent Odoo write (`load` with external ids).
+//! - [`order_push`]: one order document → one idempotent Odoo write (`load` with external ids);
+//! - [`batch`]: many order documents → one `load` and one `read` per chunk, chunks written
+//!   concurrently, poison orders isolated.
 
+pub mod batch;
 pub mod order_push;
 pub mod resolve;
 
@@ -24,6 +27,9 @@ pub enum PushError {
     /// The database (transient).
     #[error("database: {0}")]
     Db(#[from] tokio_postgres::Error),
+    /// A database error shared by several orders of one batch (transient).
+    #[error("database: {0}")]
+    DbShared(String),
 }
 
 impl PushError {
@@ -32,7 +38,7 @@ impl PushError {
         match self {
             PushError::Odoo(e) => e.is_transient(),
             PushError::Unresolved(_) | PushError::Document(_) => false,
-            PushError::Db(_) => true,
+            PushError::Db(_) | PushError::DbShared(_) => true,
         }
     }
 
@@ -42,7 +48,18 @@ impl PushError {
             PushError::Odoo(e) => e.kind(),
             PushError::Unresolved(_) => "unresolved_reference",
             PushError::Document(_) => "bad_document",
-            PushError::Db(_) => "database",
+            PushError::Db(_) | PushError::DbShared(_) => "database",
+        }
+    }
+
+    /// The same error for another order of the batch it hit.
+    pub fn duplicate(&self) -> PushError {
+        match self {
+            PushError::Odoo(e) => PushError::Odoo(e.clone()),
+            PushError::Unresolved(m) => PushError::Unresolved(m.clone()),
+            PushError::Document(m) => PushError::Document(m.clone()),
+            PushError::Db(e) => PushError::DbShared(e.to_string()),
+            PushError::DbShared(m) => PushError::DbShared(m.clone()),
         }
     }
 }

@@ -180,6 +180,226 @@ impl Resolver {
     }
 }
 
+/// One value to resolve in bulk: the map-table key, the code compared with `ref` /
+/// `default_code`, and the name compared with `name`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Wanted {
+    /// Key of the map table (local supplier id / local product id).
+    pub key: String,
+    /// Compared with `ref` / `default_code`.
+    pub code: String,
+    /// Compared with `name` when the code finds nothing.
+    pub name: Option<String>,
+}
+
+/// How one kind of reference is resolved.
+struct Kind {
+    label: &'static str,
+    table: &'static str,
+    key_col: &'static str,
+    id_col: &'static str,
+    model: &'static str,
+    code_field: &'static str,
+}
+
+const PARTNER: Kind = Kind {
+    label: "supplier",
+    table: "partner_map",
+    key_col: "local_supplier_id",
+    id_col: "odoo_partner_id",
+    model: "res.partner",
+    code_field: "ref",
+};
+
+const PRODUCT: Kind = Kind {
+    label: "product",
+    table: "product_map",
+    key_col: "local_product_id",
+    id_col: "odoo_product_id",
+    model: "product.product",
+    code_field: "default_code",
+};
+
+impl Resolver {
+    /// The cached `res.partner` id of a local supplier (after [`Resolver::partners_many`]).
+    pub fn cached_partner(&self, supplier_id: &str) -> Option<i64> {
+        self.partners.get(supplier_id).copied()
+    }
+
+    /// The cached `product.product` id of a local product (after [`Resolver::products_many`]).
+    pub fn cached_product(&self, product_id: &str) -> Option<i64> {
+        self.products.get(product_id).copied()
+    }
+
+    /// Number of references held in the in-process cache.
+    pub fn cached_len(&self) -> usize {
+        self.partners.len() + self.products.len()
+    }
+
+    /// Resolves many suppliers at once: one map-table query, then one `search_read` per
+    /// strategy for all the values still unknown. Returns the values no strategy found, with
+    /// the message naming the strategies tried; the others are in the cache.
+    pub async fn partners_many(
+        &mut self,
+        pg: &Client,
+        odoo: &OdooClient,
+        wanted: &[Wanted],
+    ) -> Result<HashMap<String, String>, PushError> {
+        resolve_many(&mut self.partners, &PARTNER, pg, odoo, wanted).await
+    }
+
+    /// Resolves many products at once (see [`Resolver::partners_many`]).
+    pub async fn products_many(
+        &mut self,
+        pg: &Client,
+        odoo: &OdooClient,
+        wanted: &[Wanted],
+    ) -> Result<HashMap<String, String>, PushError> {
+        resolve_many(&mut self.products, &PRODUCT, pg, odoo, wanted).await
+    }
+}
+
+/// First id per value of `field` among the records of `model` whose `field` is in `values`.
+async fn first_ids_by(
+    odoo: &OdooClient,
+    model: &str,
+    field: &str,
+    values: Vec<String>,
+) -> Result<HashMap<String, i64>, PushError> {
+    let mut found = HashMap::new();
+    if values.is_empty() {
+        return Ok(found);
+    }
+    let rows = odoo
+        .search_read(
+            model,
+            &Domain::is_in(field, values),
+            &[field],
+            0,
+            None,
+            Some("id"),
+        )
+        .await?;
+    for r in rows {
+        let (Some(id), Some(v)) = (
+            r.get("id").and_then(serde_json::Value::as_i64),
+            r.get(field).and_then(serde_json::Value::as_str),
+        ) else {
+            continue;
+        };
+        found.entry(v.to_string()).or_insert(id);
+    }
+    Ok(found)
+}
+
+async fn resolve_many(
+    cache: &mut HashMap<String, i64>,
+    kind: &Kind,
+    pg: &Client,
+    odoo: &OdooClient,
+    wanted: &[Wanted],
+) -> Result<HashMap<String, String>, PushError> {
+    let mut missing: Vec<&Wanted> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for w in wanted {
+        if !cache.contains_key(&w.key) && seen.insert(w.key.as_str()) {
+            missing.push(w);
+        }
+    }
+    let mut errors = HashMap::new();
+    if missing.is_empty() {
+        return Ok(errors);
+    }
+    let keys: Vec<&str> = missing.iter().map(|w| w.key.as_str()).collect();
+    let rows = pg
+        .query(
+            &format!(
+                "SELECT {key}, {id} FROM odoo_sync.{table} WHERE {key} = ANY($1)",
+                key = kind.key_col,
+                id = kind.id_col,
+                table = kind.table
+            ),
+            &[&keys],
+        )
+        .await?;
+    for row in rows {
+        let key: String = row.try_get(0)?;
+        let id: i32 = row.try_get(1)?;
+        cache.insert(key, i64::from(id));
+    }
+    missing.retain(|w| !cache.contains_key(&w.key));
+    if missing.is_empty() {
+        return Ok(errors);
+    }
+    let mut codes: Vec<String> = missing.iter().map(|w| w.code.clone()).collect();
+    codes.sort();
+    codes.dedup();
+    let by_code = first_ids_by(odoo, kind.model, kind.code_field, codes).await?;
+    let mut learned: Vec<(String, i64, &'static str)> = Vec::new();
+    let mut by_name_wanted = Vec::new();
+    for w in &missing {
+        match by_code.get(&w.code) {
+            Some(id) => learned.push((w.key.clone(), *id, kind.code_field)),
+            None => by_name_wanted.push(*w),
+        }
+    }
+    let mut names: Vec<String> = by_name_wanted
+        .iter()
+        .filter_map(|w| w.name.clone().filter(|n| !n.is_empty()))
+        .collect();
+    names.sort();
+    names.dedup();
+    let by_name = first_ids_by(odoo, kind.model, "name", names).await?;
+    for w in by_name_wanted {
+        let name = w.name.as_deref().filter(|n| !n.is_empty());
+        match name.and_then(|n| by_name.get(n)) {
+            Some(id) => learned.push((w.key.clone(), *id, "name")),
+            None => {
+                let mut tried = vec![
+                    format!("{}['{}']", kind.table, w.key),
+                    format!("{} {} = '{}'", kind.model, kind.code_field, w.code),
+                ];
+                if let Some(n) = name {
+                    tried.push(format!("{} name = '{n}'", kind.model));
+                }
+                errors.insert(
+                    w.key.clone(),
+                    format!(
+                        "{} '{}' not found in Odoo (tried {})",
+                        kind.label,
+                        w.key,
+                        tried.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+    if !learned.is_empty() {
+        let keys: Vec<&str> = learned.iter().map(|l| l.0.as_str()).collect();
+        let ids: Vec<i32> = learned
+            .iter()
+            .map(|l| i32::try_from(l.1).unwrap_or(i32::MAX))
+            .collect();
+        let sources: Vec<&str> = learned.iter().map(|l| l.2).collect();
+        pg.execute(
+            &format!(
+                "INSERT INTO odoo_sync.{table} ({key}, {id}, source) \
+                 SELECT k, i, s FROM unnest($1::text[], $2::int[], $3::text[]) AS u(k, i, s) \
+                 WHERE i < 2147483647 ON CONFLICT ({key}) DO NOTHING",
+                table = kind.table,
+                key = kind.key_col,
+                id = kind.id_col
+            ),
+            &[&keys, &ids, &sources],
+        )
+        .await?;
+        for (key, id, _) in learned {
+            cache.insert(key, id);
+        }
+    }
+    Ok(errors)
+}
+
 /// Stores a learned id; a row already there (manual, or learned by another worker) wins.
 async fn learn(
     pg: &Client,

@@ -1,0 +1,688 @@
+//! Many order documents → few Odoo calls.
+//!
+//! Per claimed batch: references are resolved for all orders at once (one map-table query and
+//! one `search_read` per strategy and model, with `in` domains); the orders are then split
+//! into chunks written concurrently, each chunk with ONE `purchase.order.load` (rows of the
+//! next order start with its external id) and ONE `read` of names, states, line ids and
+//! amounts. Line removals (rare) cost one `ir.model.data` lookup for the chunk plus one
+//! `write` per order concerned; status buttons one call per button for the chunk.
+//!
+//! `load` is all-or-nothing per call: when Odoo refuses a chunk, the orders its messages name
+//! are loaded alone (their refusal becomes their permanent error, with Odoo's message) and the
+//! rest is loaded again; without such hints the chunk is bisected. A poison order therefore
+//! fails alone and its neighbours succeed. Idempotency is that of [`super::order_push`]: the
+//! order and its lines carry external ids, so a chunk retried after an unknown outcome updates
+//! what the first attempt created.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::str::FromStr;
+use std::task::Poll;
+use std::time::Instant;
+
+use rust_decimal::Decimal;
+use serde_json::{json, Map, Value};
+use tokio_postgres::Client;
+
+use super::order_push::{
+    line_xmlid_name, order_xmlid_name, push_order, Amounts, PushOutcome, XMLID_MODULE,
+};
+use super::resolve::{Resolver, Wanted};
+use super::PushError;
+use crate::odoo::money::money;
+use crate::odoo::{Domain, OdooClient, OdooError};
+
+/// How a batch is written.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchOptions {
+    /// Chunks written at the same time.
+    pub concurrency: usize,
+    /// Most orders in one `load`.
+    pub max_chunk: usize,
+}
+
+impl Default for BatchOptions {
+    fn default() -> Self {
+        BatchOptions {
+            concurrency: 4,
+            max_chunk: 100,
+        }
+    }
+}
+
+/// Polls all futures together and returns their outputs in order (a dependency-free
+/// `join_all`: the futures share the caller's task, and so its borrowed connections).
+pub async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, out) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if out.is_none() {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(v) => *out = Some(v),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn decimal(v: &Value, what: &str) -> Result<Decimal, PushError> {
+    let s = text(v).ok_or_else(|| PushError::Document(format!("{what} is missing")))?;
+    Decimal::from_str(s.trim())
+        .map(|d| d.normalize())
+        .map_err(|e| PushError::Document(format!("{what} '{s}' is not a number: {e}")))
+}
+
+struct Item {
+    xmlid: String,
+    product: Wanted,
+    qty: Decimal,
+    price: Decimal,
+}
+
+/// One live order document, checked.
+struct Prepared {
+    version: Option<i64>,
+    known_id: Option<i64>,
+    xmlid: String,
+    supplier: Wanted,
+    origin: String,
+    status: String,
+    items: Vec<Item>,
+}
+
+/// An order ready for `load`: references resolved.
+struct Ready {
+    index: usize,
+    version: Option<i64>,
+    known_id: Option<i64>,
+    xmlid: String,
+    partner: i64,
+    origin: String,
+    status: String,
+    lines: Vec<(String, i64, Decimal, Decimal)>,
+}
+
+fn prepare(doc: &Value) -> Result<Prepared, PushError> {
+    let tracking_id = doc["tracking_id"]
+        .as_i64()
+        .ok_or_else(|| PushError::Document("tracking_id is missing".into()))?;
+    let order_key = text(&doc["order_key"])
+        .ok_or_else(|| PushError::Document("order_key is missing".into()))?;
+    let order = &doc["order"];
+    let supplier_id = text(&order["supplier_id"])
+        .ok_or_else(|| PushError::Document("order.supplier_id is missing".into()))?;
+    let empty = Vec::new();
+    let mut items = Vec::new();
+    for item in doc["items"].as_array().unwrap_or(&empty) {
+        let item_id =
+            text(&item["id"]).ok_or_else(|| PushError::Document("an item has no id".into()))?;
+        let product_id = text(&item["product_id"])
+            .ok_or_else(|| PushError::Document(format!("item {item_id} has no product_id")))?;
+        let code = text(&item["product_code"])
+            .filter(|c| !c.is_empty())
+            .unwrap_or_else(|| product_id.clone());
+        items.push(Item {
+            xmlid: line_xmlid_name(tracking_id, &item_id),
+            product: Wanted {
+                key: product_id,
+                code,
+                name: text(&item["product_name"]),
+            },
+            qty: decimal(&item["quantity"], &format!("item {item_id} quantity"))?,
+            price: decimal(&item["unit_price"], &format!("item {item_id} unit_price"))?,
+        });
+    }
+    Ok(Prepared {
+        version: doc["version"].as_i64(),
+        known_id: doc["odoo_id"].as_i64(),
+        xmlid: order_xmlid_name(tracking_id, &order_key),
+        supplier: Wanted {
+            key: supplier_id.clone(),
+            code: supplier_id,
+            name: text(&order["supplier_name"]),
+        },
+        origin: text(&order["order_number"]).unwrap_or(order_key),
+        status: text(&order["status"]).unwrap_or_default(),
+        items,
+    })
+}
+
+/// Pushes many order documents (`odoo_sync.order_document`) with few Odoo calls; one result
+/// per document, in order. A failure of one order never fails another, except errors that hit
+/// a whole call (Odoo unreachable, database down), which fail every order of that call.
+pub async fn push_orders(
+    pg: &Client,
+    odoo: &OdooClient,
+    resolver: &mut Resolver,
+    docs: &[Value],
+    options: BatchOptions,
+) -> Vec<Result<PushOutcome, PushError>> {
+    let started = Instant::now();
+    let mut results: Vec<Option<Result<PushOutcome, PushError>>> =
+        docs.iter().map(|_| None).collect();
+    let mut live: Vec<(usize, Prepared)> = Vec::new();
+    for (i, doc) in docs.iter().enumerate() {
+        if doc["deleted"].as_bool().unwrap_or(false) || doc["order"].is_null() {
+            // Deletes are rare: the single-order path cancels them.
+            results[i] = Some(push_order(pg, odoo, resolver, doc).await);
+        } else {
+            match prepare(doc) {
+                Ok(p) => live.push((i, p)),
+                Err(e) => results[i] = Some(Err(e)),
+            }
+        }
+    }
+
+    // References of all orders at once.
+    let suppliers: Vec<Wanted> = live.iter().map(|(_, p)| p.supplier.clone()).collect();
+    let products: Vec<Wanted> = live
+        .iter()
+        .flat_map(|(_, p)| p.items.iter().map(|it| it.product.clone()))
+        .collect();
+    let resolved = match resolver.partners_many(pg, odoo, &suppliers).await {
+        Ok(mut errs) => match resolver.products_many(pg, odoo, &products).await {
+            Ok(more) => {
+                errs.extend(more.into_iter().map(|(k, v)| (format!("\u{1}{k}"), v)));
+                Ok(errs)
+            }
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    };
+    let errors = match resolved {
+        Ok(errors) => errors,
+        Err(e) => {
+            for (i, _) in &live {
+                results[*i] = Some(Err(e.duplicate()));
+            }
+            return finish(results);
+        }
+    };
+    let mut ready = Vec::new();
+    'orders: for (i, p) in live {
+        if let Some(m) = errors.get(&p.supplier.key) {
+            results[i] = Some(Err(PushError::Unresolved(m.clone())));
+            continue;
+        }
+        let Some(partner) = resolver.cached_partner(&p.supplier.key) else {
+            results[i] = Some(Err(PushError::Unresolved(format!(
+                "supplier '{}' not resolved",
+                p.supplier.key
+            ))));
+            continue;
+        };
+        let mut lines = Vec::with_capacity(p.items.len());
+        for it in p.items {
+            if let Some(m) = errors.get(&format!("\u{1}{}", it.product.key)) {
+                results[i] = Some(Err(PushError::Unresolved(m.clone())));
+                continue 'orders;
+            }
+            let Some(product) = resolver.cached_product(&it.product.key) else {
+                results[i] = Some(Err(PushError::Unresolved(format!(
+                    "product '{}' not resolved",
+                    it.product.key
+                ))));
+                continue 'orders;
+            };
+            lines.push((it.xmlid, product, it.qty, it.price));
+        }
+        ready.push(Ready {
+            index: i,
+            version: p.version,
+            known_id: p.known_id,
+            xmlid: p.xmlid,
+            partner,
+            origin: p.origin,
+            status: p.status,
+            lines,
+        });
+    }
+
+    // Back to DRAFT from a cancelled Odoo order: reopen first (one read, one button).
+    let reopen: Vec<i64> = ready
+        .iter()
+        .filter(|r| r.status == "DRAFT")
+        .filter_map(|r| r.known_id)
+        .collect();
+    if !reopen.is_empty() {
+        let reopened = async {
+            let states = odoo.read("purchase.order", &reopen, &["state"]).await?;
+            let cancelled: Vec<i64> = states
+                .iter()
+                .filter(|r| r.get("state").and_then(Value::as_str) == Some("cancel"))
+                .filter_map(|r| r.get("id").and_then(Value::as_i64))
+                .collect();
+            if !cancelled.is_empty() {
+                odoo.call_button("purchase.order", "button_draft", &cancelled)
+                    .await?;
+            }
+            Ok::<(), OdooError>(())
+        }
+        .await;
+        if let Err(e) = reopened {
+            for r in ready
+                .iter()
+                .filter(|r| r.status == "DRAFT" && r.known_id.is_some())
+            {
+                results[r.index] = Some(Err(PushError::Odoo(e.clone())));
+            }
+            ready.retain(|r| !(r.status == "DRAFT" && r.known_id.is_some()));
+        }
+    }
+
+    // Chunks written concurrently.
+    let n = ready.len();
+    if n > 0 {
+        let per = n
+            .div_ceil(options.concurrency.max(1))
+            .clamp(1, options.max_chunk.max(1));
+        let chunks: Vec<&[Ready]> = ready.chunks(per).collect();
+        let mut outs = Vec::new();
+        for wave in chunks.chunks(options.concurrency.max(1)) {
+            outs.extend(join_all(wave.iter().map(|c| write_chunk(odoo, c)).collect()).await);
+        }
+        for (chunk, out) in chunks.iter().zip(outs) {
+            for (r, res) in chunk.iter().zip(out) {
+                results[r.index] = Some(res);
+            }
+        }
+    }
+    let elapsed = started.elapsed().as_millis();
+    for r in results.iter_mut().flatten().flatten() {
+        r.duration_ms = r.duration_ms.max(elapsed);
+    }
+    finish(results)
+}
+
+fn finish(
+    results: Vec<Option<Result<PushOutcome, PushError>>>,
+) -> Vec<Result<PushOutcome, PushError>> {
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(PushError::Document("order was not processed".into()))))
+        .collect()
+}
+
+const LINE_FIELDS: [&str; 4] = [
+    "order_line/id",
+    "order_line/product_id/.id",
+    "order_line/product_qty",
+    "order_line/price_unit",
+];
+
+fn load_rows(orders: &[&Ready], with_lines: bool) -> (Vec<&'static str>, Vec<Vec<Value>>) {
+    let mut fields = vec!["id", "partner_id/.id", "origin"];
+    if with_lines {
+        fields.extend(LINE_FIELDS);
+    }
+    let mut rows = Vec::new();
+    for o in orders {
+        let head = vec![
+            json!(format!("{XMLID_MODULE}.{}", o.xmlid)),
+            json!(o.partner.to_string()),
+            json!(o.origin),
+        ];
+        if !with_lines || o.lines.is_empty() {
+            rows.push(head);
+            continue;
+        }
+        for (i, (xmlid, product, qty, price)) in o.lines.iter().enumerate() {
+            let mut row = if i == 0 {
+                head.clone()
+            } else {
+                vec![json!(""), json!(""), json!("")]
+            };
+            row.extend([
+                json!(format!("{XMLID_MODULE}.{xmlid}")),
+                json!(product.to_string()),
+                json!(qty.to_string()),
+                json!(price.to_string()),
+            ]);
+            rows.push(row);
+        }
+    }
+    (fields, rows)
+}
+
+/// Loads `orders` (all with lines, or all without), isolating the ones Odoo refuses.
+async fn load_isolating(
+    odoo: &OdooClient,
+    orders: &[&Ready],
+    with_lines: bool,
+) -> Vec<Result<i64, PushError>> {
+    let mut out: Vec<Option<Result<i64, PushError>>> = orders.iter().map(|_| None).collect();
+    let mut groups: Vec<Vec<usize>> = vec![(0..orders.len()).collect()];
+    while let Some(group) = groups.pop() {
+        if group.is_empty() {
+            continue;
+        }
+        let members: Vec<&Ready> = group.iter().map(|i| orders[*i]).collect();
+        let (fields, rows) = load_rows(&members, with_lines);
+        match odoo.load("purchase.order", &fields, &rows).await {
+            Ok(res) => match res.ids.clone() {
+                Some(ids) if ids.len() == group.len() => {
+                    for (i, id) in group.iter().zip(ids) {
+                        out[*i] = Some(Ok(id));
+                    }
+                }
+                _ if group.len() == 1 => {
+                    let err = match res.clone().into_ids("purchase.order") {
+                        Err(e) => e,
+                        Ok(ids) => OdooError::Rejected {
+                            call: "purchase.order.load".into(),
+                            reasons: format!("{} ids returned for one order", ids.len()),
+                        },
+                    };
+                    out[group[0]] = Some(Err(PushError::Odoo(err)));
+                }
+                _ => {
+                    // Odoo's messages name the refused record(s): load those alone.
+                    let hinted: HashSet<usize> = res
+                        .messages
+                        .iter()
+                        .filter(|m| m.kind == "error")
+                        .filter_map(|m| m.raw.get("record").and_then(Value::as_u64))
+                        .filter_map(|r| usize::try_from(r).ok())
+                        .filter(|r| *r < group.len())
+                        .collect();
+                    if hinted.is_empty() || hinted.len() == group.len() {
+                        let (a, b) = group.split_at(group.len() / 2);
+                        groups.push(b.to_vec());
+                        groups.push(a.to_vec());
+                    } else {
+                        let rest: Vec<usize> = group
+                            .iter()
+                            .enumerate()
+                            .filter(|(k, _)| !hinted.contains(k))
+                            .map(|(_, i)| *i)
+                            .collect();
+                        groups.push(rest);
+                        for k in hinted {
+                            groups.push(vec![group[k]]);
+                        }
+                    }
+                }
+            },
+            Err(e) => {
+                for i in &group {
+                    out[*i] = Some(Err(PushError::Odoo(e.clone())));
+                }
+            }
+        }
+    }
+    out.into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(PushError::Document("order was not loaded".into()))))
+        .collect()
+}
+
+fn amounts_of(rec: &Map<String, Value>) -> Result<Amounts, PushError> {
+    let get = |f: &str| rec.get(f).unwrap_or(&Value::Null).clone();
+    Ok(Amounts {
+        subtotal: money(&get("amount_untaxed"), "amount_untaxed")?,
+        sales_tax: money(&get("amount_tax"), "amount_tax")?,
+        grand_total: money(&get("amount_total"), "amount_total")?,
+    })
+}
+
+const READ_FIELDS: [&str; 6] = [
+    "name",
+    "state",
+    "order_line",
+    "amount_untaxed",
+    "amount_tax",
+    "amount_total",
+];
+
+async fn read_orders(
+    odoo: &OdooClient,
+    ids: &[i64],
+) -> Result<HashMap<i64, Map<String, Value>>, OdooError> {
+    Ok(odoo
+        .read("purchase.order", ids, &READ_FIELDS)
+        .await?
+        .into_iter()
+        .filter_map(|r| r.get("id").and_then(Value::as_i64).map(|id| (id, r)))
+        .collect())
+}
+
+/// One chunk: one `load` (more only to isolate refused orders), one `read`, and the removals
+/// and buttons the chunk needs.
+async fn write_chunk(odoo: &OdooClient, chunk: &[Ready]) -> Vec<Result<PushOutcome, PushError>> {
+    let started = Instant::now();
+    let mut loaded: Vec<Option<Result<i64, PushError>>> = chunk.iter().map(|_| None).collect();
+    for with_lines in [true, false] {
+        let idx: Vec<usize> = (0..chunk.len())
+            .filter(|i| chunk[*i].lines.is_empty() != with_lines)
+            .collect();
+        if idx.is_empty() {
+            continue;
+        }
+        let members: Vec<&Ready> = idx.iter().map(|i| &chunk[*i]).collect();
+        for (i, r) in idx
+            .iter()
+            .zip(load_isolating(odoo, &members, with_lines).await)
+        {
+            loaded[*i] = Some(r);
+        }
+    }
+    let mut results: Vec<Result<PushOutcome, PushError>> = Vec::with_capacity(chunk.len());
+    let mut ok: Vec<(usize, i64)> = Vec::new();
+    for (i, l) in loaded.into_iter().enumerate() {
+        match l {
+            Some(Ok(id)) => {
+                ok.push((i, id));
+                results.push(Err(PushError::Document("pending".into())));
+            }
+            Some(Err(e)) => results.push(Err(e)),
+            None => results.push(Err(PushError::Document("order was not loaded".into()))),
+        }
+    }
+    if ok.is_empty() {
+        return results;
+    }
+    let ids: Vec<i64> = ok.iter().map(|(_, id)| *id).collect();
+    let fail_all = |results: &mut Vec<Result<PushOutcome, PushError>>, e: &OdooError| {
+        for (i, _) in &ok {
+            results[*i] = Err(PushError::Odoo(e.clone()));
+        }
+    };
+    let mut records = match read_orders(odoo, &ids).await {
+        Ok(r) => r,
+        Err(e) => {
+            fail_all(&mut results, &e);
+            return results;
+        }
+    };
+
+    // Lines the documents no longer have: only orders with more Odoo lines than wanted.
+    let line_ids = |rec: &Map<String, Value>| -> Vec<i64> {
+        rec.get("order_line")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_i64).collect())
+            .unwrap_or_default()
+    };
+    let extra: Vec<(usize, i64)> = ok
+        .iter()
+        .filter(|(i, id)| {
+            records
+                .get(id)
+                .is_some_and(|rec| line_ids(rec).len() > chunk[*i].lines.len())
+        })
+        .copied()
+        .collect();
+    let mut failed: HashMap<usize, PushError> = HashMap::new();
+    if !extra.is_empty() {
+        let wanted: Vec<String> = extra
+            .iter()
+            .flat_map(|(i, _)| chunk[*i].lines.iter().map(|l| l.0.clone()))
+            .collect();
+        let keep: Result<HashSet<i64>, OdooError> = if wanted.is_empty() {
+            Ok(HashSet::new())
+        } else {
+            odoo.search_read(
+                "ir.model.data",
+                &Domain::eq("module", XMLID_MODULE)
+                    .and(Domain::eq("model", "purchase.order.line"))
+                    .and(Domain::is_in("name", wanted)),
+                &["res_id"],
+                0,
+                None,
+                None,
+            )
+            .await
+            .map(|rows| {
+                rows.iter()
+                    .filter_map(|r| r.get("res_id").and_then(Value::as_i64))
+                    .collect()
+            })
+        };
+        match keep {
+            Err(e) => {
+                for (i, _) in &extra {
+                    failed.insert(*i, PushError::Odoo(e.clone()));
+                }
+            }
+            Ok(keep) => {
+                let mut rewritten = Vec::new();
+                for (i, id) in &extra {
+                    let removed: Vec<Value> = records
+                        .get(id)
+                        .map(line_ids)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|l| !keep.contains(l))
+                        .map(|l| json!([2, l, 0]))
+                        .collect();
+                    if removed.is_empty() {
+                        continue;
+                    }
+                    match odoo
+                        .write("purchase.order", &[*id], &json!({"order_line": removed}))
+                        .await
+                    {
+                        Ok(()) => rewritten.push(*id),
+                        Err(e) => {
+                            failed.insert(*i, PushError::Odoo(e));
+                        }
+                    }
+                }
+                if !rewritten.is_empty() {
+                    match read_orders(odoo, &rewritten).await {
+                        Ok(r) => records.extend(r),
+                        Err(e) => {
+                            for (i, id) in &extra {
+                                if rewritten.contains(id) {
+                                    failed.insert(*i, PushError::Odoo(e.clone()));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // Status buttons, one call per button for the chunk (one per order if that call fails).
+    let state_of = |id: &i64| -> String {
+        records
+            .get(id)
+            .and_then(|r| r.get("state"))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    for button in ["button_confirm", "button_cancel"] {
+        let targets: Vec<(usize, i64)> = ok
+            .iter()
+            .filter(|(i, _)| !failed.contains_key(i))
+            .filter(|(i, id)| {
+                let state = state_of(id);
+                match (chunk[*i].status.as_str(), button) {
+                    ("CONFIRMED", "button_confirm") => state == "draft" || state == "sent",
+                    ("CANCELLED", "button_cancel") => !state.is_empty() && state != "cancel",
+                    _ => false,
+                }
+            })
+            .copied()
+            .collect();
+        if targets.is_empty() {
+            continue;
+        }
+        let ids: Vec<i64> = targets.iter().map(|t| t.1).collect();
+        if odoo
+            .call_button("purchase.order", button, &ids)
+            .await
+            .is_err()
+        {
+            for (i, id) in &targets {
+                if let Err(e) = odoo.call_button("purchase.order", button, &[*id]).await {
+                    failed.insert(*i, PushError::Odoo(e));
+                }
+            }
+        }
+    }
+
+    let elapsed = started.elapsed().as_millis();
+    for (i, id) in ok {
+        if let Some(e) = failed.remove(&i) {
+            results[i] = Err(e);
+            continue;
+        }
+        let r = &chunk[i];
+        let Some(rec) = records.get(&id) else {
+            results[i] = Err(PushError::Odoo(OdooError::Rejected {
+                call: "purchase.order.read".into(),
+                reasons: format!("order {id} vanished after load"),
+            }));
+            continue;
+        };
+        let amounts = match amounts_of(rec) {
+            Ok(a) => a,
+            Err(e) => {
+                results[i] = Err(e);
+                continue;
+            }
+        };
+        let snapshot = json!({
+            "partner_id": r.partner,
+            "origin": r.origin,
+            "lines": r.lines.iter().map(|(x, p, q, pr)| json!({
+                "xmlid": x, "product_id": p, "product_qty": q.to_string(), "price_unit": pr.to_string()
+            })).collect::<Vec<_>>(),
+        });
+        results[i] = Ok(PushOutcome {
+            odoo_order_id: Some(id),
+            odoo_name: rec.get("name").and_then(Value::as_str).map(str::to_string),
+            operation: if r.known_id.is_some() {
+                "UPDATE"
+            } else {
+                "CREATE"
+            },
+            version: r.version,
+            snapshot,
+            amounts: Some(amounts),
+            duration_ms: elapsed,
+            warnings: Vec::new(),
+        });
+    }
+    results
+}
