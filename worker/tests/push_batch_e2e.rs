@@ -289,6 +289,26 @@ async fn a_hundred_orders_arrive_in_few_calls_and_are_synced() {
             .collect();
         assert_eq!(lines[odoo_id], want, "lines of PO-{n}");
     }
+
+    // Ten deletes at once: cancelled together.
+    let doomed: Vec<i64> = expected.keys().take(10).copied().collect();
+    env.db
+        .client
+        .execute("DELETE FROM orders WHERE id = ANY($1)", &[&doomed])
+        .await
+        .expect("delete");
+    env.sim.sim.reset_stats();
+    let reports = env.batch(100, 4).await;
+    assert_eq!(reports.len(), 10);
+    assert!(reports.iter().all(|r| r.state == "done"), "{reports:?}");
+    let calls = rpc_total(&env);
+    assert!(calls <= 3, "{calls} calls for 10 deletes");
+    let states = env
+        .odoo
+        .read("purchase.order", &odoo_ids[..10], &["state"])
+        .await
+        .expect("states");
+    assert!(states.iter().all(|r| r["state"] == "cancel"), "{states:?}");
     env.finish().await;
 }
 
@@ -423,5 +443,42 @@ async fn a_batch_retried_after_commit_then_drop_duplicates_nothing() {
         let (_, odoo_id) = env.status(*id).await;
         assert!(odoo_ids.contains(&i64::from(odoo_id.expect("odoo id"))));
     }
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_are_extended_while_a_slow_batch_is_in_flight() {
+    let env = setup("batch_lease").await;
+    for n in 0..4 {
+        env.insert_order(n, n, &lines_for(n, 2)).await;
+    }
+    env.odoo.connect().await.expect("connect");
+    // Each Odoo call takes 700 ms: the batch outlives its 1.5 s lease several times over.
+    env.faults(json!({"latency_ms": 700})).await;
+    let options = RunOptions {
+        max_jobs: 10,
+        concurrency: 2,
+        lease: Duration::from_millis(1500),
+        ..RunOptions::default()
+    };
+    let mut resolver = Resolver::new();
+    let slow = run_batch_with(
+        &env.worker,
+        &env.odoo,
+        &mut resolver,
+        "slow-worker",
+        &options,
+    );
+    let thief = async {
+        tokio::time::sleep(Duration::from_millis(2000)).await;
+        odoo_sync_worker::queue::claim(&env.worker, "thief", 10, Duration::from_secs(5))
+            .await
+            .expect("claim")
+    };
+    let (reports, stolen) = tokio::join!(slow, thief);
+    let reports = reports.expect("batch");
+    assert!(stolen.is_empty(), "a lease expired in flight: {stolen:?}");
+    assert_eq!(reports.len(), 4);
+    assert!(reports.iter().all(|r| r.state == "done"), "{reports:?}");
     env.finish().await;
 }

@@ -5,7 +5,8 @@
 //! into chunks written concurrently, each chunk with ONE `purchase.order.load` (rows of the
 //! next order start with its external id) and ONE `read` of names, states, line ids and
 //! amounts. Line removals (rare) cost one `ir.model.data` lookup for the chunk plus one
-//! `write` per order concerned; status buttons one call per button for the chunk.
+//! `write` per order concerned; status buttons one call per button for the chunk; deleted
+//! orders one external-id lookup, one `read` of states and one `button_cancel` for all.
 //!
 //! `load` is all-or-nothing per call: when Odoo refuses a chunk, the orders its messages name
 //! are loaded alone (their refusal becomes their permanent error, with Odoo's message) and the
@@ -180,14 +181,30 @@ pub async fn push_orders(
     let mut results: Vec<Option<Result<PushOutcome, PushError>>> =
         docs.iter().map(|_| None).collect();
     let mut live: Vec<(usize, Prepared)> = Vec::new();
+    let mut deleted: Vec<usize> = Vec::new();
     for (i, doc) in docs.iter().enumerate() {
         if doc["deleted"].as_bool().unwrap_or(false) || doc["order"].is_null() {
-            // Deletes are rare: the single-order path cancels them.
-            results[i] = Some(push_order(pg, odoo, resolver, doc).await);
+            deleted.push(i);
         } else {
             match prepare(doc) {
                 Ok(p) => live.push((i, p)),
                 Err(e) => results[i] = Some(Err(e)),
+            }
+        }
+    }
+    if !deleted.is_empty() {
+        let del_docs: Vec<&Value> = deleted.iter().map(|i| &docs[*i]).collect();
+        match cancel_deleted(odoo, &del_docs).await {
+            Ok(outs) => {
+                for (i, r) in deleted.iter().zip(outs) {
+                    results[*i] = Some(r);
+                }
+            }
+            // The batched path could not run: the single-order path, one by one.
+            Err(_) => {
+                for i in &deleted {
+                    results[*i] = Some(push_order(pg, odoo, resolver, &docs[*i]).await);
+                }
             }
         }
     }
@@ -311,6 +328,119 @@ pub async fn push_orders(
         r.duration_ms = r.duration_ms.max(elapsed);
     }
     finish(results)
+}
+
+/// Deleted local orders: their Odoo orders are cancelled with one external-id lookup (for
+/// orders whose Odoo id was never written back), one `read` of states and one
+/// `button_cancel` for all (one per order if that call fails).
+async fn cancel_deleted(
+    odoo: &OdooClient,
+    docs: &[&Value],
+) -> Result<Vec<Result<PushOutcome, PushError>>, PushError> {
+    let started = Instant::now();
+    let mut names: Vec<String> = Vec::with_capacity(docs.len());
+    for doc in docs {
+        let tracking_id = doc["tracking_id"]
+            .as_i64()
+            .ok_or_else(|| PushError::Document("tracking_id is missing".into()))?;
+        let order_key = text(&doc["order_key"])
+            .ok_or_else(|| PushError::Document("order_key is missing".into()))?;
+        names.push(order_xmlid_name(tracking_id, &order_key));
+    }
+    let mut ids: Vec<Option<i64>> = docs.iter().map(|d| d["odoo_id"].as_i64()).collect();
+    let unknown: Vec<String> = ids
+        .iter()
+        .zip(&names)
+        .filter(|(id, _)| id.is_none())
+        .map(|(_, n)| n.clone())
+        .collect();
+    if !unknown.is_empty() {
+        let rows = odoo
+            .search_read(
+                "ir.model.data",
+                &Domain::eq("module", XMLID_MODULE)
+                    .and(Domain::eq("model", "purchase.order"))
+                    .and(Domain::is_in("name", unknown)),
+                &["name", "res_id"],
+                0,
+                None,
+                None,
+            )
+            .await?;
+        let found: HashMap<String, i64> = rows
+            .iter()
+            .filter_map(|r| {
+                Some((
+                    r.get("name")?.as_str()?.to_string(),
+                    r.get("res_id")?.as_i64()?,
+                ))
+            })
+            .collect();
+        for (id, name) in ids.iter_mut().zip(&names) {
+            if id.is_none() {
+                *id = found.get(name).copied();
+            }
+        }
+    }
+    let known: Vec<i64> = ids.iter().flatten().copied().collect();
+    let states: HashMap<i64, String> = odoo
+        .read("purchase.order", &known, &["state"])
+        .await?
+        .iter()
+        .filter_map(|r| {
+            Some((
+                r.get("id")?.as_i64()?,
+                r.get("state")?.as_str()?.to_string(),
+            ))
+        })
+        .collect();
+    let to_cancel: Vec<i64> = known
+        .iter()
+        .filter(|id| states.get(id).is_some_and(|s| s != "cancel"))
+        .copied()
+        .collect();
+    let mut failed: HashMap<i64, OdooError> = HashMap::new();
+    if !to_cancel.is_empty()
+        && odoo
+            .call_button("purchase.order", "button_cancel", &to_cancel)
+            .await
+            .is_err()
+    {
+        for id in &to_cancel {
+            if let Err(e) = odoo
+                .call_button("purchase.order", "button_cancel", &[*id])
+                .await
+            {
+                failed.insert(*id, e);
+            }
+        }
+    }
+    let elapsed = started.elapsed().as_millis();
+    Ok(docs
+        .iter()
+        .zip(ids)
+        .map(|(doc, id)| {
+            if let Some(e) = id.and_then(|id| failed.remove(&id)) {
+                return Err(PushError::Odoo(e));
+            }
+            let mut warnings = Vec::new();
+            if let Some(id) = id {
+                if !states.contains_key(&id) {
+                    warnings.push(format!("Odoo order {id} no longer exists"));
+                }
+            }
+            Ok(PushOutcome {
+                odoo_order_id: id,
+                odoo_name: None,
+                operation: "DELETE",
+                version: doc["version"].as_i64(),
+                snapshot: json!({"deleted": true}),
+                amounts: None,
+                duration_ms: elapsed,
+                warnings,
+            })
+        })
+        .collect())
 }
 
 fn finish(
