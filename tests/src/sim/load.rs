@@ -78,19 +78,15 @@ impl<'a> Env<'a> {
     /// The record an external id points to, if it (still) exists.
     pub fn xmlid_lookup(&self, xmlid: &str, model: Option<&str>) -> Option<(String, i64)> {
         let (module, name) = split_xmlid(xmlid);
-        let table = self.txn.store().tables.get("ir.model.data")?;
-        table.rows.values().find_map(|r| {
-            let hit = r.get("module").and_then(Val::str) == Some(module.as_str())
-                && r.get("name").and_then(Val::str) == Some(name.as_str());
-            if !hit {
-                return None;
-            }
+        let store = self.txn.store();
+        store.xmlid_ids(&module, &name).into_iter().find_map(|k| {
+            let r = store.get("ir.model.data", k)?;
             let m = r.get("model").and_then(Val::str)?.to_string();
             let id = match r.get("res_id") {
                 Some(Val::Int(i)) => *i,
                 _ => return None,
             };
-            if model.is_some_and(|want| want != m) || !self.txn.store().exists(&m, id) {
+            if model.is_some_and(|want| want != m) || !store.exists(&m, id) {
                 return None;
             }
             Some((m, id))
@@ -100,13 +96,7 @@ impl<'a> Env<'a> {
     fn register_xmlid(&mut self, xmlid: &str, model: &str, id: i64) -> OdooResult<()> {
         let (module, name) = split_xmlid(xmlid);
         // A stale external id (its record was deleted) is repointed rather than duplicated.
-        let stale = self.txn.store().tables.get("ir.model.data").and_then(|t| {
-            t.rows.iter().find_map(|(k, r)| {
-                (r.get("module").and_then(Val::str) == Some(module.as_str())
-                    && r.get("name").and_then(Val::str) == Some(name.as_str()))
-                .then_some(*k)
-            })
-        });
+        let stale = self.txn.store().xmlid_ids(&module, &name).first().copied();
         let mut vals = Map::new();
         vals.insert("model".into(), json!(model));
         vals.insert("res_id".into(), json!(id));

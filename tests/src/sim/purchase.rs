@@ -121,15 +121,9 @@ impl<'a> Env<'a> {
         let taken = self
             .txn
             .store()
-            .tables
-            .get("ir.model.data")
-            .is_some_and(|t| {
-                t.rows.iter().any(|(id, r)| {
-                    Some(*id) != own_id
-                        && r.get("module").and_then(Val::str) == Some(module)
-                        && r.get("name").and_then(Val::str) == Some(name)
-                })
-            });
+            .xmlid_ids(module, name)
+            .into_iter()
+            .any(|id| Some(id) != own_id);
         if taken {
             return Err(OdooError::validation(format!(
                 "The operation cannot be completed: duplicate key value violates unique constraint \"ir_model_data_module_name_uniq_index\"\nDETAIL:  Key (module, name)=({module}, {name}) already exists.\n"

@@ -5,7 +5,19 @@
 
 use super::value::{Record, Val};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
+
+/// `ir.model.data` ids by (module, name): external-id lookups are on the path of every `load`,
+/// and a scan of the whole table per lookup made the simulator the bottleneck of benchmarks.
+type XmlidIndex = BTreeMap<(String, String), BTreeSet<i64>>;
+
+fn xmlid_key(r: &Record) -> Option<(String, String)> {
+    Some((
+        r.get("module").and_then(Val::str)?.to_string(),
+        r.get("name").and_then(Val::str)?.to_string(),
+    ))
+}
 
 /// One model's rows.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -23,6 +35,9 @@ pub struct Store {
     pub tables: BTreeMap<String, Table>,
     /// Last number handed out per sequence code.
     pub sequences: BTreeMap<String, i64>,
+    /// Built on first use from the table, then kept up to date by every change.
+    #[serde(skip)]
+    xmlids: OnceLock<XmlidIndex>,
 }
 
 impl Store {
@@ -51,6 +66,44 @@ impl Store {
     /// Number of rows of `model`.
     pub fn count(&self, model: &str) -> usize {
         self.tables.get(model).map(|t| t.rows.len()).unwrap_or(0)
+    }
+    /// Ids of the `ir.model.data` rows named `module.name`, ascending.
+    pub fn xmlid_ids(&self, module: &str, name: &str) -> Vec<i64> {
+        let index = self.xmlids.get_or_init(|| {
+            let mut index = XmlidIndex::new();
+            if let Some(t) = self.tables.get("ir.model.data") {
+                for (id, r) in &t.rows {
+                    if let Some(k) = xmlid_key(r) {
+                        index.entry(k).or_default().insert(*id);
+                    }
+                }
+            }
+            index
+        });
+        index
+            .get(&(module.to_string(), name.to_string()))
+            .map(|ids| ids.iter().copied().collect())
+            .unwrap_or_default()
+    }
+    /// Keeps the external-id index in step after `model(id)` changed from `before`.
+    fn reindex(&mut self, model: &str, id: i64, before: Option<&Record>) {
+        if model != "ir.model.data" {
+            return;
+        }
+        let after = self.get(model, id).and_then(xmlid_key);
+        if let Some(index) = self.xmlids.get_mut() {
+            if let Some(k) = before.and_then(xmlid_key) {
+                if let Some(ids) = index.get_mut(&k) {
+                    ids.remove(&id);
+                    if ids.is_empty() {
+                        index.remove(&k);
+                    }
+                }
+            }
+            if let Some(k) = after {
+                index.entry(k).or_default().insert(id);
+            }
+        }
     }
 }
 
@@ -129,12 +182,14 @@ impl<'a> Txn<'a> {
     pub fn put(&mut self, model: &str, id: i64, record: Record) {
         self.remember(model, id);
         self.writes += 1;
-        self.store
+        let before = self
+            .store
             .tables
             .entry(model.to_string())
             .or_default()
             .rows
             .insert(id, record);
+        self.store.reindex(model, id, before.as_ref());
     }
     /// Sets one field of an existing row (no-op when the row is gone).
     pub fn set(&mut self, model: &str, id: i64, field: &str, value: Val) {
@@ -143,6 +198,7 @@ impl<'a> Txn<'a> {
         }
         self.remember(model, id);
         self.writes += 1;
+        let before = self.store.get(model, id).cloned();
         if let Some(row) = self
             .store
             .tables
@@ -151,6 +207,7 @@ impl<'a> Txn<'a> {
         {
             row.insert(field.to_string(), value);
         }
+        self.store.reindex(model, id, before.as_ref());
     }
     /// Deletes `model(id)`.
     pub fn delete(&mut self, model: &str, id: i64) {
@@ -159,24 +216,24 @@ impl<'a> Txn<'a> {
         }
         self.remember(model, id);
         self.writes += 1;
-        if let Some(t) = self.store.tables.get_mut(model) {
-            t.rows.remove(&id);
-        }
+        let before = self
+            .store
+            .tables
+            .get_mut(model)
+            .and_then(|t| t.rows.remove(&id));
+        self.store.reindex(model, id, before.as_ref());
     }
     /// Undoes everything done in this transaction.
     pub fn rollback(mut self) {
         while let Some(undo) = self.journal.pop() {
             match undo {
                 Undo::Row { model, id, before } => {
-                    let table = self.store.tables.entry(model).or_default();
-                    match before {
-                        Some(r) => {
-                            table.rows.insert(id, r);
-                        }
-                        None => {
-                            table.rows.remove(&id);
-                        }
-                    }
+                    let table = self.store.tables.entry(model.clone()).or_default();
+                    let current = match before {
+                        Some(r) => table.rows.insert(id, r),
+                        None => table.rows.remove(&id),
+                    };
+                    self.store.reindex(&model, id, current.as_ref());
                 }
                 Undo::NextId { model, before } => {
                     self.store.tables.entry(model).or_default().next_id = before;
@@ -215,5 +272,32 @@ mod tests {
         txn.delete("m", 1);
         txn.rollback();
         assert_eq!(serde_json::to_string(&store).unwrap(), before);
+    }
+
+    #[test]
+    fn external_id_index_follows_writes_deletes_and_rollbacks() {
+        let xmlid = |module: &str, name: &str| {
+            Record::from([
+                ("module".to_string(), Val::Str(module.into())),
+                ("name".to_string(), Val::Str(name.into())),
+            ])
+        };
+        let mut store = Store::default();
+        assert!(store.xmlid_ids("m", "a").is_empty());
+        let mut txn = Txn::new(&mut store);
+        txn.put("ir.model.data", 1, xmlid("m", "a"));
+        txn.put("ir.model.data", 2, xmlid("m", "b"));
+        assert_eq!(txn.store().xmlid_ids("m", "a"), vec![1]);
+        txn.set("ir.model.data", 2, "name", Val::Str("c".into()));
+        assert!(txn.store().xmlid_ids("m", "b").is_empty());
+        assert_eq!(txn.store().xmlid_ids("m", "c"), vec![2]);
+        txn.delete("ir.model.data", 1);
+        assert!(txn.store().xmlid_ids("m", "a").is_empty());
+        txn.rollback();
+        assert!(
+            store.xmlid_ids("m", "a").is_empty(),
+            "the rows were never committed"
+        );
+        assert!(store.xmlid_ids("m", "c").is_empty());
     }
 }
