@@ -154,8 +154,8 @@ pub async fn heartbeat(
     pg: &Client,
     worker_id: &str,
     info: &Value,
-) -> Result<(), tokio_postgres::Error> {
+) -> Result<Value, tokio_postgres::Error> {
     pg.query_one("SELECT odoo_sync.heartbeat($1, $2)", &[&worker_id, info])
-        .await?;
-    Ok(())
+        .await?
+        .try_get(0)
 }

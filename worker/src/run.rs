@@ -113,6 +113,7 @@ pub async fn run_batch_with(
     options: &RunOptions,
 ) -> Result<Vec<JobReport>, tokio_postgres::Error> {
     let jobs = queue::claim(pg, worker_id, options.max_jobs, options.lease).await?;
+    crate::metrics::global().jobs_claimed(jobs.len());
     if jobs.is_empty() {
         return Ok(Vec::new());
     }
@@ -204,7 +205,10 @@ pub async fn run_batch_with(
                         JobReport {
                             job_id: job.job_id,
                             order_key: job.order_key.clone(),
-                            state: "lost: lease expired while in flight".into(),
+                            state: {
+                                crate::metrics::global().job_finished("lost");
+                                "lost: lease expired while in flight".into()
+                            },
                             outcome: outcome.ok(),
                             error: None,
                         }
@@ -266,6 +270,12 @@ pub async fn process(
 }
 
 fn finished_state(job: &Job, finished: Result<String, tokio_postgres::Error>) -> String {
+    let state = finished_state_text(job, finished);
+    crate::metrics::global().job_finished(&state);
+    state
+}
+
+fn finished_state_text(job: &Job, finished: Result<String, tokio_postgres::Error>) -> String {
     match finished {
         Ok(state) => state,
         Err(e) => {
@@ -325,6 +335,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tokio_postgres::Error> {
     tokio::pin!(shutdown);
+    // The lease follows the `lease_seconds` setting, read with every heartbeat: a DBA who
+    // shortens it gets a dead worker's jobs re-handed sooner without restarting anything.
+    let mut options = options.clone();
     let mut resolver = Resolver::new();
     let mut resolver_born = tokio::time::Instant::now();
     let mut last_heartbeat: Option<tokio::time::Instant> = None;
@@ -342,8 +355,13 @@ pub async fn run(
                 "pid": std::process::id(),
                 "version": env!("CARGO_PKG_VERSION"),
             });
-            if let Err(e) = queue::heartbeat(pg, worker_id, &info).await {
-                tracing::warn!(error = %e, "heartbeat failed");
+            match queue::heartbeat(pg, worker_id, &info).await {
+                Ok(settings) => {
+                    if let Some(secs) = settings.get("lease_seconds").and_then(|v| v.as_u64()) {
+                        options.lease = Duration::from_secs(secs.max(1));
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
             }
             last_heartbeat = Some(tokio::time::Instant::now());
         }
@@ -358,9 +376,10 @@ pub async fn run(
             _ = &mut shutdown => return Ok(()),
             _ = std::future::ready(()) => {}
         }
-        let claimed = run_batch_with(pg, odoo, &mut resolver, worker_id, options)
+        let claimed = run_batch_with(pg, odoo, &mut resolver, worker_id, &options)
             .await?
             .len();
+        crate::metrics::global().cache_entries(resolver.cached_len());
         if claimed == 0 {
             let woken = async {
                 match &options.wake {

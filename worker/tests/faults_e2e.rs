@@ -238,3 +238,51 @@ async fn credentials_never_appear_in_logs_or_tables() {
     drop((sync, bad));
     env.finish().await;
 }
+
+/// A worker SIGKILLed in the middle of a batch, then restarted: once the leases run out the
+/// jobs are handed out again and every order ends in Odoo exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_batch_and_restarted_loses_and_duplicates_nothing() {
+    let mut env = setup("f_sigkill", 19).await;
+    env.settings(
+        json!({"lease_seconds": 5, "backoff_base_seconds": 0.2, "backoff_max_seconds": 1}),
+    )
+    .await;
+    env.insert_orders(0, 100, 3).await;
+    // Slow enough that a batched push of 50 orders is still in flight when it is killed.
+    env.faults(json!({"latency_ms": 150})).await;
+    let mut first = env.spawn_worker(&["run"], &[]);
+    // Kill as soon as Odoo has created orders of the batch (their ids not yet written back),
+    // or after 1.5 s at the latest.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(1500)
+        && env.calls("purchase.order.create").await == 0
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    first.kill();
+    let synced_at_kill = env.synced_count().await;
+    let odoo_at_kill = env.get("/__sim/state").await["models"]["purchase.order"]
+        .as_array()
+        .map_or(0, Vec::len);
+    let running = env
+        .count("SELECT count(*) FROM odoo_sync.jobs WHERE state = 'running'")
+        .await;
+    assert!(
+        synced_at_kill < 100 && running > 0,
+        "the kill came mid-batch: {synced_at_kill} synced, {running} jobs running"
+    );
+    env.faults(json!({"latency_ms": 0})).await;
+    let killed_at = Instant::now();
+    let mut second = env.spawn_worker(&["run"], &[]);
+    env.wait_all_synced(Duration::from_secs(40), &mut [&mut second])
+        .await;
+    eprintln!(
+        "sigkill: {synced_at_kill} synced, {running} running, {odoo_at_kill} in Odoo at the kill; \
+         all synced {:?} after it",
+        killed_at.elapsed()
+    );
+    env.assert_odoo_matches().await;
+    drop(second);
+    env.finish().await;
+}

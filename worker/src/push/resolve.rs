@@ -302,7 +302,9 @@ async fn resolve_many(
     let mut missing: Vec<&Wanted> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for w in wanted {
-        if !cache.contains_key(&w.key) && seen.insert(w.key.as_str()) {
+        let hit = cache.contains_key(&w.key);
+        crate::metrics::global().cache_lookup(hit);
+        if !hit && seen.insert(w.key.as_str()) {
             missing.push(w);
         }
     }
