@@ -2,6 +2,8 @@
 # make bench: benchmarks that print figures, each against a baseline measured in the same run.
 #   1. capture cost of the odoo_sync triggers (pgbench: untracked vs naive trigger vs tracked)
 #   2. the Odoo simulator's throughput (it must never be the bottleneck of our benchmarks)
+#   3. the worker's push: batched vs a naive one-order-at-a-time baseline, RPCs per order,
+#      commit-to-Odoo latency
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,3 +14,6 @@ bash tests/bench/capture.sh
 echo
 cargo build -q --release -p odoo_sync_tests --bin sim-bench
 ./target/release/sim-bench --clients 8 --seconds "${BENCH_SECONDS:-5}"
+echo
+export ODOO_SYNC_TEST_PG="$(bash scripts/pg.sh url)"
+cargo run -q --release -p odoo-sync-worker --example push_bench
