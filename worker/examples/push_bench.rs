@@ -26,7 +26,16 @@ use odoo_sync_tests::pg_cluster::{common_schema, TestDb};
 use odoo_sync_tests::sim::{self, SimConfig};
 use odoo_sync_worker::odoo::{Domain, OdooClient, OdooConfig, Secret, SecretKind};
 use odoo_sync_worker::push::resolve::Resolver;
-use odoo_sync_worker::run::{run, run_batch_with, spawn_listener, RunOptions};
+use odoo_sync_worker::run::{run, run_batch_with, spawn_listener, FinishPool, RunOptions};
+
+/// Extra connections that finish jobs, as `odoo-sync-worker run` opens them
+/// (`PUSH_BENCH_FINISHERS` overrides, e.g. 0 to compare with one connection).
+fn finisher_count() -> usize {
+    std::env::var("PUSH_BENCH_FINISHERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+}
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 use tokio_postgres::Client;
@@ -79,11 +88,12 @@ struct Row {
     rpcs: u64,
 }
 
-async fn bulk(pg: &Client, odoo: &OdooClient, n: usize) -> f64 {
+async fn bulk(pg: &Client, odoo: &OdooClient, n: usize, finishers: FinishPool) -> f64 {
     let mut resolver = Resolver::new();
     let options = RunOptions {
         max_jobs: 200,
         concurrency: 4,
+        finishers,
         ..RunOptions::default()
     };
     let started = Instant::now();
@@ -240,7 +250,11 @@ async fn main() {
         )
         .await;
         simh.sim.reset_stats();
-        let secs = bulk(&worker, &odoo, n).await;
+        let mut finishers = Vec::new();
+        for _ in 0..finisher_count() {
+            finishers.push(Arc::new(db.connect_as(&role).await));
+        }
+        let secs = bulk(&worker, &odoo, n, FinishPool(finishers)).await;
         rows.push(Row {
             latency,
             mode: "batched",

@@ -43,6 +43,20 @@ pub struct RunOptions {
     pub concurrency: usize,
     /// Lease of claimed jobs (extended while a batch is in flight).
     pub lease: Duration,
+    /// Extra connections that finish jobs (complete_job / fail_job) in parallel. Finishing is
+    /// PostgreSQL work that one backend does one job at a time; with none, the main
+    /// connection finishes them all.
+    pub finishers: FinishPool,
+}
+
+/// Connections used to finish jobs; see [`RunOptions::finishers`].
+#[derive(Clone, Default)]
+pub struct FinishPool(pub Vec<Arc<Client>>);
+
+impl std::fmt::Debug for FinishPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FinishPool({} connections)", self.0.len())
+    }
 }
 
 impl Default for RunOptions {
@@ -54,6 +68,7 @@ impl Default for RunOptions {
             wake: None,
             concurrency: 4,
             lease: LEASE,
+            finishers: FinishPool::default(),
         }
     }
 }
@@ -194,12 +209,19 @@ pub async fn run_batch_with(
             });
         }
         let lost_now = lost.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let pool = &options.finishers.0;
         let finishing = push
             .iter()
             .zip(outcomes)
-            .map(|(i, outcome)| {
+            .enumerate()
+            .map(|(n, (i, outcome))| {
                 let job = &jobs[*i];
                 let dropped = lost_now.contains(&job.job_id);
+                // Spread the jobs over the main connection and the finishers, round robin.
+                let pg: &Client = match n % (pool.len() + 1) {
+                    0 => pg,
+                    k => &pool[k - 1],
+                };
                 async move {
                     if dropped {
                         JobReport {

@@ -18,7 +18,6 @@
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
-use std::str::FromStr;
 use std::task::Poll;
 use std::time::Instant;
 
@@ -27,7 +26,8 @@ use serde_json::{json, Map, Value};
 use tokio_postgres::Client;
 
 use super::order_push::{
-    line_xmlid_name, order_xmlid_name, push_order, Amounts, PushOutcome, XMLID_MODULE,
+    decimal, line_xmlid_name, order_xmlid_name, push_order, text, Amounts, PushOutcome,
+    XMLID_MODULE,
 };
 use super::resolve::{Resolver, Wanted};
 use super::PushError;
@@ -75,21 +75,6 @@ pub async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
     })
     .await;
     outputs.into_iter().flatten().collect()
-}
-
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-fn decimal(v: &Value, what: &str) -> Result<Decimal, PushError> {
-    let s = text(v).ok_or_else(|| PushError::Document(format!("{what} is missing")))?;
-    Decimal::from_str(s.trim())
-        .map(|d| d.normalize())
-        .map_err(|e| PushError::Document(format!("{what} '{s}' is not a number: {e}")))
 }
 
 struct Item {

@@ -88,7 +88,8 @@ impl PushOutcome {
     }
 }
 
-fn text(v: &Value) -> Option<String> {
+/// A document value as text: strings as they are, numbers in their JSON form.
+pub(crate) fn text(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
@@ -96,7 +97,8 @@ fn text(v: &Value) -> Option<String> {
     }
 }
 
-fn decimal(v: &Value, what: &str) -> Result<Decimal, PushError> {
+/// A document value (money and quantities travel as strings) as a Decimal.
+pub(crate) fn decimal(v: &Value, what: &str) -> Result<Decimal, PushError> {
     let s = text(v).ok_or_else(|| PushError::Document(format!("{what} is missing")))?;
     Decimal::from_str(s.trim())
         .map(|d| d.normalize())
