@@ -63,14 +63,19 @@ BEGIN
 END
 $$;
 
+-- The helpers below are PL/pgSQL rather than SQL functions: PL/pgSQL keeps its plans for the
+-- session, a SQL function called from PL/pgSQL is planned again on every call.
+
 -- Appends an event (for the extension's own functions; the trigger writes events directly).
 CREATE FUNCTION @extschema@._event(p_type text, p_tracking_id integer, p_entity text, p_payload jsonb)
 RETURNS void
-LANGUAGE sql VOLATILE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
     INSERT INTO @extschema@.event_log (event_type, tracking_id, entity_id, payload)
     VALUES (p_type, p_tracking_id, p_entity, COALESCE(p_payload, '{}'));
+END
 $$;
 
 -- Locks the application's order row (FOR NO KEY UPDATE, as the table owner). Every writer of
@@ -100,28 +105,32 @@ $$;
 -- The order's version: the id of its latest change event (or what its state row remembers,
 -- once retention has removed the events). Events about syncing are not changes.
 CREATE FUNCTION @extschema@._current_version(p_tracking_id integer, p_order_key text) RETURNS bigint
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT GREATEST(
+BEGIN
+    RETURN GREATEST(
         (SELECT e.id FROM @extschema@.event_log e
          WHERE e.entity_id = p_order_key AND e.tracking_id = p_tracking_id
            AND e.event_type IN ('ORDER_CREATED', 'ORDER_UPDATED', 'ORDER_DELETED')
          ORDER BY e.id DESC LIMIT 1),
-        (SELECT s.version FROM @extschema@.order_state s WHERE s.tracking_id = p_tracking_id AND s.order_key = p_order_key))
+        (SELECT s.version FROM @extschema@.order_state s WHERE s.tracking_id = p_tracking_id AND s.order_key = p_order_key));
+END
 $$;
 
 -- Moves a job out of the hot table into the history.
 CREATE FUNCTION @extschema@._finish_job(p_job @extschema@.jobs, p_state text, p_error jsonb)
 RETURNS void
-LANGUAGE sql VOLATILE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
     DELETE FROM @extschema@.jobs WHERE id = p_job.id;
     INSERT INTO @extschema@.job_history (id, kind, state, tracking_id, order_key, odoo_id, batch_id, payload,
                                          attempts, last_error, created_at, started_at)
     VALUES (p_job.id, p_job.kind, p_state, p_job.tracking_id, p_job.order_key, p_job.odoo_id, p_job.batch_id,
             p_job.payload, p_job.attempts, p_error, p_job.created_at, p_job.started_at);
+END
 $$;
 
 -- Locks a running job and checks the caller's attempt token; raises 55000 otherwise. For a
@@ -162,9 +171,10 @@ $$;
 CREATE FUNCTION @extschema@._log_attempt(p_job @extschema@.jobs, p_operation text, p_success boolean,
                                          p_error jsonb, p_result jsonb)
 RETURNS void
-LANGUAGE sql VOLATILE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
     INSERT INTO @extschema@.sync_log (job_id, kind, tracking_id, order_key, odoo_id, operation, success, attempt,
                                       worker_id, started_at, duration_ms, error, warnings)
     VALUES (p_job.id, p_job.kind, p_job.tracking_id, p_job.order_key,
@@ -176,6 +186,7 @@ AS $$
             p_error,
             COALESCE((SELECT array_agg(w) FROM jsonb_array_elements_text(
                           CASE WHEN jsonb_typeof(p_result -> 'warnings') = 'array' THEN p_result -> 'warnings' END) w), '{}'));
+END
 $$;
 
 -- Claims up to max_jobs ready jobs for worker_id, each leased for `lease`. A job whose lease

@@ -44,13 +44,15 @@ INSERT INTO @extschema@.setting_spec (key, type, default_value, min_value, max_v
 
 -- Effective value of one setting, for the extension's own functions.
 CREATE FUNCTION @extschema@._setting(p_key text) RETURNS jsonb
-LANGUAGE sql STABLE STRICT
+LANGUAGE plpgsql STABLE STRICT
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT COALESCE(s.value, spec.default_value)
-    FROM @extschema@.setting_spec spec
-    LEFT JOIN @extschema@.settings s ON s.key = spec.key
-    WHERE spec.key = p_key
+BEGIN
+    RETURN (SELECT COALESCE(s.value, spec.default_value)
+            FROM @extschema@.setting_spec spec
+            LEFT JOIN @extschema@.settings s ON s.key = spec.key
+            WHERE spec.key = p_key);
+END
 $$;
 
 -- All settings as one object: defaults overlaid with what the user changed.

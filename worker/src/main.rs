@@ -8,7 +8,8 @@
 //! Configuration from the environment: `DATABASE_URL`, and `ODOO_URL`, `ODOO_DB`, `ODOO_USER`,
 //! `ODOO_API_KEY` / `ODOO_PASSWORD` (see `OdooConfig::from_lookup`); `ODOO_SYNC_METRICS_ADDR`
 //! (default `127.0.0.1:9464`, `off` to disable) for `/metrics` and `/healthz`;
-//! `ODOO_SYNC_FINISHERS` (default 3) extra connections that finish jobs; `RUST_LOG` for the
+//! `ODOO_SYNC_FINISHERS` (default 3) extra connections that finish jobs; `ODOO_SYNC_CLAIM_SIZE`
+//! (default 200) jobs claimed per batch; `RUST_LOG` for the
 //! log level and `LOG_FORMAT=json` for structured JSON logs.
 
 use std::process::ExitCode;
@@ -145,10 +146,16 @@ async fn main_async(cli: Cli) -> Result<(), String> {
             for _ in 0..count {
                 finishers.push(std::sync::Arc::new(connect_pg().await?));
             }
+            let defaults = RunOptions::default();
+            let max_jobs = std::env::var("ODOO_SYNC_CLAIM_SIZE")
+                .ok()
+                .and_then(|v| v.parse::<i32>().ok())
+                .map_or(defaults.max_jobs, |n| n.clamp(1, 1000));
             let options = RunOptions {
                 wake: Some(wake),
                 finishers: FinishPool(finishers),
-                ..RunOptions::default()
+                max_jobs,
+                ..defaults
             };
             let r = run(&pg, &odoo, &worker, &options, shutdown_signal()).await;
             listener.abort();

@@ -43,6 +43,8 @@ pub struct RunOptions {
     pub concurrency: usize,
     /// Lease of claimed jobs (extended while a batch is in flight).
     pub lease: Duration,
+    /// Most orders in one `purchase.order.load` (the `batch_size` setting).
+    pub max_chunk: usize,
     /// Extra connections that finish jobs (complete_job / fail_job) in parallel. Finishing is
     /// PostgreSQL work that one backend does one job at a time; with none, the main
     /// connection finishes them all.
@@ -62,12 +64,13 @@ impl std::fmt::Debug for FinishPool {
 impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
-            max_jobs: 50,
+            max_jobs: 200,
             poll_interval: Duration::from_secs(1),
             heartbeat_interval: Duration::from_secs(15),
             wake: None,
             concurrency: 4,
             lease: LEASE,
+            max_chunk: 50,
             finishers: FinishPool::default(),
         }
     }
@@ -194,7 +197,7 @@ pub async fn run_batch_with(
             .collect();
         let batch = BatchOptions {
             concurrency: options.concurrency.max(1),
-            ..BatchOptions::default()
+            max_chunk: options.max_chunk.max(1),
         };
         let mut pushed = push_orders(pg, odoo, resolver, &readable, batch)
             .await
@@ -381,6 +384,9 @@ pub async fn run(
                 Ok(settings) => {
                     if let Some(secs) = settings.get("lease_seconds").and_then(|v| v.as_u64()) {
                         options.lease = Duration::from_secs(secs.max(1));
+                    }
+                    if let Some(n) = settings.get("batch_size").and_then(|v| v.as_u64()) {
+                        options.max_chunk = n.max(1) as usize;
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "heartbeat failed"),

@@ -261,6 +261,8 @@ impl Env {
             .env_remove("ODOO_PROTOCOL")
             // Tests run in parallel: no fixed metrics port.
             .env("ODOO_SYNC_METRICS_ADDR", "off")
+            // Batches of 50 so that these scenarios span several batches (the default is 200).
+            .env("ODOO_SYNC_CLAIM_SIZE", "50")
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("log file"))
             .stderr(file);
