@@ -27,6 +27,10 @@ pub const LEASE: Duration = Duration::from_secs(60);
 /// How long the run loop trusts its in-process resolution cache.
 pub const RESOLVER_TTL: Duration = Duration::from_secs(300);
 
+/// Most partner/product ids the in-process cache holds before it starts over (the shared
+/// map tables in PostgreSQL remain the second level).
+pub const RESOLVER_MAX_ENTRIES: usize = 100_000;
+
 /// What the loop does between batches.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -393,8 +397,9 @@ pub async fn run(
             }
             last_heartbeat = Some(tokio::time::Instant::now());
         }
-        // The in-process cache forgets after a while, so edits of the map tables are seen.
-        if resolver_born.elapsed() >= RESOLVER_TTL {
+        // The in-process cache forgets after a while, so edits of the map tables are seen, and
+        // is bounded in size.
+        if resolver_born.elapsed() >= RESOLVER_TTL || resolver.cached_len() > RESOLVER_MAX_ENTRIES {
             resolver = Resolver::new();
             resolver_born = tokio::time::Instant::now();
         }
