@@ -25,6 +25,10 @@ demo: install
 bench: install
 	@bash scripts/bench.sh
 
+## An installable tarball: extension files, worker binary, systemd unit, environment example.
+package: setup
+	@PG_CONFIG=$(PG_CONFIG) bash scripts/package.sh
+
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy -p odoo_sync -p odoo-sync-worker -p odoo_sync_tests --all-targets -- -D warnings
