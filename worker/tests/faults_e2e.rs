@@ -252,11 +252,11 @@ async fn a_worker_killed_mid_batch_and_restarted_loses_and_duplicates_nothing() 
     // Slow enough that a batched push of 50 orders is still in flight when it is killed.
     env.faults(json!({"latency_ms": 150})).await;
     let mut first = env.spawn_worker(&["run"], &[]);
-    // Kill as soon as Odoo has created orders of the batch (their ids not yet written back),
-    // or after 1.5 s at the latest.
+    // Kill as soon as Odoo has written orders of the first batch (purchase.order.load; their
+    // ids not yet written back), or after 1.5 s at the latest.
     let start = Instant::now();
     while start.elapsed() < Duration::from_millis(1500)
-        && env.calls("purchase.order.create").await == 0
+        && env.calls("purchase.order.load").await == 0
     {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
