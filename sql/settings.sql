@@ -55,16 +55,6 @@ BEGIN
 END
 $$;
 
--- All settings as one object: defaults overlaid with what the user changed.
-CREATE FUNCTION @extschema@.get_settings() RETURNS jsonb
-LANGUAGE sql STABLE
-SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT jsonb_object_agg(spec.key, COALESCE(s.value, spec.default_value) ORDER BY spec.key)
-    FROM @extschema@.setting_spec spec
-    LEFT JOIN @extschema@.settings s ON s.key = spec.key
-$$;
-
 -- Describes every setting: what DBAs read before changing one.
 CREATE FUNCTION @extschema@.describe_settings()
 RETURNS TABLE (key text, value jsonb, default_value jsonb, type text, unit text,
@@ -77,6 +67,14 @@ AS $$
     FROM @extschema@.setting_spec spec
     LEFT JOIN @extschema@.settings s ON s.key = spec.key
     ORDER BY spec.key
+$$;
+
+-- All settings as one object (the values describe_settings() shows).
+CREATE FUNCTION @extschema@.get_settings() RETURNS jsonb
+LANGUAGE sql STABLE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_object_agg(d.key, d.value ORDER BY d.key) FROM @extschema@.describe_settings() d
 $$;
 
 -- Checks one value against its spec; raises 22023 naming the key, the value and what is allowed.
