@@ -45,6 +45,7 @@ const GENERIC: &[&str] = &[
     "unlink",
     "fields_get",
     "load",
+    "check_access_rights",
 ];
 
 /// `(is a record method, parameter names, required parameters)` of a method.
@@ -59,6 +60,7 @@ fn signature(method: &str) -> (bool, &'static [&'static str], usize) {
         "unlink" => (true, &[], 0),
         "fields_get" => (false, &["allfields", "attributes"], 0),
         "load" => (false, &["fields", "data"], 2),
+        "check_access_rights" => (false, &["operation", "raise_exception"], 1),
         "button_approve" => (true, &["force"], 0),
         _ => (true, &[], 0),
     }
@@ -208,7 +210,15 @@ impl Sim {
             now: format_now(chrono::Utc::now()),
             touched_orders: BTreeSet::new(),
         };
-        if user.denied_models.iter().any(|m| m == &call.model) && call.method != "fields_get" {
+        let denied = user.denied_models.iter().any(|m| m == &call.model);
+        if call.method == "check_access_rights" {
+            // Answers about the rights instead of exercising them, so it is never refused itself.
+            return check_access_rights(&env, def, !denied, &params).map(|value| CallResult {
+                value,
+                wrote: false,
+            });
+        }
+        if denied && call.method != "fields_get" {
             return Err(env.access_error(def, operation(&call.method)));
         }
         match run(&mut env, call, &ids, &params) {
@@ -235,6 +245,41 @@ impl Sim {
         let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
         stats.total += 1;
         *stats.calls.entry(format!("{model}.{method}")).or_insert(0) += 1;
+    }
+}
+
+/// `check_access_rights(operation, raise_exception=True)`, an `@api.model` method of every
+/// model: whether the user's groups grant `operation` on the model (ir.model.access; record
+/// rules are not consulted). Odoo 16–17 delegate to `ir.model.access.check` and return `True`;
+/// 18+ keep it as a deprecated wrapper of `check_access` (returns `None`) / `has_access` (returns
+/// a boolean). Refused with `raise_exception` true: the `AccessError` of the operation; with it
+/// false: `false`. An operation other than read/write/create/unlink fails Odoo's
+/// `assert mode in (...), 'Invalid access mode'`.
+fn check_access_rights(
+    env: &Env,
+    def: &super::schema::ModelDef,
+    allowed: bool,
+    p: &Map<String, Value>,
+) -> OdooResult<Option<Value>> {
+    let operation = p.get("operation").and_then(Value::as_str).unwrap_or("");
+    if !matches!(operation, "read" | "write" | "create" | "unlink") {
+        return Err(OdooError::new(ErrorKind::Assertion, "Invalid access mode"));
+    }
+    // Python truthiness of the argument; absent means the default, True.
+    let raise = match p.get("raise_exception") {
+        None => true,
+        Some(Value::Null) | Some(Value::Bool(false)) => false,
+        Some(Value::Number(n)) => n.as_f64() != Some(0.0),
+        Some(Value::String(s)) => !s.is_empty(),
+        Some(Value::Array(a)) => !a.is_empty(),
+        Some(Value::Object(o)) => !o.is_empty(),
+        Some(Value::Bool(true)) => true,
+    };
+    match (allowed, raise) {
+        (true, true) if env.schema.version >= 18 => Ok(None),
+        (true, _) => Ok(Some(json!(true))),
+        (false, true) => Err(env.access_error(def, operation)),
+        (false, false) => Ok(Some(json!(false))),
     }
 }
 

@@ -27,6 +27,8 @@ pub enum ErrorKind {
     Type,
     /// `builtins.IndexError`: a record method called without its ids.
     Index,
+    /// `builtins.AssertionError`: an `assert` in Odoo's code failed (e.g. an invalid access mode).
+    Assertion,
     /// `builtins.NameError` / `builtins.KeyError`: unknown JSON-RPC service method.
     Name,
     /// `psycopg2.errors.SerializationFailure`: concurrent update (after Odoo's own retries).
@@ -105,6 +107,7 @@ impl OdooError {
             ErrorKind::Attribute => "builtins.AttributeError",
             ErrorKind::Type => "builtins.TypeError",
             ErrorKind::Index => "builtins.IndexError",
+            ErrorKind::Assertion => "builtins.AssertionError",
             ErrorKind::Name => "builtins.NameError",
             ErrorKind::Serialization => "psycopg2.errors.SerializationFailure",
             ErrorKind::Operational => "psycopg2.OperationalError",

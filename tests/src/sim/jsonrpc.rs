@@ -163,7 +163,13 @@ pub fn handle(sim: &Sim, body: &[u8]) -> Reply {
             let record_method = sim.has_method(&call.model, &call.method)
                 && !matches!(
                     call.method.as_str(),
-                    "create" | "search" | "search_read" | "search_count" | "fields_get" | "load"
+                    "create"
+                        | "search"
+                        | "search_read"
+                        | "search_count"
+                        | "fields_get"
+                        | "load"
+                        | "check_access_rights"
                 );
             if record_method && sim.schema.model(&call.model).is_some() {
                 if call.args.is_empty() {
