@@ -6,4 +6,5 @@ pub mod odoo;
 pub mod push;
 pub mod queue;
 pub mod run;
+pub mod settings_file;
 pub mod status;
