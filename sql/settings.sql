@@ -3,7 +3,7 @@
 
 CREATE TABLE @extschema@.setting_spec (
     key         text PRIMARY KEY,
-    type        text NOT NULL CHECK (type IN ('integer', 'number', 'boolean', 'strategies')),
+    type        text NOT NULL CHECK (type IN ('integer', 'number', 'boolean', 'strategies', 'choice')),
     default_value jsonb NOT NULL,
     min_value   numeric,
     max_value   numeric,
@@ -40,7 +40,21 @@ INSERT INTO @extschema@.setting_spec (key, type, default_value, min_value, max_v
     ('partner_strategies', 'strategies', '["ref", "name"]', NULL, NULL, ARRAY['ref', 'name'], NULL,
      'How a local supplier is found in Odoo after partner_map, in order.'),
     ('product_strategies', 'strategies', '["default_code", "name"]', NULL, NULL, ARRAY['default_code', 'name'], NULL,
-     'How a local product is found in Odoo after product_map, in order.');
+     'How a local product is found in Odoo after product_map, in order.'),
+    ('pull_overlap_seconds', 'integer', '120', 120, 86400, NULL, 'seconds',
+     'How far before its watermark the realtime pull asks Odoo again (long Odoo transactions commit rows stamped in the past).'),
+    ('reconcile_interval_seconds', 'integer', '300', 10, 86400, NULL, 'seconds',
+     'How often the realtime pull checks that linked Odoo orders still exist.'),
+    ('conflict_policy_state', 'choice', '"remote_wins"', NULL, NULL, ARRAY['manual', 'local_wins', 'remote_wins'], NULL,
+     'Order status changed on both sides: who wins (manual records a conflict).'),
+    ('conflict_policy_received', 'choice', '"remote_wins"', NULL, NULL, ARRAY['manual', 'local_wins', 'remote_wins'], NULL,
+     'Odoo received goods (PARTIALLY_RECEIVED / RECEIVED) while the local status changed: who wins.'),
+    ('conflict_policy_lines', 'choice', '"manual"', NULL, NULL, ARRAY['manual', 'local_wins', 'remote_wins'], NULL,
+     'A line (product, quantity, price, added or removed) changed on both sides: who wins.'),
+    ('conflict_policy_supplier', 'choice', '"manual"', NULL, NULL, ARRAY['manual', 'local_wins', 'remote_wins'], NULL,
+     'The vendor changed on both sides: who wins.'),
+    ('conflict_policy_amounts', 'choice', '"manual"', NULL, NULL, ARRAY['manual', 'local_wins', 'remote_wins'], NULL,
+     'Odoo''s totals differ from the local ones after a sync: manual records a DATA_MISMATCH, remote_wins writes Odoo''s totals, local_wins keeps the local ones.');
 
 -- Effective value of one setting, for the extension's own functions.
 CREATE FUNCTION @extschema@._setting(p_key text) RETURNS jsonb
@@ -114,6 +128,11 @@ BEGIN
             RAISE EXCEPTION 'setting "%" must be true or false, got %', p_key, p_value
                 USING ERRCODE = '22023';
         END IF;
+    ELSIF spec.type = 'choice' THEN
+        IF jsonb_typeof(p_value) <> 'string' OR NOT (p_value #>> '{}') = ANY (spec.allowed) THEN
+            RAISE EXCEPTION 'setting "%" must be one of %, got %', p_key, array_to_string(spec.allowed, ', '), p_value
+                USING ERRCODE = '22023', HINT = format('Example: {"%s": %s}', p_key, spec.default_value);
+        END IF;
     ELSIF spec.type = 'strategies' THEN
         IF jsonb_typeof(p_value) <> 'array' THEN
             RAISE EXCEPTION 'setting "%" must be an array of strategy names, got %', p_key, p_value
@@ -146,6 +165,12 @@ BEGIN
         RAISE EXCEPTION 'update_settings expects a JSON object, got %', COALESCE(jsonb_typeof(p_changes), 'NULL')
             USING ERRCODE = '22023', HINT = 'Example: SELECT odoo_sync.update_settings(''{"max_attempts": 5}'')';
     END IF;
+    -- Every setting fits in a few hundred bytes; a bigger object is a mistake or an attack, and
+    -- would otherwise come back whole in the error message about its first bad key.
+    IF length(p_changes::text) > 8192 THEN
+        RAISE EXCEPTION 'update_settings: the changes are too large (% bytes, at most 8192)', length(p_changes::text)
+            USING ERRCODE = '22023', HINT = 'See odoo_sync.describe_settings() for the settings and their ranges.';
+    END IF;
     FOR r IN SELECT key, value FROM jsonb_each(p_changes) LOOP
         IF jsonb_typeof(r.value) = 'null' THEN
             PERFORM @extschema@._check_setting(r.key, (SELECT default_value FROM @extschema@.setting_spec WHERE key = r.key));
@@ -157,6 +182,11 @@ BEGIN
         IF jsonb_typeof(r.value) = 'null' THEN
             DELETE FROM @extschema@.settings WHERE key = r.key;
         ELSE
+            -- An integer setting is stored as a plain integer: 5.0 or 5.00 pass the check, and
+            -- readers cast the value with ::text::int, which refuses "5.0".
+            IF (SELECT spec.type FROM @extschema@.setting_spec spec WHERE spec.key = r.key) = 'integer' THEN
+                r.value := to_jsonb((r.value::text)::numeric::bigint);
+            END IF;
             INSERT INTO @extschema@.settings AS s (key, value) VALUES (r.key, r.value)
             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now(), updated_by = session_user;
         END IF;

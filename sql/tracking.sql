@@ -151,8 +151,16 @@ BEGIN
                           (SELECT string_agg(canonical, ', ' ORDER BY canonical) FROM @extschema@.column_spec WHERE table_role = p_role));
         END IF;
         IF jsonb_typeof(p_overrides -> v_key) <> 'string' OR length(p_overrides ->> v_key) = 0 THEN
-            RAISE EXCEPTION 'mapping of "%.%" must be a non-empty column name, got %', p_role, v_key, p_overrides -> v_key
+            RAISE EXCEPTION 'mapping of "%.%" must be a non-empty column name, got %', p_role, v_key,
+                    left((p_overrides -> v_key)::text, 100)
                 USING ERRCODE = '22023';
+        END IF;
+        -- PostgreSQL cuts longer names at 63 bytes when a column is created, so a longer name
+        -- can never match a column: say why instead of "not found" with the whole text.
+        IF octet_length(p_overrides ->> v_key) > 63 THEN
+            RAISE EXCEPTION 'mapping of "%.%" is not a column name: % bytes, PostgreSQL names have at most 63',
+                    p_role, v_key, octet_length(p_overrides ->> v_key)
+                USING ERRCODE = '22023', DETAIL = format('The mapping starts with %s.', left(p_overrides ->> v_key, 40));
         END IF;
     END LOOP;
 
@@ -212,6 +220,12 @@ BEGIN
         RAISE EXCEPTION 'mapping must be a JSON object, got %', jsonb_typeof(mapping)
             USING ERRCODE = '22023', HINT = 'Example: {"orders": {"grand_total": "total"}}';
     END IF;
+    -- A full mapping of both tables is under 2 kB; refuse megabytes before they reach an error
+    -- message whole.
+    IF length(mapping::text) > 65536 THEN
+        RAISE EXCEPTION 'mapping is too large (% bytes, at most 65536)', length(mapping::text)
+            USING ERRCODE = '22023', HINT = 'The mapping has two keys, "orders" and "items", each renaming columns.';
+    END IF;
     FOR v_key IN SELECT jsonb_object_keys(mapping) LOOP
         IF v_key NOT IN ('orders', 'items') THEN
             RAISE EXCEPTION 'unknown mapping key "%"', v_key
@@ -223,6 +237,14 @@ BEGIN
     END IF;
     PERFORM @extschema@._check_trackable(orders, 'orders');
     PERFORM @extschema@._check_trackable(items, 'items');
+    -- A temporary table lives in one session: the worker cannot read it, and it vanishes at
+    -- the end of the session, leaving tracked_tables pointing at nothing.
+    IF EXISTS (SELECT 1 FROM pg_class c WHERE c.oid IN (orders, items) AND c.relpersistence = 't') THEN
+        RAISE EXCEPTION 'cannot track temporary table %',
+                (SELECT c.oid::regclass FROM pg_class c WHERE c.oid IN (orders, items) AND c.relpersistence = 't' LIMIT 1)
+            USING ERRCODE = '42809', DETAIL = 'A temporary table is visible to one session only; the worker cannot read it.',
+                  HINT = 'Track ordinary (or unlogged) tables.';
+    END IF;
     IF EXISTS (SELECT 1 FROM @extschema@.tracked_tables t
                WHERE orders IN (t.orders_table, t.items_table) OR items IN (t.orders_table, t.items_table)) THEN
         RAISE EXCEPTION 'table % or % is already tracked', orders, items
