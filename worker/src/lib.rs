@@ -1,6 +1,8 @@
 //! Library of `odoo-sync-worker`: the parts of the worker that tests and the binary share.
 
+pub mod check;
 pub mod http;
+pub mod import;
 pub mod metrics;
 pub mod odoo;
 pub mod push;

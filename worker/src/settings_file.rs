@@ -268,7 +268,7 @@ pub enum ConfigError {
         mode: u32,
     },
     /// A setting the command needs is set nowhere.
-    #[error("{key} is not set: set {key} in the config file or the environment variable {env}")]
+    #[error("{key} is not set (in the config file, or as the environment variable {env})")]
     Missing {
         /// The dotted key.
         key: &'static str,
@@ -797,7 +797,7 @@ format = "json"
         let e = s.database_url().unwrap_err().to_string();
         assert_eq!(
             e,
-            "database.url is not set: set database.url in the config file or the environment variable DATABASE_URL"
+            "database.url is not set (in the config file, or as the environment variable DATABASE_URL)"
         );
         let e = s.odoo_config().unwrap_err().to_string();
         assert!(e.starts_with("odoo.url is not set"), "{e}");
