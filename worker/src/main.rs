@@ -1,25 +1,35 @@
 //! `odoo-sync-worker`: the network half of odoo_sync.
 //!
 //! - `run`: drains the push queue to Odoo until SIGINT/SIGTERM;
+//! - `check`: tells whether PostgreSQL, the extension and Odoo are ready, and how to fix what
+//!   is not (exit status 1 when something is not);
 //! - `sync <order-key>`: queues one order (`odoo_sync.sync_order`), pushes it and prints the
 //!   result;
+//! - `import --since DATE ...`: imports Odoo orders (`odoo_sync.import_orders`) and shows the
+//!   batch's progress;
 //! - `status`: health, queue depth, workers and the last errors.
 //!
-//! Configuration from the environment: `DATABASE_URL`, and `ODOO_URL`, `ODOO_DB`, `ODOO_USER`,
-//! `ODOO_API_KEY` / `ODOO_PASSWORD` (see `OdooConfig::from_lookup`); `ODOO_SYNC_METRICS_ADDR`
-//! (default `127.0.0.1:9464`, `off` to disable) for `/metrics` and `/healthz`;
-//! `ODOO_SYNC_FINISHERS` (default 3) extra connections that finish jobs; `ODOO_SYNC_CLAIM_SIZE`
-//! (default 200) jobs claimed per batch; `RUST_LOG` for the
-//! log level and `LOG_FORMAT=json` for structured JSON logs.
+//! Configuration: a TOML file (`--config PATH` or `ODOO_SYNC_CONFIG`, see
+//! `packaging/worker.toml.example`) and the environment, which wins key by key: `DATABASE_URL`,
+//! `ODOO_URL`, `ODOO_DB`, `ODOO_USER`, `ODOO_API_KEY(_FILE)` / `ODOO_PASSWORD(_FILE)`,
+//! `ODOO_PROTOCOL`, `ODOO_CA_FILE`, `ODOO_CONNECT_TIMEOUT_SECS`, `ODOO_REQUEST_TIMEOUT_SECS`,
+//! `ODOO_SYNC_METRICS_ADDR`, `ODOO_SYNC_FINISHERS`, `ODOO_SYNC_CLAIM_SIZE`, `RUST_LOG`,
+//! `LOG_FORMAT`. An invalid configuration stops every command at start (exit status 2) with a
+//! message naming the key.
 
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use odoo_sync_worker::check::{self, CheckOptions};
 use odoo_sync_worker::http::{self, HttpState};
-use odoo_sync_worker::odoo::{OdooClient, OdooConfig};
+use odoo_sync_worker::import::{self, ImportError, ImportFilter, Progress};
+use odoo_sync_worker::odoo::{OdooClient, OdooError};
 use odoo_sync_worker::push::resolve::Resolver;
 use odoo_sync_worker::run::{run, run_batch, spawn_listener, FinishPool, RunOptions};
+use odoo_sync_worker::settings_file::{ConfigError, LogFormat, Settings, Source};
 use odoo_sync_worker::status;
 use tokio_postgres::NoTls;
 
@@ -27,6 +37,10 @@ use tokio_postgres::NoTls;
 #[derive(Parser, Debug)]
 #[command(name = "odoo-sync-worker", version, about)]
 struct Cli {
+    /// Configuration file (TOML; see packaging/worker.toml.example). Environment variables
+    /// override its keys.
+    #[arg(long, global = true, env = "ODOO_SYNC_CONFIG", value_name = "PATH")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -36,13 +50,84 @@ struct Cli {
 enum Command {
     /// Drain the queue to Odoo until stopped.
     Run,
+    /// Check PostgreSQL, the extension, Odoo and the pending orders; say how to fix what fails.
+    Check,
     /// Push one order now and print the result.
     Sync {
         /// The order's key (its id in the application's orders table).
         order_key: String,
     },
+    /// Import Odoo purchase orders into the tracked tables, with progress.
+    Import(ImportArgs),
     /// Print health, queue depth, workers and the last errors.
     Status,
+}
+
+/// Which Odoo orders `import` brings in (the filter of `odoo_sync.import_orders`).
+#[derive(Args, Debug)]
+struct ImportArgs {
+    /// Orders from this date on (ISO date or timestamp, e.g. 2026-01-31): the filter's date_from.
+    #[arg(long, value_name = "DATE")]
+    since: String,
+    /// Orders up to this date (date_to).
+    #[arg(long, value_name = "DATE")]
+    until: Option<String>,
+    /// Only orders in this Odoo state (draft, sent, "to approve", purchase, done, cancel);
+    /// repeat the option for several.
+    #[arg(long = "state", value_name = "STATE")]
+    states: Vec<String>,
+    /// Only orders of this Odoo partner id; repeat the option for several.
+    #[arg(long = "partner", value_name = "ID")]
+    partners: Vec<i64>,
+    /// At most this many orders (1..100000).
+    #[arg(long, value_name = "N")]
+    limit: Option<i64>,
+}
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    /// The configuration is invalid (exit status 2).
+    #[error("config error: {0}")]
+    Config(#[from] ConfigError),
+    /// PostgreSQL is unreachable or refused a statement.
+    #[error("{what}: {source}")]
+    Pg {
+        what: String,
+        source: tokio_postgres::Error,
+    },
+    /// The Odoo client cannot be built.
+    #[error("{0}")]
+    Odoo(#[from] OdooError),
+    /// The import could not be run.
+    #[error("import: {0}")]
+    Import(#[from] ImportError),
+    /// The import ran, and some orders failed.
+    #[error("{failed} order(s) of import batch {batch_id} failed (see above)")]
+    ImportFailed { batch_id: i64, failed: i32 },
+    /// `sync` did not get the order to Odoo.
+    #[error("{0}")]
+    Sync(String),
+    /// Writing the output failed (e.g. a closed pipe).
+    #[error("cannot write the output: {0}")]
+    Output(#[from] std::io::Error),
+    /// `check` found problems; they are printed already.
+    #[error("check found problems (see above)")]
+    CheckFailed,
+}
+
+impl CliError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Config(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+fn pg_err(what: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> CliError {
+    let what = what.into();
+    move |source| CliError::Pg { what, source }
 }
 
 fn worker_id() -> String {
@@ -50,11 +135,10 @@ fn worker_id() -> String {
     format!("{host}:{}", std::process::id())
 }
 
-async fn connect_pg() -> Result<tokio_postgres::Client, String> {
-    let url = std::env::var("DATABASE_URL").map_err(|_| "DATABASE_URL is not set".to_string())?;
-    let (client, connection) = tokio_postgres::connect(&url, NoTls)
-        .await
-        .map_err(|e| format!("cannot connect to PostgreSQL: {e}"))?;
+async fn connect_pg(url: &str) -> Result<tokio_postgres::Client, CliError> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await.map_err(pg_err(
+        "cannot connect to PostgreSQL (database.url / DATABASE_URL)",
+    ))?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::error!(error = %e, "PostgreSQL connection ended");
@@ -85,26 +169,28 @@ async fn shutdown_signal() {
     }
 }
 
-/// Starts `/metrics` and `/healthz` unless ODOO_SYNC_METRICS_ADDR is `off`.
-async fn start_http(worker: &str) -> Result<Option<tokio::task::JoinHandle<()>>, String> {
-    let addr = std::env::var("ODOO_SYNC_METRICS_ADDR").unwrap_or_else(|_| "127.0.0.1:9464".into());
-    if addr == "off" {
+/// Starts `/metrics` and `/healthz` unless `worker.metrics_addr` is `off`.
+async fn start_http(
+    worker: &str,
+    settings: &Settings,
+) -> Result<Option<tokio::task::JoinHandle<()>>, CliError> {
+    let Some(addr) = settings.metrics_addr() else {
         return Ok(None);
-    }
+    };
     // A busy port must not keep a second worker on the same host from working: it runs
     // without the endpoints and says so.
-    let listener = match tokio::net::TcpListener::bind(&addr).await {
+    let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(listener) => listener,
         Err(e) => {
-            tracing::warn!(%addr, error = %e, "no /metrics or /healthz: cannot listen on ODOO_SYNC_METRICS_ADDR (set another address, 127.0.0.1:0, or off)");
+            tracing::warn!(%addr, error = %e, "no /metrics or /healthz: cannot listen on worker.metrics_addr / ODOO_SYNC_METRICS_ADDR (set another address, 127.0.0.1:0, or off)");
             return Ok(None);
         }
     };
-    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    let bound = listener.local_addr()?;
     tracing::info!(%bound, "metrics on http://{bound}/metrics, health on http://{bound}/healthz");
     let state = std::sync::Arc::new(HttpState {
         worker_id: worker.to_string(),
-        database_url: std::env::var("DATABASE_URL").unwrap_or_default(),
+        database_url: settings.database_url()?.to_string(),
     });
     Ok(Some(tokio::spawn(http::serve(
         listener,
@@ -113,111 +199,229 @@ async fn start_http(worker: &str) -> Result<Option<tokio::task::JoinHandle<()>>,
     ))))
 }
 
-async fn main_async(cli: Cli) -> Result<(), String> {
-    if let Command::Status = cli.command {
-        let pg = connect_pg().await?;
-        let text = status::report(&pg)
-            .await
-            .map_err(|e| format!("cannot read the status: {e}"))?;
-        print!("{text}");
-        return Ok(());
-    }
-    let config = OdooConfig::from_lookup(|k| std::env::var(k).ok()).map_err(|e| e.to_string())?;
-    let odoo = OdooClient::new(config).map_err(|e| e.to_string())?;
-    let pg = connect_pg().await?;
-    let worker = worker_id();
-    match cli.command {
-        Command::Status => Ok(()),
-        Command::Run => {
-            tracing::info!(worker = %worker, "worker started");
-            let http = start_http(&worker).await?;
-            let url = std::env::var("DATABASE_URL").unwrap_or_default();
-            let wake = std::sync::Arc::new(tokio::sync::Notify::new());
-            let listener = spawn_listener(url, wake.clone());
-            // Finishing jobs is PostgreSQL work one backend does serially: a few extra
-            // connections share it (ODOO_SYNC_FINISHERS, default 3; measured 7x -> 12x the
-            // naive baseline at 20 ms Odoo latency in the push benchmark).
-            let count: usize = std::env::var("ODOO_SYNC_FINISHERS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(3)
-                .min(16);
-            let mut finishers = Vec::with_capacity(count);
-            for _ in 0..count {
-                finishers.push(std::sync::Arc::new(connect_pg().await?));
-            }
-            let defaults = RunOptions::default();
-            let max_jobs = std::env::var("ODOO_SYNC_CLAIM_SIZE")
-                .ok()
-                .and_then(|v| v.parse::<i32>().ok())
-                .map_or(defaults.max_jobs, |n| n.clamp(1, 1000));
-            let options = RunOptions {
-                wake: Some(wake),
-                finishers: FinishPool(finishers),
-                max_jobs,
-                ..defaults
-            };
-            let r = run(&pg, &odoo, &worker, &options, shutdown_signal()).await;
-            listener.abort();
-            if let Some(http) = http {
-                http.abort();
-            }
-            r.map_err(|e| e.to_string())
-        }
-        Command::Sync { order_key } => {
-            let row = pg
-                .query_one("SELECT odoo_sync.sync_order($1::text)", &[&order_key])
-                .await
-                .map_err(|e| format!("sync_order('{order_key}'): {e}"))?;
-            let job_id: i64 = row.try_get(0).map_err(|e| e.to_string())?;
-            let mut resolver = Resolver::new();
-            let deadline = Instant::now() + Duration::from_secs(120);
-            while Instant::now() < deadline {
-                let reports = run_batch(&pg, &odoo, &mut resolver, &worker, 50)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                if let Some(r) = reports
-                    .iter()
-                    .find(|r| r.job_id == job_id && r.state != "requeued")
-                {
-                    let out = serde_json::json!({
-                        "job_id": r.job_id,
-                        "order_key": r.order_key,
-                        "state": r.state,
-                        "result": r.outcome.as_ref().map(|o| o.to_result_json()),
-                        "error": r.error,
-                    });
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?
-                    );
-                    return if r.state == "done" {
-                        Ok(())
-                    } else {
-                        Err(format!("order {order_key} was not synced: {}", r.state))
-                    };
-                }
-                if reports.is_empty() {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
-            Err(format!("job {job_id} did not finish within 120 s"))
-        }
+/// Where the configuration came from, for `check`'s first line.
+fn describe_source(settings: &Settings) -> String {
+    let env = settings.from_env();
+    let env = if env.is_empty() {
+        String::new()
+    } else {
+        format!("; from the environment: {}", env.join(", "))
+    };
+    match settings.file() {
+        Some(path) => format!("config file {}{env}", path.display()),
+        None => format!("no config file (--config / ODOO_SYNC_CONFIG){env}"),
     }
 }
 
-fn main() -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+async fn check_command(settings: &Settings) -> Result<(), CliError> {
+    let options = CheckOptions::new(
+        describe_source(settings),
+        settings
+            .database_url()
+            .map(str::to_string)
+            .map_err(|e| e.to_string()),
+        settings.odoo_config().map_err(|e| e.to_string()),
+    );
+    let report = check::run(&options).await;
+    let mut out = std::io::stdout().lock();
+    out.write_all(report.render().as_bytes())?;
+    out.flush()?;
+    if report.passed() {
+        Ok(())
+    } else {
+        Err(CliError::CheckFailed)
+    }
+}
+
+async fn run_command(settings: &Settings, pg: &tokio_postgres::Client) -> Result<(), CliError> {
+    let odoo = OdooClient::new(settings.odoo_config()?)?;
+    let worker = worker_id();
+    tracing::info!(worker = %worker, "worker started");
+    let http = start_http(&worker, settings).await?;
+    let url = settings.database_url()?.to_string();
+    let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+    let listener = spawn_listener(url.clone(), wake.clone());
+    // Finishing jobs is PostgreSQL work one backend does serially: a few extra connections
+    // share it (measured 7x -> 12x the naive baseline at 20 ms Odoo latency in the push
+    // benchmark).
+    let mut finishers = Vec::with_capacity(settings.finishers());
+    for _ in 0..settings.finishers() {
+        finishers.push(std::sync::Arc::new(connect_pg(&url).await?));
+    }
+    let options = RunOptions {
+        wake: Some(wake),
+        finishers: FinishPool(finishers),
+        max_jobs: settings.claim_size(),
+        ..RunOptions::default()
+    };
+    let r = run(pg, &odoo, &worker, &options, shutdown_signal()).await;
+    listener.abort();
+    if let Some(http) = http {
+        http.abort();
+    }
+    r.map_err(pg_err("the run loop stopped"))
+}
+
+async fn sync_command(
+    settings: &Settings,
+    pg: &tokio_postgres::Client,
+    order_key: &str,
+) -> Result<(), CliError> {
+    let odoo = OdooClient::new(settings.odoo_config()?)?;
+    let worker = worker_id();
+    let row = pg
+        .query_one("SELECT odoo_sync.sync_order($1::text)", &[&order_key])
+        .await
+        .map_err(pg_err(format!("sync_order('{order_key}')")))?;
+    let job_id: i64 = row.try_get(0).map_err(pg_err("reading the job id"))?;
+    let mut resolver = Resolver::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        let reports = run_batch(pg, &odoo, &mut resolver, &worker, 50)
+            .await
+            .map_err(pg_err("working the queue"))?;
+        if let Some(r) = reports
+            .iter()
+            .find(|r| r.job_id == job_id && r.state != "requeued")
+        {
+            let out = serde_json::json!({
+                "job_id": r.job_id,
+                "order_key": r.order_key,
+                "state": r.state,
+                "result": r.outcome.as_ref().map(|o| o.to_result_json()),
+                "error": r.error,
+            });
+            let text = serde_json::to_string_pretty(&out)
+                .map_err(|e| CliError::Sync(format!("cannot print the result: {e}")))?;
+            println!("{text}");
+            return if r.state == "done" {
+                Ok(())
+            } else {
+                Err(CliError::Sync(format!(
+                    "order {order_key} was not synced: {}",
+                    r.state
+                )))
+            };
+        }
+        if reports.is_empty() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    Err(CliError::Sync(format!(
+        "job {job_id} did not finish within 120 s"
+    )))
+}
+
+async fn import_command(
+    settings: &Settings,
+    pg: &tokio_postgres::Client,
+    args: ImportArgs,
+) -> Result<(), CliError> {
+    let odoo = OdooClient::new(settings.odoo_config()?)?;
+    let filter = ImportFilter {
+        since: args.since,
+        until: args.until,
+        states: args.states,
+        partner_ids: args.partners,
+        limit: args.limit,
+    };
+    let batch_id = import::start(pg, &filter).await?;
+    let tty = std::io::stdout().is_terminal();
+    println!("import batch {batch_id} started: {}", filter.to_json());
+    // A second connection reads the progress while the import job runs on the first.
+    let monitor = connect_pg(settings.database_url()?).await?;
+    let mut progress = Progress::new(tty);
+    let mut out = std::io::stdout();
+    let outcome = import::drive(
+        pg,
+        Some(&monitor),
+        &odoo,
+        &worker_id(),
+        batch_id,
+        settings.claim_size(),
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        },
+        |status| {
+            if let Some(text) = progress.update(status) {
+                // A closed stdout only loses the progress display, not the import.
+                let _ = out.write_all(text.as_bytes());
+                let _ = out.flush();
+            }
+        },
+    )
+    .await;
+    print!("{}", progress.finish());
+    let outcome = outcome?;
+    print!("{}", outcome.summary());
+    std::io::stdout().flush()?;
+    if outcome.succeeded() {
+        Ok(())
+    } else {
+        Err(CliError::ImportFailed {
+            batch_id,
+            failed: outcome.status.failed,
+        })
+    }
+}
+
+async fn main_async(cli: Cli, settings: Settings) -> Result<(), CliError> {
+    if let Command::Check = cli.command {
+        return check_command(&settings).await;
+    }
+    let pg = connect_pg(settings.database_url()?).await?;
+    match cli.command {
+        Command::Check => Ok(()),
+        Command::Status => {
+            let text = status::report(&pg)
+                .await
+                .map_err(pg_err("cannot read the status"))?;
+            print!("{text}");
+            Ok(())
+        }
+        Command::Run => run_command(&settings, &pg).await,
+        Command::Sync { order_key } => sync_command(&settings, &pg, &order_key).await,
+        Command::Import(args) => import_command(&settings, &pg, args).await,
+    }
+}
+
+fn init_logging(settings: &Settings, command: &Command) {
+    // check and import talk to a person on stdout: unless asked, only warnings go to stderr.
+    let filter = match (settings.source("log.level"), command) {
+        (Some(Source::Default) | None, Command::Check | Command::Import(_)) => "warn",
+        _ => settings.log_filter(),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    if std::env::var("LOG_FORMAT").as_deref() == Ok("json") {
-        logs.json().init();
-    } else {
-        logs.init();
+    match settings.log_format() {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => logs.init(),
     }
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    let settings = match Settings::load(cli.config.as_deref(), |k| std::env::var(k).ok()) {
+        Ok(s) => s,
+        Err(e) => {
+            if let Command::Check = cli.command {
+                // The doctor reports a broken configuration in its own format.
+                println!(
+                    "FAIL  {:<15} {e} -- fix: correct the configuration (see packaging/worker.toml.example)",
+                    "config"
+                );
+            }
+            eprintln!("odoo-sync-worker: {}", CliError::Config(e));
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&settings, &cli.command);
+    for warning in &settings.warnings {
+        tracing::warn!("{warning}");
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -225,11 +429,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(main_async(cli)) {
+    match runtime.block_on(main_async(cli, settings)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("odoo-sync-worker: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(e.exit_code())
         }
     }
 }
