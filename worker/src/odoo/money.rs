@@ -60,8 +60,9 @@ pub fn to_json(value: Decimal) -> Value {
 }
 
 fn unexpected(what: &str, value: &Value) -> OdooError {
-    let mut shown = value.to_string();
-    shown.truncate(80);
+    // By characters: the value comes from the network, and String::truncate panics when
+    // byte 80 falls inside a multi-byte character.
+    let shown: String = value.to_string().chars().take(80).collect();
     OdooError::Protocol {
         url: what.to_string(),
         status: 200,
