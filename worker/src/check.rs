@@ -520,6 +520,34 @@ async fn check_privileges(r: &mut Report, pg: &Client, role: &str) {
             denied.push(format!("odoo_sync.{name}"));
         }
     }
+    // Whatever else the extension grants the worker role (the two-way sync's functions, and
+    // those of later versions) is needed too.
+    let others = pg
+        .query(
+            "SELECT p.oid::pg_catalog.regprocedure::text
+             FROM pg_catalog.pg_proc p
+             WHERE p.pronamespace = (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = 'odoo_sync')
+               AND p.proname <> ALL($1)
+               AND EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'odoo_sync_worker')
+               AND pg_catalog.has_function_privilege('odoo_sync_worker', p.oid, 'EXECUTE')
+               AND NOT pg_catalog.has_function_privilege(p.oid, 'EXECUTE')
+             ORDER BY 1",
+            &[&names],
+        )
+        .await;
+    match others {
+        Ok(rows) => {
+            for row in rows {
+                if let Ok(f) = row.try_get::<_, String>(0) {
+                    denied.push(f);
+                }
+            }
+        }
+        Err(e) => denied.push(format!(
+            "the functions of odoo_sync_worker ({})",
+            pg_text(&e)
+        )),
+    }
     // Learned partner/product ids are stored by the worker itself.
     let maps = pg
         .query_one(
@@ -558,7 +586,7 @@ async fn check_privileges(r: &mut Report, pg: &Client, role: &str) {
         r.pass(
             "privileges",
             format!(
-                "role {role} may run {} and record partner/product mappings{note}",
+                "role {role} may run {} (and every function granted to odoo_sync_worker) and record partner/product mappings{note}",
                 WORKER_FUNCTIONS.join(", ")
             ),
         );

@@ -450,6 +450,37 @@ async fn check_names_missing_privileges_and_unknown_references() {
         "1 tracked: orders + order_items",
         Status::Pass,
     );
+
+    // Granted the named functions one by one but not the role: what else odoo_sync_worker may
+    // run is missing, and named.
+    let piecemeal = env.db.create_role("piecemeal", &["odoo_sync_reader"]).await;
+    env.db
+        .client
+        .batch_execute(&format!(
+            "GRANT EXECUTE ON FUNCTION odoo_sync.claim_jobs(text, integer, interval),
+                 odoo_sync.extend_leases(text, bigint[], interval),
+                 odoo_sync.complete_job(bigint, bigint, jsonb),
+                 odoo_sync.fail_job(bigint, bigint, jsonb, boolean, interval),
+                 odoo_sync.heartbeat(text, jsonb), odoo_sync.order_document(integer, text)
+               TO {piecemeal};
+             GRANT SELECT, INSERT ON odoo_sync.partner_map, odoo_sync.product_map TO {piecemeal};"
+        ))
+        .await
+        .expect("piecemeal grants");
+    let url = format!("{} user={piecemeal}", env.db.conninfo());
+    let report = run_check(
+        &url,
+        odoo_config(&env, "admin", &env.api_key, SecretKind::ApiKey),
+    )
+    .await;
+    let f = line(&report, "privileges", "");
+    assert_eq!(f.status, Status::Fail, "{}", report.render());
+    assert!(
+        f.detail.contains("odoo_sync.release_jobs(text)"),
+        "{}",
+        f.detail
+    );
+    assert!(!f.detail.contains("claim_jobs"), "{}", f.detail);
     env.finish().await;
 }
 
