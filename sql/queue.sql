@@ -345,6 +345,13 @@ DECLARE
     v_odoo_id integer;
     v_operation text;
     v_requeue boolean := false;
+    v_base jsonb;
+    v_amounts jsonb;
+    v_local_amounts jsonb;
+    v_mismatch jsonb := '[]';
+    v_amount_policy text;
+    v_digits integer;
+    k text;
 BEGIN
     j := @extschema@._lock_running_job(job_id, attempt_token);
     IF jsonb_typeof(v_result) <> 'object' THEN
@@ -371,6 +378,46 @@ BEGIN
             RAISE EXCEPTION 'result.operation must be CREATE, UPDATE or DELETE, got %', v_operation USING ERRCODE = '22023';
         END IF;
         v_requeue := COALESCE(@extschema@._current_version(j.tracking_id, j.order_key) > v_version, false);
+        -- Odoo's totals, as numbers rounded to the currency.
+        v_digits := COALESCE(-round(log(NULLIF((v_result ->> 'currency_rounding')::numeric, 0)))::integer, 2);
+        IF jsonb_typeof(v_result -> 'amounts') = 'object' THEN
+            SELECT jsonb_object_agg(key, round((value #>> '{}')::numeric, v_digits)) INTO v_amounts
+            FROM jsonb_each(v_result -> 'amounts') WHERE key IN ('subtotal', 'sales_tax', 'grand_total');
+        END IF;
+        -- The base of the three-way merge: what this push wrote, in canonical form (twoway.sql).
+        IF jsonb_typeof(v_result -> 'snapshot' -> 'lines') = 'object' THEN
+            v_base := jsonb_build_object(
+                'state', CASE WHEN v_result ->> 'odoo_state' = 'purchase'
+                                   AND st.base_snapshot ->> 'state' IN ('partial', 'received')
+                              THEN st.base_snapshot -> 'state'
+                              ELSE to_jsonb(@extschema@._remote_class(jsonb_build_object(
+                                  'state', COALESCE(v_result ->> 'odoo_state', 'draft'), 'locked', v_result -> 'locked',
+                                  'lines', '[]'::jsonb))) END,
+                'partner_id', v_result -> 'snapshot' -> 'partner_id',
+                'lines', COALESCE((SELECT jsonb_object_agg(x.k, x.v || jsonb_build_object('qty_received',
+                                      COALESCE(st.base_snapshot -> 'lines' -> x.k -> 'qty_received', '0'::jsonb)))
+                                   FROM jsonb_each(v_result -> 'snapshot' -> 'lines') x(k, v)), '{}'),
+                'amounts', COALESCE(v_amounts, st.base_snapshot -> 'amounts'));
+        ELSE
+            v_base := COALESCE(v_result -> 'snapshot', st.base_snapshot);
+        END IF;
+        -- DATA_MISMATCH: totals the application computed itself (they differ from what the
+        -- last sync wrote back) that disagree with Odoo's beyond the currency's rounding.
+        IF NOT v_requeue AND NOT st.deleted AND v_amounts IS NOT NULL THEN
+            v_local_amounts := @extschema@._local_amounts(j.tracking_id, j.order_key);
+            FOR k IN SELECT jsonb_object_keys(COALESCE(v_local_amounts, '{}')) LOOP
+                CONTINUE WHEN NOT v_amounts ? k;
+                CONTINUE WHEN st.base_snapshot -> 'amounts' -> k IS NOT NULL
+                              AND (st.base_snapshot -> 'amounts' ->> k)::numeric = (v_local_amounts ->> k)::numeric;
+                IF round((v_local_amounts ->> k)::numeric, v_digits) <> (v_amounts ->> k)::numeric THEN
+                    v_mismatch := v_mismatch || jsonb_build_object('field', 'amounts.' || k,
+                        'base', st.base_snapshot -> 'amounts' -> k, 'local', v_local_amounts -> k, 'remote', v_amounts -> k);
+                END IF;
+            END LOOP;
+            IF jsonb_array_length(v_mismatch) > 0 THEN
+                v_amount_policy := @extschema@._setting('conflict_policy_amounts') #>> '{}';
+            END IF;
+        END IF;
         UPDATE @extschema@.order_state s
         SET version = GREATEST(s.version, v_version),
             odoo_id = COALESCE(v_odoo_id, s.odoo_id),
@@ -379,7 +426,10 @@ BEGIN
             last_synced_at = now(),
             last_error = NULL,
             error_permanent = false,
-            base_snapshot = COALESCE(v_result -> 'snapshot', s.base_snapshot),
+            base_snapshot = v_base,
+            odoo_write_date = COALESCE(v_result ->> 'odoo_write_date', s.odoo_write_date),
+            odoo_state = COALESCE(v_result ->> 'odoo_state', s.odoo_state),
+            odoo_locked = COALESCE(COALESCE(v_result ->> 'odoo_state', s.odoo_state) IN ('purchase', 'done'), false),
             job_id = CASE WHEN v_requeue THEN s.job_id ELSE NULL END,
             sync_status = CASE WHEN s.sync_status = 'CONFLICT' THEN 'CONFLICT'
                                WHEN v_requeue THEN 'PENDING_SYNC' ELSE 'SYNCED' END
@@ -388,9 +438,12 @@ BEGIN
         PERFORM @extschema@._write_back(j.tracking_id, j.order_key,
             jsonb_build_object('sync_status', st.sync_status, 'odoo_order_id', st.odoo_id,
                                'last_synced_at', st.last_synced_at)
-            || CASE WHEN v_requeue OR jsonb_typeof(v_result -> 'amounts') <> 'object' THEN '{}'::jsonb
-                    ELSE (SELECT COALESCE(jsonb_object_agg(key, value), '{}') FROM jsonb_each(v_result -> 'amounts')
-                          WHERE key IN ('subtotal', 'sales_tax', 'grand_total')) END);
+            || CASE WHEN v_requeue OR v_amounts IS NULL OR v_amount_policy IN ('manual', 'local_wins') THEN '{}'::jsonb
+                    ELSE v_amounts END);
+        IF v_amount_policy = 'manual' THEN
+            PERFORM @extschema@._record_conflict(j.tracking_id, j.order_key, 'DATA_MISMATCH', v_mismatch,
+                jsonb_build_object('amounts', v_local_amounts), jsonb_build_object('amounts', v_amounts), st.base_snapshot);
+        END IF;
         PERFORM @extschema@._event('ORDER_SYNCED_TO_ODOO', j.tracking_id, j.order_key,
             jsonb_build_object('job_id', j.id, 'version', v_version, 'odoo_order_id', st.odoo_id, 'operation', v_operation,
                                'duration_ms', v_result -> 'duration_ms'));
@@ -592,7 +645,17 @@ BEGIN
     EXECUTE format('SELECT COALESCE(jsonb_agg(jsonb_build_object(%s) ORDER BY i.%I), ''[]'') FROM %s i WHERE i.%I = $1::%s',
                    v_item_cols, t.mapping -> 'items' ->> 'id', t.items_table, t.mapping -> 'items' ->> 'order_id', v_key_type)
         INTO v_items USING order_key;
+    -- Items created from Odoo lines carry their Odoo line id (the push updates those lines by id).
+    IF EXISTS (SELECT 1 FROM @extschema@.line_links l WHERE l.tracking_id = t.id AND l.order_key = order_document.order_key) THEN
+        SELECT COALESCE(jsonb_agg(CASE WHEN l.odoo_line_id IS NULL THEN i.value
+                                       ELSE i.value || jsonb_build_object('odoo_line_id', l.odoo_line_id) END
+                                  ORDER BY i.ord), '[]')
+        INTO v_items
+        FROM jsonb_array_elements(v_items) WITH ORDINALITY i(value, ord)
+        LEFT JOIN @extschema@.line_links l ON l.tracking_id = t.id AND l.item_key = i.value ->> 'id';
+    END IF;
     RETURN jsonb_build_object(
+        'link', COALESCE(st.link, 'xmlid'), 'odoo_write_date', st.odoo_write_date, 'odoo_state', st.odoo_state,
         'tracking_id', t.id, 'order_key', order_key,
         'version', @extschema@._current_version(t.id, order_key),
         'deleted', v_order IS NULL,

@@ -39,19 +39,22 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_job bigint;
+    v_held boolean;
 BEGIN
     PERFORM @extschema@._lock_order(p_tracking_id, p_order_key);
     INSERT INTO @extschema@.order_state (tracking_id, order_key) VALUES (p_tracking_id, p_order_key)
     ON CONFLICT DO NOTHING;
-    SELECT job_id INTO v_job FROM @extschema@.order_state
+    SELECT job_id, sync_status = 'CONFLICT' INTO v_job, v_held FROM @extschema@.order_state
     WHERE tracking_id = p_tracking_id AND order_key = p_order_key FOR UPDATE;
+    -- An order in conflict is not pushed until the conflict is resolved: its job waits.
     IF v_job IS NULL THEN
-        INSERT INTO @extschema@.jobs (kind, tracking_id, order_key, batch_id)
-        VALUES ('push', p_tracking_id, p_order_key, p_batch_id)
+        INSERT INTO @extschema@.jobs (kind, tracking_id, order_key, batch_id, run_after)
+        VALUES ('push', p_tracking_id, p_order_key, p_batch_id, CASE WHEN v_held THEN 'infinity' ELSE now() END)
         RETURNING id INTO v_job;
     ELSE
         -- An explicit request runs now, even when the job waits for a retry.
-        UPDATE @extschema@.jobs SET run_after = now() WHERE id = v_job AND state <> 'running';
+        UPDATE @extschema@.jobs SET run_after = CASE WHEN v_held THEN 'infinity' ELSE now() END
+        WHERE id = v_job AND state <> 'running';
     END IF;
     UPDATE @extschema@.order_state
     SET job_id = v_job, sync_status = CASE WHEN sync_status = 'CONFLICT' THEN 'CONFLICT' ELSE 'PENDING_SYNC' END
@@ -358,3 +361,85 @@ AS $$ SELECT @extschema@.update_settings('{"realtime_enabled": true}'); SELECT p
 CREATE FUNCTION @extschema@.stop_realtime() RETURNS void
 LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$ SELECT @extschema@.update_settings('{"realtime_enabled": false}'); SELECT pg_notify('odoo_sync_events', 'realtime') $$;
+
+-- Replays the event log: every order with a change event matching the filter gets a push job
+-- (its current state is pushed again; a push is idempotent). Filter keys: since, until (ISO
+-- timestamps), event_types (change event types), entity_ids (order keys), limit (1..100000).
+-- Returns a batch id for batch_status().
+CREATE FUNCTION @extschema@.replay_events(filter jsonb DEFAULT '{}') RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_key text;
+    v_since timestamptz := '-infinity';
+    v_until timestamptz := 'infinity';
+    v_types text[] := ARRAY['ORDER_CREATED', 'ORDER_UPDATED', 'ORDER_DELETED'];
+    v_entities text[];
+    v_limit integer := 10000;
+    v_batch bigint;
+    v_total integer := 0;
+    r record;
+BEGIN
+    IF filter IS NULL OR jsonb_typeof(filter) <> 'object' THEN
+        RAISE EXCEPTION 'replay_events expects a JSON object filter, got %', COALESCE(jsonb_typeof(filter), 'NULL')
+            USING ERRCODE = '22023', HINT = 'Example: SELECT odoo_sync.replay_events(''{"since": "2026-01-01"}'')';
+    END IF;
+    FOR v_key IN SELECT jsonb_object_keys(filter) LOOP
+        IF v_key NOT IN ('since', 'until', 'event_types', 'entity_ids', 'limit') THEN
+            RAISE EXCEPTION 'unknown replay filter key "%"', v_key
+                USING ERRCODE = '22023', HINT = 'Known keys: since, until, event_types, entity_ids, limit.';
+        END IF;
+    END LOOP;
+    BEGIN
+        IF filter ? 'since' THEN v_since := (filter ->> 'since')::timestamptz; END IF;
+        IF filter ? 'until' THEN v_until := (filter ->> 'until')::timestamptz; END IF;
+    EXCEPTION WHEN OTHERS THEN
+        RAISE EXCEPTION 'replay filter "since"/"until" must be ISO timestamps, got % / %', filter -> 'since', filter -> 'until'
+            USING ERRCODE = '22007';
+    END;
+    IF filter ? 'event_types' THEN
+        IF jsonb_typeof(filter -> 'event_types') <> 'array' OR jsonb_array_length(filter -> 'event_types') = 0
+           OR EXISTS (SELECT 1 FROM jsonb_array_elements(filter -> 'event_types') x
+                      WHERE jsonb_typeof(x) <> 'string' OR x #>> '{}' NOT IN ('ORDER_CREATED', 'ORDER_UPDATED', 'ORDER_DELETED')) THEN
+            RAISE EXCEPTION 'replay filter "event_types" must be a non-empty array of ORDER_CREATED, ORDER_UPDATED, ORDER_DELETED'
+                USING ERRCODE = '22023';
+        END IF;
+        v_types := ARRAY(SELECT x FROM jsonb_array_elements_text(filter -> 'event_types') x);
+    END IF;
+    IF filter ? 'entity_ids' THEN
+        IF jsonb_typeof(filter -> 'entity_ids') <> 'array' OR jsonb_array_length(filter -> 'entity_ids') NOT BETWEEN 1 AND 10000
+           OR EXISTS (SELECT 1 FROM jsonb_array_elements(filter -> 'entity_ids') x WHERE jsonb_typeof(x) <> 'string') THEN
+            RAISE EXCEPTION 'replay filter "entity_ids" must be an array of 1 to 10000 order ids as strings' USING ERRCODE = '22023';
+        END IF;
+        v_entities := ARRAY(SELECT x FROM jsonb_array_elements_text(filter -> 'entity_ids') x);
+    END IF;
+    IF filter ? 'limit' THEN
+        IF jsonb_typeof(filter -> 'limit') <> 'number' OR (filter ->> 'limit')::numeric <> trunc((filter ->> 'limit')::numeric)
+           OR (filter ->> 'limit')::numeric NOT BETWEEN 1 AND 100000 THEN
+            RAISE EXCEPTION 'replay filter "limit" must be a whole number from 1 to 100000, got %', filter -> 'limit'
+                USING ERRCODE = '22023';
+        END IF;
+        v_limit := (filter ->> 'limit')::integer;
+    END IF;
+    IF v_since > v_until THEN
+        RAISE EXCEPTION 'replay filter since (%) is after until (%)', v_since, v_until USING ERRCODE = '22023';
+    END IF;
+
+    INSERT INTO @extschema@.batches (kind, filter) VALUES ('replay', filter) RETURNING id INTO v_batch;
+    FOR r IN
+        SELECT e.tracking_id, e.entity_id FROM @extschema@.event_log e
+        JOIN @extschema@.order_state s ON s.tracking_id = e.tracking_id AND s.order_key = e.entity_id
+        WHERE e.event_type = ANY (v_types) AND e.occurred_at BETWEEN v_since AND v_until
+          AND (v_entities IS NULL OR e.entity_id = ANY (v_entities))
+        GROUP BY e.tracking_id, e.entity_id
+        ORDER BY min(e.id)
+        LIMIT v_limit
+    LOOP
+        PERFORM @extschema@._ensure_push_job(r.tracking_id, r.entity_id, v_batch);
+        v_total := v_total + 1;
+    END LOOP;
+    UPDATE @extschema@.batches SET total = v_total WHERE id = v_batch;
+    RETURN v_batch;
+END
+$$;

@@ -54,8 +54,37 @@ CREATE TABLE @extschema@.order_state (
     tombstone       jsonb,
     base_snapshot   jsonb,
     changed_at      timestamptz NOT NULL DEFAULT now(),
+    -- What the two-way sync knows of the Odoo side: the last write_date applied or written,
+    -- the Odoo state, whether Odoo forbids removing lines (confirmed), and how the order is
+    -- linked: by our external id (pushed from here) or by database id (imported from Odoo).
+    odoo_write_date text,
+    odoo_state      text,
+    odoo_locked     boolean NOT NULL DEFAULT false,
+    link            text NOT NULL DEFAULT 'xmlid' CHECK (link IN ('xmlid', 'dbid')),
     PRIMARY KEY (tracking_id, order_key)
 ) WITH (fillfactor = 80);
+CREATE INDEX order_state_odoo_id ON @extschema@.order_state (odoo_id) WHERE odoo_id IS NOT NULL;
+
+-- Local items created from Odoo lines (imported orders, lines added in Odoo): their Odoo line
+-- ids. Lines pushed from here are found through their external ids instead.
+CREATE TABLE @extschema@.line_links (
+    tracking_id  integer NOT NULL,
+    item_key     text NOT NULL,
+    order_key    text NOT NULL,
+    odoo_line_id integer NOT NULL,
+    PRIMARY KEY (tracking_id, item_key),
+    UNIQUE (tracking_id, odoo_line_id)
+);
+
+-- Where the realtime pull stands: the highest write_date Odoo returned, and the (id,
+-- write_date) pairs already applied inside the overlap window (odoo-api.md, polling).
+CREATE TABLE @extschema@.pull_cursor (
+    id            integer PRIMARY KEY DEFAULT 1 CHECK (id = 1),
+    watermark     text,
+    seen          jsonb NOT NULL DEFAULT '{}',
+    reconciled_at timestamptz,
+    updated_at    timestamptz NOT NULL DEFAULT now()
+);
 
 CREATE SEQUENCE @extschema@.attempt_token_seq;
 
@@ -134,7 +163,7 @@ CREATE INDEX sync_log_finished ON @extschema@.sync_log (finished_at);
 -- Batches started by batch_sync_pending() and import_orders().
 CREATE TABLE @extschema@.batches (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    kind        text NOT NULL CHECK (kind IN ('push', 'import')),
+    kind        text NOT NULL CHECK (kind IN ('push', 'import', 'replay')),
     filter      jsonb NOT NULL DEFAULT '{}',
     total       integer NOT NULL DEFAULT 0,
     skipped     integer NOT NULL DEFAULT 0,
@@ -176,7 +205,10 @@ CREATE TABLE @extschema@.conflicts (
     detected_at    timestamptz NOT NULL DEFAULT now(),
     resolved_at    timestamptz,
     resolution     text CHECK (resolution IN ('KEEP_LOCAL', 'KEEP_REMOTE', 'MERGE')),
-    resolved_by    name
+    resolved_by    name,
+    -- The three sides at detection, in the canonical form of twoway.sql.
+    base_version   jsonb,
+    resolved_values jsonb
 );
 CREATE INDEX conflicts_open ON @extschema@.conflicts (tracking_id, order_key) WHERE resolved_at IS NULL;
 
@@ -199,13 +231,13 @@ CREATE TABLE @extschema@.worker_heartbeats (
 CREATE TABLE @extschema@.partner_map (
     local_supplier_id text PRIMARY KEY,
     odoo_partner_id   integer NOT NULL CHECK (odoo_partner_id > 0),
-    source            text NOT NULL DEFAULT 'manual' CHECK (source IN ('manual', 'ref', 'name')),
+    source            text NOT NULL DEFAULT 'manual' CHECK (source IN ('manual', 'ref', 'name', 'import')),
     learned_at        timestamptz NOT NULL DEFAULT now()
 );
 CREATE TABLE @extschema@.product_map (
     local_product_id text PRIMARY KEY,
     odoo_product_id  integer NOT NULL CHECK (odoo_product_id > 0),
-    source           text NOT NULL DEFAULT 'manual' CHECK (source IN ('manual', 'default_code', 'name')),
+    source           text NOT NULL DEFAULT 'manual' CHECK (source IN ('manual', 'default_code', 'name', 'import')),
     learned_at       timestamptz NOT NULL DEFAULT now()
 );
 
@@ -230,6 +262,8 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@.conflicts', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.partner_map', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.product_map', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.settings', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.line_links', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.pull_cursor', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.attempt_token_seq', '');
 -- Identity sequences too, or restored rows would collide with the next ids.
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('@extschema@.tracked_tables', 'id')::regclass, '');

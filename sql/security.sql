@@ -30,7 +30,11 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.claim_jobs(text, integer, interval), @extschema@.extend_leases(text, bigint[], interval),
     @extschema@.release_jobs(text), @extschema@.complete_job(bigint, bigint, jsonb),
     @extschema@.fail_job(bigint, bigint, jsonb, boolean, interval), @extschema@.heartbeat(text, jsonb),
-    @extschema@.maintenance(), @extschema@.order_document(integer, text)
+    @extschema@.maintenance(), @extschema@.order_document(integer, text),
+    @extschema@.apply_remote(jsonb, boolean, bigint, bigint), @extschema@.remote_deleted(integer),
+    @extschema@.linked_odoo_ids(integer, integer), @extschema@.pull_position(),
+    @extschema@.save_pull_position(text, jsonb, boolean), @extschema@.report_progress(bigint, bigint, jsonb),
+    @extschema@.requeue_job(bigint, bigint), @extschema@.queue_pull(integer)
     TO odoo_sync_worker;
 GRANT SELECT, INSERT, UPDATE ON @extschema@.partner_map, @extschema@.product_map TO odoo_sync_worker;
 
@@ -39,6 +43,7 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.sync_order_from_odoo(integer), @extschema@.batch_sync_pending(integer),
     @extschema@.import_orders(jsonb), @extschema@.start_realtime(), @extschema@.stop_realtime(),
     @extschema@.update_settings(jsonb), @extschema@.retry_job(bigint), @extschema@.maintenance(),
-    @extschema@.track_orders(regclass, regclass, jsonb), @extschema@.untrack_orders(regclass)
+    @extschema@.track_orders(regclass, regclass, jsonb), @extschema@.untrack_orders(regclass),
+    @extschema@.resolve_conflict(uuid, text, jsonb), @extschema@.replay_events(jsonb)
     TO odoo_sync_admin;
 GRANT SELECT, INSERT, UPDATE, DELETE ON @extschema@.partner_map, @extschema@.product_map TO odoo_sync_admin;

@@ -22,7 +22,8 @@ extension_sql_file!(
     requires = [
         capture::order_trigger::capture_order_change,
         capture::item_trigger::capture_item_change,
-        privileges::_exec_as_owner
+        privileges::_exec_as_owner,
+        privileges::_query_as_owner
     ]
 );
 extension_sql_file!(
@@ -41,9 +42,19 @@ extension_sql_file!(
     requires = ["queue"]
 );
 extension_sql_file!(
+    "../../sql/twoway.sql",
+    name = "twoway",
+    requires = ["requests"]
+);
+extension_sql_file!(
+    "../../sql/conflicts.sql",
+    name = "conflicts",
+    requires = ["twoway"]
+);
+extension_sql_file!(
     "../../sql/monitoring.sql",
     name = "monitoring",
-    requires = ["requests"]
+    requires = ["conflicts"]
 );
 extension_sql_file!(
     "../../sql/views.sql",

@@ -104,7 +104,49 @@ fn _exec_as_owner(rel: pg_sys::Oid, query: &str, params: Vec<Option<String>>) ->
 
 /// See `_exec_as_owner`; callable from Rust.
 pub fn exec_as_owner(rel: pg_sys::Oid, query: &str, params: Vec<Option<String>>) -> Result<i64> {
-    let owner = Spi::connect(|client| {
+    let _as_owner = RunAs::user(relation_owner(rel)?);
+    let _internal = InternalWrite::begin();
+    let processed = Spi::connect_mut(|client| {
+        let statement = plan(client, query, &[pg_sys::TEXTARRAYOID.into()])?;
+        Ok::<_, SyncError>(client.update(&*statement, None, &[params.into()])?.len() as i64)
+    })?;
+    Ok(processed)
+}
+
+/// Like `_exec_as_owner`, for statements that return rows (`INSERT ... RETURNING id::text`):
+/// the first column of every row, as text. Creating local rows from Odoo data needs the keys
+/// the table's own defaults produced, evaluated with the owner's privileges, not ours.
+#[pg_extern(volatile, parallel_unsafe)]
+fn _query_as_owner(
+    rel: pg_sys::Oid,
+    query: &str,
+    params: Vec<Option<String>>,
+) -> Vec<Option<String>> {
+    query_as_owner(rel, query, params).unwrap_or_else(|e| e.raise())
+}
+
+/// See `_query_as_owner`.
+pub fn query_as_owner(
+    rel: pg_sys::Oid,
+    query: &str,
+    params: Vec<Option<String>>,
+) -> Result<Vec<Option<String>>> {
+    let _as_owner = RunAs::user(relation_owner(rel)?);
+    let _internal = InternalWrite::begin();
+    Spi::connect_mut(|client| {
+        let statement = plan(client, query, &[pg_sys::TEXTARRAYOID.into()])?;
+        let rows = client.update(&*statement, None, &[params.into()])?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            out.push(row.get::<String>(1)?);
+        }
+        Ok(out)
+    })
+}
+
+/// The role that owns `rel`.
+fn relation_owner(rel: pg_sys::Oid) -> Result<pg_sys::Oid> {
+    Spi::connect(|client| {
         let lookup = plan(
             client,
             "SELECT relowner FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) $1",
@@ -120,12 +162,5 @@ pub fn exec_as_owner(rel: pg_sys::Oid, query: &str, params: Vec<Option<String>>)
     .ok_or_else(|| SyncError::BadTrigger {
         table: format!("relation {}", rel.to_u32()),
         detail: "the tracked table no longer exists".into(),
-    })?;
-    let _as_owner = RunAs::user(owner);
-    let _internal = InternalWrite::begin();
-    let processed = Spi::connect_mut(|client| {
-        let statement = plan(client, query, &[pg_sys::TEXTARRAYOID.into()])?;
-        Ok::<_, SyncError>(client.update(&*statement, None, &[params.into()])?.len() as i64)
-    })?;
-    Ok(processed)
+    })
 }

@@ -15,6 +15,9 @@ use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, Client, NoTls};
 
 use crate::odoo::OdooClient;
+use crate::pull::jobs::{import_job, pull_job};
+use crate::pull::poll::{poll_once, PollSettings};
+use crate::pull::PullError;
 use crate::push::batch::{join_all, push_orders, BatchOptions};
 use crate::push::order_push::{push_order, PushOutcome};
 use crate::push::resolve::Resolver;
@@ -165,98 +168,209 @@ pub async fn run_batch_with(
             }
         }
     };
-    let work = async {
-        let mut reports: Vec<Option<JobReport>> = jobs.iter().map(|_| None).collect();
-        let mut push: Vec<usize> = Vec::new();
-        for (i, job) in jobs.iter().enumerate() {
-            if job.kind == "push" && job.tracking_id.is_some() && job.order_key.is_some() {
-                push.push(i);
-            } else {
-                reports[i] = Some(process(pg, odoo, resolver, job).await);
+    let work =
+        async {
+            let mut reports: Vec<Option<JobReport>> = jobs.iter().map(|_| None).collect();
+            let mut push: Vec<usize> = Vec::new();
+            for (i, job) in jobs.iter().enumerate() {
+                if job.kind == "push" && job.tracking_id.is_some() && job.order_key.is_some() {
+                    push.push(i);
+                } else {
+                    reports[i] = Some(process(pg, odoo, resolver, job).await);
+                }
             }
-        }
-        let pairs: Vec<(i32, String)> = push
-            .iter()
-            .filter_map(|i| Some((jobs[*i].tracking_id?, jobs[*i].order_key.clone()?)))
-            .collect();
-        let docs: Vec<Result<serde_json::Value, PushError>> =
-            match queue::order_documents(pg, &pairs).await {
-                Ok(docs) if docs.len() == pairs.len() => docs.into_iter().map(Ok).collect(),
-                _ => {
-                    // One document could not be built: read them one by one.
-                    let mut docs = Vec::with_capacity(pairs.len());
-                    for (t, k) in &pairs {
-                        docs.push(
-                            queue::order_document(pg, *t, k)
-                                .await
-                                .map_err(PushError::from),
-                        );
-                    }
-                    docs
-                }
-            };
-        let readable: Vec<serde_json::Value> = docs
-            .iter()
-            .filter_map(|d| d.as_ref().ok().cloned())
-            .collect();
-        let batch = BatchOptions {
-            concurrency: options.concurrency.max(1),
-            max_chunk: options.max_chunk.max(1),
-        };
-        let mut pushed = push_orders(pg, odoo, resolver, &readable, batch)
-            .await
-            .into_iter();
-        let mut outcomes = Vec::with_capacity(push.len());
-        for d in docs {
-            outcomes.push(match d {
-                Ok(_) => pushed
-                    .next()
-                    .unwrap_or_else(|| Err(PushError::Document("order was not processed".into()))),
-                Err(e) => Err(e),
-            });
-        }
-        let lost_now = lost.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let pool = &options.finishers.0;
-        let finishing = push
-            .iter()
-            .zip(outcomes)
-            .enumerate()
-            .map(|(n, (i, outcome))| {
-                let job = &jobs[*i];
-                let dropped = lost_now.contains(&job.job_id);
-                // Spread the jobs over the main connection and the finishers, round robin.
-                let pg: &Client = match n % (pool.len() + 1) {
-                    0 => pg,
-                    k => &pool[k - 1],
-                };
-                async move {
-                    if dropped {
-                        JobReport {
-                            job_id: job.job_id,
-                            order_key: job.order_key.clone(),
-                            state: {
-                                crate::metrics::global().job_finished("lost");
-                                "lost: lease expired while in flight".into()
-                            },
-                            outcome: outcome.ok(),
-                            error: None,
+            let pairs: Vec<(i32, String)> = push
+                .iter()
+                .filter_map(|i| Some((jobs[*i].tracking_id?, jobs[*i].order_key.clone()?)))
+                .collect();
+            let docs: Vec<Result<serde_json::Value, PushError>> =
+                match queue::order_documents(pg, &pairs).await {
+                    Ok(docs) if docs.len() == pairs.len() => docs.into_iter().map(Ok).collect(),
+                    _ => {
+                        // One document could not be built: read them one by one.
+                        let mut docs = Vec::with_capacity(pairs.len());
+                        for (t, k) in &pairs {
+                            docs.push(
+                                queue::order_document(pg, *t, k)
+                                    .await
+                                    .map_err(PushError::from),
+                            );
                         }
-                    } else {
-                        finish(pg, job, outcome).await
+                        docs
+                    }
+                };
+            // Optimistic lock: an order Odoo changed since our last sync is merged first
+            // (apply_remote, conflicts recorded as VERSION_CONFLICT) and pushed on the next claim,
+            // so a push never overwrites an Odoo change nobody has seen.
+            let changed = changed_in_odoo(odoo, &docs).await;
+            let mut docs = docs;
+            let mut diverted: Vec<(usize, serde_json::Value)> = Vec::new();
+            for (n, d) in docs.iter_mut().enumerate() {
+                if let Ok(doc) = d {
+                    if let Some(remote) = doc["odoo_id"].as_i64().and_then(|id| changed.get(&id)) {
+                        diverted.push((n, remote.clone()));
+                        *d = Err(PushError::Document("diverted".into()));
                     }
                 }
-            })
-            .collect();
-        for (i, report) in push.iter().zip(join_all(finishing).await) {
-            reports[*i] = Some(report);
-        }
-        reports.into_iter().flatten().collect::<Vec<JobReport>>()
-    };
+            }
+            for (n, remote) in diverted {
+                let i = push[n];
+                let job = &jobs[i];
+                let state = match merge_then_requeue(pg, job, &remote).await {
+                    Ok(state) => state,
+                    Err(e) => format!("lost: {e}"),
+                };
+                crate::metrics::global().job_finished(if state.starts_with("lost") {
+                    "lost"
+                } else {
+                    "requeued"
+                });
+                reports[i] = Some(JobReport {
+                    job_id: job.job_id,
+                    order_key: job.order_key.clone(),
+                    state,
+                    outcome: None,
+                    error: None,
+                });
+            }
+            let readable: Vec<serde_json::Value> = docs
+                .iter()
+                .filter_map(|d| d.as_ref().ok().cloned())
+                .collect();
+            let batch = BatchOptions {
+                concurrency: options.concurrency.max(1),
+                max_chunk: options.max_chunk.max(1),
+            };
+            let mut pushed = push_orders(pg, odoo, resolver, &readable, batch)
+                .await
+                .into_iter();
+            let mut outcomes = Vec::with_capacity(push.len());
+            for d in docs {
+                outcomes.push(match d {
+                    Ok(_) => Some(pushed.next().unwrap_or_else(|| {
+                        Err(PushError::Document("order was not processed".into()))
+                    })),
+                    Err(PushError::Document(m)) if m == "diverted" => None,
+                    Err(e) => Some(Err(e)),
+                });
+            }
+            let lost_now = lost.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let pool = &options.finishers.0;
+            let finishing = push
+                .iter()
+                .zip(outcomes)
+                .filter_map(|(i, o)| o.map(|o| (i, o)))
+                .enumerate()
+                .map(|(n, (i, outcome))| {
+                    let job = &jobs[*i];
+                    let dropped = lost_now.contains(&job.job_id);
+                    // Spread the jobs over the main connection and the finishers, round robin.
+                    let pg: &Client = match n % (pool.len() + 1) {
+                        0 => pg,
+                        k => &pool[k - 1],
+                    };
+                    async move {
+                        if dropped {
+                            JobReport {
+                                job_id: job.job_id,
+                                order_key: job.order_key.clone(),
+                                state: {
+                                    crate::metrics::global().job_finished("lost");
+                                    "lost: lease expired while in flight".into()
+                                },
+                                outcome: outcome.ok(),
+                                error: None,
+                            }
+                        } else {
+                            finish(pg, job, outcome).await
+                        }
+                    }
+                })
+                .collect();
+            let finished_ids: Vec<usize> = push
+                .iter()
+                .copied()
+                .filter(|i| reports[*i].is_none())
+                .collect();
+            for (i, report) in finished_ids.iter().zip(join_all(finishing).await) {
+                reports[*i] = Some(report);
+            }
+            reports.into_iter().flatten().collect::<Vec<JobReport>>()
+        };
     tokio::select! {
         reports = work => Ok(reports),
         // The extender loops forever; this arm is never taken.
         () = extender => Ok(Vec::new()),
     }
+}
+
+/// The Odoo orders among `docs` whose `write_date` moved past the one stored at our last
+/// sync, as apply_remote documents. One `read` for the batch (none when no order is linked);
+/// when Odoo cannot be asked, nothing is diverted (the push itself will fail the same way).
+async fn changed_in_odoo(
+    odoo: &OdooClient,
+    docs: &[Result<serde_json::Value, PushError>],
+) -> std::collections::HashMap<i64, serde_json::Value> {
+    let known: std::collections::HashMap<i64, String> = docs
+        .iter()
+        .filter_map(|d| d.as_ref().ok())
+        .filter(|d| !d["deleted"].as_bool().unwrap_or(false))
+        .filter_map(|d| {
+            Some((
+                d["odoo_id"].as_i64()?,
+                d["odoo_write_date"].as_str()?.to_string(),
+            ))
+        })
+        .collect();
+    if known.is_empty() {
+        return Default::default();
+    }
+    let ids: Vec<i64> = known.keys().copied().collect();
+    let Ok(rows) = odoo.read("purchase.order", &ids, &["write_date"]).await else {
+        return Default::default();
+    };
+    let moved: Vec<i64> = rows
+        .iter()
+        .filter_map(|r| {
+            let id = r.get("id")?.as_i64()?;
+            let now = r.get("write_date")?.as_str()?;
+            (now > known.get(&id)?.as_str()).then_some(id)
+        })
+        .collect();
+    if moved.is_empty() {
+        return Default::default();
+    }
+    match crate::pull::remote::fetch(odoo, &moved).await {
+        Ok(remote) => remote
+            .into_iter()
+            .filter_map(|d| Some((d["odoo_id"].as_i64()?, d)))
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read orders changed in Odoo; pushing them as they are");
+            Default::default()
+        }
+    }
+}
+
+/// Merges Odoo's newer version into the order of a running push job, then hands the job back
+/// (held while a conflict is open).
+async fn merge_then_requeue(
+    pg: &Client,
+    job: &Job,
+    remote: &serde_json::Value,
+) -> Result<String, tokio_postgres::Error> {
+    let applied =
+        crate::pull::remote::apply(pg, remote, false, Some((job.job_id, job.attempt_token)))
+            .await?;
+    tracing::info!(job_id = job.job_id, outcome = %applied.outcome, "order changed in Odoo since the last sync: merged before pushing");
+    let row = pg
+        .query_one(
+            "SELECT odoo_sync.requeue_job($1, $2)",
+            &[&job.job_id, &job.attempt_token],
+        )
+        .await?;
+    let state: String = row.try_get(0)?;
+    Ok(format!("requeued ({state}) after merging Odoo changes"))
 }
 
 async fn push_job(
@@ -282,14 +396,39 @@ pub async fn process(
     job: &Job,
 ) -> JobReport {
     if job.kind != "push" {
-        let message = "pull/import jobs arrive with the two-way sync";
-        let finished = queue::fail(pg, job, "unsupported", message, None, true, None).await;
+        let result = match job.kind.as_str() {
+            "pull" => pull_job(pg, odoo, job).await,
+            "import" => import_job(pg, odoo, job).await,
+            other => Err(PullError::NotFound(format!("unknown job kind {other:?}"))),
+        };
         let mut report = JobReport {
             job_id: job.job_id,
             order_key: job.order_key.clone(),
             state: String::new(),
             outcome: None,
-            error: Some(message.into()),
+            error: None,
+        };
+        let finished = match result {
+            Ok(result) => queue::complete(pg, job, &result).await,
+            Err(e) => {
+                let message = e.to_string();
+                tracing::warn!(job_id = job.job_id, kind = %job.kind, error = %message, "pull failed");
+                report.error = Some(message.clone());
+                let (odoo_error, retry_after) = match &e {
+                    PullError::Odoo(o) => (o.odoo_name().map(str::to_string), o.retry_after()),
+                    _ => (None, None),
+                };
+                queue::fail(
+                    pg,
+                    job,
+                    e.type_name(),
+                    &message,
+                    odoo_error.as_deref(),
+                    !e.is_transient(),
+                    retry_after,
+                )
+                .await
+            }
         };
         report.state = finished_state(job, finished);
         return report;
@@ -370,7 +509,32 @@ pub async fn run(
     let mut resolver = Resolver::new();
     let mut resolver_born = tokio::time::Instant::now();
     let mut last_heartbeat: Option<tokio::time::Instant> = None;
+    let mut realtime: Option<(PollSettings, tokio::time::Instant)> = None;
+    let mut last_poll: Option<tokio::time::Instant> = None;
     loop {
+        // Realtime pull: settings re-read every second (start_realtime() also wakes the
+        // loop), Odoo polled every poll_interval_seconds while enabled.
+        if realtime
+            .as_ref()
+            .is_none_or(|(_, at)| at.elapsed() >= Duration::from_secs(1))
+        {
+            match PollSettings::read(pg).await {
+                Ok(s) => realtime = Some((s, tokio::time::Instant::now())),
+                Err(e) => tracing::warn!(error = %e, "cannot read the realtime settings"),
+            }
+        }
+        if let Some((settings, _)) = realtime.as_ref().filter(|(s, _)| s.enabled) {
+            if last_poll.is_none_or(|t| t.elapsed() >= settings.interval) {
+                last_poll = Some(tokio::time::Instant::now());
+                match poll_once(pg, odoo, settings).await {
+                    Ok(report) if report.handed > 0 || report.deleted > 0 => {
+                        tracing::info!(?report, "pulled Odoo changes")
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "realtime pull failed; next poll retries"),
+                }
+            }
+        }
         if last_heartbeat.is_none_or(|t| t.elapsed() >= options.heartbeat_interval) {
             let odoo_status = match odoo.connect().await {
                 Ok(_) => "CONNECTED",
@@ -420,8 +584,17 @@ pub async fn run(
                     None => std::future::pending().await,
                 }
             };
+            // While realtime is on, wake in time for the next poll.
+            let nap = match (&realtime, last_poll) {
+                (Some((s, _)), Some(t)) if s.enabled => options.poll_interval.min(
+                    s.interval
+                        .saturating_sub(t.elapsed())
+                        .max(Duration::from_millis(50)),
+                ),
+                _ => options.poll_interval,
+            };
             tokio::select! {
-                _ = tokio::time::sleep(options.poll_interval) => {}
+                _ = tokio::time::sleep(nap) => {}
                 _ = woken => {}
                 _ = &mut shutdown => return Ok(()),
             }

@@ -5,7 +5,10 @@
 use pgrx::prelude::*;
 use pgrx::{AllocatedByPostgres, PgTrigger};
 
-use super::{json_string, lock_order, record_change, tracking_id_arg, write_back_status, Change};
+use super::{
+    check_item_rules, json_string, lock_order, record_change, tracking_id_arg, write_back_status,
+    Change,
+};
 use crate::error::SyncError;
 use crate::privileges::internal_write_active;
 use crate::tuple::Row;
@@ -90,6 +93,9 @@ fn capture(trigger: &PgTrigger<'_>) -> crate::error::Result<()> {
         // changes (its job is created), not on every item change.
         if captured.state_written {
             write_back_status(tracking_id, order_key, &captured.sync_status)?;
+        }
+        if captured.odoo_locked && (op == "DELETE" || op == "UPDATE") {
+            check_item_rules(tracking_id, order_key, &item_key, op)?;
         }
     }
     Ok(())

@@ -27,17 +27,25 @@ const EVENT_SQL: &str = "
 INSERT INTO odoo_sync.event_log (event_type, tracking_id, entity_id, payload)
 VALUES ($3, $1, $2, $4::pg_catalog.jsonb)
 RETURNING id,
-    (SELECT s.sync_status FROM odoo_sync.order_state s
-     WHERE s.tracking_id OPERATOR(pg_catalog.=) $1 AND s.order_key OPERATOR(pg_catalog.=) $2
-       AND s.job_id IS NOT NULL)";
+    (SELECT CASE WHEN s.job_id IS NOT NULL THEN s.sync_status ELSE '' END
+            OPERATOR(pg_catalog.||) CASE WHEN s.odoo_locked THEN '!' ELSE '' END
+     FROM odoo_sync.order_state s
+     WHERE s.tracking_id OPERATOR(pg_catalog.=) $1 AND s.order_key OPERATOR(pg_catalog.=) $2)";
 
 /// Make sure the order has a push job (a running job keeps its lease), upsert its state, and
 /// wake the workers. PostgreSQL folds identical notifications of one transaction into one.
 const ENQUEUE_SQL: &str = "
-WITH j AS (
-    INSERT INTO odoo_sync.jobs AS j (kind, tracking_id, order_key) VALUES ('push', $1, $2)
+WITH held AS (
+    SELECT EXISTS (SELECT 1 FROM odoo_sync.order_state s
+                   WHERE s.tracking_id OPERATOR(pg_catalog.=) $1 AND s.order_key OPERATOR(pg_catalog.=) $2
+                     AND s.sync_status OPERATOR(pg_catalog.=) 'CONFLICT') AS yes
+), j AS (
+    INSERT INTO odoo_sync.jobs AS j (kind, tracking_id, order_key, run_after)
+    SELECT 'push', $1, $2, CASE WHEN held.yes THEN 'infinity'::pg_catalog.timestamptz ELSE pg_catalog.now() END FROM held
     ON CONFLICT (tracking_id, order_key) WHERE kind OPERATOR(pg_catalog.=) 'push'
-    DO UPDATE SET run_after = CASE WHEN j.state OPERATOR(pg_catalog.=) 'running' THEN j.run_after
+    DO UPDATE SET run_after = CASE WHEN j.state OPERATOR(pg_catalog.=) 'running'
+                                        OR j.run_after OPERATOR(pg_catalog.=) 'infinity'::pg_catalog.timestamptz
+                                   THEN j.run_after
                                    ELSE LEAST(j.run_after, pg_catalog.now()) END
     RETURNING j.id
 ), s AS (
@@ -84,6 +92,9 @@ pub struct Captured {
     pub sync_status: String,
     /// True when this change created the order's job or changed its state row.
     pub state_written: bool,
+    /// True when Odoo has confirmed the order: some local writes (removing a line, lowering
+    /// a received quantity) can no longer succeed there.
+    pub odoo_locked: bool,
 }
 
 /// Records one change (see the module documentation).
@@ -109,13 +120,16 @@ pub fn record_change(change: &Change<'_>) -> Result<Captured> {
             )?
             .first();
         let version = row.get::<i64>(1)?.unwrap_or_default();
-        if let (false, Some(status)) = (change.state_changed, row.get::<String>(2)?) {
-            if status == "PENDING_SYNC" || status == "CONFLICT" {
-                return Ok(Captured {
-                    sync_status: status,
-                    state_written: false,
-                });
-            }
+        // "<status of the active job, or empty>" followed by "!" when Odoo has confirmed it.
+        let probe = row.get::<String>(2)?.unwrap_or_default();
+        let odoo_locked = probe.ends_with('!');
+        let status = probe.trim_end_matches('!').to_string();
+        if !change.state_changed && (status == "PENDING_SYNC" || status == "CONFLICT") {
+            return Ok(Captured {
+                sync_status: status,
+                state_written: false,
+                odoo_locked,
+            });
         }
         let enqueue = plan(
             client,
@@ -148,6 +162,7 @@ pub fn record_change(change: &Change<'_>) -> Result<Captured> {
         Ok(Captured {
             sync_status: status,
             state_written: true,
+            odoo_locked,
         })
     })
 }
@@ -161,6 +176,25 @@ pub fn write_back_status(tracking_id: i32, order_key: &str, status: &str) -> Res
             "SELECT odoo_sync._write_back($1, $2, pg_catalog.jsonb_build_object('sync_status', $3::pg_catalog.text))",
             None,
             &[tracking_id.into(), order_key.into(), status.into()],
+        )?;
+        Ok(())
+    })
+}
+
+/// Records a BUSINESS_RULE_VIOLATION when an item write of an order Odoo has confirmed cannot
+/// succeed there (see `odoo_sync._check_item_rules`).
+pub fn check_item_rules(tracking_id: i32, order_key: &str, item_key: &str, op: &str) -> Result<()> {
+    let _as_owner = RunAs::user(extension_owner()?);
+    Spi::connect_mut(|client| {
+        client.update(
+            "SELECT odoo_sync._check_item_rules($1, $2, $3, $4)",
+            None,
+            &[
+                tracking_id.into(),
+                order_key.into(),
+                item_key.into(),
+                op.into(),
+            ],
         )?;
         Ok(())
     })

@@ -30,12 +30,14 @@ fn orders_table(tracking_id: i32) -> Result<OrdersTable> {
     }
     let _as_owner = RunAs::user(extension_owner()?);
     let row = Spi::get_three_with_args::<pg_sys::Oid, String, String>(
-        "SELECT t.orders_table::pg_catalog.oid, t.mapping->'orders'->>'id',
+        "SELECT t.orders_table::pg_catalog.oid,
+                t.mapping OPERATOR(pg_catalog.->) 'orders' OPERATOR(pg_catalog.->>) 'id',
                 pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.'
                     OPERATOR(pg_catalog.||) pg_catalog.quote_ident(ty.typname)
          FROM odoo_sync.tracked_tables t
          JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) t.orders_table
-          AND a.attname OPERATOR(pg_catalog.=) (t.mapping->'orders'->>'id')::pg_catalog.name
+          AND a.attname OPERATOR(pg_catalog.=)
+              (t.mapping OPERATOR(pg_catalog.->) 'orders' OPERATOR(pg_catalog.->>) 'id')::pg_catalog.name
          JOIN pg_catalog.pg_type ty ON ty.oid OPERATOR(pg_catalog.=) a.atttypid
          JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) ty.typnamespace
          WHERE t.id OPERATOR(pg_catalog.=) $1",

@@ -25,9 +25,10 @@ use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
 use tokio_postgres::Client;
 
+use super::linked_push::{needs_linked_push, push_linked};
 use super::order_push::{
-    decimal, line_xmlid_name, order_xmlid_name, push_order, text, Amounts, PushOutcome,
-    XMLID_MODULE,
+    canonical_snapshot, decimal, line_xmlid_name, order_xmlid_name, push_order, text, Amounts,
+    PushOutcome, XMLID_MODULE,
 };
 use super::resolve::{Resolver, Wanted};
 use super::PushError;
@@ -168,7 +169,9 @@ pub async fn push_orders(
     let mut live: Vec<(usize, Prepared)> = Vec::new();
     let mut deleted: Vec<usize> = Vec::new();
     for (i, doc) in docs.iter().enumerate() {
-        if doc["deleted"].as_bool().unwrap_or(false) || doc["order"].is_null() {
+        if needs_linked_push(doc) {
+            results[i] = Some(push_linked(pg, odoo, resolver, doc).await);
+        } else if doc["deleted"].as_bool().unwrap_or(false) || doc["order"].is_null() {
             deleted.push(i);
         } else {
             match prepare(doc) {
@@ -423,6 +426,8 @@ async fn cancel_deleted(
                 amounts: None,
                 duration_ms: elapsed,
                 warnings,
+                odoo_state: Some("cancel".into()),
+                odoo_write_date: None,
             })
         })
         .collect())
@@ -558,9 +563,10 @@ fn amounts_of(rec: &Map<String, Value>) -> Result<Amounts, PushError> {
     })
 }
 
-const READ_FIELDS: [&str; 6] = [
+const READ_FIELDS: [&str; 7] = [
     "name",
     "state",
+    "write_date",
     "order_line",
     "amount_untaxed",
     "amount_tax",
@@ -717,7 +723,7 @@ async fn write_chunk(odoo: &OdooClient, chunk: &[Ready]) -> Vec<Result<PushOutco
     }
 
     // Status buttons, one call per button for the chunk (one per order if that call fails).
-    let state_of = |id: &i64| -> String {
+    let state_of = |records: &HashMap<i64, Map<String, Value>>, id: &i64| -> String {
         records
             .get(id)
             .and_then(|r| r.get("state"))
@@ -730,7 +736,7 @@ async fn write_chunk(odoo: &OdooClient, chunk: &[Ready]) -> Vec<Result<PushOutco
             .iter()
             .filter(|(i, _)| !failed.contains_key(i))
             .filter(|(i, id)| {
-                let state = state_of(id);
+                let state = state_of(&records, id);
                 match (chunk[*i].status.as_str(), button) {
                     ("CONFIRMED", "button_confirm") => state == "draft" || state == "sent",
                     ("CANCELLED", "button_cancel") => !state.is_empty() && state != "cancel",
@@ -751,6 +757,15 @@ async fn write_chunk(odoo: &OdooClient, chunk: &[Ready]) -> Vec<Result<PushOutco
             for (i, id) in &targets {
                 if let Err(e) = odoo.call_button("purchase.order", button, &[*id]).await {
                     failed.insert(*i, PushError::Odoo(e));
+                }
+            }
+        }
+        // The buttons moved state and write_date: the base must hold the values after them.
+        match read_orders(odoo, &ids).await {
+            Ok(r) => records.extend(r),
+            Err(e) => {
+                for (i, _) in &targets {
+                    failed.insert(*i, PushError::Odoo(e.clone()));
                 }
             }
         }
@@ -777,13 +792,7 @@ async fn write_chunk(odoo: &OdooClient, chunk: &[Ready]) -> Vec<Result<PushOutco
                 continue;
             }
         };
-        let snapshot = json!({
-            "partner_id": r.partner,
-            "origin": r.origin,
-            "lines": r.lines.iter().map(|(x, p, q, pr)| json!({
-                "xmlid": x, "product_id": p, "product_qty": q.to_string(), "price_unit": pr.to_string()
-            })).collect::<Vec<_>>(),
-        });
+        let snapshot = canonical_snapshot(r.partner, &r.lines);
         results[i] = Ok(PushOutcome {
             odoo_order_id: Some(id),
             odoo_name: rec.get("name").and_then(Value::as_str).map(str::to_string),
@@ -797,6 +806,11 @@ async fn write_chunk(odoo: &OdooClient, chunk: &[Ready]) -> Vec<Result<PushOutco
             amounts: Some(amounts),
             duration_ms: elapsed,
             warnings: Vec::new(),
+            odoo_state: rec.get("state").and_then(Value::as_str).map(str::to_string),
+            odoo_write_date: rec
+                .get("write_date")
+                .and_then(Value::as_str)
+                .map(str::to_string),
         });
     }
     results

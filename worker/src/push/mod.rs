@@ -2,10 +2,12 @@
 //!
 //! - [`resolve`]: local supplier / product → Odoo `res.partner` / `product.product` ids;
 //! - [`order_push`]: one order document → one idempotent Odoo write (`load` with external ids);
+//! - [`linked_push`]: orders imported from Odoo (linked by database id) written by id;
 //! - [`batch`]: many order documents → one `load` and one `read` per chunk, chunks written
 //!   concurrently, poison orders isolated.
 
 pub mod batch;
+pub mod linked_push;
 pub mod order_push;
 pub mod resolve;
 

@@ -66,6 +66,37 @@ pub struct PushOutcome {
     pub duration_ms: u128,
     /// Things worth knowing that did not stop the push.
     pub warnings: Vec<String>,
+    /// The Odoo order's state after the push.
+    pub odoo_state: Option<String>,
+    /// The Odoo order's `write_date` after the push (the two-way sync's optimistic lock).
+    pub odoo_write_date: Option<String>,
+}
+
+/// The base of the next three-way merge (sql/twoway.sql's canonical form) of what a push
+/// wrote: the partner, and each line by its local item key (from its external id).
+pub fn canonical_snapshot(partner: i64, lines: &[(String, i64, Decimal, Decimal)]) -> Value {
+    let mut by_key = serde_json::Map::new();
+    for (xmlid, product, qty, price) in lines {
+        // pol_<tracking>_<item key>
+        let key = xmlid
+            .splitn(3, '_')
+            .nth(2)
+            .unwrap_or(xmlid.as_str())
+            .to_string();
+        by_key.insert(
+            key,
+            json!({"product_id": product.to_string(),
+                   "quantity": Value::Number(number(qty)),
+                   "unit_price": Value::Number(number(price))}),
+        );
+    }
+    json!({"partner_id": partner.to_string(), "lines": by_key})
+}
+
+/// A decimal as an exact JSON number (the extension reads it as numeric, never as a float).
+fn number(d: &Decimal) -> serde_json::Number {
+    serde_json::Number::from_str(&d.normalize().to_string())
+        .unwrap_or_else(|_| serde_json::Number::from(0))
 }
 
 impl PushOutcome {
@@ -84,6 +115,8 @@ impl PushOutcome {
             "amounts": amounts,
             "duration_ms": self.duration_ms as u64,
             "warnings": self.warnings,
+            "odoo_state": self.odoo_state,
+            "odoo_write_date": self.odoo_write_date,
         })
     }
 }
@@ -146,6 +179,9 @@ pub async fn push_order(
     resolver: &mut Resolver,
     doc: &Value,
 ) -> Result<PushOutcome, PushError> {
+    if super::linked_push::needs_linked_push(doc) {
+        return super::linked_push::push_linked(pg, odoo, resolver, doc).await;
+    }
     let started = Instant::now();
     let tracking_id = doc["tracking_id"]
         .as_i64()
@@ -183,6 +219,8 @@ pub async fn push_order(
             amounts: None,
             duration_ms: started.elapsed().as_millis(),
             warnings,
+            odoo_state: Some("cancel".into()),
+            odoo_write_date: None,
         });
     }
 
@@ -332,7 +370,14 @@ pub async fn push_order(
         .read(
             "purchase.order",
             &[odoo_id],
-            &["name", "amount_untaxed", "amount_tax", "amount_total"],
+            &[
+                "name",
+                "state",
+                "write_date",
+                "amount_untaxed",
+                "amount_tax",
+                "amount_total",
+            ],
         )
         .await?;
     let rec = read.first().ok_or_else(|| {
@@ -352,13 +397,7 @@ pub async fn push_order(
             "amount_total",
         )?,
     };
-    let snapshot = json!({
-        "partner_id": partner,
-        "origin": origin,
-        "lines": lines.iter().map(|(x, p, q, pr)| json!({
-            "xmlid": x, "product_id": p, "product_qty": q.to_string(), "price_unit": pr.to_string()
-        })).collect::<Vec<_>>(),
-    });
+    let snapshot = canonical_snapshot(partner, &lines);
     Ok(PushOutcome {
         odoo_order_id: Some(odoo_id),
         odoo_name: rec.get("name").and_then(Value::as_str).map(str::to_string),
@@ -372,5 +411,10 @@ pub async fn push_order(
         amounts: Some(amounts),
         duration_ms: started.elapsed().as_millis(),
         warnings: Vec::new(),
+        odoo_state: rec.get("state").and_then(Value::as_str).map(str::to_string),
+        odoo_write_date: rec
+            .get("write_date")
+            .and_then(Value::as_str)
+            .map(str::to_string),
     })
 }

@@ -1,0 +1,839 @@
+-- odoo_sync: the Odoo → PostgreSQL half. The worker hands Odoo's version of an order to
+-- apply_remote(); the database decides, in the same transaction, what merges into the local
+-- rows and what is a conflict (DESIGN.md section 4: three-way comparison against the base
+-- stored at the last successful sync).
+--
+-- All three sides are compared in one canonical form:
+--   {"state": "purchase", "partner_id": "7",
+--    "lines": {"<item key>": {"product_id": "3", "quantity": 5, "unit_price": 12.5,
+--                             "qty_received": 0, "odoo_line_id": 41}}}
+-- state is a status class (draft, to approve, sent, purchase, partial, received, cancel) so
+-- that local statuses Odoo does not distinguish (DRAFT and APPROVED are both Odoo drafts)
+-- compare equal; partners and products are Odoo ids (a local reference never resolved is
+-- "local:<id>"); quantities and prices are JSON numbers, which jsonb compares as numerics.
+
+-- Class of a local status (DESIGN.md section 2); NULL for a status odoo_sync does not know.
+CREATE FUNCTION @extschema@._status_class(p_status text) RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE upper(p_status)
+        WHEN 'DRAFT' THEN 'draft' WHEN 'APPROVED' THEN 'draft'
+        WHEN 'PENDING_APPROVAL' THEN 'to approve' WHEN 'SENT_TO_SUPPLIER' THEN 'sent'
+        WHEN 'CONFIRMED' THEN 'purchase' WHEN 'PARTIALLY_RECEIVED' THEN 'partial'
+        WHEN 'RECEIVED' THEN 'received' WHEN 'CANCELLED' THEN 'cancel' END
+$$;
+
+-- The local status for a class: the current one when it already belongs to the class (an
+-- APPROVED order stays APPROVED while Odoo keeps it a draft).
+CREATE FUNCTION @extschema@._status_for_class(p_class text, p_current text) RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN @extschema@._status_class(p_current) = p_class THEN p_current
+        ELSE CASE p_class
+            WHEN 'draft' THEN 'DRAFT' WHEN 'to approve' THEN 'PENDING_APPROVAL'
+            WHEN 'sent' THEN 'SENT_TO_SUPPLIER' WHEN 'purchase' THEN 'CONFIRMED'
+            WHEN 'partial' THEN 'PARTIALLY_RECEIVED' WHEN 'received' THEN 'RECEIVED'
+            WHEN 'cancel' THEN 'CANCELLED' END END
+$$;
+
+-- Class of an Odoo order: its state, refined by received quantities when Odoo reports them
+-- (qty_received; a locked or `done` order counts as received, as in DESIGN.md).
+CREATE FUNCTION @extschema@._remote_class(r jsonb) RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_state text := r ->> 'state';
+    v_lines integer;
+    v_full integer;
+    v_some integer;
+BEGIN
+    IF v_state = 'done' OR (v_state = 'purchase' AND COALESCE((r ->> 'locked')::boolean, false)) THEN
+        RETURN 'received';
+    ELSIF v_state <> 'purchase' THEN
+        RETURN v_state;
+    END IF;
+    SELECT count(*) FILTER (WHERE (l ->> 'quantity')::numeric > 0),
+           count(*) FILTER (WHERE (l ->> 'quantity')::numeric > 0
+                              AND COALESCE((l ->> 'qty_received')::numeric, 0) >= (l ->> 'quantity')::numeric),
+           count(*) FILTER (WHERE COALESCE((l ->> 'qty_received')::numeric, 0) > 0)
+    INTO v_lines, v_full, v_some
+    FROM jsonb_array_elements(COALESCE(r -> 'lines', '[]')) l;
+    RETURN CASE WHEN v_lines > 0 AND v_full = v_lines THEN 'received'
+                WHEN v_some > 0 THEN 'partial' ELSE 'purchase' END;
+END
+$$;
+
+-- Canonical form of a local order document (order_document()); NULL for a deleted order.
+CREATE FUNCTION @extschema@._canonical_local(p_doc jsonb) RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN jsonb_typeof(p_doc -> 'order') = 'object' THEN jsonb_build_object(
+        'state', @extschema@._status_class(p_doc -> 'order' ->> 'status'),
+        'partner_id', COALESCE((SELECT m.odoo_partner_id::text FROM @extschema@.partner_map m
+                                WHERE m.local_supplier_id = p_doc -> 'order' ->> 'supplier_id'),
+                               'local:' || (p_doc -> 'order' ->> 'supplier_id')),
+        'lines', COALESCE((
+            SELECT jsonb_object_agg(i ->> 'id', jsonb_build_object(
+                       'product_id', COALESCE(m.odoo_product_id::text, 'local:' || (i ->> 'product_id')),
+                       'quantity', (i ->> 'quantity')::numeric,
+                       'unit_price', (i ->> 'unit_price')::numeric))
+            FROM jsonb_array_elements(p_doc -> 'items') i
+            LEFT JOIN @extschema@.product_map m ON m.local_product_id = i ->> 'product_id'), '{}'))
+    END
+$$;
+
+-- Key of an Odoo line among the local items: our external id (pushed from here), a learned
+-- link (created from Odoo), or "odoo:<line id>" for a line the local side has never seen.
+CREATE FUNCTION @extschema@._line_key(p_tracking_id integer, l jsonb) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT COALESCE(
+        CASE WHEN starts_with(COALESCE(l ->> 'xmlid', ''), 'pol_' || p_tracking_id || '_')
+             THEN substr(l ->> 'xmlid', length('pol_' || p_tracking_id || '_') + 1) END,
+        (SELECT k.item_key FROM @extschema@.line_links k
+         WHERE k.tracking_id = p_tracking_id AND k.odoo_line_id = (l ->> 'odoo_line_id')::integer),
+        'odoo:' || (l ->> 'odoo_line_id'))
+$$;
+
+-- Canonical form of Odoo's version of an order (as the worker sends it to apply_remote).
+CREATE FUNCTION @extschema@._canonical_remote(p_tracking_id integer, r jsonb) RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_build_object(
+        'state', @extschema@._remote_class(r),
+        'partner_id', r ->> 'partner_id',
+        'lines', COALESCE((
+            SELECT jsonb_object_agg(@extschema@._line_key(p_tracking_id, l), jsonb_build_object(
+                       'product_id', l ->> 'product_id',
+                       'quantity', (l ->> 'quantity')::numeric,
+                       'unit_price', (l ->> 'unit_price')::numeric,
+                       'qty_received', COALESCE((l ->> 'qty_received')::numeric, 0),
+                       'odoo_line_id', (l ->> 'odoo_line_id')::integer))
+            FROM jsonb_array_elements(COALESCE(r -> 'lines', '[]')) l), '{}'))
+$$;
+
+-- The attributes of a line that both sides can change.
+CREATE FUNCTION @extschema@._line_core(l jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN l IS NULL OR jsonb_typeof(l) = 'null' THEN NULL
+                ELSE jsonb_build_object('product_id', l -> 'product_id', 'quantity', l -> 'quantity',
+                                        'unit_price', l -> 'unit_price') END
+$$;
+
+-- Three-way comparison. One entry per field that changed since the base:
+--   {"field": "state" | "partner_id" | "lines.<key>" | "lines.<key>.<attr>", "group": policy
+--    group, "line": key, "attr": attr, "base", "local", "remote", "side": local|remote|both}
+-- A field changed on both sides to the same value is no change. A line present on one side
+-- only is an entry for the whole line ("lines.<key>", attr NULL).
+CREATE FUNCTION @extschema@._diff3(b jsonb, l jsonb, r jsonb) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_out jsonb := '[]';
+    v_field text;
+    v_key text;
+    v_attr text;
+    bv jsonb; lv jsonb; rv jsonb;
+    bl jsonb; ll jsonb; rl jsonb;
+    v_side text;
+BEGIN
+    FOREACH v_field IN ARRAY ARRAY['state', 'partner_id'] LOOP
+        bv := b -> v_field; lv := l -> v_field; rv := r -> v_field;
+        -- Without a status column (or with statuses odoo_sync does not know) the local side
+        -- has no state: Odoo's is taken as it is.
+        CONTINUE WHEN v_field = 'state' AND (lv IS NULL OR jsonb_typeof(lv) = 'null');
+        v_side := CASE WHEN lv IS DISTINCT FROM bv AND rv IS DISTINCT FROM bv THEN
+                           CASE WHEN lv = rv THEN NULL ELSE 'both' END
+                       WHEN rv IS DISTINCT FROM bv THEN 'remote'
+                       WHEN lv IS DISTINCT FROM bv THEN 'local' END;
+        CONTINUE WHEN v_side IS NULL;
+        v_out := v_out || jsonb_build_object('field', v_field,
+            'group', CASE WHEN v_field = 'partner_id' THEN 'supplier'
+                          WHEN rv #>> '{}' IN ('partial', 'received') THEN 'received' ELSE 'state' END,
+            'base', bv, 'local', lv, 'remote', rv, 'side', v_side);
+    END LOOP;
+
+    FOR v_key IN
+        SELECT k FROM jsonb_object_keys(COALESCE(b -> 'lines', '{}')) k
+        UNION SELECT k FROM jsonb_object_keys(COALESCE(l -> 'lines', '{}')) k
+        UNION SELECT k FROM jsonb_object_keys(COALESCE(r -> 'lines', '{}')) k
+        ORDER BY 1
+    LOOP
+        bl := @extschema@._line_core(b -> 'lines' -> v_key);
+        ll := @extschema@._line_core(l -> 'lines' -> v_key);
+        rl := @extschema@._line_core(r -> 'lines' -> v_key);
+        IF ll IS NULL OR rl IS NULL THEN
+            -- Added or removed on one side (or both).
+            v_side := CASE
+                WHEN ll IS NULL AND rl IS NULL THEN NULL
+                WHEN bl IS NULL THEN CASE WHEN ll IS NULL THEN 'remote' ELSE 'local' END
+                WHEN ll IS NULL THEN CASE WHEN rl = bl THEN 'local' ELSE 'both' END
+                ELSE CASE WHEN ll = bl THEN 'remote' ELSE 'both' END END;
+            CONTINUE WHEN v_side IS NULL;
+            v_out := v_out || jsonb_build_object('field', 'lines.' || v_key, 'group', 'lines', 'line', v_key,
+                'attr', NULL, 'base', bl, 'local', ll, 'remote', rl, 'side', v_side);
+            CONTINUE;
+        END IF;
+        FOREACH v_attr IN ARRAY ARRAY['product_id', 'quantity', 'unit_price'] LOOP
+            bv := bl -> v_attr; lv := ll -> v_attr; rv := rl -> v_attr;
+            v_side := CASE WHEN lv IS DISTINCT FROM bv AND rv IS DISTINCT FROM bv THEN
+                               CASE WHEN lv = rv THEN NULL ELSE 'both' END
+                           WHEN rv IS DISTINCT FROM bv THEN 'remote'
+                           WHEN lv IS DISTINCT FROM bv THEN 'local' END;
+            CONTINUE WHEN v_side IS NULL;
+            v_out := v_out || jsonb_build_object('field', format('lines.%s.%s', v_key, v_attr), 'group', 'lines',
+                'line', v_key, 'attr', v_attr, 'base', bv, 'local', lv, 'remote', rv, 'side', v_side);
+        END LOOP;
+    END LOOP;
+    RETURN v_out;
+END
+$$;
+
+-- True when the local order says the same as Odoo (nothing left to push).
+CREATE FUNCTION @extschema@._same_content(l jsonb, r jsonb) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_array_length(@extschema@._diff3(r, l, r)) = 0
+$$;
+
+-- Type of a column as written in a cast.
+CREATE FUNCTION @extschema@._coltype(p_rel regclass, p_column text) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+    WHERE a.attrelid = p_rel AND a.attname = p_column AND a.attnum > 0 AND NOT a.attisdropped
+$$;
+
+-- A key for a new local row created from Odoo data, when the key column has no default of
+-- its own: a uuid, or a readable text key. Bigint keys without a default cannot be invented.
+CREATE FUNCTION @extschema@._new_key_expr(p_rel regclass, p_column text, p_text_key text) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_has_default boolean;
+    v_type regtype;
+BEGIN
+    SELECT a.atthasdef OR a.attidentity <> '' INTO v_has_default FROM pg_attribute a
+    WHERE a.attrelid = p_rel AND a.attname = p_column;
+    IF v_has_default THEN
+        RETURN NULL;
+    END IF;
+    v_type := @extschema@._column_base_type(p_rel, p_column);
+    IF v_type = 'uuid'::regtype THEN
+        RETURN 'pg_catalog.gen_random_uuid()';
+    ELSIF v_type IN ('text'::regtype, 'varchar'::regtype, 'bpchar'::regtype) THEN
+        RETURN quote_literal(p_text_key);
+    END IF;
+    RAISE EXCEPTION 'cannot create a row in % from Odoo data: column % has no default', p_rel, p_column
+        USING ERRCODE = '23502',
+              HINT = format('Give %s.%s a default (an identity or a sequence), then import again.', p_rel, p_column);
+END
+$$;
+
+-- The local supplier for an Odoo partner: the only local id mapped to it, else none.
+CREATE FUNCTION @extschema@._local_supplier(p_partner integer) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN count(*) = 1 THEN min(local_supplier_id) END
+    FROM @extschema@.partner_map WHERE odoo_partner_id = p_partner
+$$;
+
+CREATE FUNCTION @extschema@._local_product(p_product integer) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN count(*) = 1 THEN min(local_product_id) END
+    FROM @extschema@.product_map WHERE odoo_product_id = p_product
+$$;
+
+-- The local id of an Odoo partner/product, learning one when none is mapped yet: the Odoo
+-- reference (partner ref, product default_code) when it is set, else the Odoo id. The value
+-- must fit the local column's type; the mapping is stored so pushes find the same record.
+CREATE FUNCTION @extschema@._learn_local_ref(p_kind text, p_odoo_id integer, p_code text) RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_local text;
+BEGIN
+    IF p_kind = 'partner' THEN
+        v_local := @extschema@._local_supplier(p_odoo_id);
+        IF v_local IS NULL THEN
+            v_local := COALESCE(NULLIF(p_code, ''), p_odoo_id::text);
+            INSERT INTO @extschema@.partner_map (local_supplier_id, odoo_partner_id, source)
+            VALUES (v_local, p_odoo_id, 'import') ON CONFLICT (local_supplier_id) DO NOTHING;
+        END IF;
+    ELSE
+        v_local := @extschema@._local_product(p_odoo_id);
+        IF v_local IS NULL THEN
+            v_local := COALESCE(NULLIF(p_code, ''), p_odoo_id::text);
+            INSERT INTO @extschema@.product_map (local_product_id, odoo_product_id, source)
+            VALUES (v_local, p_odoo_id, 'import') ON CONFLICT (local_product_id) DO NOTHING;
+        END IF;
+    END IF;
+    RETURN v_local;
+END
+$$;
+
+-- Writes one local item from an Odoo line: updates p_attrs of item p_item_key, or inserts
+-- (p_insert) an item under p_item_key, or under a new key when p_item_key is NULL. Returns the
+-- item's key. Runs as the items table's owner, without capture.
+CREATE FUNCTION @extschema@._write_item(t @extschema@.tracked_tables, p_order_key text, p_item_key text,
+                                        rl jsonb, p_attrs text[], p_insert boolean DEFAULT false)
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m jsonb := t.mapping -> 'items';
+    v_cols text[] := '{}';
+    v_vals text[] := '{}';
+    v_params text[] := '{}';
+    v_canon text;
+    v_value text;
+    v_key_expr text;
+    v_keys text[];
+BEGIN
+    FOREACH v_canon IN ARRAY ARRAY['product_id', 'product_name', 'product_code', 'quantity', 'unit_price', 'total_price'] LOOP
+        CONTINUE WHEN m ->> v_canon IS NULL;
+        CONTINUE WHEN NOT p_insert AND p_item_key IS NOT NULL AND NOT v_canon = ANY (p_attrs)
+                      AND NOT (v_canon = 'total_price' AND p_attrs && ARRAY['quantity', 'unit_price']);
+        v_value := CASE v_canon
+            WHEN 'product_id' THEN @extschema@._learn_local_ref('product', (rl ->> 'product_id')::integer, rl ->> 'product_code')
+            WHEN 'product_name' THEN rl ->> 'name'
+            WHEN 'product_code' THEN rl ->> 'product_code'
+            WHEN 'quantity' THEN rl ->> 'quantity'
+            WHEN 'unit_price' THEN rl ->> 'unit_price'
+            WHEN 'total_price' THEN rl ->> 'subtotal' END;
+        CONTINUE WHEN v_value IS NULL;
+        v_params := v_params || v_value;
+        v_cols := v_cols || quote_ident(m ->> v_canon);
+        v_vals := v_vals || format('$1[%s]::%s', cardinality(v_params), @extschema@._coltype(t.items_table, m ->> v_canon));
+    END LOOP;
+    IF p_item_key IS NOT NULL AND NOT p_insert THEN
+        IF cardinality(v_cols) = 0 THEN
+            RETURN p_item_key;
+        END IF;
+        v_params := v_params || p_item_key;
+        PERFORM @extschema@._exec_as_owner(t.items_table, format('UPDATE %s SET (%s) = ROW(%s) WHERE %I = $1[%s]::%s',
+            t.items_table, array_to_string(v_cols, ', '), array_to_string(v_vals, ', '), m ->> 'id',
+            cardinality(v_params), @extschema@._coltype(t.items_table, m ->> 'id')), v_params);
+        RETURN p_item_key;
+    END IF;
+    v_params := v_params || p_order_key;
+    v_cols := v_cols || quote_ident(m ->> 'order_id');
+    v_vals := v_vals || format('$1[%s]::%s', cardinality(v_params), @extschema@._coltype(t.items_table, m ->> 'order_id'));
+    IF p_item_key IS NOT NULL THEN
+        v_params := v_params || p_item_key;
+        v_key_expr := format('$1[%s]::%s', cardinality(v_params), @extschema@._coltype(t.items_table, m ->> 'id'));
+    ELSE
+        v_key_expr := @extschema@._new_key_expr(t.items_table, m ->> 'id', 'odoo-line-' || (rl ->> 'odoo_line_id'));
+    END IF;
+    IF v_key_expr IS NOT NULL THEN
+        v_cols := v_cols || quote_ident(m ->> 'id');
+        v_vals := v_vals || v_key_expr;
+    END IF;
+    v_keys := @extschema@._query_as_owner(t.items_table, format('INSERT INTO %s (%s) VALUES (%s) RETURNING %I::text',
+        t.items_table, array_to_string(v_cols, ', '), array_to_string(v_vals, ', '), m ->> 'id'), v_params);
+    IF p_item_key IS NULL AND rl ->> 'odoo_line_id' IS NOT NULL THEN
+        INSERT INTO @extschema@.line_links (tracking_id, item_key, order_key, odoo_line_id)
+        VALUES (t.id, v_keys[1], p_order_key, (rl ->> 'odoo_line_id')::integer)
+        ON CONFLICT (tracking_id, odoo_line_id) DO UPDATE SET item_key = EXCLUDED.item_key, order_key = EXCLUDED.order_key;
+    END IF;
+    RETURN v_keys[1];
+END
+$$;
+
+-- Applies the entries Odoo wins to the local rows (as the tables' owners, without capture).
+-- Returns the keys given to lines created from Odoo: {"odoo:<line id>": "<new item key>"}.
+CREATE FUNCTION @extschema@._apply_to_local(t @extschema@.tracked_tables, p_order_key text, p_entries jsonb,
+                                            r jsonb, p_local_status text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    e jsonb;
+    v_order jsonb := '{}';
+    v_new_keys jsonb := '{}';
+    v_line jsonb;
+    v_key text;
+    v_attrs text[];
+    v_supplier text;
+    v_items_key_type text := @extschema@._coltype(t.items_table, t.mapping -> 'items' ->> 'id');
+BEGIN
+    FOR e IN SELECT value FROM jsonb_array_elements(p_entries) LOOP
+        IF e ->> 'field' = 'state' THEN
+            v_order := v_order || jsonb_build_object('status',
+                @extschema@._status_for_class(e ->> 'remote', p_local_status));
+        ELSIF e ->> 'field' = 'partner_id' THEN
+            v_supplier := @extschema@._learn_local_ref('partner', (e ->> 'remote')::integer, r ->> 'partner_ref');
+            v_order := v_order || jsonb_build_object('supplier_id', v_supplier);
+            IF t.mapping -> 'orders' ? 'supplier_name' AND r ? 'partner_name' THEN
+                v_order := v_order || jsonb_build_object('supplier_name', r ->> 'partner_name');
+            END IF;
+        END IF;
+    END LOOP;
+    IF v_order <> '{}' THEN
+        PERFORM @extschema@._write_back(t.id, p_order_key, v_order);
+    END IF;
+
+    -- Lines: whole-line entries first (added or removed in Odoo), then attributes.
+    FOR e IN SELECT value FROM jsonb_array_elements(p_entries) WHERE value ->> 'attr' IS NULL AND value ? 'line' LOOP
+        v_key := e ->> 'line';
+        SELECT value INTO v_line FROM jsonb_array_elements(r -> 'lines') l(value)
+        WHERE @extschema@._line_key(t.id, l.value) = v_key;
+        IF e -> 'remote' IS NULL OR jsonb_typeof(e -> 'remote') = 'null' THEN
+            IF NOT starts_with(v_key, 'odoo:') THEN
+                PERFORM @extschema@._exec_as_owner(t.items_table, format('DELETE FROM %s WHERE %I = $1[1]::%s',
+                    t.items_table, t.mapping -> 'items' ->> 'id', v_items_key_type), ARRAY[v_key]);
+                DELETE FROM @extschema@.line_links WHERE tracking_id = t.id AND item_key = v_key;
+            END IF;
+        ELSIF starts_with(v_key, 'odoo:') THEN
+            v_new_keys := v_new_keys || jsonb_build_object(v_key,
+                @extschema@._write_item(t, p_order_key, NULL, v_line, NULL));
+        ELSE
+            -- Odoo has a line of ours the local side no longer has: it comes back under its key.
+            PERFORM @extschema@._write_item(t, p_order_key, v_key, v_line, NULL, true);
+        END IF;
+    END LOOP;
+    FOR v_key, v_attrs IN
+        SELECT value ->> 'line', array_agg(value ->> 'attr')
+        FROM jsonb_array_elements(p_entries) WHERE value ->> 'attr' IS NOT NULL
+        GROUP BY 1
+    LOOP
+        SELECT value INTO v_line FROM jsonb_array_elements(r -> 'lines') l(value)
+        WHERE @extschema@._line_key(t.id, l.value) = v_key;
+        PERFORM @extschema@._write_item(t, p_order_key, v_key, v_line, v_attrs);
+    END LOOP;
+    RETURN v_new_keys;
+END
+$$;
+
+-- Canonical remote with the keys of lines just created locally.
+CREATE FUNCTION @extschema@._rekey(c jsonb, p_new_keys jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_set(c, '{lines}', COALESCE((
+        SELECT jsonb_object_agg(COALESCE(p_new_keys ->> k, k), v) FROM jsonb_each(c -> 'lines') x(k, v)), '{}'))
+$$;
+
+-- The local order's totals (the amount columns the tracking maps), as numbers.
+CREATE FUNCTION @extschema@._local_amounts(p_tracking_id integer, p_order_key text) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t @extschema@.tracked_tables;
+    v_cols text;
+    v_out jsonb;
+BEGIN
+    SELECT * INTO t FROM @extschema@.tracked_tables WHERE id = p_tracking_id;
+    SELECT string_agg(format('%L, o.%I', k, t.mapping -> 'orders' ->> k), ', ') INTO v_cols
+    FROM unnest(ARRAY['subtotal', 'sales_tax', 'grand_total']) k WHERE t.mapping -> 'orders' ? k;
+    IF v_cols IS NULL THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE format('SELECT jsonb_strip_nulls(jsonb_build_object(%s)) FROM %s o WHERE o.%I = $1::%s', v_cols, t.orders_table,
+                   t.mapping -> 'orders' ->> 'id', @extschema@._coltype(t.orders_table, t.mapping -> 'orders' ->> 'id'))
+        INTO v_out USING p_order_key;
+    RETURN v_out;
+END
+$$;
+
+-- Totals as JSON numbers (they travel as strings).
+CREATE FUNCTION @extschema@._numeric_amounts(p_amounts jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_object_agg(key, (value #>> '{}')::numeric) FROM jsonb_each(COALESCE(p_amounts, '{}'))
+    WHERE key IN ('subtotal', 'sales_tax', 'grand_total') AND jsonb_typeof(value) IN ('string', 'number')
+$$;
+
+-- Writes Odoo's totals into the local order (only the amount columns the tracking maps).
+CREATE FUNCTION @extschema@._write_amounts(p_tracking_id integer, p_order_key text, p_amounts jsonb)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT @extschema@._write_back(p_tracking_id, p_order_key,
+        (SELECT COALESCE(jsonb_object_agg(key, value), '{}') FROM jsonb_each(COALESCE(p_amounts, '{}'))
+         WHERE key IN ('subtotal', 'sales_tax', 'grand_total')))
+$$;
+
+-- Creates the local rows of an Odoo order (import). Returns the new order key.
+CREATE FUNCTION @extschema@._import_remote(t @extschema@.tracked_tables, r jsonb) RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m jsonb := t.mapping -> 'orders';
+    v_cols text[] := '{}';
+    v_vals text[] := '{}';
+    v_params text[] := '{}';
+    v_canon text;
+    v_value text;
+    v_key_expr text;
+    v_keys text[];
+    v_key text;
+    v_line jsonb;
+BEGIN
+    FOREACH v_canon IN ARRAY ARRAY['order_number', 'supplier_id', 'supplier_name', 'status', 'subtotal', 'sales_tax',
+                                   'grand_total', 'notes', 'odoo_order_id', 'last_synced_at', 'sync_status'] LOOP
+        CONTINUE WHEN m ->> v_canon IS NULL;
+        v_value := CASE v_canon
+            WHEN 'order_number' THEN r ->> 'name'
+            WHEN 'supplier_id' THEN @extschema@._learn_local_ref('partner', (r ->> 'partner_id')::integer, r ->> 'partner_ref')
+            WHEN 'supplier_name' THEN r ->> 'partner_name'
+            WHEN 'status' THEN @extschema@._status_for_class(@extschema@._remote_class(r), NULL)
+            WHEN 'subtotal' THEN r -> 'amounts' ->> 'subtotal'
+            WHEN 'sales_tax' THEN r -> 'amounts' ->> 'sales_tax'
+            WHEN 'grand_total' THEN r -> 'amounts' ->> 'grand_total'
+            WHEN 'notes' THEN r ->> 'notes'
+            WHEN 'odoo_order_id' THEN r ->> 'odoo_id'
+            WHEN 'last_synced_at' THEN now()::text
+            WHEN 'sync_status' THEN 'SYNCED' END;
+        CONTINUE WHEN v_value IS NULL;
+        v_params := v_params || v_value;
+        v_cols := v_cols || quote_ident(m ->> v_canon);
+        v_vals := v_vals || format('$1[%s]::%s', cardinality(v_params), @extschema@._coltype(t.orders_table, m ->> v_canon));
+    END LOOP;
+    v_key_expr := @extschema@._new_key_expr(t.orders_table, m ->> 'id', 'odoo-' || (r ->> 'odoo_id'));
+    IF v_key_expr IS NOT NULL THEN
+        v_cols := v_cols || quote_ident(m ->> 'id');
+        v_vals := v_vals || v_key_expr;
+    END IF;
+    v_keys := @extschema@._query_as_owner(t.orders_table, format('INSERT INTO %s (%s) VALUES (%s) RETURNING %I::text',
+        t.orders_table, array_to_string(v_cols, ', '), array_to_string(v_vals, ', '), m ->> 'id'), v_params);
+    v_key := v_keys[1];
+    FOR v_line IN SELECT value FROM jsonb_array_elements(COALESCE(r -> 'lines', '[]')) LOOP
+        PERFORM @extschema@._write_item(t, v_key, NULL, v_line, NULL);
+    END LOOP;
+    RETURN v_key;
+END
+$$;
+
+-- Hands Odoo's version of one purchase order to the database. Decides in one transaction:
+--   - the order is not linked here: imported when p_import (import_orders, sync_order_from_odoo),
+--     otherwise ignored ('unlinked');
+--   - its push is running (another worker is writing it to Odoo): 'busy', try again later;
+--   - Odoo's version is older than the one already applied: 'stale', nothing changes;
+--   - otherwise a three-way merge against the base: fields Odoo changed are applied to the
+--     local rows (never enqueuing a push: no echo); fields changed on both sides follow the
+--     conflict policies, and those left to a person become one conflict; local changes Odoo
+--     has not seen get a push job.
+-- p_job_id / p_attempt_token: the running push job of this order when its worker found
+-- Odoo changed before writing (conflicts are then VERSION_CONFLICT).
+-- Returns {"outcome", "tracking_id", "order_key", "applied", "conflict_id", "push_job"}.
+CREATE FUNCTION @extschema@.apply_remote(remote jsonb, import boolean DEFAULT false,
+                                         job_id bigint DEFAULT NULL, attempt_token bigint DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    r jsonb := remote;
+    v_odoo_id integer;
+    v_tracking integer;
+    v_key text;
+    t @extschema@.tracked_tables;
+    st @extschema@.order_state;
+    j @extschema@.jobs;
+    v_doc jsonb;
+    v_base jsonb;
+    v_local jsonb;
+    v_remote jsonb;
+    v_entries jsonb;
+    v_apply jsonb := '[]';
+    v_conflicts jsonb := '[]';
+    e jsonb;
+    v_policy text;
+    v_new_keys jsonb;
+    v_conflict uuid;
+    v_push bigint;
+    v_status text;
+    v_same boolean;
+BEGIN
+    IF r IS NULL OR jsonb_typeof(r) <> 'object' OR jsonb_typeof(r -> 'odoo_id') <> 'number'
+       OR jsonb_typeof(r -> 'lines') <> 'array' OR jsonb_typeof(r -> 'state') <> 'string' THEN
+        RAISE EXCEPTION 'apply_remote expects an Odoo order with odoo_id, state and lines'
+            USING ERRCODE = '22023', DETAIL = left(COALESCE(r::text, 'NULL'), 200);
+    END IF;
+    v_odoo_id := (r ->> 'odoo_id')::integer;
+
+    -- Which local order: our external id, else the Odoo id a previous sync stored.
+    IF r ->> 'xmlid' ~ '^po_[0-9]+_' THEN
+        v_tracking := substring(r ->> 'xmlid' FROM '^po_([0-9]+)_')::integer;
+        v_key := substr(r ->> 'xmlid', length('po_' || v_tracking || '_') + 1);
+        IF NOT EXISTS (SELECT 1 FROM @extschema@.tracked_tables tt WHERE tt.id = v_tracking) THEN
+            v_tracking := NULL; v_key := NULL;
+        END IF;
+    END IF;
+    IF v_key IS NULL THEN
+        SELECT s.tracking_id, s.order_key INTO v_tracking, v_key FROM @extschema@.order_state s
+        WHERE s.odoo_id = v_odoo_id ORDER BY s.tracking_id LIMIT 1;
+    END IF;
+
+    IF v_key IS NULL THEN
+        IF NOT import THEN
+            RETURN jsonb_build_object('outcome', 'unlinked', 'odoo_id', v_odoo_id);
+        END IF;
+        v_tracking := COALESCE((r ->> 'tracking_id')::integer, (SELECT min(tt.id) FROM @extschema@.tracked_tables tt));
+        SELECT * INTO t FROM @extschema@.tracked_tables tt WHERE tt.id = v_tracking;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'no tracked orders table to import Odoo order % into', v_odoo_id
+                USING ERRCODE = 'P0002', HINT = 'Attach your tables first: SELECT odoo_sync.track_orders(''orders'', ''order_items'');';
+        END IF;
+        v_key := @extschema@._import_remote(t, r);
+        v_remote := @extschema@._canonical_remote(t.id, r);
+        INSERT INTO @extschema@.order_state AS s (tracking_id, order_key, order_number, version, sync_status, odoo_id,
+            odoo_name, last_synced_at, base_snapshot, odoo_write_date, odoo_state, odoo_locked, link)
+        VALUES (t.id, v_key, r ->> 'name', 0, 'SYNCED', v_odoo_id, r ->> 'name', now(),
+                v_remote || jsonb_build_object('amounts', @extschema@._numeric_amounts(r -> 'amounts')),
+                r ->> 'write_date', r ->> 'state', r ->> 'state' IN ('purchase', 'done'), 'dbid')
+        ON CONFLICT (tracking_id, order_key) DO UPDATE SET odoo_id = EXCLUDED.odoo_id, link = 'dbid',
+            base_snapshot = EXCLUDED.base_snapshot, sync_status = 'SYNCED', odoo_write_date = EXCLUDED.odoo_write_date,
+            odoo_state = EXCLUDED.odoo_state, odoo_locked = EXCLUDED.odoo_locked;
+        PERFORM @extschema@._event('ORDER_IMPORTED_FROM_ODOO', t.id, v_key,
+            jsonb_build_object('odoo_order_id', v_odoo_id, 'odoo_name', r ->> 'name', 'lines', jsonb_array_length(r -> 'lines')));
+        RETURN jsonb_build_object('outcome', 'imported', 'tracking_id', t.id, 'order_key', v_key, 'odoo_id', v_odoo_id);
+    END IF;
+
+    SELECT * INTO t FROM @extschema@.tracked_tables tt WHERE tt.id = v_tracking;
+    PERFORM @extschema@._lock_order(v_tracking, v_key);
+    SELECT * INTO st FROM @extschema@.order_state s WHERE s.tracking_id = v_tracking AND s.order_key = v_key FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN jsonb_build_object('outcome', 'unlinked', 'odoo_id', v_odoo_id);
+    END IF;
+    IF st.job_id IS NOT NULL THEN
+        SELECT * INTO j FROM @extschema@.jobs q WHERE q.id = st.job_id;
+        IF FOUND AND j.state = 'running' AND (job_id IS NULL OR j.id <> job_id OR j.attempt_token IS DISTINCT FROM attempt_token) THEN
+            RETURN jsonb_build_object('outcome', 'busy', 'tracking_id', v_tracking, 'order_key', v_key, 'odoo_id', v_odoo_id);
+        END IF;
+    END IF;
+    IF st.odoo_write_date IS NOT NULL AND r ->> 'write_date' < st.odoo_write_date THEN
+        RETURN jsonb_build_object('outcome', 'stale', 'tracking_id', v_tracking, 'order_key', v_key, 'odoo_id', v_odoo_id);
+    END IF;
+
+    v_doc := @extschema@.order_document(v_tracking, v_key);
+    IF (v_doc ->> 'deleted')::boolean THEN
+        -- Deleted here: its push cancels the Odoo order; nothing to apply.
+        UPDATE @extschema@.order_state s SET odoo_write_date = r ->> 'write_date', odoo_state = r ->> 'state'
+        WHERE s.tracking_id = v_tracking AND s.order_key = v_key;
+        RETURN jsonb_build_object('outcome', 'unchanged', 'tracking_id', v_tracking, 'order_key', v_key, 'odoo_id', v_odoo_id);
+    END IF;
+    v_local := @extschema@._canonical_local(v_doc);
+    v_remote := @extschema@._canonical_remote(v_tracking, r);
+    -- Without a base (never synced in this form) Odoo's version is taken as the base: local
+    -- edits still count as local changes, Odoo's values fill what the local side lacks.
+    v_base := CASE WHEN jsonb_typeof(st.base_snapshot -> 'lines') = 'object' THEN st.base_snapshot ELSE v_remote END;
+    v_entries := @extschema@._diff3(v_base, v_local, v_remote);
+
+    FOR e IN SELECT value FROM jsonb_array_elements(v_entries) LOOP
+        IF e ->> 'side' = 'remote' THEN
+            v_apply := v_apply || e;
+        ELSIF e ->> 'side' = 'both' THEN
+            v_policy := @extschema@._setting('conflict_policy_' || (e ->> 'group')) #>> '{}';
+            IF v_policy = 'remote_wins' THEN
+                v_apply := v_apply || e;
+            ELSIF v_policy = 'manual' THEN
+                v_conflicts := v_conflicts || (e - 'side' - 'group');
+            END IF;
+        END IF;
+    END LOOP;
+
+    v_new_keys := @extschema@._apply_to_local(t, v_key, v_apply, r, v_doc -> 'order' ->> 'status');
+    v_remote := @extschema@._rekey(v_remote, v_new_keys);
+    -- Odoo's totals are the truth once the local lines equal Odoo's.
+    v_local := @extschema@._canonical_local(@extschema@.order_document(v_tracking, v_key));
+
+    v_same := jsonb_array_length(v_conflicts) = 0 AND @extschema@._same_content(v_local, v_remote);
+    -- The base remembers the totals last written to the local row (Odoo's, when the local
+    -- order now equals Odoo's): local totals that differ from them are the application's own.
+    UPDATE @extschema@.order_state s
+    SET base_snapshot = v_remote || jsonb_build_object('amounts',
+            CASE WHEN v_same THEN @extschema@._numeric_amounts(r -> 'amounts') ELSE s.base_snapshot -> 'amounts' END),
+        odoo_write_date = r ->> 'write_date', odoo_state = r ->> 'state',
+        odoo_locked = r ->> 'state' IN ('purchase', 'done'), odoo_id = v_odoo_id,
+        odoo_name = COALESCE(r ->> 'name', s.odoo_name)
+    WHERE s.tracking_id = v_tracking AND s.order_key = v_key;
+
+    IF jsonb_array_length(v_conflicts) > 0 THEN
+        v_conflict := @extschema@._record_conflict(v_tracking, v_key,
+            CASE WHEN job_id IS NULL THEN 'CONCURRENT_MODIFICATION' ELSE 'VERSION_CONFLICT' END,
+            v_conflicts, v_local, v_remote, v_base);
+    ELSIF v_same THEN
+        PERFORM @extschema@._write_amounts(v_tracking, v_key, r -> 'amounts');
+        UPDATE @extschema@.order_state s
+        SET sync_status = CASE WHEN s.sync_status = 'CONFLICT' OR s.job_id IS NOT NULL THEN s.sync_status ELSE 'SYNCED' END,
+            last_synced_at = CASE WHEN jsonb_array_length(v_apply) > 0 THEN now() ELSE s.last_synced_at END
+        WHERE s.tracking_id = v_tracking AND s.order_key = v_key
+        RETURNING s.sync_status INTO v_status;
+        PERFORM @extschema@._write_back(v_tracking, v_key, jsonb_build_object('sync_status', v_status));
+    ELSIF job_id IS NULL THEN
+        v_push := @extschema@._ensure_push_job(v_tracking, v_key, NULL);
+    END IF;
+    IF jsonb_array_length(v_apply) > 0 THEN
+        PERFORM @extschema@._event('ORDER_UPDATED_FROM_ODOO', v_tracking, v_key,
+            jsonb_build_object('odoo_order_id', v_odoo_id, 'write_date', r ->> 'write_date',
+                               'fields', (SELECT jsonb_agg(x ->> 'field') FROM jsonb_array_elements(v_apply) x)));
+    END IF;
+    RETURN jsonb_build_object('outcome', CASE WHEN v_conflict IS NOT NULL THEN 'conflict'
+                                              WHEN jsonb_array_length(v_apply) > 0 THEN 'applied' ELSE 'unchanged' END,
+        'tracking_id', v_tracking, 'order_key', v_key, 'odoo_id', v_odoo_id,
+        'applied', jsonb_array_length(v_apply), 'conflict_id', v_conflict, 'push_job', v_push);
+END
+$$;
+
+-- An Odoo order linked here no longer exists in Odoo (found by the reconciliation). The local
+-- order is cancelled (Odoo only deletes cancelled orders) and unlinked, so a later push
+-- creates it again only if someone reopens it.
+CREATE FUNCTION @extschema@.remote_deleted(odoo_order_id integer) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    st @extschema@.order_state;
+    t @extschema@.tracked_tables;
+BEGIN
+    SELECT * INTO st FROM @extschema@.order_state s WHERE s.odoo_id = odoo_order_id LIMIT 1;
+    IF NOT FOUND THEN
+        RETURN jsonb_build_object('outcome', 'unlinked');
+    END IF;
+    SELECT * INTO t FROM @extschema@.tracked_tables tt WHERE tt.id = st.tracking_id;
+    PERFORM @extschema@._lock_order(st.tracking_id, st.order_key);
+    IF t.mapping -> 'orders' ? 'status' AND NOT st.deleted THEN
+        PERFORM @extschema@._write_back(st.tracking_id, st.order_key, '{"status": "CANCELLED"}');
+    END IF;
+    UPDATE @extschema@.order_state s
+    SET odoo_id = NULL, odoo_name = NULL, odoo_state = NULL, odoo_write_date = NULL, odoo_locked = false,
+        base_snapshot = NULL, link = 'xmlid'
+    WHERE s.tracking_id = st.tracking_id AND s.order_key = st.order_key;
+    DELETE FROM @extschema@.line_links WHERE tracking_id = st.tracking_id AND order_key = st.order_key;
+    PERFORM @extschema@._write_back(st.tracking_id, st.order_key, jsonb_build_object('odoo_order_id', NULL));
+    PERFORM @extschema@._event('ORDER_UPDATED_FROM_ODOO', st.tracking_id, st.order_key,
+        jsonb_build_object('odoo_order_id', odoo_order_id, 'deleted_in_odoo', true));
+    RETURN jsonb_build_object('outcome', 'cancelled', 'tracking_id', st.tracking_id, 'order_key', st.order_key);
+END
+$$;
+
+-- Linked Odoo ids, in pages (the reconciliation walks them).
+CREATE FUNCTION @extschema@.linked_odoo_ids(after_id integer DEFAULT 0, max_ids integer DEFAULT 1000)
+RETURNS SETOF integer
+LANGUAGE sql STABLE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT DISTINCT s.odoo_id FROM @extschema@.order_state s
+    WHERE s.odoo_id > COALESCE(after_id, 0) AND NOT s.deleted
+    ORDER BY 1 LIMIT LEAST(GREATEST(COALESCE(max_ids, 1000), 1), 10000)
+$$;
+
+-- The realtime pull's position.
+CREATE FUNCTION @extschema@.pull_position()
+RETURNS TABLE (watermark text, seen jsonb, reconciled_at timestamptz)
+LANGUAGE sql STABLE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.watermark, c.seen, c.reconciled_at FROM @extschema@.pull_cursor c
+$$;
+
+-- Stores the realtime pull's position. The watermark only moves forward.
+CREATE FUNCTION @extschema@.save_pull_position(watermark text, seen jsonb, reconciled boolean DEFAULT false)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+BEGIN
+    IF watermark IS NOT NULL AND watermark !~ '^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$' THEN
+        RAISE EXCEPTION 'watermark must be an Odoo datetime "YYYY-MM-DD HH:MM:SS", got %', watermark USING ERRCODE = '22007';
+    END IF;
+    IF seen IS NULL OR jsonb_typeof(seen) <> 'object' THEN
+        RAISE EXCEPTION 'seen must be a JSON object of Odoo id -> write_date' USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO @extschema@.pull_cursor AS c (id, watermark, seen, reconciled_at)
+    VALUES (1, watermark, seen, CASE WHEN reconciled THEN now() END)
+    ON CONFLICT (id) DO UPDATE SET
+        watermark = GREATEST(c.watermark, EXCLUDED.watermark),
+        seen = CASE WHEN EXCLUDED.watermark >= c.watermark OR c.watermark IS NULL THEN EXCLUDED.seen ELSE c.seen END,
+        reconciled_at = CASE WHEN reconciled THEN now() ELSE c.reconciled_at END,
+        updated_at = now();
+END
+$$;
+
+-- Progress of a running import, for batch_status() while it runs.
+CREATE FUNCTION @extschema@.report_progress(job_id bigint, attempt_token bigint, progress jsonb) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    j @extschema@.jobs;
+BEGIN
+    j := @extschema@._lock_running_job(job_id, attempt_token);
+    IF progress IS NULL OR jsonb_typeof(progress) <> 'object' THEN
+        RAISE EXCEPTION 'progress must be a JSON object' USING ERRCODE = '22023';
+    END IF;
+    IF j.batch_id IS NOT NULL THEN
+        UPDATE @extschema@.batches SET progress = report_progress.progress WHERE id = j.batch_id;
+    END IF;
+END
+$$;
+
+-- Hands a running job back to the queue without counting an attempt: its worker found the
+-- order changed in Odoo and merged it first (the next attempt pushes the merged order), or the
+-- order is in conflict (the job then waits until the conflict is resolved).
+CREATE FUNCTION @extschema@.requeue_job(job_id bigint, attempt_token bigint) RETURNS text
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    j @extschema@.jobs;
+    v_held boolean;
+BEGIN
+    j := @extschema@._lock_running_job(job_id, attempt_token);
+    v_held := j.kind = 'push' AND EXISTS (SELECT 1 FROM @extschema@.order_state s
+        WHERE s.tracking_id = j.tracking_id AND s.order_key = j.order_key AND s.sync_status = 'CONFLICT');
+    UPDATE @extschema@.jobs q
+    SET state = 'queued', attempts = GREATEST(q.attempts - 1, 0), lease_owner = NULL, lease_until = NULL,
+        attempt_token = NULL, run_after = CASE WHEN v_held THEN 'infinity' ELSE now() END
+    WHERE q.id = j.id;
+    IF NOT v_held THEN
+        PERFORM pg_notify('odoo_sync_events', 'queue');
+    END IF;
+    RETURN CASE WHEN v_held THEN 'held' ELSE 'queued' END;
+END
+$$;
+
+-- Queues a pull of one Odoo order (the realtime pull found it while its push was running).
+CREATE FUNCTION @extschema@.queue_pull(odoo_order_id integer) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_job bigint;
+BEGIN
+    IF odoo_order_id IS NULL OR odoo_order_id < 1 THEN
+        RAISE EXCEPTION 'odoo_order_id must be a positive Odoo record id' USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO @extschema@.jobs AS j (kind, odoo_id, payload, run_after)
+    VALUES ('pull', odoo_order_id, jsonb_build_object('odoo_order_id', odoo_order_id), now() + interval '1 second')
+    ON CONFLICT (odoo_id) WHERE kind = 'pull' DO UPDATE SET run_after = LEAST(j.run_after, EXCLUDED.run_after)
+    RETURNING id INTO v_job;
+    RETURN v_job;
+END
+$$;

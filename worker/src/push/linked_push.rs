@@ -1,0 +1,241 @@
+//! Orders written to Odoo by database id: orders imported from Odoo (linked by id, not by our
+//! external id: creating external ids for existing records needs rights an API user seldom
+//! has) and orders holding lines that were created from Odoo lines.
+//!
+//! One order at a time, every step idempotent, so a retry after an unknown outcome writes the
+//! same thing again and creates nothing twice:
+//! 1. lines added locally: `purchase.order.line.load` under external ids
+//!    `odoo_sync.pol_<tracking>_<item id>` with `order_id/.id` (an upsert);
+//! 2. one `write` of the order: partner, origin, `[1, id, vals]` for lines known by id and
+//!    `[2, id, 0]` for Odoo lines the document no longer has (filtered against the lines
+//!    Odoo has now, so a repeated removal is not an error);
+//! 3. status buttons, as for pushed orders; 4. one `read` of name, state and amounts.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+use tokio_postgres::Client;
+
+use super::order_push::{
+    canonical_snapshot, decimal, line_xmlid_name, text, Amounts, PushOutcome, XMLID_MODULE,
+};
+use super::resolve::{ProductRef, Resolver};
+use super::PushError;
+use crate::odoo::money::money;
+use crate::odoo::{OdooClient, OdooError};
+
+/// Whether `doc` must be written by id (see the module documentation).
+pub fn needs_linked_push(doc: &Value) -> bool {
+    doc["odoo_id"].as_i64().is_some()
+        && !doc["deleted"].as_bool().unwrap_or(false)
+        && (doc["link"].as_str() == Some("dbid")
+            || doc["items"]
+                .as_array()
+                .is_some_and(|items| items.iter().any(|i| i["odoo_line_id"].as_i64().is_some())))
+}
+
+/// One local item to write.
+struct Line {
+    xmlid: String,
+    odoo_line_id: Option<i64>,
+    product: i64,
+    qty: Decimal,
+    price: Decimal,
+}
+
+/// Pushes one order by id.
+pub async fn push_linked(
+    pg: &Client,
+    odoo: &OdooClient,
+    resolver: &mut Resolver,
+    doc: &Value,
+) -> Result<PushOutcome, PushError> {
+    let started = Instant::now();
+    let tracking_id = doc["tracking_id"]
+        .as_i64()
+        .ok_or_else(|| PushError::Document("tracking_id is missing".into()))?;
+    let odoo_id = doc["odoo_id"]
+        .as_i64()
+        .ok_or_else(|| PushError::Document("odoo_id is missing".into()))?;
+    let order_key = text(&doc["order_key"]).unwrap_or_default();
+    let order = &doc["order"];
+    let supplier_id = text(&order["supplier_id"])
+        .ok_or_else(|| PushError::Document("order.supplier_id is missing".into()))?;
+    let partner = resolver
+        .partner(
+            pg,
+            odoo,
+            &supplier_id,
+            text(&order["supplier_name"]).as_deref(),
+        )
+        .await?;
+    let origin = text(&order["order_number"]).unwrap_or_else(|| order_key.clone());
+    let status = text(&order["status"]).unwrap_or_default();
+
+    let empty = Vec::new();
+    let mut lines = Vec::new();
+    for item in doc["items"].as_array().unwrap_or(&empty) {
+        let item_id =
+            text(&item["id"]).ok_or_else(|| PushError::Document("an item has no id".into()))?;
+        let product_id = text(&item["product_id"])
+            .ok_or_else(|| PushError::Document(format!("item {item_id} has no product_id")))?;
+        let product = resolver
+            .product(
+                pg,
+                odoo,
+                &ProductRef {
+                    product_id: &product_id,
+                    product_code: text(&item["product_code"]).as_deref(),
+                    product_name: text(&item["product_name"]).as_deref(),
+                },
+            )
+            .await?;
+        lines.push(Line {
+            xmlid: line_xmlid_name(tracking_id, &item_id),
+            odoo_line_id: item["odoo_line_id"].as_i64(),
+            product,
+            qty: decimal(&item["quantity"], &format!("item {item_id} quantity"))?,
+            price: decimal(&item["unit_price"], &format!("item {item_id} unit_price"))?,
+        });
+    }
+
+    let current = odoo
+        .read("purchase.order", &[odoo_id], &["state", "order_line"])
+        .await?;
+    let Some(current) = current.first() else {
+        return Err(PushError::Odoo(OdooError::Rejected {
+            call: "purchase.order.read".into(),
+            reasons: format!("Odoo order {odoo_id} no longer exists"),
+        }));
+    };
+    if status == "DRAFT" && current.get("state").and_then(Value::as_str) == Some("cancel") {
+        odoo.call_button("purchase.order", "button_draft", &[odoo_id])
+            .await?;
+    }
+    let present: Vec<i64> = current
+        .get("order_line")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_i64).collect())
+        .unwrap_or_default();
+
+    // 1. Lines added here: upserted by external id.
+    let new_lines: Vec<&Line> = lines.iter().filter(|l| l.odoo_line_id.is_none()).collect();
+    let mut keep: HashSet<i64> = lines.iter().filter_map(|l| l.odoo_line_id).collect();
+    if !new_lines.is_empty() {
+        let rows: Vec<Vec<Value>> = new_lines
+            .iter()
+            .map(|l| {
+                vec![
+                    json!(format!("{XMLID_MODULE}.{}", l.xmlid)),
+                    json!(odoo_id.to_string()),
+                    json!(l.product.to_string()),
+                    json!(l.qty.to_string()),
+                    json!(l.price.to_string()),
+                ]
+            })
+            .collect();
+        let ids = odoo
+            .load(
+                "purchase.order.line",
+                &[
+                    "id",
+                    "order_id/.id",
+                    "product_id/.id",
+                    "product_qty",
+                    "price_unit",
+                ],
+                &rows,
+            )
+            .await?
+            .into_ids("purchase.order.line")?;
+        keep.extend(ids);
+    }
+
+    // 2. The order and the lines known by id, in one write.
+    let mut commands: Vec<Value> = lines
+        .iter()
+        .filter_map(|l| {
+            let id = l.odoo_line_id?;
+            present.contains(&id).then(|| {
+                json!([1, id, {"product_id": l.product,
+                               "product_qty": crate::odoo::money::to_json(l.qty),
+                               "price_unit": crate::odoo::money::to_json(l.price)}])
+            })
+        })
+        .collect();
+    commands.extend(
+        present
+            .iter()
+            .filter(|id| !keep.contains(id))
+            .map(|id| json!([2, id, 0])),
+    );
+    odoo.write(
+        "purchase.order",
+        &[odoo_id],
+        &json!({"partner_id": partner, "origin": origin, "order_line": commands}),
+    )
+    .await?;
+
+    // 3. Status buttons.
+    let state = current.get("state").and_then(Value::as_str).unwrap_or("");
+    match status.as_str() {
+        "CONFIRMED" if state == "draft" || state == "sent" => {
+            odoo.call_button("purchase.order", "button_confirm", &[odoo_id])
+                .await?;
+        }
+        "CANCELLED" if state != "cancel" => {
+            odoo.call_button("purchase.order", "button_cancel", &[odoo_id])
+                .await?;
+        }
+        _ => {}
+    }
+
+    // 4. What Odoo made of it.
+    let read = odoo
+        .read(
+            "purchase.order",
+            &[odoo_id],
+            &[
+                "name",
+                "state",
+                "write_date",
+                "amount_untaxed",
+                "amount_tax",
+                "amount_total",
+            ],
+        )
+        .await?;
+    let rec = read.first().ok_or_else(|| {
+        PushError::Odoo(OdooError::Rejected {
+            call: "purchase.order.read".into(),
+            reasons: format!("order {odoo_id} vanished after the write"),
+        })
+    })?;
+    let get = |f: &str| rec.get(f).unwrap_or(&Value::Null).clone();
+    let amounts = Amounts {
+        subtotal: money(&get("amount_untaxed"), "amount_untaxed")?,
+        sales_tax: money(&get("amount_tax"), "amount_tax")?,
+        grand_total: money(&get("amount_total"), "amount_total")?,
+    };
+    let snapshot_lines: Vec<(String, i64, Decimal, Decimal)> = lines
+        .iter()
+        .map(|l| (l.xmlid.clone(), l.product, l.qty, l.price))
+        .collect();
+    Ok(PushOutcome {
+        odoo_order_id: Some(odoo_id),
+        odoo_name: rec.get("name").and_then(Value::as_str).map(str::to_string),
+        operation: "UPDATE",
+        version: doc["version"].as_i64(),
+        snapshot: canonical_snapshot(partner, &snapshot_lines),
+        amounts: Some(amounts),
+        duration_ms: started.elapsed().as_millis(),
+        warnings: Vec::new(),
+        odoo_state: rec.get("state").and_then(Value::as_str).map(str::to_string),
+        odoo_write_date: rec
+            .get("write_date")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+    })
+}

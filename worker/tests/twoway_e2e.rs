@@ -1,0 +1,921 @@
+//! Two-way sync end to end: real PostgreSQL with the extension, the Odoo simulator, the
+//! worker's library. Odoo-side edits are made through the same external API a person's Odoo
+//! client would use; every scenario ends by checking both sides are equal.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use odoo_sync_tests::pg_cluster::{common_schema, db_error, TestDb};
+use odoo_sync_tests::sim::{self, SimConfig, SimHandle};
+use odoo_sync_worker::odoo::money::quantity;
+use odoo_sync_worker::odoo::{Domain, OdooClient, OdooConfig, Secret, SecretKind};
+use odoo_sync_worker::pull::poll::{poll_once, PollSettings};
+use odoo_sync_worker::run::run_once;
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+use tokio_postgres::Client;
+
+struct Env {
+    db: TestDb,
+    worker: Client,
+    sim: SimHandle,
+    odoo: OdooClient,
+}
+
+async fn setup(label: &str) -> Env {
+    let mut db = TestDb::new(label).await;
+    db.client
+        .batch_execute(&common_schema("bigint"))
+        .await
+        .expect("schema");
+    db.client
+        .execute(
+            "SELECT odoo_sync.track_orders('orders', 'order_items')",
+            &[],
+        )
+        .await
+        .expect("track_orders");
+    let role = db.create_role("worker", &["odoo_sync_worker"]).await;
+    let worker = db.connect_as(&role).await;
+    let sim = sim::spawn(SimConfig::default()).await.expect("simulator");
+    let mut config = OdooConfig::new(
+        &sim.url(),
+        "odoo",
+        "admin",
+        Secret::new(sim::DEFAULT_API_KEY),
+        SecretKind::ApiKey,
+    )
+    .expect("config");
+    config.request_timeout = Duration::from_secs(20);
+    let odoo = OdooClient::new(config).expect("client");
+    Env {
+        db,
+        worker,
+        sim,
+        odoo,
+    }
+}
+
+fn d(s: &str) -> Decimal {
+    Decimal::from_str(s).expect("decimal")
+}
+
+fn settings() -> PollSettings {
+    PollSettings {
+        enabled: true,
+        interval: Duration::from_secs(1),
+        overlap: Duration::from_secs(120),
+        reconcile_every: Duration::from_secs(300),
+    }
+}
+
+impl Env {
+    async fn finish(self) {
+        drop(self.worker);
+        let _ = self.sim.stop().await;
+        self.db.finish().await;
+    }
+
+    /// A local order with `lines` (product code, quantity, price); returns its key.
+    async fn insert_order(&self, number: &str, lines: &[(&str, &str, &str)]) -> i64 {
+        let id: i64 = self
+            .db
+            .client
+            .query_one(
+                "INSERT INTO orders (order_number, supplier_id, supplier_name) \
+                 VALUES ($1, 'V-WOOD', 'Wood Corner') RETURNING id",
+                &[&number],
+            )
+            .await
+            .expect("insert order")
+            .get(0);
+        for (code, qty, price) in lines {
+            self.db
+                .client
+                .execute(
+                    "INSERT INTO order_items (order_id, product_id, product_code, quantity, unit_price) \
+                     VALUES ($1, $2, $2, $3::text::numeric, $4::text::numeric)",
+                    &[&id, code, qty, price],
+                )
+                .await
+                .expect("insert item");
+        }
+        id
+    }
+
+    /// Runs batches until no job is ready.
+    async fn drain(&self) {
+        for _ in 0..100 {
+            if run_once(&self.worker, &self.odoo, "test-worker", 50)
+                .await
+                .expect("run_once")
+                == 0
+            {
+                return;
+            }
+        }
+        panic!("queue did not drain");
+    }
+
+    async fn sql(&self, sql: &str) {
+        self.db.client.batch_execute(sql).await.expect(sql);
+    }
+
+    async fn one<T: for<'a> tokio_postgres::types::FromSql<'a>>(&self, sql: &str) -> T {
+        self.db.client.query_one(sql, &[]).await.expect(sql).get(0)
+    }
+
+    async fn poll(&self) -> odoo_sync_worker::pull::poll::PollReport {
+        poll_once(&self.worker, &self.odoo, &settings())
+            .await
+            .expect("poll")
+    }
+
+    async fn odoo_id(&self, order: i64) -> i64 {
+        let id: Option<i32> = self
+            .one(&format!(
+                "SELECT odoo_order_id FROM orders WHERE id = {order}"
+            ))
+            .await;
+        i64::from(id.expect("synced to Odoo"))
+    }
+
+    /// Odoo lines of an order, by id: (line id, product code, qty, price).
+    async fn odoo_lines(&self, odoo_id: i64) -> Vec<(i64, Decimal, Decimal)> {
+        self.odoo
+            .search_read(
+                "purchase.order.line",
+                &Domain::eq("order_id", odoo_id),
+                &["product_qty", "price_unit"],
+                0,
+                None,
+                Some("id"),
+            )
+            .await
+            .expect("lines")
+            .iter()
+            .map(|r| {
+                (
+                    r["id"].as_i64().expect("id"),
+                    quantity(&r["product_qty"], "qty").expect("qty"),
+                    quantity(&r["price_unit"], "price").expect("price"),
+                )
+            })
+            .collect()
+    }
+
+    /// Local lines: (qty, price), by item id.
+    async fn local_lines(&self, order: i64) -> Vec<(Decimal, Decimal)> {
+        self.db
+            .client
+            .query(
+                "SELECT quantity::text, unit_price::text FROM order_items WHERE order_id = $1 ORDER BY id",
+                &[&order],
+            )
+            .await
+            .expect("local lines")
+            .iter()
+            .map(|r| {
+                (
+                    d(r.get::<_, String>(0).as_str()).normalize(),
+                    d(r.get::<_, String>(1).as_str()).normalize(),
+                )
+            })
+            .collect()
+    }
+
+    /// Asserts both sides hold the same lines (quantities and prices) for `order`.
+    async fn assert_equal(&self, order: i64) {
+        let odoo_id = self.odoo_id(order).await;
+        let remote: Vec<(Decimal, Decimal)> = self
+            .odoo_lines(odoo_id)
+            .await
+            .into_iter()
+            .map(|(_, q, p)| (q.normalize(), p.normalize()))
+            .collect();
+        let mut local = self.local_lines(order).await;
+        let mut remote_sorted = remote.clone();
+        local.sort();
+        remote_sorted.sort();
+        assert_eq!(local, remote_sorted, "order {order}: local vs Odoo lines");
+    }
+
+    async fn write_line(&self, line: i64, vals: Value) {
+        self.odoo
+            .write("purchase.order.line", &[line], &vals)
+            .await
+            .expect("Odoo write");
+    }
+
+    async fn calls(&self, method_suffix: &str) -> u64 {
+        let stats = self.sim.sim.stats_json();
+        stats["calls"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter(|(k, _)| k.ends_with(method_suffix))
+                    .map(|(_, v)| v.as_u64().unwrap_or(0))
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
+    async fn open_conflicts(&self) -> Vec<(String, String, Value)> {
+        self.db
+            .client
+            .query(
+                "SELECT conflict_id::text, conflict_type, field_diff FROM odoo_sync.pending_conflicts ORDER BY detected_at",
+                &[],
+            )
+            .await
+            .expect("conflicts")
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect()
+    }
+}
+
+/// A pushed order with two lines, both sides equal; returns (local id, odoo id, Odoo line ids).
+async fn synced_order(env: &Env, number: &str) -> (i64, i64, Vec<i64>) {
+    let id = env
+        .insert_order(
+            number,
+            &[("FURN_0001", "2", "10.00"), ("FURN_0269", "3", "20.00")],
+        )
+        .await;
+    env.drain().await;
+    let odoo_id = env.odoo_id(id).await;
+    let lines = env.odoo_lines(odoo_id).await.iter().map(|l| l.0).collect();
+    // The first poll sets the watermark and sees our own push: nothing to apply.
+    env.poll().await;
+    (id, odoo_id, lines)
+}
+
+/// `v` with every number as a float, so 6, 6.0 and "6.000"-born numbers compare equal.
+fn norm(v: &Value) -> Value {
+    match v {
+        Value::Number(n) => json!(n.as_f64()),
+        Value::Array(a) => Value::Array(a.iter().map(norm).collect()),
+        Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), norm(v))).collect()),
+        other => other.clone(),
+    }
+}
+
+fn item_key_of(diff: &Value) -> String {
+    diff[0]["line"].as_str().expect("line key").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_change_is_applied_locally_and_does_not_bounce_back() {
+    let env = setup("tw_apply").await;
+    let (id, odoo_id, lines) = synced_order(&env, "PO-A").await;
+    env.write_line(lines[0], json!({"product_qty": 5, "price_unit": 10.0}))
+        .await;
+    env.odoo
+        .call_button("purchase.order", "button_confirm", &[odoo_id])
+        .await
+        .expect("confirm");
+    env.sim.sim.reset_stats();
+    let report = env.poll().await;
+    assert_eq!(report.outcomes.get("applied"), Some(&1), "{report:?}");
+    let (status, sync): (String, String) = {
+        let r = env
+            .db
+            .client
+            .query_one(
+                "SELECT status, sync_status FROM orders WHERE id = $1",
+                &[&id],
+            )
+            .await
+            .expect("order");
+        (r.get(0), r.get(1))
+    };
+    assert_eq!(status, "CONFIRMED");
+    assert_eq!(sync, "SYNCED");
+    env.assert_equal(id).await;
+    // Odoo's totals were taken: 5*10 + 3*20 = 110 untaxed.
+    let subtotal: String = env
+        .one(&format!(
+            "SELECT subtotal::text FROM orders WHERE id = {id}"
+        ))
+        .await;
+    assert_eq!(subtotal, "110.00");
+    // No echo: nothing queued, and draining writes nothing to Odoo.
+    let queued: i64 = env.one("SELECT count(*) FROM odoo_sync.jobs").await;
+    assert_eq!(queued, 0);
+    env.drain().await;
+    assert_eq!(env.calls(".load").await + env.calls(".write").await, 0);
+    // Polling again applies nothing (rows of the newest second are looked at again, since
+    // Odoo's write_date cannot tell two writes of one second apart).
+    let again = env.poll().await;
+    assert_eq!(again.outcomes.get("applied"), None, "{again:?}");
+    let events: i64 = env
+        .one(
+            "SELECT count(*) FROM odoo_sync.event_log WHERE event_type = 'ORDER_UPDATED_FROM_ODOO'",
+        )
+        .await;
+    assert_eq!(events, 1);
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_of_different_fields_on_both_sides_merge_without_a_conflict() {
+    let env = setup("tw_merge").await;
+    let (id, odoo_id, lines) = synced_order(&env, "PO-M").await;
+    // Local: quantity of the first line. Odoo: price of the second line, and a new line.
+    env.sql(&format!(
+        "UPDATE order_items SET quantity = 7 WHERE id = (SELECT min(id) FROM order_items WHERE order_id = {id})"
+    ))
+    .await;
+    env.write_line(lines[1], json!({"product_qty": 3, "price_unit": 25.0}))
+        .await;
+    let product = env
+        .odoo
+        .search(
+            "product.product",
+            &Domain::eq("default_code", "FURN_8220"),
+            None,
+            None,
+        )
+        .await
+        .expect("product")[0];
+    env.odoo
+        .write(
+            "purchase.order",
+            &[odoo_id],
+            &json!({"order_line": [[0, 0, {"product_id": product, "product_qty": 4, "price_unit": 30.0}]]}),
+        )
+        .await
+        .expect("add line in Odoo");
+    let report = env.poll().await;
+    assert_eq!(report.outcomes.get("applied"), Some(&1), "{report:?}");
+    assert!(env.open_conflicts().await.is_empty());
+    let local = env.local_lines(id).await;
+    assert_eq!(
+        local,
+        vec![(d("7"), d("10")), (d("3"), d("25")), (d("4"), d("30"))]
+    );
+    // The local quantity change is still to be pushed; after the push both sides are equal
+    // and the line Odoo created is kept (updated by id, not recreated).
+    env.drain().await;
+    env.assert_equal(id).await;
+    let after: Vec<i64> = env.odoo_lines(odoo_id).await.iter().map(|l| l.0).collect();
+    assert_eq!(after.len(), 3);
+    assert!(after.contains(&lines[0]) && after.contains(&lines[1]));
+    let sync: String = env
+        .one(&format!("SELECT sync_status FROM orders WHERE id = {id}"))
+        .await;
+    assert_eq!(sync, "SYNCED");
+    env.finish().await;
+}
+
+/// Both sides change the quantity of the same line; returns (order, odoo id, conflict id, item key).
+async fn concurrent_quantity_edit(env: &Env, number: &str) -> (i64, i64, String, String) {
+    let (id, odoo_id, lines) = synced_order(env, number).await;
+    env.sql(&format!(
+        "UPDATE order_items SET quantity = 6 WHERE id = (SELECT min(id) FROM order_items WHERE order_id = {id})"
+    ))
+    .await;
+    env.write_line(lines[0], json!({"product_qty": 9, "price_unit": 10.0}))
+        .await;
+    let report = env.poll().await;
+    assert_eq!(report.outcomes.get("conflict"), Some(&1), "{report:?}");
+    let conflicts = env.open_conflicts().await;
+    assert_eq!(conflicts.len(), 1);
+    let (cid, ctype, diff) = conflicts[0].clone();
+    assert_eq!(ctype, "CONCURRENT_MODIFICATION");
+    let key = item_key_of(&diff);
+    assert_eq!(
+        norm(&diff),
+        norm(
+            &json!([{"field": format!("lines.{key}.quantity"), "line": key, "attr": "quantity",
+                "base": 2, "local": 6, "remote": 9}])
+        )
+    );
+    // The order shows CONFLICT and is not pushed while the conflict is open.
+    let sync: String = env
+        .one(&format!("SELECT sync_status FROM orders WHERE id = {id}"))
+        .await;
+    assert_eq!(sync, "CONFLICT");
+    env.drain().await;
+    assert_eq!(env.odoo_lines(odoo_id).await[0].1, d("9"));
+    (id, odoo_id, cid, key)
+}
+
+async fn resolve(env: &Env, cid: &str, resolution: &str, values: Option<Value>) -> Value {
+    env.db
+        .client
+        .query_one(
+            "SELECT odoo_sync.resolve_conflict($1::text::uuid, $2, $3)",
+            &[&cid, &resolution, &values],
+        )
+        .await
+        .expect("resolve_conflict")
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_concurrent_modification_is_recorded_and_each_resolution_ends_equal() {
+    let env = setup("tw_conflict").await;
+    // KEEP_LOCAL: the local 6 goes to Odoo.
+    let (id, odoo_id, cid, _) = concurrent_quantity_edit(&env, "PO-C1").await;
+    let r = resolve(&env, &cid, "KEEP_LOCAL", None).await;
+    assert_eq!(r["sync_status"], "PENDING_SYNC");
+    env.drain().await;
+    env.assert_equal(id).await;
+    assert_eq!(env.odoo_lines(odoo_id).await[0].1, d("6"));
+
+    // KEEP_REMOTE: Odoo's 9 comes here; nothing to push.
+    let (id, odoo_id, cid, _) = concurrent_quantity_edit(&env, "PO-C2").await;
+    let r = resolve(&env, &cid, "KEEP_REMOTE", None).await;
+    assert_eq!(r["sync_status"], "SYNCED", "{r}");
+    env.drain().await;
+    env.assert_equal(id).await;
+    assert_eq!(env.odoo_lines(odoo_id).await[0].1, d("9"));
+
+    // MERGE: a third value for both.
+    let (id, odoo_id, cid, key) = concurrent_quantity_edit(&env, "PO-C3").await;
+    let field = format!("lines.{key}.quantity");
+    let bad = env
+        .db
+        .client
+        .query_one(
+            "SELECT odoo_sync.resolve_conflict($1::text::uuid, 'MERGE', '{\"lines.nope.quantity\": 1}')",
+            &[&cid],
+        )
+        .await
+        .expect_err("unknown field");
+    let (code, message) = db_error(&bad);
+    assert_eq!(code, "22023");
+    assert!(message.contains("is not part of conflict"), "{message}");
+    resolve(&env, &cid, "MERGE", Some(json!({ field: 7 }))).await;
+    env.drain().await;
+    env.assert_equal(id).await;
+    assert_eq!(env.odoo_lines(odoo_id).await[0].1, d("7"));
+    let resolved: i64 = env
+        .one("SELECT count(*) FROM odoo_sync.event_log WHERE event_type = 'CONFLICT_RESOLVED'")
+        .await;
+    assert_eq!(resolved, 3);
+    let history: i64 = env
+        .one(&format!(
+            "SELECT count(*) FROM odoo_sync.conflict_history('{id}') WHERE resolution = 'MERGE'"
+        ))
+        .await;
+    assert_eq!(history, 1);
+    // Resolving twice is refused.
+    let again = env
+        .db
+        .client
+        .query_one(
+            "SELECT odoo_sync.resolve_conflict($1::text::uuid, 'KEEP_LOCAL')",
+            &[&cid],
+        )
+        .await
+        .expect_err("resolved twice");
+    let (code, message) = db_error(&again);
+    assert_eq!(code, "55000");
+    assert!(message.contains("already resolved"), "{message}");
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_resolves_line_conflicts_automatically() {
+    let env = setup("tw_policy").await;
+    env.sql(r#"SELECT odoo_sync.update_settings('{"conflict_policy_lines": "remote_wins"}')"#)
+        .await;
+    let (id, _odoo_id, lines) = synced_order(&env, "PO-P").await;
+    env.sql(&format!(
+        "UPDATE order_items SET quantity = 6 WHERE id = (SELECT min(id) FROM order_items WHERE order_id = {id})"
+    ))
+    .await;
+    env.write_line(lines[0], json!({"product_qty": 9, "price_unit": 10.0}))
+        .await;
+    env.poll().await;
+    assert!(env.open_conflicts().await.is_empty());
+    env.drain().await;
+    env.assert_equal(id).await;
+    assert_eq!(env.local_lines(id).await[0].0, d("9"));
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_over_an_unseen_odoo_change_becomes_a_version_conflict() {
+    let env = setup("tw_version").await;
+    let (id, odoo_id, lines) = synced_order(&env, "PO-V").await;
+    // The Odoo change arrives after the last poll; the local change is pushed before any poll.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    env.write_line(lines[0], json!({"product_qty": 9, "price_unit": 10.0}))
+        .await;
+    env.sql(&format!(
+        "UPDATE order_items SET quantity = 6 WHERE id = (SELECT min(id) FROM order_items WHERE order_id = {id})"
+    ))
+    .await;
+    env.drain().await;
+    // Odoo's 9 was not overwritten.
+    assert_eq!(env.odoo_lines(odoo_id).await[0].1, d("9"));
+    let conflicts = env.open_conflicts().await;
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].1, "VERSION_CONFLICT");
+    assert_eq!(conflicts[0].2[0]["local"].as_f64(), Some(6.0));
+    assert_eq!(conflicts[0].2[0]["remote"].as_f64(), Some(9.0));
+    resolve(&env, &conflicts[0].0, "KEEP_LOCAL", None).await;
+    env.drain().await;
+    env.assert_equal(id).await;
+    assert_eq!(env.odoo_lines(odoo_id).await[0].1, d("6"));
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn totals_computed_locally_that_disagree_with_odoo_are_a_data_mismatch() {
+    let env = setup("tw_mismatch").await;
+    // The application computes totals without tax; Odoo adds 15 %.
+    let id = env
+        .insert_order("PO-D", &[("FURN_0001", "2", "10.00")])
+        .await;
+    env.sql(&format!(
+        "UPDATE orders SET subtotal = 20, sales_tax = 0, grand_total = 20 WHERE id = {id}"
+    ))
+    .await;
+    env.drain().await;
+    let conflicts = env.open_conflicts().await;
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].1, "DATA_MISMATCH");
+    assert_eq!(
+        norm(&conflicts[0].2),
+        norm(
+            &json!([{"field": "amounts.sales_tax", "base": null, "local": 0, "remote": 3},
+                     {"field": "amounts.grand_total", "base": null, "local": 20, "remote": 23}])
+        )
+    );
+    // The local totals were not overwritten while the conflict is open.
+    let total: String = env
+        .one(&format!(
+            "SELECT grand_total::text FROM orders WHERE id = {id}"
+        ))
+        .await;
+    assert_eq!(total, "20.00");
+    let r = resolve(&env, &conflicts[0].0, "KEEP_REMOTE", None).await;
+    assert_eq!(r["sync_status"], "SYNCED");
+    let (tax, total): (String, String) = {
+        let r = env
+            .db
+            .client
+            .query_one(
+                "SELECT sales_tax::text, grand_total::text FROM orders WHERE id = $1",
+                &[&id],
+            )
+            .await
+            .expect("totals");
+        (r.get(0), r.get(1))
+    };
+    assert_eq!((tax.as_str(), total.as_str()), ("3.00", "23.00"));
+    // A later line change: the totals written back are Odoo's, so no new mismatch.
+    env.sql(&format!(
+        "UPDATE order_items SET quantity = 3 WHERE order_id = {id}"
+    ))
+    .await;
+    env.drain().await;
+    assert!(env.open_conflicts().await.is_empty());
+    let total: String = env
+        .one(&format!(
+            "SELECT grand_total::text FROM orders WHERE id = {id}"
+        ))
+        .await;
+    assert_eq!(total, "34.50");
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_line_of_a_confirmed_order_is_a_business_rule_violation() {
+    let env = setup("tw_rule").await;
+    let (id, odoo_id, lines) = synced_order(&env, "PO-R").await;
+    env.odoo
+        .call_button("purchase.order", "button_confirm", &[odoo_id])
+        .await
+        .expect("confirm");
+    env.write_line(lines[1], json!({"qty_received": 2})).await;
+    env.poll().await;
+    let status: String = env
+        .one(&format!("SELECT status FROM orders WHERE id = {id}"))
+        .await;
+    assert_eq!(status, "PARTIALLY_RECEIVED");
+
+    // The delete commits, and the conflict says why it will not sync.
+    env.sql(&format!(
+        "DELETE FROM order_items WHERE id = (SELECT min(id) FROM order_items WHERE order_id = {id})"
+    ))
+    .await;
+    let conflicts = env.open_conflicts().await;
+    assert_eq!(conflicts.len(), 1);
+    assert_eq!(conflicts[0].1, "BUSINESS_RULE_VIOLATION");
+    let diff = &conflicts[0].2[0];
+    assert_eq!(diff["local"], Value::Null);
+    assert_eq!(diff["remote"]["quantity"].as_f64(), Some(2.0));
+    assert!(
+        diff["rule"].as_str().unwrap_or("").contains("confirmed"),
+        "{diff}"
+    );
+    let remaining: i64 = env
+        .one(&format!(
+            "SELECT count(*) FROM order_items WHERE order_id = {id}"
+        ))
+        .await;
+    assert_eq!(remaining, 1);
+    env.drain().await;
+    assert_eq!(
+        env.odoo_lines(odoo_id).await.len(),
+        2,
+        "not pushed while in conflict"
+    );
+    // KEEP_REMOTE brings the line back.
+    resolve(&env, &conflicts[0].0, "KEEP_REMOTE", None).await;
+    env.drain().await;
+    env.assert_equal(id).await;
+
+    // Lowering a quantity below what Odoo received: recorded at once; MERGE picks a valid one.
+    env.sql(&format!(
+        "UPDATE order_items SET quantity = 1 WHERE order_id = {id} AND product_id = 'FURN_0269'"
+    ))
+    .await;
+    let conflicts = env.open_conflicts().await;
+    assert_eq!(conflicts.len(), 1);
+    assert_eq!(conflicts[0].1, "BUSINESS_RULE_VIOLATION");
+    let field = conflicts[0].2[0]["field"]
+        .as_str()
+        .expect("field")
+        .to_string();
+    assert!(conflicts[0].2[0]["rule"]
+        .as_str()
+        .unwrap_or("")
+        .contains("received"));
+    resolve(&env, &conflicts[0].0, "MERGE", Some(json!({ field: 2 }))).await;
+    env.drain().await;
+    env.assert_equal(id).await;
+    let sync: String = env
+        .one(&format!("SELECT sync_status FROM orders WHERE id = {id}"))
+        .await;
+    assert_eq!(sync, "SYNCED");
+    env.finish().await;
+}
+
+/// Odoo orders created directly in Odoo, for two partners (0, 0, 1, 1, 0, 0, ...); returns the
+/// order ids and the partner ids.
+async fn odoo_orders(env: &Env, count: usize) -> (Vec<i64>, Vec<i64>) {
+    let partners = env
+        .odoo
+        .search(
+            "res.partner",
+            &Domain::is_in("ref", ["V-WOOD", "V-AZURE"]),
+            None,
+            Some("id"),
+        )
+        .await
+        .expect("partners");
+    let product = env
+        .odoo
+        .search(
+            "product.product",
+            &Domain::eq("default_code", "FURN_0001"),
+            None,
+            None,
+        )
+        .await
+        .expect("product")[0];
+    let vals: Vec<Value> = (0..count)
+        .map(|n| {
+            json!({"partner_id": partners[(n / 2) % 2],
+                   "order_line": [[0, 0, {"product_id": product, "product_qty": n + 1, "price_unit": 5.0}]]})
+        })
+        .collect();
+    let ids = env
+        .odoo
+        .create("purchase.order", &vals)
+        .await
+        .expect("create in Odoo");
+    (ids, partners)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_brings_exactly_the_matching_orders_once() {
+    let env = setup("tw_import").await;
+    let (ids, partners) = odoo_orders(&env, 10).await;
+    // Confirm the even ones: the filter below takes confirmed orders of the first partner.
+    let even: Vec<i64> = ids.iter().step_by(2).copied().collect();
+    env.odoo
+        .call_button("purchase.order", "button_confirm", &even)
+        .await
+        .expect("confirm");
+    let filter =
+        json!({"states": ["purchase"], "partner_ids": [partners[0]], "date_from": "2000-01-01"});
+    for run in 0..2 {
+        let batch: i64 = env
+            .db
+            .client
+            .query_one("SELECT odoo_sync.import_orders($1)", &[&filter])
+            .await
+            .expect("import_orders")
+            .get(0);
+        env.drain().await;
+        let r = env
+            .db
+            .client
+            .query_one(
+                "SELECT total, successful, skipped, failed FROM odoo_sync.batch_status($1)",
+                &[&batch],
+            )
+            .await
+            .expect("batch_status");
+        let (total, imported, skipped, failed): (i32, i32, i32, i32) =
+            (r.get(0), r.get(1), r.get(2), r.get(3));
+        // Orders 0, 2, 4, 6, 8 are confirmed; of those, 0, 4, 8 belong to the first partner.
+        assert_eq!(total, 3, "run {run}");
+        assert_eq!(failed, 0);
+        if run == 0 {
+            assert_eq!((imported, skipped), (3, 0));
+        } else {
+            assert_eq!((imported, skipped), (0, 3));
+        }
+    }
+    let local: Vec<(String, String, Option<i32>, String)> = env
+        .db
+        .client
+        .query(
+            "SELECT order_number, status, odoo_order_id, sync_status FROM orders ORDER BY odoo_order_id",
+            &[],
+        )
+        .await
+        .expect("orders")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert_eq!(local.len(), 3);
+    let want: Vec<Option<i32>> = [ids[0], ids[4], ids[8]]
+        .iter()
+        .map(|i| Some(*i as i32))
+        .collect();
+    assert_eq!(local.iter().map(|l| l.2).collect::<Vec<_>>(), want);
+    assert!(
+        local.iter().all(|l| l.1 == "CONFIRMED" && l.3 == "SYNCED"),
+        "{local:?}"
+    );
+    let events: i64 = env
+        .one("SELECT count(*) FROM odoo_sync.event_log WHERE event_type = 'ORDER_IMPORTED_FROM_ODOO'")
+        .await;
+    assert_eq!(events, 3);
+    // Linked both ways: a local change of an imported order reaches the same Odoo order.
+    let first: i64 = env
+        .one(&format!(
+            "SELECT id FROM orders WHERE odoo_order_id = {}",
+            ids[0]
+        ))
+        .await;
+    env.sql(&format!(
+        "UPDATE order_items SET quantity = 11 WHERE order_id = {first}"
+    ))
+    .await;
+    env.sql(&format!(
+        "INSERT INTO order_items (order_id, product_id, product_code, quantity, unit_price) \
+         VALUES ({first}, 'FURN_0269', 'FURN_0269', 2, 4)"
+    ))
+    .await;
+    env.drain().await;
+    env.assert_equal(first).await;
+    let count: i64 = env
+        .odoo
+        .search("purchase.order", &Domain::all(), None, None)
+        .await
+        .expect("orders")
+        .len() as i64;
+    assert_eq!(
+        count, 10,
+        "no Odoo order created by the push of an imported order"
+    );
+    // sync_order_from_odoo pulls one order (imports it when it is not linked yet).
+    let job: i64 = env
+        .db
+        .client
+        .query_one(
+            "SELECT odoo_sync.sync_order_from_odoo($1)",
+            &[&(ids[1] as i32)],
+        )
+        .await
+        .expect("sync_order_from_odoo")
+        .get(0);
+    env.drain().await;
+    let result: (bool, String) = {
+        let r = env
+            .db
+            .client
+            .query_one(
+                "SELECT success, operation FROM odoo_sync.await_job($1)",
+                &[&job],
+            )
+            .await
+            .expect("await_job");
+        (r.get(0), r.get(1))
+    };
+    assert_eq!(result, (true, "PULL".to_string()));
+    let linked: i64 = env
+        .one(&format!(
+            "SELECT count(*) FROM orders WHERE odoo_order_id = {}",
+            ids[1]
+        ))
+        .await;
+    assert_eq!(linked, 1);
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_interrupted_midway_loses_no_odoo_change() {
+    let env = setup("tw_watermark").await;
+    // 450 imported orders: three pages of the poll.
+    let (ids, _) = odoo_orders(&env, 450).await;
+    env.sql(r#"SELECT odoo_sync.import_orders('{"date_from": "2000-01-01"}')"#)
+        .await;
+    env.drain().await;
+    let imported: i64 = env.one("SELECT count(*) FROM orders").await;
+    assert_eq!(imported, 450);
+    env.poll().await;
+    // One Odoo write changes every line: all 450 orders share one write_date.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let lines = env
+        .odoo
+        .search(
+            "purchase.order.line",
+            &Domain::is_in("order_id", ids.clone()),
+            None,
+            None,
+        )
+        .await
+        .expect("lines");
+    env.odoo
+        .write("purchase.order.line", &lines, &json!({"price_unit": 6.5}))
+        .await
+        .expect("one write");
+    // Polls fail part way (some of Odoo's answers are errors) until one completes.
+    env.sim
+        .sim
+        .faults
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .apply(
+            &serde_json::from_value(json!({"error_rate": 0.08, "error_kind": "503", "seed": 7}))
+                .expect("spec"),
+        )
+        .expect("faults");
+    let mut failures = 0;
+    loop {
+        match poll_once(&env.worker, &env.odoo, &settings()).await {
+            Ok(_) => break,
+            Err(_) => failures += 1,
+        }
+        assert!(failures < 300, "no poll completed");
+    }
+    env.sim
+        .sim
+        .faults
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .apply(&serde_json::from_value(json!({"error_rate": 0.0})).expect("spec"))
+        .expect("faults");
+    assert!(failures > 0, "the faults never interrupted a poll");
+    let stale: i64 = env
+        .one("SELECT count(*) FROM order_items WHERE unit_price <> 6.5")
+        .await;
+    assert_eq!(stale, 0, "after {failures} interrupted polls");
+    let pending: i64 = env
+        .one("SELECT count(*) FROM odoo_sync.jobs WHERE kind = 'push'")
+        .await;
+    assert_eq!(pending, 0, "applying Odoo's change queued pushes");
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_deleted_in_odoo_is_cancelled_here_by_the_reconciliation() {
+    let env = setup("tw_reconcile").await;
+    let (id, odoo_id, _) = synced_order(&env, "PO-X").await;
+    env.odoo
+        .call_button("purchase.order", "button_cancel", &[odoo_id])
+        .await
+        .expect("cancel");
+    env.odoo
+        .unlink("purchase.order", &[odoo_id])
+        .await
+        .expect("unlink");
+    env.sql("UPDATE odoo_sync.pull_cursor SET reconciled_at = now() - interval '1 hour'")
+        .await;
+    let report = env.poll().await;
+    assert_eq!(report.deleted, 1, "{report:?}");
+    let r = env
+        .db
+        .client
+        .query_one(
+            "SELECT status, odoo_order_id FROM orders WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .expect("order");
+    assert_eq!(r.get::<_, String>(0), "CANCELLED");
+    assert_eq!(r.get::<_, Option<i32>>(1), None);
+    env.finish().await;
+}
