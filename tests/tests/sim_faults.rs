@@ -186,6 +186,51 @@ async fn drop_after_commit_applies_the_write_then_drops() {
     );
 }
 
+/// `drop_rate`: about that share of writes is committed without a reply, reads are never
+/// dropped, and every drop is counted.
+#[tokio::test]
+async fn drop_rate_drops_a_share_of_committed_writes_and_counts_them() {
+    let o = start().await;
+    let gemini = o.find("res.partner", "ref", "V-GEMINI").await;
+    set_faults(&o, json!({"drop_rate": 0.5, "seed": 7})).await;
+    for _ in 0..10 {
+        o.ok("purchase.order", "search_count", json!([[]]), json!({}))
+            .await;
+    }
+    let mut lost = 0;
+    for n in 0..40 {
+        let r =
+            o.c.execute_kw(
+                DB,
+                UID,
+                PASSWORD,
+                "purchase.order",
+                "create",
+                json!([{"partner_id": gemini, "origin": format!("D-{n}")}]),
+                json!({}),
+            )
+            .await;
+        if r.is_err() {
+            lost += 1;
+        }
+    }
+    assert!((8..=32).contains(&lost), "about half dropped: {lost}");
+    // Every write happened, answered or not.
+    assert_eq!(
+        o.ok("purchase.order", "search_count", json!([[]]), json!({}))
+            .await,
+        40
+    );
+    let state = o.c.get("/__sim/faults").await.unwrap().body();
+    assert_eq!(state["dropped"], lost);
+    assert_eq!(state["drop_rate"], 0.5);
+    let r =
+        o.c.post("/__sim/faults", &json!({"drop_rate": 1.5}))
+            .await
+            .unwrap();
+    assert_eq!(r.status, 400, "{}", r.text);
+}
+
 #[tokio::test]
 async fn outage_answers_503_for_its_duration() {
     let o = start().await;
@@ -204,6 +249,8 @@ async fn outage_answers_503_for_its_duration() {
             .status,
         503
     );
+    // Requests refused by the outage are counted (they never reach the call counters).
+    assert_eq!(o.c.get("/__sim/faults").await.unwrap().body()["refused"], 2);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(login(&o.c).await.unwrap()["result"], 2);
 }

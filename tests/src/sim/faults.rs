@@ -54,6 +54,9 @@ pub struct FaultSpec {
     pub error_kind: Option<String>,
     /// The next N writes are committed, then the connection is dropped without a reply.
     pub drop_after_commit: Option<u64>,
+    /// Share (0..=1) of writes committed, then dropped without a reply (drawn from the same
+    /// seeded generator as `error_rate`), for as long as it is set.
+    pub drop_rate: Option<f64>,
     /// Every Odoo request gets 503 for this many seconds from now.
     pub outage_seconds: Option<f64>,
     /// Seed of the random draws of `error_rate`.
@@ -93,14 +96,20 @@ pub struct Faults {
     pub error_kind: FaultKind,
     /// Writes still to be dropped after commit.
     pub drop_after_commit: u64,
+    /// Share of writes dropped after commit.
+    pub drop_rate: f64,
     /// End of the outage.
     pub outage_until: Option<Instant>,
     /// Hang time of "timeout" failures.
     pub timeout: Duration,
     /// Random source of `error_rate`.
     pub rng: Rng,
-    /// Failures injected so far (by kind), for reporting.
+    /// Failures injected so far by `error_rate`, for reporting.
     pub injected: u64,
+    /// Writes committed and then dropped so far (`drop_after_commit` and `drop_rate`).
+    pub dropped: u64,
+    /// Requests refused by an outage so far: the load a client puts on a server that is down.
+    pub refused: u64,
 }
 
 /// Default seed of the fault generator.
@@ -113,10 +122,13 @@ impl Default for Faults {
             error_rate: 0.0,
             error_kind: FaultKind::Unavailable,
             drop_after_commit: 0,
+            drop_rate: 0.0,
             outage_until: None,
             timeout: Duration::from_secs(60),
             rng: Rng::new(DEFAULT_SEED),
             injected: 0,
+            dropped: 0,
+            refused: 0,
         }
     }
 }
@@ -141,9 +153,14 @@ impl Faults {
             })?),
             None => None,
         };
-        if let Some(rate) = spec.error_rate {
-            if !(0.0..=1.0).contains(&rate) {
-                return Err(format!("error_rate must be between 0 and 1, not {rate}"));
+        for (key, rate) in [
+            ("error_rate", spec.error_rate),
+            ("drop_rate", spec.drop_rate),
+        ] {
+            if let Some(rate) = rate {
+                if !(0.0..=1.0).contains(&rate) {
+                    return Err(format!("{key} must be between 0 and 1, not {rate}"));
+                }
             }
         }
         if let Some(secs) = spec.outage_seconds {
@@ -165,6 +182,9 @@ impl Faults {
         if let Some(n) = spec.drop_after_commit {
             self.drop_after_commit = n;
         }
+        if let Some(rate) = spec.drop_rate {
+            self.drop_rate = rate;
+        }
         if let Some(secs) = spec.outage_seconds {
             self.outage_until = Some(Instant::now() + Duration::from_secs_f64(secs));
         }
@@ -180,6 +200,7 @@ impl Faults {
     /// Decides the fate of the next Odoo request.
     pub fn verdict(&mut self) -> Verdict {
         if self.outage_until.is_some_and(|t| Instant::now() < t) {
+            self.refused += 1;
             return Verdict::Outage;
         }
         if self.error_rate > 0.0 && self.rng.next_f64() < self.error_rate {
@@ -189,14 +210,19 @@ impl Faults {
         Verdict::Proceed
     }
 
-    /// Takes one "drop after commit" token, if any are left.
+    /// Decides whether a committed write loses its reply: a `drop_after_commit` token if any
+    /// are left, else a draw against `drop_rate`.
     pub fn take_drop(&mut self) -> bool {
-        if self.drop_after_commit > 0 {
+        let drop = if self.drop_after_commit > 0 {
             self.drop_after_commit -= 1;
             true
         } else {
-            false
+            self.drop_rate > 0.0 && self.rng.next_f64() < self.drop_rate
+        };
+        if drop {
+            self.dropped += 1;
         }
+        drop
     }
 
     /// The faults in force, as `GET /__sim/faults` shows them.
@@ -211,9 +237,12 @@ impl Faults {
             "error_rate": self.error_rate,
             "error_kind": self.error_kind.name(),
             "drop_after_commit": self.drop_after_commit,
+            "drop_rate": self.drop_rate,
             "outage_seconds": outage,
             "timeout_ms": self.timeout.as_millis() as u64,
             "injected": self.injected,
+            "dropped": self.dropped,
+            "refused": self.refused,
         })
     }
 }
