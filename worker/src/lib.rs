@@ -11,3 +11,4 @@ pub mod queue;
 pub mod run;
 pub mod settings_file;
 pub mod status;
+pub mod verify;

@@ -7,7 +7,9 @@
 //!   result;
 //! - `import --since DATE ...`: imports Odoo orders (`odoo_sync.import_orders`) and shows the
 //!   batch's progress;
-//! - `status`: health, queue depth, workers and the last errors.
+//! - `status`: health, queue depth, workers and the last errors;
+//! - `verify [--json]`: compares every tracked local order with its Odoo order and prints
+//!   where they differ (exit status 1 on any divergence).
 //!
 //! Configuration: a TOML file (`--config PATH` or `ODOO_SYNC_CONFIG`, see
 //! `packaging/worker.toml.example`) and the environment, which wins key by key: `DATABASE_URL`,
@@ -31,6 +33,7 @@ use odoo_sync_worker::push::resolve::Resolver;
 use odoo_sync_worker::run::{run, run_batch, spawn_listener, FinishPool, RunOptions};
 use odoo_sync_worker::settings_file::{ConfigError, LogFormat, Settings, Source};
 use odoo_sync_worker::status;
+use odoo_sync_worker::verify;
 use tokio_postgres::NoTls;
 
 /// Command line of the worker.
@@ -61,6 +64,13 @@ enum Command {
     Import(ImportArgs),
     /// Print health, queue depth, workers and the last errors.
     Status,
+    /// Compare every tracked local order with its Odoo order: missing, duplicated, lines,
+    /// partner and state. Exit status 1 on any divergence.
+    Verify {
+        /// Print the report as JSON (summary and differing orders) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Which Odoo orders `import` brings in (the filter of `odoo_sync.import_orders`).
@@ -91,7 +101,7 @@ enum CliError {
     #[error("config error: {0}")]
     Config(#[from] ConfigError),
     /// PostgreSQL is unreachable or refused a statement.
-    #[error("{what}: {source}")]
+    #[error("{what}: {}", pg_message(source))]
     Pg {
         what: String,
         source: tokio_postgres::Error,
@@ -114,6 +124,12 @@ enum CliError {
     /// `check` found problems; they are printed already.
     #[error("check found problems (see above)")]
     CheckFailed,
+    /// The comparison could not be made.
+    #[error("verify: {0}")]
+    Verify(#[from] verify::VerifyError),
+    /// `verify` found divergences; they are printed already.
+    #[error("verify found {0} order(s) that differ from Odoo (see above)")]
+    Diverged(usize),
 }
 
 impl CliError {
@@ -122,6 +138,24 @@ impl CliError {
             CliError::Config(_) => 2,
             _ => 1,
         }
+    }
+}
+
+/// The server's own words for a database error (tokio_postgres displays only "db error"):
+/// message, then detail and hint when PostgreSQL gave them.
+fn pg_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut out = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+            if let Some(detail) = db.detail() {
+                out.push_str(&format!("; {detail}"));
+            }
+            if let Some(hint) = db.hint() {
+                out.push_str(&format!("; hint: {hint}"));
+            }
+            out
+        }
+        None => e.to_string(),
     }
 }
 
@@ -365,6 +399,33 @@ async fn import_command(
     }
 }
 
+async fn verify_command(
+    settings: &Settings,
+    pg: &tokio_postgres::Client,
+    json: bool,
+) -> Result<(), CliError> {
+    let odoo = OdooClient::new(settings.odoo_config()?)?;
+    let report = verify::verify(pg, &odoo).await?;
+    let text = if json {
+        let mut text = serde_json::to_string_pretty(&report.to_json())
+            .map_err(|e| CliError::Output(std::io::Error::other(e)))?;
+        text.push('\n');
+        text
+    } else {
+        report.render_text()
+    };
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    if report.is_clean() {
+        Ok(())
+    } else {
+        Err(CliError::Diverged(
+            report.summary.differing + report.summary.orphans,
+        ))
+    }
+}
+
 async fn main_async(cli: Cli, settings: Settings) -> Result<(), CliError> {
     if let Command::Check = cli.command {
         return check_command(&settings).await;
@@ -382,13 +443,17 @@ async fn main_async(cli: Cli, settings: Settings) -> Result<(), CliError> {
         Command::Run => run_command(&settings, &pg).await,
         Command::Sync { order_key } => sync_command(&settings, &pg, &order_key).await,
         Command::Import(args) => import_command(&settings, &pg, args).await,
+        Command::Verify { json } => verify_command(&settings, &pg, json).await,
     }
 }
 
 fn init_logging(settings: &Settings, command: &Command) {
     // check and import talk to a person on stdout: unless asked, only warnings go to stderr.
     let filter = match (settings.source("log.level"), command) {
-        (Some(Source::Default) | None, Command::Check | Command::Import(_)) => "warn",
+        (
+            Some(Source::Default) | None,
+            Command::Check | Command::Import(_) | Command::Verify { .. },
+        ) => "warn",
         _ => settings.log_filter(),
     };
     let filter = tracing_subscriber::EnvFilter::try_new(filter)

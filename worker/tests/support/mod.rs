@@ -142,7 +142,11 @@ pub async fn setup(label: &str, version: u8) -> Env {
 }
 
 pub async fn setup_with_key(label: &str, version: u8, api_key: &str) -> Env {
-    let mut db = TestDb::new(label).await;
+    setup_in(TestDb::new(label).await, version, api_key).await
+}
+
+/// The same in a database made by the caller (e.g. in a private cluster it restarts).
+pub async fn setup_in(mut db: TestDb, version: u8, api_key: &str) -> Env {
     db.client
         .batch_execute(&common_schema("bigint"))
         .await
@@ -175,6 +179,43 @@ pub async fn setup_with_key(label: &str, version: u8, api_key: &str) -> Env {
 }
 
 impl Env {
+    /// An Odoo client of the worker library on this simulator (for in-process calls such as
+    /// `verify`).
+    pub fn odoo_client(&self) -> odoo_sync_worker::odoo::OdooClient {
+        use odoo_sync_worker::odoo::{OdooClient, OdooConfig, Secret, SecretKind};
+        let mut config = OdooConfig::new(
+            &self.sim.url(),
+            "odoo",
+            "admin",
+            Secret::new(&self.api_key),
+            SecretKind::ApiKey,
+        )
+        .expect("Odoo config");
+        config.request_timeout = Duration::from_secs(30);
+        OdooClient::new(config).expect("Odoo client")
+    }
+
+    /// A connection as the worker role.
+    pub async fn worker_client(&self) -> tokio_postgres::Client {
+        odoo_sync_tests::pg_cluster::connect(&self.worker_url).await
+    }
+
+    /// `model.method(args, kwargs)` straight on the simulator, as a person editing in Odoo
+    /// would; returns the result (panics on an error).
+    pub async fn odoo_call(&self, model: &str, method: &str, args: Value, kwargs: Value) -> Value {
+        let reply = self
+            .ctl
+            .execute_kw("odoo", 2, &self.api_key, model, method, args, kwargs)
+            .await
+            .unwrap_or_else(|e| panic!("{model}.{method}: {e}"));
+        assert!(
+            reply.get("error").is_none(),
+            "{model}.{method}: {}",
+            reply["error"]
+        );
+        reply["result"].clone()
+    }
+
     pub async fn finish(self) {
         let Env { db, sim, .. } = self;
         let _ = sim.stop().await;
