@@ -549,6 +549,10 @@ DECLARE
     h @extschema@.job_history;
     v_active bigint;
 BEGIN
+    IF job_id IS NULL THEN
+        RAISE EXCEPTION 'retry_job needs a job id, got NULL' USING ERRCODE = '22004',
+            HINT = 'See SELECT job_id FROM odoo_sync.dead_letters;';
+    END IF;
     SELECT * INTO h FROM @extschema@.job_history jh WHERE jh.id = retry_job.job_id FOR UPDATE;
     IF NOT FOUND OR h.state <> 'dead' THEN
         RAISE EXCEPTION 'job % is not a dead letter', job_id

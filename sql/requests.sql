@@ -12,7 +12,8 @@ DECLARE
     t @extschema@.tracked_tables;
     v_found boolean;
 BEGIN
-    FOR t IN SELECT * FROM @extschema@.tracked_tables WHERE key_type = ANY (p_key_types) ORDER BY id LOOP
+    FOR t IN SELECT * FROM @extschema@.tracked_tables tt WHERE tt.key_type = ANY (p_key_types)
+             AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = tt.orders_table) ORDER BY tt.id LOOP
         BEGIN
             EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s WHERE %I = $1::%s)', t.orders_table,
                            t.mapping -> 'orders' ->> 'id',
@@ -259,7 +260,7 @@ BEGIN
         FOR v_item IN SELECT value FROM jsonb_array_elements(filter -> 'states') LOOP
             IF jsonb_typeof(v_item) <> 'string'
                OR (v_item #>> '{}') NOT IN ('draft', 'sent', 'to approve', 'purchase', 'done', 'cancel') THEN
-                RAISE EXCEPTION 'unknown Odoo purchase order state %', v_item
+                RAISE EXCEPTION 'unknown Odoo purchase order state %', left(v_item::text, 100)
                     USING ERRCODE = '22023', HINT = 'States: draft, sent, to approve, purchase, done, cancel.';
             END IF;
             v_states := v_states || (v_item #>> '{}');

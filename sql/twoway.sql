@@ -643,6 +643,11 @@ BEGIN
     -- edits still count as local changes, Odoo's values fill what the local side lacks.
     v_base := CASE WHEN jsonb_typeof(st.base_snapshot -> 'lines') = 'object' THEN st.base_snapshot ELSE v_remote END;
     v_entries := @extschema@._diff3(v_base, v_local, v_remote);
+    -- Seen already (the overlap window reads orders again): nothing to write at all.
+    IF jsonb_array_length(v_entries) = 0 AND st.odoo_write_date IS NOT DISTINCT FROM r ->> 'write_date'
+       AND st.base_snapshot IS NOT NULL THEN
+        RETURN jsonb_build_object('outcome', 'unchanged', 'tracking_id', v_tracking, 'order_key', v_key, 'odoo_id', v_odoo_id);
+    END IF;
 
     FOR e IN SELECT value FROM jsonb_array_elements(v_entries) LOOP
         IF e ->> 'side' = 'remote' THEN
@@ -657,10 +662,11 @@ BEGIN
         END IF;
     END LOOP;
 
-    v_new_keys := @extschema@._apply_to_local(t, v_key, v_apply, r, v_doc -> 'order' ->> 'status');
-    v_remote := @extschema@._rekey(v_remote, v_new_keys);
-    -- Odoo's totals are the truth once the local lines equal Odoo's.
-    v_local := @extschema@._canonical_local(@extschema@.order_document(v_tracking, v_key));
+    IF jsonb_array_length(v_apply) > 0 THEN
+        v_new_keys := @extschema@._apply_to_local(t, v_key, v_apply, r, v_doc -> 'order' ->> 'status');
+        v_remote := @extschema@._rekey(v_remote, v_new_keys);
+        v_local := @extschema@._canonical_local(@extschema@.order_document(v_tracking, v_key));
+    END IF;
 
     v_same := jsonb_array_length(v_conflicts) = 0 AND @extschema@._same_content(v_local, v_remote);
     -- The base remembers the totals last written to the local row (Odoo's, when the local

@@ -641,3 +641,42 @@ async fn event_history_lists_an_orders_events_in_order() {
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "oldest first: {ids:?}");
     db.finish().await;
 }
+
+#[tokio::test]
+async fn dropping_a_tracked_table_removes_its_tracking() {
+    let db = tracked("req_drop", "bigint").await;
+    db.client
+        .batch_execute(
+            "CREATE TABLE orders2 (LIKE orders INCLUDING ALL);
+             CREATE TABLE items2 (LIKE order_items INCLUDING ALL);
+             SELECT odoo_sync.track_orders('orders2', 'items2');
+             INSERT INTO orders (id, supplier_id) VALUES (1, 'S');
+             INSERT INTO orders2 (id, supplier_id) VALUES (2, 'S');
+             DROP TABLE items2;",
+        )
+        .await
+        .unwrap();
+    // The pair's tracking is gone and the orders table of the pair no longer captures.
+    let trackings: i64 = scalar(&db.client, "SELECT count(*) FROM odoo_sync.tracked_tables").await;
+    assert_eq!(trackings, 1);
+    let triggers: i64 = scalar(
+        &db.client,
+        "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'orders2'::regclass AND NOT tgisinternal",
+    )
+    .await;
+    assert_eq!(triggers, 0);
+    db.client
+        .execute("UPDATE orders2 SET notes = 'x'", &[])
+        .await
+        .unwrap();
+    // The other pair still works.
+    let job: i64 = scalar(&db.client, "SELECT odoo_sync.sync_order(1::bigint)").await;
+    assert!(job > 0);
+    let err = db
+        .client
+        .query_one("SELECT odoo_sync.sync_order(2::bigint)", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(db_error(&err).0, "P0002");
+    db.finish().await;
+}

@@ -316,7 +316,7 @@ async fn sync_command(
             .map_err(pg_err("working the queue"))?;
         if let Some(r) = reports
             .iter()
-            .find(|r| r.job_id == job_id && r.state != "requeued")
+            .find(|r| r.job_id == job_id && !r.state.starts_with("requeued"))
         {
             let out = serde_json::json!({
                 "job_id": r.job_id,

@@ -919,3 +919,46 @@ async fn an_order_deleted_in_odoo_is_cancelled_here_by_the_reconciliation() {
     assert_eq!(r.get::<_, Option<i32>>(1), None);
     env.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_run_loop_pulls_in_realtime_mode_only() {
+    let env = setup("tw_realtime").await;
+    let (id, _odoo_id, lines) = synced_order(&env, "PO-RT").await;
+    env.sql(r#"SELECT odoo_sync.update_settings('{"poll_interval_seconds": 1}')"#)
+        .await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = env.db.connect_as(&format!("{}_worker", env.db.name)).await;
+    let odoo = env.odoo.clone();
+    let runner = tokio::spawn(async move {
+        let options = odoo_sync_worker::run::RunOptions {
+            poll_interval: Duration::from_millis(200),
+            ..Default::default()
+        };
+        odoo_sync_worker::run::run(&worker, &odoo, "rt-worker", &options, async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    let qty_sql =
+        format!("SELECT quantity::text FROM order_items WHERE order_id = {id} ORDER BY id LIMIT 1");
+    // Realtime off: an Odoo change stays in Odoo.
+    env.write_line(lines[0], json!({"product_qty": 4, "price_unit": 10.0}))
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(env.one::<String>(&qty_sql).await, "2.000");
+    // Realtime on: it arrives within a few poll intervals.
+    env.sql("SELECT odoo_sync.start_realtime()").await;
+    let started = std::time::Instant::now();
+    while env.one::<String>(&qty_sql).await != "4.000" {
+        assert!(started.elapsed() < Duration::from_secs(20), "not pulled");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "realtime pull applied an Odoo change {} ms after start_realtime()",
+        started.elapsed().as_millis()
+    );
+    env.sql("SELECT odoo_sync.stop_realtime()").await;
+    let _ = stop.send(());
+    runner.await.expect("join").expect("run");
+    env.finish().await;
+}
