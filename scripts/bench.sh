@@ -4,6 +4,7 @@
 #   2. the Odoo simulator's throughput (it must never be the bottleneck of our benchmarks)
 #   3. the worker's push: batched vs a naive one-order-at-a-time baseline, RPCs per order,
 #      commit-to-Odoo latency
+#   4. the two-way sync: in-database conflict check per order, pull throughput
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,3 +18,5 @@ cargo build -q --release -p odoo_sync_tests --bin sim-bench
 echo
 export ODOO_SYNC_TEST_PG="$(bash scripts/pg.sh url)"
 cargo run -q --release -p odoo-sync-worker --example push_bench
+echo
+cargo run -q --release -p odoo-sync-worker --example pull_bench
