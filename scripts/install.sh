@@ -9,7 +9,7 @@ PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 STAGE=target/odoo_sync-package
 
 rm -rf "$STAGE"
-cargo pgrx package -p odoo_sync --pg-config "$PG_CONFIG" --out-dir "$STAGE"
+PG_CONFIG="$PG_CONFIG" bash scripts/extension-package.sh "$STAGE"
 (cd "$STAGE" && find . -type f) | while read -r f; do
   dest="/${f#./}"
   mkdir -p "$(dirname "$dest")"

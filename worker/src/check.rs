@@ -1103,11 +1103,11 @@ mod tests {
             name: "extension",
             status: Status::Fail,
             detail: "odoo_sync 0.0.9 is installed".into(),
-            fix: Some("ALTER EXTENSION odoo_sync UPDATE TO '0.1.0';".into()),
+            fix: Some("ALTER EXTENSION odoo_sync UPDATE TO '0.2.0';".into()),
         };
         assert_eq!(
             f.to_string(),
-            "FAIL  extension       odoo_sync 0.0.9 is installed -- fix: ALTER EXTENSION odoo_sync UPDATE TO '0.1.0';"
+            "FAIL  extension       odoo_sync 0.0.9 is installed -- fix: ALTER EXTENSION odoo_sync UPDATE TO '0.2.0';"
         );
         let mut r = Report::default();
         r.pass("config", "environment");

@@ -103,7 +103,10 @@ async fn check_passes_on_a_healthy_setup() {
     }
     assert!(!out.contains("FAIL") && !out.contains("SKIP"), "{out}");
     assert!(
-        out.contains("odoo_sync 0.1.0, as this worker expects"),
+        out.contains(&format!(
+            "odoo_sync {}, as this worker expects",
+            env!("CARGO_PKG_VERSION")
+        )),
         "{out}"
     );
     assert!(out.contains("JSON-2 (protocol auto"), "{out}");

@@ -32,6 +32,42 @@ RETURNING id,
      FROM odoo_sync.order_state s
      WHERE s.tracking_id OPERATOR(pg_catalog.=) $1 AND s.order_key OPERATOR(pg_catalog.=) $2)";
 
+/// EVENT_SQL as the 0.1.0 schema allows (no `odoo_locked` column yet). The library of a new
+/// version is in place before `ALTER EXTENSION odoo_sync UPDATE` runs; until then the
+/// application's writes must keep working, so capture follows the schema it finds.
+const EVENT_SQL_0_1: &str = "
+INSERT INTO odoo_sync.event_log (event_type, tracking_id, entity_id, payload)
+VALUES ($3, $1, $2, $4::pg_catalog.jsonb)
+RETURNING id,
+    (SELECT s.sync_status FROM odoo_sync.order_state s
+     WHERE s.tracking_id OPERATOR(pg_catalog.=) $1 AND s.order_key OPERATOR(pg_catalog.=) $2
+       AND s.job_id IS NOT NULL)";
+
+thread_local! {
+    /// Whether this backend found the two-way sync columns (cached: the schema changes only
+    /// with ALTER EXTENSION, after which a new connection sees the new schema).
+    static TWO_WAY_SCHEMA: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
+}
+
+fn two_way_schema(client: &pgrx::spi::SpiClient<'_>) -> Result<bool> {
+    if let Some(known) = TWO_WAY_SCHEMA.with(|c| c.get()) {
+        return Ok(known);
+    }
+    let found = client
+        .select(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute \
+             WHERE attrelid OPERATOR(pg_catalog.=) 'odoo_sync.order_state'::pg_catalog.regclass \
+               AND attname OPERATOR(pg_catalog.=) 'odoo_locked' AND NOT attisdropped)",
+            None,
+            &[],
+        )?
+        .first()
+        .get::<bool>(1)?
+        .unwrap_or(false);
+    TWO_WAY_SCHEMA.with(|c| c.set(Some(found)));
+    Ok(found)
+}
+
 /// Make sure the order has a push job (a running job keeps its lease), upsert its state, and
 /// wake the workers. PostgreSQL folds identical notifications of one transaction into one.
 const ENQUEUE_SQL: &str = "
@@ -102,9 +138,10 @@ pub fn record_change(change: &Change<'_>) -> Result<Captured> {
     let _as_owner = RunAs::user(extension_owner()?);
     Spi::connect_mut(|client| {
         let text = pg_sys::TEXTOID.into();
+        let two_way = two_way_schema(client)?;
         let event = plan(
             client,
-            EVENT_SQL,
+            if two_way { EVENT_SQL } else { EVENT_SQL_0_1 },
             &[pg_sys::INT4OID.into(), text, text, text],
         )?;
         let row = client
@@ -122,7 +159,7 @@ pub fn record_change(change: &Change<'_>) -> Result<Captured> {
         let version = row.get::<i64>(1)?.unwrap_or_default();
         // "<status of the active job, or empty>" followed by "!" when Odoo has confirmed it.
         let probe = row.get::<String>(2)?.unwrap_or_default();
-        let odoo_locked = probe.ends_with('!');
+        let odoo_locked = two_way && probe.ends_with('!');
         let status = probe.trim_end_matches('!').to_string();
         if !change.state_changed && (status == "PENDING_SYNC" || status == "CONFLICT") {
             return Ok(Captured {

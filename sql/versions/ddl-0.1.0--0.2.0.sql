@@ -1,0 +1,55 @@
+-- odoo_sync 0.1.0 -> 0.2.0, hand-written part: the table changes of the two-way sync.
+-- scripts/gen-upgrade.py appends every function that is new or changed, the event trigger
+-- and the grants, to make odoo_sync--0.1.0--0.2.0.sql. The test ext_upgrade checks that the
+-- result equals a fresh install of 0.2.0.
+
+ALTER TABLE @extschema@.order_state
+    ADD COLUMN odoo_write_date text,
+    ADD COLUMN odoo_state      text,
+    ADD COLUMN odoo_locked     boolean NOT NULL DEFAULT false,
+    ADD COLUMN link            text NOT NULL DEFAULT 'xmlid' CHECK (link IN ('xmlid', 'dbid'));
+CREATE INDEX order_state_odoo_id ON @extschema@.order_state (odoo_id) WHERE odoo_id IS NOT NULL;
+
+CREATE TABLE @extschema@.line_links (
+    tracking_id  integer NOT NULL,
+    item_key     text NOT NULL,
+    order_key    text NOT NULL,
+    odoo_line_id integer NOT NULL,
+    PRIMARY KEY (tracking_id, item_key),
+    UNIQUE (tracking_id, odoo_line_id)
+);
+CREATE TABLE @extschema@.pull_cursor (
+    id            integer PRIMARY KEY DEFAULT 1 CHECK (id = 1),
+    watermark     text,
+    seen          jsonb NOT NULL DEFAULT '{}',
+    reconciled_at timestamptz,
+    updated_at    timestamptz NOT NULL DEFAULT now()
+);
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.line_links', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.pull_cursor', '');
+
+ALTER TABLE @extschema@.batches DROP CONSTRAINT batches_kind_check,
+    ADD CONSTRAINT batches_kind_check CHECK (kind IN ('push', 'import', 'replay'));
+ALTER TABLE @extschema@.conflicts ADD COLUMN base_version jsonb, ADD COLUMN resolved_values jsonb;
+ALTER TABLE @extschema@.partner_map DROP CONSTRAINT partner_map_source_check,
+    ADD CONSTRAINT partner_map_source_check CHECK (source IN ('manual', 'ref', 'name', 'import'));
+ALTER TABLE @extschema@.product_map DROP CONSTRAINT product_map_source_check,
+    ADD CONSTRAINT product_map_source_check CHECK (source IN ('manual', 'default_code', 'name', 'import'));
+
+ALTER TABLE @extschema@.setting_spec DROP CONSTRAINT setting_spec_type_check,
+    ADD CONSTRAINT setting_spec_type_check CHECK (type IN ('integer', 'number', 'boolean', 'strategies', 'choice'));
+INSERT INTO @extschema@.setting_spec (key, type, default_value, min_value, max_value, allowed, unit, description) VALUES
+    ('pull_overlap_seconds', 'integer', '120', 120, 86400, NULL, 'seconds',
+     'How far before its watermark the realtime pull asks Odoo again (long Odoo transactions commit rows stamped in the past).'),
+    ('reconcile_interval_seconds', 'integer', '300', 10, 86400, NULL, 'seconds',
+     'How often the realtime pull checks that linked Odoo orders still exist.'),
+    ('conflict_policy_state', 'choice', '"remote_wins"', NULL, NULL, ARRAY['manual', 'local_wins', 'remote_wins'], NULL,
+     'Order status changed on both sides: who wins (manual records a conflict).'),
+    ('conflict_policy_received', 'choice', '"remote_wins"', NULL, NULL, ARRAY['manual', 'local_wins', 'remote_wins'], NULL,
+     'Odoo received goods (PARTIALLY_RECEIVED / RECEIVED) while the local status changed: who wins.'),
+    ('conflict_policy_lines', 'choice', '"manual"', NULL, NULL, ARRAY['manual', 'local_wins', 'remote_wins'], NULL,
+     'A line (product, quantity, price, added or removed) changed on both sides: who wins.'),
+    ('conflict_policy_supplier', 'choice', '"manual"', NULL, NULL, ARRAY['manual', 'local_wins', 'remote_wins'], NULL,
+     'The vendor changed on both sides: who wins.'),
+    ('conflict_policy_amounts', 'choice', '"manual"', NULL, NULL, ARRAY['manual', 'local_wins', 'remote_wins'], NULL,
+     'Odoo''s totals differ from the local ones after a sync: manual records a DATA_MISMATCH, remote_wins writes Odoo''s totals, local_wins keeps the local ones.');
