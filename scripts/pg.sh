@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Starts or stops the private PostgreSQL 15 cluster used by `make test`, `make demo` and
 # `make bench`. PostgreSQL refuses to run as root, so as root the cluster runs as user postgres.
-#   scripts/pg.sh start|stop|status|url
+#   scripts/pg.sh start|stop|restart|status|url
+# restart keeps the data (fast shutdown: sessions are terminated, as a PostgreSQL restart does to
+# clients); ODOO_SYNC_PG_RESTART_MODE=immediate makes it a crash and recovery instead.
 # Environment: ODOO_SYNC_PG_PORT (default 55432), ODOO_SYNC_PG_DATA (default /tmp/odoo_sync_pg_<port>).
 set -euo pipefail
 
@@ -37,6 +39,13 @@ case "${1:-}" in
       echo "pg: stopped (pid $pid)"
     fi
     ;;
+  restart)
+    if ! running; then echo "pg: not running on port $PORT" >&2; exit 1; fi
+    as_owner env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE "$PGBIN/pg_ctl" -D "$DATA" -l "$DATA/server.log" \
+      -m "${ODOO_SYNC_PG_RESTART_MODE:-fast}" -w -t 60 restart >/dev/null \
+      || { tail -20 "$DATA/server.log"; exit 1; }
+    echo "pg: restarted on port $PORT (pid $(head -1 "$DATA/postmaster.pid"))"
+    ;;
   status)
     if running; then echo "pg: running on port $PORT"; else echo "pg: not running"; exit 1; fi
     ;;
@@ -44,5 +53,5 @@ case "${1:-}" in
     echo "host=$SOCKDIR port=$PORT user=postgres dbname=postgres"
     ;;
   *)
-    echo "usage: $0 start|stop|status|url" >&2; exit 2 ;;
+    echo "usage: $0 start|stop|restart|status|url" >&2; exit 2 ;;
 esac

@@ -4,7 +4,12 @@
 //! `ODOO_SYNC_TEST_PG`. Each test gets a database of its own with the extension created, so
 //! tests run in parallel and leave nothing behind: `TestDb::finish` drops the database and the
 //! roles the test made.
+//!
+//! Tests that restart PostgreSQL or kill its backends must not do it to that shared cluster:
+//! they start a [`PrivateCluster`] of their own.
 
+use std::path::PathBuf;
+use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use tokio_postgres::{Client, NoTls};
@@ -47,7 +52,13 @@ pub struct TestDb {
 impl TestDb {
     /// Creates the database `t_<label>_<pid>_<n>` and the extension in it.
     pub async fn new(label: &str) -> TestDb {
-        let base = cluster_conninfo();
+        TestDb::new_in(&cluster_conninfo(), label).await
+    }
+
+    /// The same in another cluster (`base`: conninfo of its maintenance database), e.g. a
+    /// [`PrivateCluster`] that a test restarts.
+    pub async fn new_in(base: &str, label: &str) -> TestDb {
+        let base = base.to_string();
         let name = format!(
             "t_{}_{}_{}",
             label,
@@ -177,4 +188,88 @@ pub fn common_schema(key_type: &str) -> String {
             notes text
         );"
     )
+}
+
+/// A PostgreSQL 15 cluster of one test's own, started by `scripts/pg.sh` on a free port with its
+/// own data directory, for tests that restart the server or terminate its backends (the cluster
+/// of `ODOO_SYNC_TEST_PG` is shared by every test running at the same time). Stopped and
+/// removed when dropped.
+pub struct PrivateCluster {
+    /// TCP port (the socket is in /tmp).
+    pub port: u16,
+    data: PathBuf,
+}
+
+impl PrivateCluster {
+    /// initdb and start; panics with the server's output when that fails.
+    pub fn start(label: &str) -> PrivateCluster {
+        let port = free_port();
+        let data = PathBuf::from(format!(
+            "/tmp/odoo_sync_pg_{label}_{}_{port}",
+            std::process::id()
+        ));
+        let cluster = PrivateCluster { port, data };
+        cluster.pg_sh("start", &[]);
+        cluster
+    }
+
+    /// Conninfo of the cluster's maintenance database, as superuser (for [`TestDb::new_in`]).
+    pub fn conninfo(&self) -> String {
+        format!("host=/tmp port={} user=postgres dbname=postgres", self.port)
+    }
+
+    /// Restarts the server, keeping the data: every session is terminated, as in a real
+    /// restart. `immediate` crashes it instead (recovery at start).
+    pub fn restart(&self, immediate: bool) {
+        let mode = if immediate { "immediate" } else { "fast" };
+        self.pg_sh("restart", &[("ODOO_SYNC_PG_RESTART_MODE", mode)]);
+    }
+
+    fn pg_sh(&self, command: &str, env: &[(&str, &str)]) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/pg.sh");
+        let out = Command::new("bash")
+            .arg(script)
+            .arg(command)
+            .env("ODOO_SYNC_PG_PORT", self.port.to_string())
+            .env("ODOO_SYNC_PG_DATA", &self.data)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
+        assert!(
+            out.status.success(),
+            "scripts/pg.sh {command} (port {}): {}\n{}",
+            self.port,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        // pg_ctl stop by the data directory's pid file; never by process name.
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/pg.sh");
+        let _ = Command::new("bash")
+            .arg(script)
+            .arg("stop")
+            .env("ODOO_SYNC_PG_PORT", self.port.to_string())
+            .env("ODOO_SYNC_PG_DATA", &self.data)
+            .output();
+        let _ = std::fs::remove_dir_all(&self.data);
+        let _ = std::fs::remove_file(format!("{}.initdb.log", self.data.display()));
+    }
+}
+
+/// A TCP port nobody listens on, whose Unix socket name in /tmp is free too.
+fn free_port() -> u16 {
+    for _ in 0..100 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("cannot find a free port: {e}"));
+        if !std::path::Path::new(&format!("/tmp/.s.PGSQL.{port}")).exists() {
+            return port;
+        }
+    }
+    panic!("no free port for a private PostgreSQL cluster after 100 tries")
 }
