@@ -267,6 +267,54 @@ async fn check_command(settings: &Settings) -> Result<(), CliError> {
     }
 }
 
+/// Whether a PostgreSQL error means the connection is gone (a server restart, a terminated
+/// backend, a cut network), so that a new connection may work where this one failed.
+fn connection_lost(e: &tokio_postgres::Error, pg: &tokio_postgres::Client) -> bool {
+    if pg.is_closed() || e.is_closed() {
+        return true;
+    }
+    match e.code() {
+        // connection_exception (08...), operator_intervention (57P01 admin_shutdown, 57P02
+        // crash_shutdown, 57P03 cannot_connect_now).
+        Some(code) => code.code().starts_with("08") || code.code().starts_with("57P"),
+        // Not a server error: I/O on the socket.
+        None => e.as_db_error().is_none(),
+    }
+}
+
+/// Resolves once `stop` turns true.
+async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+    while !*stop.borrow_and_update() {
+        if stop.changed().await.is_err() {
+            // The sender is gone: nobody can ask for a stop any more.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// The finisher connections (see [`RunOptions::finishers`]).
+async fn connect_finishers(url: &str, n: usize) -> Result<FinishPool, CliError> {
+    // Finishing jobs is PostgreSQL work one backend does serially: a few extra connections
+    // share it (measured 7x -> 12x the naive baseline at 20 ms Odoo latency in the push
+    // benchmark).
+    let mut finishers = Vec::with_capacity(n);
+    for _ in 0..n {
+        finishers.push(std::sync::Arc::new(connect_pg(url).await?));
+    }
+    Ok(FinishPool(finishers))
+}
+
+/// Resolves when one of the finisher connections has closed (run() is then restarted with new
+/// ones: jobs routed to a dead finisher would otherwise wait for their lease every time).
+async fn finisher_lost(pool: FinishPool) {
+    loop {
+        if pool.0.iter().any(|c| c.is_closed()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
 async fn run_command(settings: &Settings, pg: &tokio_postgres::Client) -> Result<(), CliError> {
     let odoo = OdooClient::new(settings.odoo_config()?)?;
     let worker = worker_id();
@@ -275,25 +323,111 @@ async fn run_command(settings: &Settings, pg: &tokio_postgres::Client) -> Result
     let url = settings.database_url()?.to_string();
     let wake = std::sync::Arc::new(tokio::sync::Notify::new());
     let listener = spawn_listener(url.clone(), wake.clone());
-    // Finishing jobs is PostgreSQL work one backend does serially: a few extra connections
-    // share it (measured 7x -> 12x the naive baseline at 20 ms Odoo latency in the push
-    // benchmark).
-    let mut finishers = Vec::with_capacity(settings.finishers());
-    for _ in 0..settings.finishers() {
-        finishers.push(std::sync::Arc::new(connect_pg(&url).await?));
-    }
-    let options = RunOptions {
-        wake: Some(wake),
-        finishers: FinishPool(finishers),
-        max_jobs: settings.claim_size(),
-        ..RunOptions::default()
-    };
-    let r = run(pg, &odoo, &worker, &options, shutdown_signal()).await;
+    // One signal handler for the whole life of the process: a stop asked while the loop below
+    // reconnects is not lost.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let signals = tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let result = supervise(settings, pg, &odoo, &worker, &url, wake, stop_rx).await;
+    signals.abort();
     listener.abort();
     if let Some(http) = http {
         http.abort();
     }
-    r.map_err(pg_err("the run loop stopped"))
+    result
+}
+
+/// Runs the push loop, and runs it again on new connections when PostgreSQL goes away
+/// (restart, failover, terminated backend) instead of ending the process: the LISTEN
+/// connection already comes back by itself, and the main and finisher connections come back
+/// here, retried with a growing pause (0.5 s up to 10 s) until the server answers or a stop is
+/// asked. Errors that a new connection cannot cure (SQL errors on a live connection) end the
+/// process as before.
+async fn supervise(
+    settings: &Settings,
+    first: &tokio_postgres::Client,
+    odoo: &OdooClient,
+    worker: &str,
+    url: &str,
+    wake: std::sync::Arc<tokio::sync::Notify>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), CliError> {
+    const FIRST_PAUSE: Duration = Duration::from_millis(500);
+    const MAX_PAUSE: Duration = Duration::from_secs(10);
+    let mut replaced: Option<tokio_postgres::Client> = None;
+    let mut finishers = Some(connect_finishers(url, settings.finishers()).await?);
+    loop {
+        let pg = replaced.as_ref().unwrap_or(first);
+        let pool = match finishers.take() {
+            Some(pool) => pool,
+            None => match connect_finishers(url, settings.finishers()).await {
+                Ok(pool) => pool,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot open the finisher connections; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(FIRST_PAUSE) => continue,
+                        _ = stopped(stop.clone()) => return Ok(()),
+                    }
+                }
+            },
+        };
+        let options = RunOptions {
+            wake: Some(wake.clone()),
+            finishers: pool.clone(),
+            max_jobs: settings.claim_size(),
+            ..RunOptions::default()
+        };
+        let restart_asked = std::sync::atomic::AtomicBool::new(false);
+        let shutdown = async {
+            tokio::select! {
+                _ = stopped(stop.clone()) => {}
+                _ = finisher_lost(pool) => restart_asked.store(true, std::sync::atomic::Ordering::SeqCst),
+            }
+        };
+        match run(pg, odoo, worker, &options, shutdown).await {
+            Ok(()) if !restart_asked.load(std::sync::atomic::Ordering::SeqCst) => return Ok(()),
+            Ok(()) => {
+                tracing::warn!("a finisher connection to PostgreSQL closed; reconnecting");
+                if !pg.is_closed() {
+                    continue;
+                }
+            }
+            Err(e) if connection_lost(&e, pg) => {
+                tracing::warn!(error = %e, "lost the PostgreSQL connection; reconnecting");
+            }
+            Err(e) => return Err(pg_err("the run loop stopped")(e)),
+        }
+        // The main connection is gone: open a new one, then hand back the jobs this worker
+        // still holds (no batch of ours is in flight once run() has returned; their pushes are
+        // idempotent), so they do not wait for their leases to run out.
+        let mut pause = FIRST_PAUSE;
+        let fresh = loop {
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = stopped(stop.clone()) => return Ok(()),
+            }
+            match connect_pg(url).await {
+                Ok(c) => break c,
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?pause, "PostgreSQL is not back yet");
+                    pause = (pause * 2).min(MAX_PAUSE);
+                }
+            }
+        };
+        match fresh
+            .query_one("SELECT odoo_sync.release_jobs($1)", &[&worker])
+            .await
+            .and_then(|r| r.try_get::<_, i32>(0))
+        {
+            Ok(n) => tracing::info!(released = n, "reconnected to PostgreSQL"),
+            Err(e) => {
+                tracing::warn!(error = %e, "reconnected to PostgreSQL; could not release the jobs held before (they return when their lease ends)")
+            }
+        }
+        replaced = Some(fresh);
+    }
 }
 
 async fn sync_command(
