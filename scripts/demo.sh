@@ -3,7 +3,8 @@
 # Odoo simulator, both started here and stopped at the end.
 #
 # The whole loop: an application's orders tracked by the extension, the worker pushing every
-# committed change to the simulator, and the result shown from both sides.
+# committed change to the simulator, Odoo-side changes pulled back in realtime mode, a
+# conflict resolved in SQL, an import from Odoo, and the result shown from both sides.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -113,6 +114,72 @@ say "Local side after the changes"
 status_table
 say "Odoo side after the changes (PO-0003 cancelled; PO-0002's chair line now 9 x 11.00)"
 show_odoo
+
+odoo_id() {  # odoo_id MODEL FIELD VALUE: the id of the first record with FIELD = VALUE
+  odoo "$1" search "[[[\"$2\",\"=\",$3]]]" '{"limit":1}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["result"][0])'
+}
+odoo_order() { odoo_id purchase.order origin "\"$1\""; }
+odoo_line() {  # odoo_line ORIGIN PRODUCT_CODE: the Odoo line of that product in that order
+  odoo purchase.order.line search \
+    "[[[\"order_id\",\"=\",$(odoo_order "$1")],[\"product_id\",\"=\",$(odoo_id product.product default_code "\"$2\"")]]]" '{}' \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["result"][0])'
+}
+lines_table() {
+  run -c "SELECT o.order_number, o.status, o.sync_status, i.product_code, i.quantity, i.unit_price
+          FROM orders o JOIN order_items i ON i.order_id = o.id ORDER BY 1, 4"
+}
+
+say "Two-way: SELECT odoo_sync.start_realtime(); a buyer confirms PO-0001 in Odoo and edits a line of PO-0002"
+run -c "SELECT odoo_sync.update_settings('{\"poll_interval_seconds\": 1}') IS NOT NULL AS settings" -c "SELECT odoo_sync.start_realtime()" >/dev/null
+odoo purchase.order button_confirm "[[$(odoo_order PO-0001)]]" '{}' >/dev/null
+odoo purchase.order.line write "[[$(odoo_line PO-0002 FURN_8220)], {\"product_qty\": 2, \"price_unit\": 470.0}]" '{}' >/dev/null
+for _ in $(seq 1 100); do
+  [ "$(run -At -c "SELECT count(*) FROM orders WHERE status = 'CONFIRMED'")" = 1 ] \
+    && [ "$(run -At -c "SELECT count(*) FROM order_items WHERE unit_price = 470")" = 1 ] && break
+  sleep 0.1
+done
+say "Local side: Odoo's changes arrived (no push went back: no echo)"
+lines_table
+
+say "A conflict: the app and the buyer change the same line to different quantities at the same time"
+DESK=$(odoo_line PO-0002 FURN_8220)
+BUYER_EDIT="curl -s -o /dev/null -X POST $SIM_URL/jsonrpc -H 'Content-Type: application/json' -d '{\"jsonrpc\":\"2.0\",\"method\":\"call\",\"id\":1,\"params\":{\"service\":\"object\",\"method\":\"execute_kw\",\"args\":[\"odoo\",2,\"admin\",\"purchase.order.line\",\"write\",[[$DESK],{\"product_qty\":7,\"price_unit\":470.0}],{}]}}'"
+run <<SQL
+BEGIN;
+UPDATE order_items SET quantity = 5 WHERE product_code = 'FURN_8220' AND order_id = (SELECT id FROM orders WHERE order_number = 'PO-0002');
+\\! $BUYER_EDIT
+COMMIT;
+SQL
+for _ in $(seq 1 100); do
+  [ "$(run -At -c "SELECT count(*) FROM odoo_sync.pending_conflicts")" != 0 ] && break
+  sleep 0.1
+done
+run -c "SELECT conflict_type, local_order_id IS NOT NULL AS has_order, jsonb_pretty(field_diff) AS field_diff FROM odoo_sync.pending_conflicts"
+say "SELECT odoo_sync.resolve_conflict(id, 'MERGE', '{\"lines.<item>.quantity\": 6}')"
+run -c "SELECT odoo_sync.resolve_conflict(conflict_id, 'MERGE', jsonb_build_object(field_diff -> 0 ->> 'field', 6)) ->> 'sync_status' AS after
+        FROM odoo_sync.pending_conflicts"
+wait_synced
+lines_table
+say "Odoo side: PO-0002's desk line is 6 there too"
+odoo purchase.order.line search_read "[[[\"order_id\",\"=\",$(odoo_order PO-0002)]]]" '{"fields":["name","product_qty","price_unit"],"order":"id"}' \
+  | python3 -c 'import json,sys
+for l in json.load(sys.stdin)["result"]:
+    print("  %-20s %6.1f x %8.2f" % (l["name"], l["product_qty"], l["price_unit"]))'
+
+say "Import: an order created in Odoo comes in with SELECT odoo_sync.import_orders('{\"states\": [\"draft\"]}')"
+odoo purchase.order create "[{\"partner_id\": $(odoo_id res.partner ref '"V-READY"'), \"origin\": \"ODOO-ONLY\",
+  \"order_line\": [[0, 0, {\"product_id\": $(odoo_id product.product default_code '"E-COM11"'), \"product_qty\": 4, \"price_unit\": 20.0}]]}]" '{}' >/dev/null
+run -c "SELECT odoo_sync.stop_realtime()" >/dev/null
+BATCH=$(run -At -c "SELECT odoo_sync.import_orders('{\"states\": [\"draft\"]}')")
+for _ in $(seq 1 100); do
+  [ "$(run -At -c "SELECT pending FROM odoo_sync.batch_status($BATCH)")" = 0 ] && break
+  sleep 0.1
+done
+run -c "SELECT total, successful AS imported, skipped, failed FROM odoo_sync.batch_status($BATCH)"
+status_table
+say "odoo-sync-worker verify: every linked order compared with Odoo"
+DATABASE_URL="$CONN dbname=$DB" ODOO_URL="$SIM_URL" ODOO_DB=odoo ODOO_USER=admin ODOO_API_KEY=odoo-sim-admin-api-key \
+  ./target/debug/odoo-sync-worker verify || true
 
 say "The event log (SELECT event_type, count(*) FROM odoo_sync.events GROUP BY 1)"
 run -c "SELECT event_type, count(*) FROM odoo_sync.events GROUP BY 1 ORDER BY 1"

@@ -217,7 +217,15 @@ pub async fn run_batch_with(
                 let i = push[n];
                 let job = &jobs[i];
                 let state = match merge_then_requeue(pg, job, &remote).await {
-                    Ok(state) => state,
+                    // Odoo had not changed after all (same-second write_date): push as it is.
+                    Ok(None) => {
+                        let (t, k) = pairs[n].clone();
+                        docs[n] = queue::order_document(pg, t, &k)
+                            .await
+                            .map_err(PushError::from);
+                        continue;
+                    }
+                    Ok(Some(state)) => state,
                     Err(e) => format!("lost: {e}"),
                 };
                 crate::metrics::global().job_finished(if state.starts_with("lost") {
@@ -304,8 +312,8 @@ pub async fn run_batch_with(
     }
 }
 
-/// The Odoo orders among `docs` whose `write_date` moved past the one stored at our last
-/// sync, as apply_remote documents. One `read` for the batch (none when no order is linked);
+/// The Odoo orders among `docs` whose `write_date` moved past (or equals: one-second
+/// resolution) the one stored at our last sync, as apply_remote documents. One `read` for the batch (none when no order is linked);
 /// when Odoo cannot be asked, nothing is diverted (the push itself will fail the same way).
 async fn changed_in_odoo(
     odoo: &OdooClient,
@@ -334,7 +342,9 @@ async fn changed_in_odoo(
         .filter_map(|r| {
             let id = r.get("id")?.as_i64()?;
             let now = r.get("write_date")?.as_str()?;
-            (now > known.get(&id)?.as_str()).then_some(id)
+            // Equal is ambiguous: write_date has one-second resolution, so an Odoo edit in the
+            // second of our last sync looks unchanged; apply_remote compares the content.
+            (now >= known.get(&id)?.as_str()).then_some(id)
         })
         .collect();
     if moved.is_empty() {
@@ -353,15 +363,19 @@ async fn changed_in_odoo(
 }
 
 /// Merges Odoo's newer version into the order of a running push job, then hands the job back
-/// (held while a conflict is open).
+/// (held while a conflict is open). None when Odoo's order had not changed (its write_date
+/// only equalled the stored one): the push goes ahead.
 async fn merge_then_requeue(
     pg: &Client,
     job: &Job,
     remote: &serde_json::Value,
-) -> Result<String, tokio_postgres::Error> {
+) -> Result<Option<String>, tokio_postgres::Error> {
     let applied =
         crate::pull::remote::apply(pg, remote, false, Some((job.job_id, job.attempt_token)))
             .await?;
+    if applied.outcome == "unchanged" || applied.outcome == "stale" {
+        return Ok(None);
+    }
     tracing::info!(job_id = job.job_id, outcome = %applied.outcome, "order changed in Odoo since the last sync: merged before pushing");
     let row = pg
         .query_one(
@@ -370,7 +384,9 @@ async fn merge_then_requeue(
         )
         .await?;
     let state: String = row.try_get(0)?;
-    Ok(format!("requeued ({state}) after merging Odoo changes"))
+    Ok(Some(format!(
+        "requeued ({state}) after merging Odoo changes"
+    )))
 }
 
 async fn push_job(

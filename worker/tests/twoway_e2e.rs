@@ -502,8 +502,8 @@ async fn a_policy_resolves_line_conflicts_automatically() {
 async fn a_push_over_an_unseen_odoo_change_becomes_a_version_conflict() {
     let env = setup("tw_version").await;
     let (id, odoo_id, lines) = synced_order(&env, "PO-V").await;
-    // The Odoo change arrives after the last poll; the local change is pushed before any poll.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // The Odoo change arrives after the last poll (in the same second as the last sync: its
+    // write_date alone cannot tell); the local change is pushed before any poll.
     env.write_line(lines[0], json!({"product_qty": 9, "price_unit": 10.0}))
         .await;
     env.sql(&format!(
