@@ -312,13 +312,16 @@ BEGIN
             jsonb_build_object('orders', v_orders, 'items', v_items))
     RETURNING id INTO v_id;
 
-    -- Existing orders: register them so batch_sync_pending() finds them.
+    -- Existing orders: register them so batch_sync_pending() finds them. An order that
+    -- already carries an Odoo id (tracked before, or linked by hand) is linked by that id, so
+    -- its next push updates that Odoo order instead of creating another one.
     EXECUTE format(
-        'INSERT INTO @extschema@.order_state (tracking_id, order_key, order_number, sync_status, odoo_id)
-         SELECT $1, o.%I::text, %s, ''NOT_SYNCED'', %s FROM %s o',
+        'INSERT INTO @extschema@.order_state (tracking_id, order_key, order_number, sync_status, odoo_id, link)
+         SELECT $1, x.k, x.n, ''NOT_SYNCED'', x.odoo_id, CASE WHEN x.odoo_id IS NULL THEN ''xmlid'' ELSE ''dbid'' END
+         FROM (SELECT o.%I::text AS k, %s AS n, %s AS odoo_id FROM %s o) x',
         v_orders ->> 'id',
-        CASE WHEN v_orders ? 'order_number' THEN format('o.%I::text', v_orders ->> 'order_number') ELSE 'NULL' END,
-        CASE WHEN v_orders ? 'odoo_order_id' THEN format('o.%I::integer', v_orders ->> 'odoo_order_id') ELSE 'NULL' END,
+        CASE WHEN v_orders ? 'order_number' THEN format('o.%I::text', v_orders ->> 'order_number') ELSE 'NULL::text' END,
+        CASE WHEN v_orders ? 'odoo_order_id' THEN format('o.%I::integer', v_orders ->> 'odoo_order_id') ELSE 'NULL::integer' END,
         orders)
     USING v_id;
     GET DIAGNOSTICS v_count = ROW_COUNT;
@@ -348,6 +351,32 @@ BEGIN
 END
 $$;
 
+CREATE OR REPLACE FUNCTION @extschema@.untrack_orders(orders regclass)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t @extschema@.tracked_tables;
+BEGIN
+    IF orders IS NULL THEN
+        RAISE EXCEPTION 'untrack_orders needs the orders table' USING ERRCODE = '22004';
+    END IF;
+    SELECT * INTO t FROM @extschema@.tracked_tables tt WHERE tt.orders_table = orders;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'table % is not tracked', orders
+            USING ERRCODE = '42704', HINT = 'See SELECT orders_table FROM odoo_sync.tracked_tables;';
+    END IF;
+    PERFORM @extschema@._check_trackable(t.orders_table, 'orders');
+    EXECUTE format('DROP TRIGGER IF EXISTS odoo_sync_capture ON %s', t.orders_table);
+    EXECUTE format('DROP TRIGGER IF EXISTS odoo_sync_capture ON %s', t.items_table);
+    DELETE FROM @extschema@.jobs WHERE tracking_id = t.id;
+    DELETE FROM @extschema@.order_state WHERE tracking_id = t.id;
+    DELETE FROM @extschema@.line_links WHERE tracking_id = t.id;
+    DELETE FROM @extschema@.tracked_tables WHERE id = t.id;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION @extschema@._untrack_dropped() RETURNS event_trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -368,8 +397,11 @@ BEGIN
                 EXECUTE format('DROP TRIGGER IF EXISTS odoo_sync_capture ON %s', v_rel);
             END IF;
         END LOOP;
+        DELETE FROM @extschema@.jobs WHERE tracking_id = t.id;
+        DELETE FROM @extschema@.order_state WHERE tracking_id = t.id;
+        DELETE FROM @extschema@.line_links WHERE tracking_id = t.id;
         DELETE FROM @extschema@.tracked_tables WHERE id = t.id;
-        RAISE NOTICE 'odoo_sync: tracking % is removed: % was dropped', t.id,
+        RAISE NOTICE 'odoo_sync: tracking % is removed (dropped: %)', t.id,
             (SELECT string_agg(d.object_identity, ', ') FROM pg_event_trigger_dropped_objects() d
              WHERE d.classid = 'pg_class'::regclass AND d.objid IN (t.orders_table, t.items_table));
     END LOOP;

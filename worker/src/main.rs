@@ -144,19 +144,7 @@ impl CliError {
 /// The server's own words for a database error (tokio_postgres displays only "db error"):
 /// message, then detail and hint when PostgreSQL gave them.
 fn pg_message(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => {
-            let mut out = format!("{} (SQLSTATE {})", db.message(), db.code().code());
-            if let Some(detail) = db.detail() {
-                out.push_str(&format!("; {detail}"));
-            }
-            if let Some(hint) = db.hint() {
-                out.push_str(&format!("; hint: {hint}"));
-            }
-            out
-        }
-        None => e.to_string(),
-    }
+    odoo_sync_worker::queue::describe_pg(e)
 }
 
 fn pg_err(what: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> CliError {
@@ -175,7 +163,7 @@ async fn connect_pg(url: &str) -> Result<tokio_postgres::Client, CliError> {
     ))?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
-            tracing::error!(error = %e, "PostgreSQL connection ended");
+            tracing::error!(error = %odoo_sync_worker::queue::describe_pg(&e), "PostgreSQL connection ended");
         }
     });
     Ok(client)

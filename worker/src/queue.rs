@@ -7,6 +7,30 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio_postgres::Client;
 
+/// A PostgreSQL error as the server put it: message and SQLSTATE, then detail and hint
+/// (tokio_postgres's own Display is only "db error").
+pub fn describe_pg(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut out = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+            if let Some(detail) = db.detail() {
+                out.push_str(&format!("; {detail}"));
+            }
+            if let Some(hint) = db.hint() {
+                out.push_str(&format!("; hint: {hint}"));
+            }
+            out
+        }
+        None => {
+            // Connection errors carry their cause one level down.
+            match std::error::Error::source(e) {
+                Some(cause) => format!("{e}: {cause}"),
+                None => e.to_string(),
+            }
+        }
+    }
+}
+
 /// One claimed job.
 #[derive(Debug, Clone)]
 pub struct Job {

@@ -27,6 +27,19 @@ use crate::queue::{self, Job};
 /// How long a claimed job stays ours before another worker may take it.
 pub const LEASE: Duration = Duration::from_secs(60);
 
+/// How long jobs wait, and how often the loop asks Odoo again, after Odoo refused our
+/// credentials (an expired API key must not dead-letter every order).
+pub const CREDENTIALS_PAUSE: Duration = Duration::from_secs(60);
+
+fn set_credentials_refused(odoo: &OdooClient, refused: bool) {
+    let was = odoo.set_credentials_refused(refused);
+    if refused && !was {
+        tracing::error!("Odoo refused the worker's credentials: jobs wait (no attempt is lost) until they work again; check ODOO_USER / ODOO_API_KEY (Odoo 19 API keys expire)");
+    } else if !refused && was {
+        tracing::info!("Odoo accepts the worker's credentials again; resuming");
+    }
+}
+
 /// How long the run loop trusts its in-process resolution cache.
 pub const RESOLVER_TTL: Duration = Duration::from_secs(300);
 
@@ -290,7 +303,7 @@ pub async fn run_batch_with(
                                 error: None,
                             }
                         } else {
-                            finish(pg, job, outcome).await
+                            finish(pg, odoo, job, outcome).await
                         }
                     }
                 })
@@ -434,14 +447,22 @@ pub async fn process(
                     PullError::Odoo(o) => (o.odoo_name().map(str::to_string), o.retry_after()),
                     _ => (None, None),
                 };
+                let credentials = e.is_credentials();
+                if credentials {
+                    set_credentials_refused(odoo, true);
+                }
                 queue::fail(
                     pg,
                     job,
                     e.type_name(),
                     &message,
                     odoo_error.as_deref(),
-                    !e.is_transient(),
-                    retry_after,
+                    !e.is_transient() && !credentials,
+                    if credentials {
+                        Some(CREDENTIALS_PAUSE)
+                    } else {
+                        retry_after
+                    },
                 )
                 .await
             }
@@ -450,7 +471,7 @@ pub async fn process(
         return report;
     }
     let outcome = push_job(pg, odoo, resolver, job).await;
-    finish(pg, job, outcome).await
+    finish(pg, odoo, job, outcome).await
 }
 
 fn finished_state(job: &Job, finished: Result<String, tokio_postgres::Error>) -> String {
@@ -465,14 +486,19 @@ fn finished_state_text(job: &Job, finished: Result<String, tokio_postgres::Error
         Err(e) => {
             // Most often a stale attempt token: the lease passed to another worker, which
             // reports the job. The push itself is idempotent, so nothing is duplicated.
-            tracing::warn!(job_id = job.job_id, error = %e, "could not finish job");
+            tracing::warn!(job_id = job.job_id, error = %queue::describe_pg(&e), "could not finish job");
             format!("lost: {e}")
         }
     }
 }
 
 /// Completes or fails one job with the result of its push.
-pub async fn finish(pg: &Client, job: &Job, outcome: Result<PushOutcome, PushError>) -> JobReport {
+pub async fn finish(
+    pg: &Client,
+    odoo: &OdooClient,
+    job: &Job,
+    outcome: Result<PushOutcome, PushError>,
+) -> JobReport {
     let mut report = JobReport {
         job_id: job.job_id,
         order_key: job.order_key.clone(),
@@ -494,14 +520,23 @@ pub async fn finish(pg: &Client, job: &Job, outcome: Result<PushOutcome, PushErr
                 PushError::Odoo(o) => (o.odoo_name().map(str::to_string), o.retry_after()),
                 _ => (None, None),
             };
+            // Refused credentials are nobody's order's fault: retry later, pause the loop.
+            let credentials = e.is_credentials();
+            if credentials {
+                set_credentials_refused(odoo, true);
+            }
             queue::fail(
                 pg,
                 job,
                 e.type_name(),
                 &message,
                 odoo_error.as_deref(),
-                !e.is_transient(),
-                retry_after,
+                !e.is_transient() && !credentials,
+                if credentials {
+                    Some(CREDENTIALS_PAUSE)
+                } else {
+                    retry_after
+                },
             )
             .await
         }
@@ -526,6 +561,7 @@ pub async fn run(
     let mut resolver_born = tokio::time::Instant::now();
     let mut last_heartbeat: Option<tokio::time::Instant> = None;
     let mut realtime: Option<(PollSettings, tokio::time::Instant)> = None;
+    let mut last_maintenance = tokio::time::Instant::now();
     let mut last_poll: Option<tokio::time::Instant> = None;
     loop {
         // Realtime pull: settings re-read every second (start_realtime() also wakes the
@@ -552,11 +588,7 @@ pub async fn run(
             }
         }
         if last_heartbeat.is_none_or(|t| t.elapsed() >= options.heartbeat_interval) {
-            let odoo_status = match odoo.connect().await {
-                Ok(_) => "CONNECTED",
-                Err(e) if e.is_transient() => "DISCONNECTED",
-                Err(_) => "ERROR",
-            };
+            let odoo_status = odoo_status(odoo).await;
             let info = json!({
                 "odoo_status": odoo_status,
                 "cache_status": "HEALTHY",
@@ -573,9 +605,18 @@ pub async fn run(
                         options.max_chunk = n.max(1) as usize;
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+                Err(e) => tracing::warn!(error = %queue::describe_pg(&e), "heartbeat failed"),
             }
             last_heartbeat = Some(tokio::time::Instant::now());
+        }
+        if last_maintenance.elapsed() >= MAINTENANCE_EVERY {
+            last_maintenance = tokio::time::Instant::now();
+            match pg.query_one("SELECT odoo_sync.maintenance()", &[]).await {
+                Ok(row) => {
+                    tracing::info!(removed = %row.get::<_, serde_json::Value>(0), "retention applied")
+                }
+                Err(e) => tracing::warn!(error = %e, "maintenance() failed"),
+            }
         }
         // The in-process cache forgets after a while, so edits of the map tables are seen, and
         // is bounded in size.
@@ -588,6 +629,22 @@ pub async fn run(
             biased;
             _ = &mut shutdown => return Ok(()),
             _ = std::future::ready(()) => {}
+        }
+        if odoo.credentials_refused() {
+            // One authenticated call per pause tells whether the credentials work again.
+            let works = odoo
+                .search("res.partner", &crate::odoo::Domain::all(), Some(1), None)
+                .await;
+            match works {
+                Err(e) if e.is_credentials() => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(CREDENTIALS_PAUSE) => {}
+                        _ = &mut shutdown => return Ok(()),
+                    }
+                    continue;
+                }
+                _ => set_credentials_refused(odoo, false),
+            }
         }
         let claimed = run_batch_with(pg, odoo, &mut resolver, worker_id, &options)
             .await?
@@ -617,6 +674,26 @@ pub async fn run(
         }
     }
 }
+
+/// What the heartbeat reports for Odoo: a real round trip now (the session is cached, so
+/// `connect` alone would say CONNECTED forever after the first login), and ERROR while Odoo
+/// refuses the credentials.
+async fn odoo_status(odoo: &OdooClient) -> &'static str {
+    let probe = match odoo.connect().await {
+        Ok(_) => odoo.server_version().await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    match probe {
+        Err(e) if e.is_transient() => "DISCONNECTED",
+        Err(_) => "ERROR",
+        Ok(()) if odoo.credentials_refused() => "ERROR",
+        Ok(()) => "CONNECTED",
+    }
+}
+
+/// Applies retention (`odoo_sync.maintenance()`: finished jobs, attempt logs and events older
+/// than their retention settings) about every ten minutes; any worker may do it.
+pub const MAINTENANCE_EVERY: Duration = Duration::from_secs(600);
 
 /// Keeps a connection LISTENing on `odoo_sync_events` and wakes `wake` at each notification
 /// (and at each (re)connection, since notifications sent while it was down are lost). A

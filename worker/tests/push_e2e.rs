@@ -642,3 +642,80 @@ async fn local_status_transitions_are_sent_as_buttons() {
     }
     env.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_credentials_pause_the_worker_instead_of_dead_lettering_orders() {
+    let env = setup("push_badkey").await;
+    for n in 0..3 {
+        env.insert_order(n, n, &[("FURN_0001", "1", "5.00")]).await;
+    }
+    let mut config = OdooConfig::new(
+        &env.sim.url(),
+        "odoo",
+        "admin",
+        Secret::new("expired-api-key"),
+        SecretKind::ApiKey,
+    )
+    .expect("config");
+    config.request_timeout = Duration::from_secs(20);
+    let odoo = OdooClient::new(config).expect("client");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = env.db.connect_as(&format!("{}_worker", env.db.name)).await;
+    let loop_odoo = odoo.clone();
+    let runner = tokio::spawn(async move {
+        let options = RunOptions {
+            heartbeat_interval: Duration::from_millis(200),
+            ..RunOptions::default()
+        };
+        run(&worker, &loop_odoo, "badkey-worker", &options, async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    // The first batch fails on the credentials; after that the loop pauses and claims nothing.
+    let started = std::time::Instant::now();
+    loop {
+        let failed: i64 = env
+            .db
+            .client
+            .query_one(
+                "SELECT count(*) FROM odoo_sync.jobs WHERE state = 'failed'",
+                &[],
+            )
+            .await
+            .expect("jobs")
+            .get(0);
+        if failed == 3 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "jobs were not failed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let r = env
+        .db
+        .client
+        .query_one(
+            "SELECT (SELECT count(*) FROM odoo_sync.dead_letters),
+                    (SELECT max(attempts) FROM odoo_sync.jobs),
+                    (SELECT min(run_after) > now() + interval '30 seconds' FROM odoo_sync.jobs),
+                    (SELECT odoo_status FROM odoo_sync.worker_heartbeats WHERE worker_id = 'badkey-worker')",
+            &[],
+        )
+        .await
+        .expect("state");
+    let (dead, attempts, waiting, status): (i64, i32, bool, String) =
+        (r.get(0), r.get(1), r.get(2), r.get(3));
+    assert_eq!(
+        (dead, attempts, waiting),
+        (0, 1, true),
+        "no order is dead-lettered for a key"
+    );
+    assert_eq!(status, "ERROR");
+    let _ = stop.send(());
+    runner.await.expect("join").expect("run");
+    env.finish().await;
+}

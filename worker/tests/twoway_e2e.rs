@@ -962,3 +962,30 @@ async fn the_run_loop_pulls_in_realtime_mode_only() {
     runner.await.expect("join").expect("run");
     env.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tracking_the_same_tables_again_updates_the_same_odoo_order() {
+    let env = setup("tw_retrack").await;
+    let (id, odoo_id, lines) = synced_order(&env, "PO-T").await;
+    env.sql(
+        "SELECT odoo_sync.untrack_orders('orders');
+         SELECT odoo_sync.track_orders('orders', 'order_items');",
+    )
+    .await;
+    env.sql(&format!(
+        "UPDATE order_items SET quantity = 8 WHERE id = (SELECT min(id) FROM order_items WHERE order_id = {id});
+         SELECT odoo_sync.batch_sync_pending();"
+    ))
+    .await;
+    env.drain().await;
+    let orders = env
+        .odoo
+        .search("purchase.order", &Domain::all(), None, None)
+        .await
+        .expect("orders");
+    assert_eq!(orders, vec![odoo_id], "no second Odoo order");
+    let after: Vec<i64> = env.odoo_lines(odoo_id).await.iter().map(|l| l.0).collect();
+    assert_eq!(after, lines, "the same Odoo lines, updated in place");
+    env.assert_equal(id).await;
+    env.finish().await;
+}

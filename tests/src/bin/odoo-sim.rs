@@ -60,21 +60,20 @@ async fn main() -> anyhow::Result<()> {
     let simulator = sim::Sim::new(config)?;
     let listener = tokio::net::TcpListener::bind(&args.listen).await?;
     let addr = listener.local_addr()?;
+    // The handlers are installed before the address is announced: a SIGTERM sent right after
+    // reading it must stop the server cleanly, not kill it.
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     // Tests and scripts read the address from this first line: print and flush it at once.
     let mut out = std::io::stdout();
     writeln!(out, "listening on http://{addr}")?;
     out.flush()?;
-    sim::server::run(simulator.clone(), listener, shutdown_signal()).await;
+    sim::server::run(simulator.clone(), listener, shutdown_signal(term)).await;
     simulator.save_state()?;
     eprintln!("odoo-sim stopped");
     Ok(())
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut term) = signal(SignalKind::terminate()) else {
-        return std::future::pending().await;
-    };
+async fn shutdown_signal(mut term: tokio::signal::unix::Signal) {
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}

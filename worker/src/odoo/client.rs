@@ -111,6 +111,8 @@ struct Inner {
     http: Http,
     next_id: AtomicU64,
     session: OnceCell<Session>,
+    /// Set while Odoo refuses these credentials (see [`OdooClient::credentials_refused`]).
+    credentials_refused: std::sync::atomic::AtomicBool,
 }
 
 impl OdooClient {
@@ -128,8 +130,23 @@ impl OdooClient {
                 http,
                 next_id: AtomicU64::new(1),
                 session: OnceCell::new(),
+                credentials_refused: std::sync::atomic::AtomicBool::new(false),
             }),
         })
+    }
+
+    /// Whether Odoo refused this client's credentials and has not accepted them since (the
+    /// worker's loop pauses instead of failing every order).
+    pub fn credentials_refused(&self) -> bool {
+        self.inner.credentials_refused.load(Ordering::Relaxed)
+    }
+
+    /// Records that Odoo refused (true) or accepted again (false) the credentials; returns the
+    /// previous state.
+    pub fn set_credentials_refused(&self, refused: bool) -> bool {
+        self.inner
+            .credentials_refused
+            .swap(refused, Ordering::Relaxed)
     }
 
     /// The configuration in use.

@@ -277,6 +277,20 @@ impl OdooError {
         }
     }
 
+    /// Odoo refused our credentials (wrong or expired API key or password): every call will
+    /// fail alike until someone fixes the configuration, so no single order is to blame.
+    pub fn is_credentials(&self) -> bool {
+        match self {
+            OdooError::AuthenticationFailed { .. } => true,
+            OdooError::Http { status, .. } => *status == 401,
+            OdooError::Server(e) => matches!(
+                e.name.as_str(),
+                "odoo.exceptions.AccessDenied" | "werkzeug.exceptions.Unauthorized"
+            ),
+            _ => false,
+        }
+    }
+
     /// Retrying the same request will fail the same way: fix the data, the config or the code.
     pub fn is_permanent(&self) -> bool {
         !self.is_transient()

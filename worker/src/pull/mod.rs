@@ -23,7 +23,7 @@ pub enum PullError {
     #[error(transparent)]
     Odoo(#[from] OdooError),
     /// The database (transient).
-    #[error("database: {0}")]
+    #[error("database: {}", crate::queue::describe_pg(.0))]
     Db(#[from] tokio_postgres::Error),
     /// Odoo answered something the pull cannot use (permanent).
     #[error("unexpected answer from Odoo: {0}")]
@@ -44,6 +44,11 @@ impl PullError {
             PullError::Db(_) | PullError::Busy(_) => true,
             PullError::Unexpected(_) | PullError::NotFound(_) => false,
         }
+    }
+
+    /// Odoo refused our credentials (see [`OdooError::is_credentials`]).
+    pub fn is_credentials(&self) -> bool {
+        matches!(self, PullError::Odoo(e) if e.is_credentials())
     }
 
     /// Short type name for the error JSON.

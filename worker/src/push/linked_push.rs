@@ -10,8 +10,11 @@
 //!    `[2, id, 0]` for Odoo lines the document no longer has (filtered against the lines
 //!    Odoo has now, so a repeated removal is not an error);
 //! 3. status buttons, as for pushed orders; 4. one `read` of name, state and amounts.
+//!
+//! An order re-tracked after `untrack_orders` keeps its Odoo id (track_orders links it by the
+//! `odoo_order_id` column) and its lines are found by the item key in their external ids.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use rust_decimal::Decimal;
@@ -24,7 +27,7 @@ use super::order_push::{
 use super::resolve::{ProductRef, Resolver};
 use super::PushError;
 use crate::odoo::money::money;
-use crate::odoo::{OdooClient, OdooError};
+use crate::odoo::{Domain, OdooClient, OdooError};
 
 /// Whether `doc` must be written by id (see the module documentation).
 pub fn needs_linked_push(doc: &Value) -> bool {
@@ -119,6 +122,38 @@ pub async fn push_linked(
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_i64).collect())
         .unwrap_or_default();
+
+    // Lines pushed under an earlier tracking of the same tables carry our external id with
+    // another tracking number (pol_<tracking>_<item>): they are this order's lines by item key.
+    if lines.iter().any(|l| l.odoo_line_id.is_none()) && !present.is_empty() {
+        let known: HashMap<String, i64> = odoo
+            .search_read(
+                "ir.model.data",
+                &Domain::eq("module", XMLID_MODULE)
+                    .and(Domain::eq("model", "purchase.order.line"))
+                    .and(Domain::is_in("res_id", present.iter().copied())),
+                &["name", "res_id"],
+                0,
+                None,
+                None,
+            )
+            .await?
+            .iter()
+            .filter_map(|r| {
+                let name = r.get("name")?.as_str()?;
+                let item = name.strip_prefix("pol_")?.split_once('_')?.1;
+                Some((item.to_string(), r.get("res_id")?.as_i64()?))
+            })
+            .collect();
+        for l in lines.iter_mut().filter(|l| l.odoo_line_id.is_none()) {
+            let item = l
+                .xmlid
+                .strip_prefix("pol_")
+                .and_then(|x| x.split_once('_'))
+                .map(|x| x.1);
+            l.odoo_line_id = item.and_then(|i| known.get(i)).copied();
+        }
+    }
 
     // 1. Lines added here: upserted by external id.
     let new_lines: Vec<&Line> = lines.iter().filter(|l| l.odoo_line_id.is_none()).collect();

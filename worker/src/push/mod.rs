@@ -27,7 +27,7 @@ pub enum PushError {
     #[error("bad order document: {0}")]
     Document(String),
     /// The database (transient).
-    #[error("database: {0}")]
+    #[error("database: {}", crate::queue::describe_pg(.0))]
     Db(#[from] tokio_postgres::Error),
     /// A database error shared by several orders of one batch (transient).
     #[error("database: {0}")]
@@ -42,6 +42,11 @@ impl PushError {
             PushError::Unresolved(_) | PushError::Document(_) => false,
             PushError::Db(_) | PushError::DbShared(_) => true,
         }
+    }
+
+    /// Odoo refused our credentials (see [`OdooError::is_credentials`]).
+    pub fn is_credentials(&self) -> bool {
+        matches!(self, PushError::Odoo(e) if e.is_credentials())
     }
 
     /// Short type name for the error JSON.
