@@ -719,3 +719,66 @@ async fn refused_credentials_pause_the_worker_instead_of_dead_lettering_orders()
     runner.await.expect("join").expect("run");
     env.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_strategies_settings_choose_how_products_are_found() {
+    let env = setup("push_strategies").await;
+    // Name only: a product code that exists in Odoo is not looked at.
+    env.db
+        .client
+        .execute(
+            "SELECT odoo_sync.update_settings('{\"product_strategies\": [\"name\"]}')",
+            &[],
+        )
+        .await
+        .expect("settings");
+    let named = env
+        .id_by("product.product", "default_code", "FURN_8220")
+        .await;
+    let name: String = env
+        .odoo
+        .read("product.product", &[named], &["name"])
+        .await
+        .expect("product")[0]["name"]
+        .as_str()
+        .expect("name")
+        .to_string();
+    let id: i64 = env
+        .db
+        .client
+        .query_one(
+            "INSERT INTO orders (order_number, supplier_id) VALUES ('PO-S', 'V-WOOD') RETURNING id",
+            &[],
+        )
+        .await
+        .expect("order")
+        .get(0);
+    env.db
+        .client
+        .execute(
+            "INSERT INTO order_items (order_id, product_id, product_code, product_name, quantity, unit_price) \
+             VALUES ($1, 'LOCAL-1', 'FURN_0001', $2, 1, 5)",
+            &[&id, &name],
+        )
+        .await
+        .expect("item");
+    env.drain().await;
+    let odoo_id = i64::from(env.status(id).await.1.expect("synced"));
+    assert_eq!(
+        env.odoo_lines(odoo_id).await[0].0,
+        named,
+        "found by name, not by code"
+    );
+    let source: String = env
+        .db
+        .client
+        .query_one(
+            "SELECT source FROM odoo_sync.product_map WHERE local_product_id = 'LOCAL-1'",
+            &[],
+        )
+        .await
+        .expect("learned")
+        .get(0);
+    assert_eq!(source, "name");
+    env.finish().await;
+}

@@ -2,7 +2,8 @@
 //!
 //! Order of strategies (DESIGN.md): the map table (`odoo_sync.partner_map` /
 //! `odoo_sync.product_map`, manual or learned), then partner `ref` = local supplier id /
-//! product `default_code` = local product code (or product id), then the exact name. What a
+//! product `default_code` = local product code (or product id), then the exact name — the
+//! settings `partner_strategies` / `product_strategies` choose which and in what order. What a
 //! strategy finds is written back into the map table, so the next order costs no Odoo call.
 //! A value no strategy finds is a permanent error naming the value and the strategies tried.
 
@@ -20,6 +21,31 @@ pub struct Resolver {
     products: HashMap<String, i64>,
 }
 
+/// How a value is looked for in Odoo after the map table (settings `partner_strategies` /
+/// `product_strategies`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// Partner `ref` / product `default_code` equals the local id (or code).
+    Code,
+    /// Exact `name`.
+    Name,
+}
+
+impl Strategy {
+    /// Parses a setting value (`ref`, `default_code`, `name`); unknown names are skipped (the
+    /// extension validates the setting).
+    pub fn parse_list<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<Strategy> {
+        names
+            .into_iter()
+            .filter_map(|n| match n {
+                "ref" | "default_code" => Some(Strategy::Code),
+                "name" => Some(Strategy::Name),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 /// The product columns of one order item.
 #[derive(Debug, Clone)]
 pub struct ProductRef<'a> {
@@ -32,7 +58,7 @@ pub struct ProductRef<'a> {
 }
 
 impl Resolver {
-    /// A resolver with an empty in-process cache.
+    /// A resolver with an empty in-process cache and the default strategies.
     pub fn new() -> Self {
         Self::default()
     }
@@ -45,65 +71,20 @@ impl Resolver {
         supplier_id: &str,
         supplier_name: Option<&str>,
     ) -> Result<i64, PushError> {
-        if let Some(id) = self.partners.get(supplier_id) {
-            return Ok(*id);
-        }
-        let row = pg
-            .query_opt(
-                "SELECT odoo_partner_id FROM odoo_sync.partner_map WHERE local_supplier_id = $1",
-                &[&supplier_id],
-            )
-            .await?;
-        if let Some(row) = row {
-            let id = i64::from(row.try_get::<_, i32>(0)?);
-            self.partners.insert(supplier_id.to_string(), id);
-            return Ok(id);
-        }
-        let mut tried = vec![format!("partner_map['{supplier_id}']")];
-        let mut found = None;
-        let by_ref = odoo
-            .search(
-                "res.partner",
-                &Domain::eq("ref", supplier_id),
-                Some(2),
-                Some("id"),
-            )
-            .await?;
-        tried.push(format!("res.partner ref = '{supplier_id}'"));
-        if let Some(id) = by_ref.first() {
-            found = Some((*id, "ref"));
-        } else if let Some(name) = supplier_name.filter(|n| !n.is_empty()) {
-            let by_name = odoo
-                .search(
-                    "res.partner",
-                    &Domain::eq("name", name),
-                    Some(2),
-                    Some("id"),
-                )
-                .await?;
-            tried.push(format!("res.partner name = '{name}'"));
-            if let Some(id) = by_name.first() {
-                found = Some((*id, "name"));
-            }
-        }
-        let Some((id, source)) = found else {
-            return Err(PushError::Unresolved(format!(
-                "supplier '{supplier_id}' not found in Odoo (tried {})",
-                tried.join(", ")
-            )));
+        let wanted = Wanted {
+            key: supplier_id.to_string(),
+            code: supplier_id.to_string(),
+            name: supplier_name.map(str::to_string),
         };
-        learn(
-            pg,
-            "partner_map",
-            "local_supplier_id",
-            "odoo_partner_id",
-            supplier_id,
-            id,
-            source,
-        )
-        .await?;
-        self.partners.insert(supplier_id.to_string(), id);
-        Ok(id)
+        if let Some(message) = self
+            .partners_many(pg, odoo, &[wanted])
+            .await?
+            .remove(supplier_id)
+        {
+            return Err(PushError::Unresolved(message));
+        }
+        self.cached_partner(supplier_id)
+            .ok_or_else(|| PushError::Unresolved(format!("supplier '{supplier_id}' not resolved")))
     }
 
     /// The `product.product` id of a local product.
@@ -114,69 +95,20 @@ impl Resolver {
         product: &ProductRef<'_>,
     ) -> Result<i64, PushError> {
         let key = product.product_id;
-        if let Some(id) = self.products.get(key) {
-            return Ok(*id);
-        }
-        let row = pg
-            .query_opt(
-                "SELECT odoo_product_id FROM odoo_sync.product_map WHERE local_product_id = $1",
-                &[&key],
-            )
-            .await?;
-        if let Some(row) = row {
-            let id = i64::from(row.try_get::<_, i32>(0)?);
-            self.products.insert(key.to_string(), id);
-            return Ok(id);
-        }
-        let mut tried = vec![format!("product_map['{key}']")];
-        let mut found = None;
-        let code = product
-            .product_code
-            .filter(|c| !c.is_empty())
-            .unwrap_or(key);
-        let by_code = odoo
-            .search(
-                "product.product",
-                &Domain::eq("default_code", code),
-                Some(2),
-                Some("id"),
-            )
-            .await?;
-        tried.push(format!("product.product default_code = '{code}'"));
-        if let Some(id) = by_code.first() {
-            found = Some((*id, "default_code"));
-        } else if let Some(name) = product.product_name.filter(|n| !n.is_empty()) {
-            let by_name = odoo
-                .search(
-                    "product.product",
-                    &Domain::eq("name", name),
-                    Some(2),
-                    Some("id"),
-                )
-                .await?;
-            tried.push(format!("product.product name = '{name}'"));
-            if let Some(id) = by_name.first() {
-                found = Some((*id, "name"));
-            }
-        }
-        let Some((id, source)) = found else {
-            return Err(PushError::Unresolved(format!(
-                "product '{key}' not found in Odoo (tried {})",
-                tried.join(", ")
-            )));
+        let wanted = Wanted {
+            key: key.to_string(),
+            code: product
+                .product_code
+                .filter(|c| !c.is_empty())
+                .unwrap_or(key)
+                .to_string(),
+            name: product.product_name.map(str::to_string),
         };
-        learn(
-            pg,
-            "product_map",
-            "local_product_id",
-            "odoo_product_id",
-            key,
-            id,
-            source,
-        )
-        .await?;
-        self.products.insert(key.to_string(), id);
-        Ok(id)
+        if let Some(message) = self.products_many(pg, odoo, &[wanted]).await?.remove(key) {
+            return Err(PushError::Unresolved(message));
+        }
+        self.cached_product(key)
+            .ok_or_else(|| PushError::Unresolved(format!("product '{key}' not resolved")))
     }
 }
 
@@ -200,6 +132,7 @@ struct Kind {
     id_col: &'static str,
     model: &'static str,
     code_field: &'static str,
+    strategies_setting: &'static str,
 }
 
 const PARTNER: Kind = Kind {
@@ -209,6 +142,7 @@ const PARTNER: Kind = Kind {
     id_col: "odoo_partner_id",
     model: "res.partner",
     code_field: "ref",
+    strategies_setting: "partner_strategies",
 };
 
 const PRODUCT: Kind = Kind {
@@ -218,6 +152,7 @@ const PRODUCT: Kind = Kind {
     id_col: "odoo_product_id",
     model: "product.product",
     code_field: "default_code",
+    strategies_setting: "product_strategies",
 };
 
 impl Resolver {
@@ -333,48 +268,73 @@ async fn resolve_many(
     if missing.is_empty() {
         return Ok(errors);
     }
-    let mut codes: Vec<String> = missing.iter().map(|w| w.code.clone()).collect();
-    codes.sort();
-    codes.dedup();
-    let by_code = first_ids_by(odoo, kind.model, kind.code_field, codes).await?;
+    // The strategies setting, read when it matters (a value the map table does not know), so
+    // a DBA's change applies to the next batch of every worker.
+    let setting: Option<serde_json::Value> = pg
+        .query_one(
+            "SELECT odoo_sync.get_settings() -> $1",
+            &[&kind.strategies_setting],
+        )
+        .await?
+        .try_get(0)?;
+    let strategies = match setting.as_ref().and_then(|v| v.as_array()) {
+        Some(names) => Strategy::parse_list(names.iter().filter_map(|n| n.as_str())),
+        None => vec![Strategy::Code, Strategy::Name],
+    };
+    let strategies = strategies.as_slice();
+    // Each strategy in turn, one search for all the values still unknown.
     let mut learned: Vec<(String, i64, &'static str)> = Vec::new();
-    let mut by_name_wanted = Vec::new();
-    for w in &missing {
-        match by_code.get(&w.code) {
-            Some(id) => learned.push((w.key.clone(), *id, kind.code_field)),
-            None => by_name_wanted.push(*w),
+    let mut tried: Vec<String> = Vec::new();
+    let mut left: Vec<&Wanted> = missing;
+    for strategy in strategies {
+        let (field, value_of): (&'static str, fn(&Wanted) -> Option<String>) = match strategy {
+            Strategy::Code => (kind.code_field, |w| Some(w.code.clone())),
+            Strategy::Name => ("name", |w| w.name.clone().filter(|n| !n.is_empty())),
+        };
+        tried.push(field.to_string());
+        let mut values: Vec<String> = left.iter().filter_map(|w| value_of(w)).collect();
+        values.sort();
+        values.dedup();
+        let found = first_ids_by(odoo, kind.model, field, values).await?;
+        left.retain(|w| match value_of(w).and_then(|v| found.get(&v)) {
+            Some(id) => {
+                learned.push((w.key.clone(), *id, field));
+                false
+            }
+            None => true,
+        });
+        if left.is_empty() {
+            break;
         }
     }
-    let mut names: Vec<String> = by_name_wanted
-        .iter()
-        .filter_map(|w| w.name.clone().filter(|n| !n.is_empty()))
-        .collect();
-    names.sort();
-    names.dedup();
-    let by_name = first_ids_by(odoo, kind.model, "name", names).await?;
-    for w in by_name_wanted {
-        let name = w.name.as_deref().filter(|n| !n.is_empty());
-        match name.and_then(|n| by_name.get(n)) {
-            Some(id) => learned.push((w.key.clone(), *id, "name")),
-            None => {
-                let mut tried = vec![
-                    format!("{}['{}']", kind.table, w.key),
-                    format!("{} {} = '{}'", kind.model, kind.code_field, w.code),
-                ];
-                if let Some(n) = name {
-                    tried.push(format!("{} name = '{n}'", kind.model));
+    for w in left {
+        let mut attempts = vec![format!("{}['{}']", kind.table, w.key)];
+        for strategy in strategies {
+            match strategy {
+                Strategy::Code => {
+                    attempts.push(format!("{} {} = '{}'", kind.model, kind.code_field, w.code))
                 }
-                errors.insert(
-                    w.key.clone(),
-                    format!(
-                        "{} '{}' not found in Odoo (tried {})",
-                        kind.label,
-                        w.key,
-                        tried.join(", ")
-                    ),
-                );
+                Strategy::Name => {
+                    if let Some(n) = w.name.as_deref().filter(|n| !n.is_empty()) {
+                        attempts.push(format!("{} name = '{n}'", kind.model));
+                    }
+                }
             }
         }
+        errors.insert(
+            w.key.clone(),
+            format!(
+                "{} '{}' not found in Odoo (tried {}; strategies: {})",
+                kind.label,
+                w.key,
+                attempts.join(", "),
+                if tried.is_empty() {
+                    "none".to_string()
+                } else {
+                    tried.join(", ")
+                }
+            ),
+        );
     }
     if !learned.is_empty() {
         let keys: Vec<&str> = learned.iter().map(|l| l.0.as_str()).collect();
@@ -400,28 +360,4 @@ async fn resolve_many(
         }
     }
     Ok(errors)
-}
-
-/// Stores a learned id; a row already there (manual, or learned by another worker) wins.
-async fn learn(
-    pg: &Client,
-    table: &str,
-    key_col: &str,
-    id_col: &str,
-    key: &str,
-    id: i64,
-    source: &str,
-) -> Result<(), PushError> {
-    let Ok(id) = i32::try_from(id) else {
-        return Ok(());
-    };
-    pg.execute(
-        &format!(
-            "INSERT INTO odoo_sync.{table} ({key_col}, {id_col}, source) VALUES ($1, $2, $3) \
-             ON CONFLICT ({key_col}) DO NOTHING"
-        ),
-        &[&key, &id, &source],
-    )
-    .await?;
-    Ok(())
 }
