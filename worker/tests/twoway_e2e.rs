@@ -989,3 +989,127 @@ async fn tracking_the_same_tables_again_updates_the_same_odoo_order() {
     env.assert_equal(id).await;
     env.finish().await;
 }
+
+/// A VERSION_CONFLICT on the first line's quantity (local 6, Odoo 9); returns (order, odoo id, conflict id, field).
+async fn version_conflict(env: &Env, number: &str) -> (i64, i64, String, String) {
+    let (id, odoo_id, lines) = synced_order(env, number).await;
+    env.write_line(lines[0], json!({"product_qty": 9, "price_unit": 10.0}))
+        .await;
+    env.sql(&format!(
+        "UPDATE order_items SET quantity = 6 WHERE id = (SELECT min(id) FROM order_items WHERE order_id = {id})"
+    ))
+    .await;
+    env.drain().await;
+    let conflicts = env.open_conflicts().await;
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].1, "VERSION_CONFLICT");
+    let key = item_key_of(&conflicts[0].2);
+    assert_eq!(
+        norm(&conflicts[0].2),
+        norm(
+            &json!([{"field": format!("lines.{key}.quantity"), "line": key, "attr": "quantity",
+                      "base": 2, "local": 6, "remote": 9}])
+        )
+    );
+    let field = format!("lines.{key}.quantity");
+    (id, odoo_id, conflicts[0].0.clone(), field)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_resolution_of_a_version_conflict_ends_with_both_sides_equal() {
+    let env = setup("tw_version_all").await;
+    let (id, odoo_id, cid, _) = version_conflict(&env, "PO-V1").await;
+    resolve(&env, &cid, "KEEP_REMOTE", None).await;
+    env.drain().await;
+    env.assert_equal(id).await;
+    assert_eq!(env.odoo_lines(odoo_id).await[0].1, d("9"));
+    let (id, odoo_id, cid, field) = version_conflict(&env, "PO-V2").await;
+    resolve(&env, &cid, "MERGE", Some(json!({ field: 8 }))).await;
+    env.drain().await;
+    env.assert_equal(id).await;
+    assert_eq!(env.odoo_lines(odoo_id).await[0].1, d("8"));
+    assert!(env.open_conflicts().await.is_empty());
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_mismatch_can_keep_the_local_totals_or_take_given_ones() {
+    let env = setup("tw_mismatch_all").await;
+    for (number, resolution, values, want) in [
+        ("PO-D1", "KEEP_LOCAL", None, "20.00"),
+        (
+            "PO-D2",
+            "MERGE",
+            Some(json!({"amounts.grand_total": 21.5, "amounts.sales_tax": 1.5})),
+            "21.50",
+        ),
+    ] {
+        let id = env
+            .insert_order(number, &[("FURN_0001", "2", "10.00")])
+            .await;
+        env.sql(&format!(
+            "UPDATE orders SET subtotal = 20, sales_tax = 0, grand_total = 20 WHERE id = {id}"
+        ))
+        .await;
+        env.drain().await;
+        let conflicts = env.open_conflicts().await;
+        assert_eq!(conflicts.len(), 1);
+        assert_eq!(conflicts[0].1, "DATA_MISMATCH");
+        let r = resolve(&env, &conflicts[0].0, resolution, values).await;
+        assert_eq!(r["sync_status"], "SYNCED", "{r}");
+        let total: String = env
+            .one(&format!(
+                "SELECT grand_total::text FROM orders WHERE id = {id}"
+            ))
+            .await;
+        assert_eq!(total, want, "{resolution}");
+        // The lines are equal on both sides; the totals are the user's decision.
+        env.assert_equal(id).await;
+        // No new mismatch for the totals the user chose.
+        env.sql(&format!("SELECT odoo_sync.sync_order({id}::bigint)"))
+            .await;
+        env.drain().await;
+        assert!(env.open_conflicts().await.is_empty(), "{resolution}");
+    }
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keeping_a_local_write_odoo_forbids_fails_with_odoos_reason() {
+    let env = setup("tw_rule_local").await;
+    let (id, odoo_id, _lines) = synced_order(&env, "PO-RL").await;
+    env.odoo
+        .call_button("purchase.order", "button_confirm", &[odoo_id])
+        .await
+        .expect("confirm");
+    env.poll().await;
+    env.sql(&format!(
+        "DELETE FROM order_items WHERE id = (SELECT min(id) FROM order_items WHERE order_id = {id})"
+    ))
+    .await;
+    let conflicts = env.open_conflicts().await;
+    assert_eq!(conflicts[0].1, "BUSINESS_RULE_VIOLATION");
+    // KEEP_LOCAL insists: the push runs and Odoo refuses it, with its own message.
+    resolve(&env, &conflicts[0].0, "KEEP_LOCAL", None).await;
+    env.drain().await;
+    let r = env
+        .db
+        .client
+        .query_one(
+            "SELECT sync_status, last_error ->> 'message' FROM odoo_sync.order_status WHERE local_order_id = $1",
+            &[&id.to_string()],
+        )
+        .await
+        .expect("status");
+    let (status, message): (String, Option<String>) = (r.get(0), r.get(1));
+    assert_eq!(status, "SYNC_FAILED");
+    assert!(
+        message
+            .as_deref()
+            .unwrap_or("")
+            .contains("Cannot delete a purchase order line"),
+        "{message:?}"
+    );
+    assert_eq!(env.odoo_lines(odoo_id).await.len(), 2, "Odoo kept its line");
+    env.finish().await;
+}
