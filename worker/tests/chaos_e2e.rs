@@ -23,6 +23,7 @@
 //!   undone by the retry, which merges the worker's own write as an Odoo edit
 //!   (`a_local_delete_after_an_unacknowledged_push_is_not_undone`), or becomes a false
 //!   VERSION_CONFLICT.
+//!
 //! The chaos test of `make test` therefore has its clients edit an order again only once its
 //! last change is in Odoo.
 
