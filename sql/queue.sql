@@ -350,6 +350,7 @@ DECLARE
     v_local_amounts jsonb;
     v_mismatch jsonb := '[]';
     v_amount_policy text;
+    v_write_amounts boolean;
     v_digits integer;
     k text;
 BEGIN
@@ -384,23 +385,6 @@ BEGIN
             SELECT jsonb_object_agg(key, round((value #>> '{}')::numeric, v_digits)) INTO v_amounts
             FROM jsonb_each(v_result -> 'amounts') WHERE key IN ('subtotal', 'sales_tax', 'grand_total');
         END IF;
-        -- The base of the three-way merge: what this push wrote, in canonical form (twoway.sql).
-        IF jsonb_typeof(v_result -> 'snapshot' -> 'lines') = 'object' THEN
-            v_base := jsonb_build_object(
-                'state', CASE WHEN v_result ->> 'odoo_state' = 'purchase'
-                                   AND st.base_snapshot ->> 'state' IN ('partial', 'received')
-                              THEN st.base_snapshot -> 'state'
-                              ELSE to_jsonb(@extschema@._remote_class(jsonb_build_object(
-                                  'state', COALESCE(v_result ->> 'odoo_state', 'draft'), 'locked', v_result -> 'locked',
-                                  'lines', '[]'::jsonb))) END,
-                'partner_id', v_result -> 'snapshot' -> 'partner_id',
-                'lines', COALESCE((SELECT jsonb_object_agg(x.k, x.v || jsonb_build_object('qty_received',
-                                      COALESCE(st.base_snapshot -> 'lines' -> x.k -> 'qty_received', '0'::jsonb)))
-                                   FROM jsonb_each(v_result -> 'snapshot' -> 'lines') x(k, v)), '{}'),
-                'amounts', COALESCE(v_amounts, st.base_snapshot -> 'amounts'));
-        ELSE
-            v_base := COALESCE(v_result -> 'snapshot', st.base_snapshot);
-        END IF;
         -- DATA_MISMATCH: totals the application computed itself (they differ from what the
         -- last sync wrote back) that disagree with Odoo's beyond the currency's rounding.
         IF NOT v_requeue AND NOT st.deleted AND v_amounts IS NOT NULL THEN
@@ -418,6 +402,27 @@ BEGIN
                 v_amount_policy := @extschema@._setting('conflict_policy_amounts') #>> '{}';
             END IF;
         END IF;
+        v_write_amounts := NOT v_requeue AND v_amounts IS NOT NULL
+                           AND COALESCE(v_amount_policy, 'remote_wins') = 'remote_wins';
+        -- The base of the three-way merge: what this push wrote, in canonical form (twoway.sql).
+        IF jsonb_typeof(v_result -> 'snapshot' -> 'lines') = 'object' THEN
+            v_base := jsonb_build_object(
+                'state', CASE WHEN v_result ->> 'odoo_state' = 'purchase'
+                                   AND st.base_snapshot ->> 'state' IN ('partial', 'received')
+                              THEN st.base_snapshot -> 'state'
+                              ELSE to_jsonb(@extschema@._remote_class(jsonb_build_object(
+                                  'state', COALESCE(v_result ->> 'odoo_state', 'draft'), 'locked', v_result -> 'locked',
+                                  'lines', '[]'::jsonb))) END,
+                'partner_id', v_result -> 'snapshot' -> 'partner_id',
+                'lines', COALESCE((SELECT jsonb_object_agg(x.k, x.v || jsonb_build_object('qty_received',
+                                      COALESCE(st.base_snapshot -> 'lines' -> x.k -> 'qty_received', '0'::jsonb)))
+                                   FROM jsonb_each(v_result -> 'snapshot' -> 'lines') x(k, v)), '{}'),
+                -- The totals the local row holds after this completion: Odoo's when they are
+                -- written back below, the earlier ones otherwise (requeued, or the user's own).
+                'amounts', CASE WHEN v_write_amounts THEN v_amounts ELSE st.base_snapshot -> 'amounts' END);
+        ELSE
+            v_base := COALESCE(v_result -> 'snapshot', st.base_snapshot);
+        END IF;
         UPDATE @extschema@.order_state s
         SET version = GREATEST(s.version, v_version),
             odoo_id = COALESCE(v_odoo_id, s.odoo_id),
@@ -427,6 +432,7 @@ BEGIN
             last_error = NULL,
             error_permanent = false,
             base_snapshot = v_base,
+            attempt_snapshot = NULL,
             odoo_write_date = COALESCE(v_result ->> 'odoo_write_date', s.odoo_write_date),
             odoo_state = COALESCE(v_result ->> 'odoo_state', s.odoo_state),
             odoo_locked = COALESCE(COALESCE(v_result ->> 'odoo_state', s.odoo_state) IN ('purchase', 'done'), false),
@@ -438,8 +444,7 @@ BEGIN
         PERFORM @extschema@._write_back(j.tracking_id, j.order_key,
             jsonb_build_object('sync_status', st.sync_status, 'odoo_order_id', st.odoo_id,
                                'last_synced_at', st.last_synced_at)
-            || CASE WHEN v_requeue OR v_amounts IS NULL OR v_amount_policy IN ('manual', 'local_wins') THEN '{}'::jsonb
-                    ELSE v_amounts END);
+            || CASE WHEN v_write_amounts THEN v_amounts ELSE '{}'::jsonb END);
         IF v_amount_policy = 'manual' THEN
             PERFORM @extschema@._record_conflict(j.tracking_id, j.order_key, 'DATA_MISMATCH', v_mismatch,
                 jsonb_build_object('amounts', v_local_amounts), jsonb_build_object('amounts', v_amounts), st.base_snapshot);

@@ -61,6 +61,9 @@ CREATE TABLE @extschema@.order_state (
     odoo_state      text,
     odoo_locked     boolean NOT NULL DEFAULT false,
     link            text NOT NULL DEFAULT 'xmlid' CHECK (link IN ('xmlid', 'dbid')),
+    -- What the push under way is writing to Odoo (canonical form), noted before the write: if
+    -- its reply is lost, finding exactly this in Odoo means our own write, not an Odoo edit.
+    attempt_snapshot jsonb,
     PRIMARY KEY (tracking_id, order_key)
 ) WITH (fillfactor = 80);
 CREATE INDEX order_state_odoo_id ON @extschema@.order_state (odoo_id) WHERE odoo_id IS NOT NULL;

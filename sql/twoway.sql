@@ -642,6 +642,13 @@ BEGIN
     -- Without a base (never synced in this form) Odoo's version is taken as the base: local
     -- edits still count as local changes, Odoo's values fill what the local side lacks.
     v_base := CASE WHEN jsonb_typeof(st.base_snapshot -> 'lines') = 'object' THEN st.base_snapshot ELSE v_remote END;
+    -- Odoo holds exactly what a push whose reply was lost wrote: that is our own write (the
+    -- base), not an edit made in Odoo, and local changes made since are not undone by it.
+    IF st.attempt_snapshot IS NOT NULL AND @extschema@._same_content(st.attempt_snapshot, v_remote) THEN
+        v_base := v_remote || jsonb_build_object('amounts', st.base_snapshot -> 'amounts');
+        UPDATE @extschema@.order_state s SET attempt_snapshot = NULL
+        WHERE s.tracking_id = v_tracking AND s.order_key = v_key;
+    END IF;
     v_entries := @extschema@._diff3(v_base, v_local, v_remote);
     -- Seen already (the overlap window reads orders again): nothing to write at all.
     IF jsonb_array_length(v_entries) = 0 AND st.odoo_write_date IS NOT DISTINCT FROM r ->> 'write_date'
@@ -841,5 +848,26 @@ BEGIN
     ON CONFLICT (odoo_id) WHERE kind = 'pull' DO UPDATE SET run_after = LEAST(j.run_after, EXCLUDED.run_after)
     RETURNING id INTO v_job;
     RETURN v_job;
+END
+$$;
+
+-- Notes what the pushes under way are about to write (see order_state.attempt_snapshot), in
+-- one statement for a batch: [{"tracking_id", "order_key", "status", "snapshot"}, ...].
+CREATE FUNCTION @extschema@.note_attempts(attempts jsonb) RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_count integer;
+BEGIN
+    IF attempts IS NULL OR jsonb_typeof(attempts) <> 'array' THEN
+        RAISE EXCEPTION 'note_attempts expects a JSON array' USING ERRCODE = '22023';
+    END IF;
+    UPDATE @extschema@.order_state s
+    SET attempt_snapshot = a.snapshot || jsonb_build_object('state', @extschema@._status_class(a.status))
+    FROM jsonb_to_recordset(attempts) AS a(tracking_id integer, order_key text, status text, snapshot jsonb)
+    WHERE s.tracking_id = a.tracking_id AND s.order_key = a.order_key AND jsonb_typeof(a.snapshot) = 'object';
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    RETURN v_count;
 END
 $$;

@@ -9,7 +9,8 @@ ALTER TABLE @extschema@.order_state
     ADD COLUMN odoo_write_date text,
     ADD COLUMN odoo_state      text,
     ADD COLUMN odoo_locked     boolean NOT NULL DEFAULT false,
-    ADD COLUMN link            text NOT NULL DEFAULT 'xmlid' CHECK (link IN ('xmlid', 'dbid'));
+    ADD COLUMN link            text NOT NULL DEFAULT 'xmlid' CHECK (link IN ('xmlid', 'dbid')),
+    ADD COLUMN attempt_snapshot jsonb;
 CREATE INDEX order_state_odoo_id ON @extschema@.order_state (odoo_id) WHERE odoo_id IS NOT NULL;
 
 CREATE TABLE @extschema@.line_links (
@@ -427,6 +428,7 @@ DECLARE
     v_local_amounts jsonb;
     v_mismatch jsonb := '[]';
     v_amount_policy text;
+    v_write_amounts boolean;
     v_digits integer;
     k text;
 BEGIN
@@ -461,23 +463,6 @@ BEGIN
             SELECT jsonb_object_agg(key, round((value #>> '{}')::numeric, v_digits)) INTO v_amounts
             FROM jsonb_each(v_result -> 'amounts') WHERE key IN ('subtotal', 'sales_tax', 'grand_total');
         END IF;
-        -- The base of the three-way merge: what this push wrote, in canonical form (twoway.sql).
-        IF jsonb_typeof(v_result -> 'snapshot' -> 'lines') = 'object' THEN
-            v_base := jsonb_build_object(
-                'state', CASE WHEN v_result ->> 'odoo_state' = 'purchase'
-                                   AND st.base_snapshot ->> 'state' IN ('partial', 'received')
-                              THEN st.base_snapshot -> 'state'
-                              ELSE to_jsonb(@extschema@._remote_class(jsonb_build_object(
-                                  'state', COALESCE(v_result ->> 'odoo_state', 'draft'), 'locked', v_result -> 'locked',
-                                  'lines', '[]'::jsonb))) END,
-                'partner_id', v_result -> 'snapshot' -> 'partner_id',
-                'lines', COALESCE((SELECT jsonb_object_agg(x.k, x.v || jsonb_build_object('qty_received',
-                                      COALESCE(st.base_snapshot -> 'lines' -> x.k -> 'qty_received', '0'::jsonb)))
-                                   FROM jsonb_each(v_result -> 'snapshot' -> 'lines') x(k, v)), '{}'),
-                'amounts', COALESCE(v_amounts, st.base_snapshot -> 'amounts'));
-        ELSE
-            v_base := COALESCE(v_result -> 'snapshot', st.base_snapshot);
-        END IF;
         -- DATA_MISMATCH: totals the application computed itself (they differ from what the
         -- last sync wrote back) that disagree with Odoo's beyond the currency's rounding.
         IF NOT v_requeue AND NOT st.deleted AND v_amounts IS NOT NULL THEN
@@ -495,6 +480,27 @@ BEGIN
                 v_amount_policy := @extschema@._setting('conflict_policy_amounts') #>> '{}';
             END IF;
         END IF;
+        v_write_amounts := NOT v_requeue AND v_amounts IS NOT NULL
+                           AND COALESCE(v_amount_policy, 'remote_wins') = 'remote_wins';
+        -- The base of the three-way merge: what this push wrote, in canonical form (twoway.sql).
+        IF jsonb_typeof(v_result -> 'snapshot' -> 'lines') = 'object' THEN
+            v_base := jsonb_build_object(
+                'state', CASE WHEN v_result ->> 'odoo_state' = 'purchase'
+                                   AND st.base_snapshot ->> 'state' IN ('partial', 'received')
+                              THEN st.base_snapshot -> 'state'
+                              ELSE to_jsonb(@extschema@._remote_class(jsonb_build_object(
+                                  'state', COALESCE(v_result ->> 'odoo_state', 'draft'), 'locked', v_result -> 'locked',
+                                  'lines', '[]'::jsonb))) END,
+                'partner_id', v_result -> 'snapshot' -> 'partner_id',
+                'lines', COALESCE((SELECT jsonb_object_agg(x.k, x.v || jsonb_build_object('qty_received',
+                                      COALESCE(st.base_snapshot -> 'lines' -> x.k -> 'qty_received', '0'::jsonb)))
+                                   FROM jsonb_each(v_result -> 'snapshot' -> 'lines') x(k, v)), '{}'),
+                -- The totals the local row holds after this completion: Odoo's when they are
+                -- written back below, the earlier ones otherwise (requeued, or the user's own).
+                'amounts', CASE WHEN v_write_amounts THEN v_amounts ELSE st.base_snapshot -> 'amounts' END);
+        ELSE
+            v_base := COALESCE(v_result -> 'snapshot', st.base_snapshot);
+        END IF;
         UPDATE @extschema@.order_state s
         SET version = GREATEST(s.version, v_version),
             odoo_id = COALESCE(v_odoo_id, s.odoo_id),
@@ -504,6 +510,7 @@ BEGIN
             last_error = NULL,
             error_permanent = false,
             base_snapshot = v_base,
+            attempt_snapshot = NULL,
             odoo_write_date = COALESCE(v_result ->> 'odoo_write_date', s.odoo_write_date),
             odoo_state = COALESCE(v_result ->> 'odoo_state', s.odoo_state),
             odoo_locked = COALESCE(COALESCE(v_result ->> 'odoo_state', s.odoo_state) IN ('purchase', 'done'), false),
@@ -515,8 +522,7 @@ BEGIN
         PERFORM @extschema@._write_back(j.tracking_id, j.order_key,
             jsonb_build_object('sync_status', st.sync_status, 'odoo_order_id', st.odoo_id,
                                'last_synced_at', st.last_synced_at)
-            || CASE WHEN v_requeue OR v_amounts IS NULL OR v_amount_policy IN ('manual', 'local_wins') THEN '{}'::jsonb
-                    ELSE v_amounts END);
+            || CASE WHEN v_write_amounts THEN v_amounts ELSE '{}'::jsonb END);
         IF v_amount_policy = 'manual' THEN
             PERFORM @extschema@._record_conflict(j.tracking_id, j.order_key, 'DATA_MISMATCH', v_mismatch,
                 jsonb_build_object('amounts', v_local_amounts), jsonb_build_object('amounts', v_amounts), st.base_snapshot);
@@ -1472,6 +1478,13 @@ BEGIN
     -- Without a base (never synced in this form) Odoo's version is taken as the base: local
     -- edits still count as local changes, Odoo's values fill what the local side lacks.
     v_base := CASE WHEN jsonb_typeof(st.base_snapshot -> 'lines') = 'object' THEN st.base_snapshot ELSE v_remote END;
+    -- Odoo holds exactly what a push whose reply was lost wrote: that is our own write (the
+    -- base), not an edit made in Odoo, and local changes made since are not undone by it.
+    IF st.attempt_snapshot IS NOT NULL AND @extschema@._same_content(st.attempt_snapshot, v_remote) THEN
+        v_base := v_remote || jsonb_build_object('amounts', st.base_snapshot -> 'amounts');
+        UPDATE @extschema@.order_state s SET attempt_snapshot = NULL
+        WHERE s.tracking_id = v_tracking AND s.order_key = v_key;
+    END IF;
     v_entries := @extschema@._diff3(v_base, v_local, v_remote);
     -- Seen already (the overlap window reads orders again): nothing to write at all.
     IF jsonb_array_length(v_entries) = 0 AND st.odoo_write_date IS NOT DISTINCT FROM r ->> 'write_date'
@@ -1660,6 +1673,25 @@ BEGIN
     ON CONFLICT (odoo_id) WHERE kind = 'pull' DO UPDATE SET run_after = LEAST(j.run_after, EXCLUDED.run_after)
     RETURNING id INTO v_job;
     RETURN v_job;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION @extschema@.note_attempts(attempts jsonb) RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_count integer;
+BEGIN
+    IF attempts IS NULL OR jsonb_typeof(attempts) <> 'array' THEN
+        RAISE EXCEPTION 'note_attempts expects a JSON array' USING ERRCODE = '22023';
+    END IF;
+    UPDATE @extschema@.order_state s
+    SET attempt_snapshot = a.snapshot || jsonb_build_object('state', @extschema@._status_class(a.status))
+    FROM jsonb_to_recordset(attempts) AS a(tracking_id integer, order_key text, status text, snapshot jsonb)
+    WHERE s.tracking_id = a.tracking_id AND s.order_key = a.order_key AND jsonb_typeof(a.snapshot) = 'object';
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    RETURN v_count;
 END
 $$;
 
@@ -1935,7 +1967,8 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.apply_remote(jsonb, boolean, bigint, bigint), @extschema@.remote_deleted(integer),
     @extschema@.linked_odoo_ids(integer, integer), @extschema@.pull_position(),
     @extschema@.save_pull_position(text, jsonb, boolean), @extschema@.report_progress(bigint, bigint, jsonb),
-    @extschema@.requeue_job(bigint, bigint), @extschema@.queue_pull(integer)
+    @extschema@.requeue_job(bigint, bigint), @extschema@.queue_pull(integer),
+    @extschema@.note_attempts(jsonb)
     TO odoo_sync_worker;
 GRANT SELECT, INSERT, UPDATE ON @extschema@.partner_map, @extschema@.product_map TO odoo_sync_worker;
 

@@ -294,6 +294,18 @@ pub async fn push_orders(
         }
     }
 
+    // What will be written, noted first (see note_attempts); if that fails, nothing is sent.
+    let attempts: Vec<(&Value, Value)> = ready
+        .iter()
+        .map(|r| (&docs[r.index], canonical_snapshot(r.partner, &r.lines)))
+        .collect();
+    if let Err(e) = super::note_attempts(pg, &attempts).await {
+        for r in &ready {
+            results[r.index] = Some(Err(e.duplicate()));
+        }
+        return finish(results);
+    }
+
     // Chunks written concurrently.
     let n = ready.len();
     if n > 0 {

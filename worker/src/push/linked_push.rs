@@ -104,6 +104,12 @@ pub async fn push_linked(
         });
     }
 
+    let snapshot_lines: Vec<(String, i64, Decimal, Decimal)> = lines
+        .iter()
+        .map(|l| (l.xmlid.clone(), l.product, l.qty, l.price))
+        .collect();
+    super::note_attempts(pg, &[(doc, canonical_snapshot(partner, &snapshot_lines))]).await?;
+
     let current = odoo
         .read("purchase.order", &[odoo_id], &["state", "order_line"])
         .await?;
@@ -254,10 +260,6 @@ pub async fn push_linked(
         sales_tax: money(&get("amount_tax"), "amount_tax")?,
         grand_total: money(&get("amount_total"), "amount_total")?,
     };
-    let snapshot_lines: Vec<(String, i64, Decimal, Decimal)> = lines
-        .iter()
-        .map(|l| (l.xmlid.clone(), l.product, l.qty, l.price))
-        .collect();
     Ok(PushOutcome {
         odoo_order_id: Some(odoo_id),
         odoo_name: rec.get("name").and_then(Value::as_str).map(str::to_string),

@@ -70,3 +70,32 @@ impl PushError {
         }
     }
 }
+
+/// Notes in the database what pushes are about to write to Odoo, before writing it
+/// (`odoo_sync.note_attempts`): when a reply is lost, the next merge recognises our own write.
+/// Each element: the order's document and the canonical snapshot of what will be written.
+pub async fn note_attempts(
+    pg: &tokio_postgres::Client,
+    attempts: &[(&serde_json::Value, serde_json::Value)],
+) -> Result<(), PushError> {
+    if attempts.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<serde_json::Value> = attempts
+        .iter()
+        .map(|(doc, snapshot)| {
+            serde_json::json!({
+                "tracking_id": doc["tracking_id"],
+                "order_key": doc["order_key"],
+                "status": doc["order"]["status"],
+                "snapshot": snapshot,
+            })
+        })
+        .collect();
+    pg.execute(
+        "SELECT odoo_sync.note_attempts($1)",
+        &[&serde_json::Value::Array(list)],
+    )
+    .await?;
+    Ok(())
+}

@@ -259,6 +259,9 @@ pub async fn push_order(
         lines.push((line_xmlid_name(tracking_id, &item_id), product, qty, price));
     }
 
+    // What will be written, noted first (see super::note_attempts).
+    super::note_attempts(pg, &[(doc, canonical_snapshot(partner, &lines))]).await?;
+
     // Local status → Odoo buttons (DESIGN.md §3). Coming back to DRAFT from a cancelled Odoo
     // order reopens it first, so the write below applies to a draft.
     let status = text(&order["status"]).unwrap_or_default();
