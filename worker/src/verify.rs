@@ -55,6 +55,17 @@ pub enum VerifyError {
     /// Odoo's orders could not be read into documents.
     #[error("cannot read the orders from Odoo: {0}")]
     Remote(#[from] PullError),
+    /// The extension answered something else than one document per order.
+    #[error(
+        "odoo_sync.order_document returned {got} documents for {asked} orders (is the worker \
+         the same version as the extension? see odoo-sync-worker check)"
+    )]
+    Documents {
+        /// Orders asked for.
+        asked: usize,
+        /// Documents returned.
+        got: usize,
+    },
 }
 
 /// What kind of divergence a [`Finding`] is.
@@ -416,6 +427,12 @@ pub async fn verify(pg: &Client, odoo: &OdooClient) -> Result<Report, VerifyErro
             .map(|o| (o.tracking_id, o.order_key.clone()))
             .collect();
         let docs = queue::order_documents(pg, &pairs).await?;
+        if docs.len() != page.len() {
+            return Err(VerifyError::Documents {
+                asked: page.len(),
+                got: docs.len(),
+            });
+        }
         let origins: Vec<String> = page.iter().map(LocalOrder::origin).collect();
         let mut by_origin: HashMap<String, Vec<i64>> = HashMap::new();
         for r in odoo

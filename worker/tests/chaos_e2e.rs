@@ -784,9 +784,11 @@ async fn chaos(label: &str, eager: bool) {
     }
     // 2. PostgreSQL equals Odoo, order by order.
     let pg = env.worker_client().await;
+    let verify_started = Instant::now();
     let report = verify::verify(&pg, &env.odoo_client())
         .await
         .expect("verify");
+    let verify_took = verify_started.elapsed();
     // 3. Nothing duplicated in Odoo, by the simulator's own state.
     let (odoo_orders, dups) = odoo_duplicates(&env).await;
     let dead = env
@@ -833,7 +835,7 @@ async fn chaos(label: &str, eager: bool) {
         s.partner_differences
     );
     println!(
-        "{label}: final divergence: {}",
+        "{label}: final divergence ({verify_took:.1?} to verify): {}",
         report.render_text().trim_end()
     );
     assert_eq!(
@@ -1278,7 +1280,9 @@ async fn four_workers_and_eight_writers_sustained() {
         .count("SELECT count(*) FROM odoo_sync.job_history")
         .await;
     let jobs_left = env.count("SELECT count(*) FROM odoo_sync.jobs").await;
+    let verify_started = Instant::now();
     let report = assert_verified(&env).await;
+    let verify_took = verify_started.elapsed();
     println!(
         "load: {WORKERS} workers, {WRITERS} writers for {written:.1?}: {orders} orders and {edits} edits ({:.0} changes/s), drained {drain:.1?} after the writers stopped",
         (orders + edits) as f64 / written.as_secs_f64()
@@ -1295,7 +1299,10 @@ async fn four_workers_and_eight_writers_sustained() {
         kib(&sizes_before),
         kib(&sizes_after)
     );
-    println!("load: {}", report.render_text().trim_end());
+    println!(
+        "load: {} ({verify_took:.1?} to verify)",
+        report.render_text().trim_end()
+    );
     assert!(
         overlaps.is_empty(),
         "two workers pushed one order at once: {overlaps:#?}"
