@@ -10,22 +10,20 @@
 //!   bounded, the queue table stays small.
 //!
 //! Short versions run in `make test`; `make chaos` (scripts/chaos.sh) sets
-//! `ODOO_SYNC_CHAOS_ORDERS=1000` for the long ones and also runs the ignored tests below. Every
-//! test prints its figures (run with `--nocapture` to see them). Tests that restart PostgreSQL
-//! do it to a private cluster; `ODOO_SYNC_CHAOS_SEED` changes the random choices.
+//! `ODOO_SYNC_CHAOS_ORDERS=1000` for the long ones. Every test prints its figures (run with
+//! `--nocapture` to see them). Tests that restart PostgreSQL do it to a private cluster;
+//! `ODOO_SYNC_CHAOS_SEED` changes the random choices.
 //!
-//! Known bugs (ignored tests, run by `make chaos`): the chaos run whose clients edit an order
-//! again while its push is in flight or waiting for a retry fails, for two reasons each
-//! reproduced on one order:
-//! - A: an edit during an in-flight push leaves a DATA_MISMATCH conflict on the totals
+//! The chaos run comes twice: with clients that edit an order again only once its last change
+//! is in Odoo (kills and faults alone), and with clients that edit orders while their pushes
+//! are in flight or waiting for a retry, as users do. The second one found two bugs, fixed in
+//! 1dbb6cb and each kept as a test on one order:
+//! - an edit during an in-flight push left a DATA_MISMATCH conflict on the totals
 //!   (`an_edit_while_its_push_is_in_flight_is_not_a_data_mismatch`);
-//! - B: after a push whose Odoo write committed but whose reply was lost, a local change is
-//!   undone by the retry, which merges the worker's own write as an Odoo edit
-//!   (`a_local_delete_after_an_unacknowledged_push_is_not_undone`), or becomes a false
+//! - after a push whose Odoo write committed but whose reply was lost, a local change was
+//!   undone by the retry, which merged the worker's own write as an Odoo edit
+//!   (`a_local_delete_after_an_unacknowledged_push_is_not_undone`), or became a false
 //!   VERSION_CONFLICT.
-//!
-//! The chaos test of `make test` therefore has its clients edit an order again only once its
-//! last change is in Odoo.
 
 mod support;
 
@@ -619,9 +617,8 @@ async fn chaos_kills_faults_and_a_postgres_restart_lose_and_duplicate_nothing() 
 }
 
 /// The same with clients that edit an order again while its push is in flight or waiting for
-/// a retry, as users do. Fails today (see the module documentation, "known bugs").
+/// a retry, as users do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known bugs: an edit during an unacknowledged push is merged as an Odoo change (lost local change) and leaves a DATA_MISMATCH; run by make chaos"]
 async fn chaos_with_edits_during_pushes_loses_and_duplicates_nothing() {
     chaos("chaos_eager", true).await;
 }
@@ -1329,7 +1326,7 @@ async fn four_workers_and_eight_writers_sustained() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Known bugs found by the eager chaos run, each reproduced on one order.
+// The bugs the eager chaos run found (fixed in 1dbb6cb), each on one order.
 
 /// Waits until no job can run any more (done, or held by an open conflict).
 async fn settle(env: &Env) {
@@ -1342,13 +1339,11 @@ async fn settle(env: &Env) {
     .await;
 }
 
-/// Bug A: an order edited while its push is in flight ends in a DATA_MISMATCH conflict, though
-/// nobody touched its totals. complete_job's requeue branch (sql/queue.sql) stores Odoo's
-/// totals in base_snapshot.amounts but skips writing them to the local row (`v_requeue` in the
-/// write-back); the next completion takes the older local totals for the application's own and
-/// records a conflict, and the order stays out of sync until a person resolves it.
+/// An order edited while its push is in flight is pushed again, with no conflict: nobody
+/// touched its totals. (complete_job's requeue branch used to store Odoo's totals in the base
+/// without writing them to the row; the next completion took the row's older totals for the
+/// application's own and recorded a DATA_MISMATCH.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known bug A: an edit during an in-flight push leaves a DATA_MISMATCH (complete_job's requeue branch sets base amounts without writing them back)"]
 async fn an_edit_while_its_push_is_in_flight_is_not_a_data_mismatch() {
     let _heavy = HEAVY.lock().await;
     let mut env = setup("c_bug_amounts", 19).await;
@@ -1389,15 +1384,12 @@ async fn an_edit_while_its_push_is_in_flight_is_not_a_data_mismatch() {
     env.finish().await;
 }
 
-/// Bug B: a push whose Odoo write committed but whose reply was lost, then a local change, then
-/// the retry: the retry finds Odoo's write_date moved (by its own earlier write), takes the
-/// order for edited in Odoo and merges it (run.rs changed_in_odoo → apply_remote). The
-/// three-way merge sees the line our lost write added as added in Odoo and puts it back into
-/// the local table: the local delete is silently undone. (When the local change edits the same
-/// field instead, it is a false VERSION_CONFLICT.) The worker cannot tell its own
-/// unacknowledged write from a person's edit in Odoo.
+/// A push whose Odoo write committed but whose reply was lost, then a local change, then the
+/// retry: the retry finds Odoo's write_date moved by its own earlier write. That write must not
+/// be merged as an Odoo edit. (It was: the line the lost write added came back into the local
+/// table, silently undoing the local delete; an edit of the same field became a false
+/// VERSION_CONFLICT.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known bug B: a local change made after a push whose reply was lost is undone by the retry's merge (our own write taken for an Odoo edit)"]
 async fn a_local_delete_after_an_unacknowledged_push_is_not_undone() {
     let _heavy = HEAVY.lock().await;
     let mut env = setup("c_bug_echo", 19).await;
