@@ -389,12 +389,12 @@ BEGIN
     FOR t IN
         SELECT tt.* FROM @extschema@.tracked_tables tt
         WHERE EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() d
-                      WHERE d.classid = 'pg_class'::regclass AND d.objid IN (tt.orders_table, tt.items_table))
+                      WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0 AND d.objid IN (tt.orders_table, tt.items_table))
     LOOP
         FOREACH v_rel IN ARRAY ARRAY[t.orders_table, t.items_table] LOOP
             IF EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = v_rel)
                AND NOT EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() d
-                               WHERE d.classid = 'pg_class'::regclass AND d.objid = v_rel) THEN
+                               WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0 AND d.objid = v_rel) THEN
                 EXECUTE format('DROP TRIGGER IF EXISTS odoo_sync_capture ON %s', v_rel);
             END IF;
         END LOOP;
@@ -404,7 +404,7 @@ BEGIN
         DELETE FROM @extschema@.tracked_tables WHERE id = t.id;
         RAISE NOTICE 'odoo_sync: tracking % is removed (dropped: %)', t.id,
             (SELECT string_agg(d.object_identity, ', ') FROM pg_event_trigger_dropped_objects() d
-             WHERE d.classid = 'pg_class'::regclass AND d.objid IN (t.orders_table, t.items_table));
+             WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0 AND d.objid IN (t.orders_table, t.items_table));
     END LOOP;
 END
 $$;

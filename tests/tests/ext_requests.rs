@@ -656,6 +656,13 @@ async fn dropping_a_tracked_table_removes_its_tracking() {
         )
         .await
         .unwrap();
+    // Dropping a column is not dropping the table: that tracking stays.
+    db.client
+        .batch_execute(
+            "ALTER TABLE orders ADD COLUMN scratch int; ALTER TABLE orders DROP COLUMN scratch;",
+        )
+        .await
+        .unwrap();
     // The pair's tracking is gone and the orders table of the pair no longer captures.
     let trackings: i64 = scalar(&db.client, "SELECT count(*) FROM odoo_sync.tracked_tables").await;
     assert_eq!(trackings, 1);

@@ -34,7 +34,7 @@ pub const CREDENTIALS_PAUSE: Duration = Duration::from_secs(60);
 fn set_credentials_refused(odoo: &OdooClient, refused: bool) {
     let was = odoo.set_credentials_refused(refused);
     if refused && !was {
-        tracing::error!("Odoo refused the worker's credentials: jobs wait (no attempt is lost) until they work again; check ODOO_USER / ODOO_API_KEY (Odoo 19 API keys expire)");
+        tracing::error!("Odoo refused the worker's credentials: the worker stops claiming jobs and asks Odoo again every minute (the refused jobs retry then); check ODOO_USER / ODOO_API_KEY (Odoo 19 API keys expire)");
     } else if !refused && was {
         tracing::info!("Odoo accepts the worker's credentials again; resuming");
     }
@@ -562,6 +562,7 @@ pub async fn run(
     let mut last_heartbeat: Option<tokio::time::Instant> = None;
     let mut realtime: Option<(PollSettings, tokio::time::Instant)> = None;
     let mut last_maintenance = tokio::time::Instant::now();
+    let mut last_credentials_check: Option<tokio::time::Instant> = None;
     let mut last_poll: Option<tokio::time::Instant> = None;
     loop {
         // Realtime pull: settings re-read every second (start_realtime() also wakes the
@@ -631,19 +632,24 @@ pub async fn run(
             _ = std::future::ready(()) => {}
         }
         if odoo.credentials_refused() {
-            // One authenticated call per pause tells whether the credentials work again.
-            let works = odoo
-                .search("res.partner", &crate::odoo::Domain::all(), Some(1), None)
-                .await;
-            match works {
-                Err(e) if e.is_credentials() => {
-                    tokio::select! {
-                        _ = tokio::time::sleep(CREDENTIALS_PAUSE) => {}
-                        _ = &mut shutdown => return Ok(()),
-                    }
-                    continue;
+            // One authenticated call a minute tells whether the credentials work again; the
+            // loop keeps heartbeating meanwhile (it naps a second at a time).
+            if last_credentials_check.is_none_or(|t| t.elapsed() >= CREDENTIALS_PAUSE) {
+                last_credentials_check = Some(tokio::time::Instant::now());
+                let probe = odoo
+                    .search("res.partner", &crate::odoo::Domain::all(), Some(1), None)
+                    .await;
+                if !matches!(&probe, Err(e) if e.is_credentials()) {
+                    last_credentials_check = None;
+                    set_credentials_refused(odoo, false);
                 }
-                _ => set_credentials_refused(odoo, false),
+            }
+            if odoo.credentials_refused() {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = &mut shutdown => return Ok(()),
+                }
+                continue;
             }
         }
         let claimed = run_batch_with(pg, odoo, &mut resolver, worker_id, &options)
