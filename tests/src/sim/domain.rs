@@ -473,7 +473,13 @@ fn s_of(store: &Store, model: &str, id: i64, field: &str) -> String {
 }
 
 fn scalar_leaf(left: &Scalar, op: &str, value: &Value, boolean: bool) -> bool {
-    let right = to_scalar(value, boolean);
+    // `in` compares with each element; the list as one value would be its JSON text, written
+    // out anew for every record searched.
+    let right = if matches!(op, "in" | "not in") {
+        Scalar::Null
+    } else {
+        to_scalar(value, boolean)
+    };
     let text = |s: &Scalar| -> Option<String> {
         match s {
             Scalar::Str(s) => Some(s.clone()),
@@ -502,8 +508,20 @@ fn scalar_leaf(left: &Scalar, op: &str, value: &Value, boolean: bool) -> bool {
             None => false,
         },
         "in" | "not in" => {
-            let list = value.as_array().cloned().unwrap_or_default();
-            let hit = list.iter().any(|v| equal(left, &to_scalar(v, boolean)));
+            // Every record is tested against the whole list: integers and strings, what ids
+            // and codes are, are compared as they are, without a conversion per element.
+            let left_int = match left {
+                Scalar::Num(x) if x.fract().is_zero() => i64::try_from(*x).ok(),
+                _ => None,
+            };
+            let member = |v: &Value| match (left, v) {
+                (Scalar::Num(_), Value::Number(n)) if left_int.is_some() && n.is_i64() => {
+                    n.as_i64() == left_int
+                }
+                (Scalar::Str(x), Value::String(y)) => x == y,
+                _ => equal(left, &to_scalar(v, boolean)),
+            };
+            let hit = value.as_array().is_some_and(|list| list.iter().any(member));
             (op == "in") == hit
         }
         "like" | "ilike" | "not like" | "not ilike" | "=like" | "=ilike" => {
@@ -575,7 +593,26 @@ pub fn parse_order(
 
 #[cfg(test)]
 mod tests {
-    use super::like;
+    use super::{like, scalar_leaf, Scalar};
+    use rust_decimal::Decimal;
+    use serde_json::json;
+
+    #[test]
+    fn in_compares_each_element_as_equality_does() {
+        let three = Scalar::Num(Decimal::from(3));
+        assert!(scalar_leaf(&three, "in", &json!([1, 3]), false));
+        assert!(scalar_leaf(&three, "in", &json!([3.0]), false));
+        assert!(scalar_leaf(&three, "in", &json!(["3"]), false));
+        assert!(!scalar_leaf(&three, "in", &json!([4, "x", null]), false));
+        assert!(scalar_leaf(&three, "not in", &json!([4]), false));
+        let half = Scalar::Num(Decimal::new(25, 1));
+        assert!(scalar_leaf(&half, "in", &json!([2.5]), false));
+        assert!(!scalar_leaf(&half, "in", &json!([2, 3]), false));
+        let code = Scalar::Str("PO-1".into());
+        assert!(scalar_leaf(&code, "in", &json!(["PO-2", "PO-1"]), false));
+        assert!(!scalar_leaf(&Scalar::Null, "in", &json!([1]), false));
+        assert!(scalar_leaf(&Scalar::Null, "in", &json!([false]), false));
+    }
 
     #[test]
     fn like_patterns() {
