@@ -265,8 +265,10 @@ fn connection_lost(e: &tokio_postgres::Error, pg: &tokio_postgres::Client) -> bo
         // connection_exception (08...), operator_intervention (57P01 admin_shutdown, 57P02
         // crash_shutdown, 57P03 cannot_connect_now).
         Some(code) => code.code().starts_with("08") || code.code().starts_with("57P"),
-        // Not a server error: I/O on the socket.
-        None => e.as_db_error().is_none(),
+        // Not a server error: I/O on the socket counts, a value that cannot be read does not
+        // (a new connection would read it no better).
+        None => std::error::Error::source(e)
+            .is_some_and(|cause| cause.downcast_ref::<std::io::Error>().is_some()),
     }
 }
 
