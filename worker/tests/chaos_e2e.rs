@@ -972,8 +972,37 @@ async fn the_worker_reconnects_after_a_dropped_listen_and_postgres_restarts() {
         );
     }
     println!("reconnect: 40 orders, {attempts} attempts, verify clean");
-    w.kill();
+
+    // 4. The database goes away for good (dropped): the worker keeps trying, and a SIGTERM still
+    // stops it at once, cleanly.
     env.finish().await;
+    let proc = &w;
+    wait_for(
+        Duration::from_secs(30),
+        "the worker retries its connection",
+        || async move {
+            proc.output()
+                .contains("PostgreSQL is not back yet")
+                .then_some(())
+        },
+    )
+    .await;
+    let t = Instant::now();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &w.pid().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(sent.success());
+    let status = w.wait_for_exit(Duration::from_secs(15));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "SIGTERM while reconnecting ends the worker with status 0: {status:?}\n{}",
+        w.output()
+    );
+    println!(
+        "reconnect: database gone, worker retrying; SIGTERM ended it in {:.1?} with status 0",
+        t.elapsed()
+    );
     drop(cluster);
 }
 
