@@ -52,6 +52,7 @@ DECLARE
     v_odoo text;
     v_cache text;
     v_ready bigint;
+    v_waiting bigint;
     v_oldest timestamptz;
     v_queue text;
     v_last timestamptz;
@@ -67,11 +68,17 @@ BEGIN
     INTO v_live, v_odoo, v_cache
     FROM @extschema@.worker_heartbeats w WHERE w.last_seen > now() - v_timeout;
 
-    SELECT count(*), min(j.created_at) INTO v_ready, v_oldest
-    FROM @extschema@.jobs j WHERE j.state <> 'running' AND j.run_after <= now();
+    -- Backlog counts every job still to do, also those waiting for their next retry (during an
+    -- Odoo outage all of them are): only jobs held by an open conflict (run_after infinity)
+    -- wait for a person, not for the worker.
+    SELECT count(*) FILTER (WHERE j.state <> 'running' AND j.run_after <= now()),
+           count(*) FILTER (WHERE j.run_after < 'infinity'),
+           min(j.created_at) FILTER (WHERE j.run_after < 'infinity')
+    INTO v_ready, v_waiting, v_oldest
+    FROM @extschema@.jobs j;
     v_queue := CASE
         WHEN v_ready > 0 AND v_live = 0 THEN 'FAILED'
-        WHEN v_ready > @extschema@._setting('backlog_max_jobs')::text::bigint
+        WHEN v_waiting > @extschema@._setting('backlog_max_jobs')::text::bigint
           OR v_oldest < now() - make_interval(secs => @extschema@._setting('backlog_max_age_seconds')::text::int)
             THEN 'BACKLOGGED'
         ELSE 'HEALTHY' END;

@@ -54,3 +54,9 @@ INSERT INTO @extschema@.setting_spec (key, type, default_value, min_value, max_v
      'The vendor changed on both sides: who wins.'),
     ('conflict_policy_amounts', 'choice', '"manual"', NULL, NULL, ARRAY['manual', 'local_wins', 'remote_wins'], NULL,
      'Odoo''s totals differ from the local ones after a sync: manual records a DATA_MISMATCH, remote_wins writes Odoo''s totals, local_wins keeps the local ones.');
+UPDATE @extschema@.setting_spec SET description =
+    'Jobs still to do (ready or waiting for a retry) above this count make health() report the queue BACKLOGGED.'
+WHERE key = 'backlog_max_jobs';
+UPDATE @extschema@.setting_spec SET description =
+    'A job still to do (ready or waiting for a retry) older than this makes health() report the queue BACKLOGGED.'
+WHERE key = 'backlog_max_age_seconds';

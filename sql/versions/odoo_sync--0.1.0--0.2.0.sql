@@ -56,6 +56,12 @@ INSERT INTO @extschema@.setting_spec (key, type, default_value, min_value, max_v
      'The vendor changed on both sides: who wins.'),
     ('conflict_policy_amounts', 'choice', '"manual"', NULL, NULL, ARRAY['manual', 'local_wins', 'remote_wins'], NULL,
      'Odoo''s totals differ from the local ones after a sync: manual records a DATA_MISMATCH, remote_wins writes Odoo''s totals, local_wins keeps the local ones.');
+UPDATE @extschema@.setting_spec SET description =
+    'Jobs still to do (ready or waiting for a retry) above this count make health() report the queue BACKLOGGED.'
+WHERE key = 'backlog_max_jobs';
+UPDATE @extschema@.setting_spec SET description =
+    'A job still to do (ready or waiting for a retry) older than this makes health() report the queue BACKLOGGED.'
+WHERE key = 'backlog_max_age_seconds';
 
 -- Functions that are new or changed, in the order of a fresh install (SQL functions
 -- are checked against the functions they call when created).
@@ -1923,6 +1929,60 @@ BEGIN
         jsonb_build_object('conflict_id', c.id, 'conflict_type', c.conflict_type, 'resolution', resolution,
                            'values', "values", 'push_job', v_push));
     RETURN jsonb_build_object('conflict_id', c.id, 'resolution', resolution, 'sync_status', v_status, 'push_job', v_push);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION @extschema@.health()
+RETURNS TABLE (is_healthy boolean, last_successful_sync timestamptz, consecutive_failures integer,
+               odoo_connection_status text, cache_status text, queue_status text, error_rate numeric)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_timeout interval := make_interval(secs => @extschema@._setting('worker_timeout_seconds')::text::int);
+    v_live integer;
+    v_odoo text;
+    v_cache text;
+    v_ready bigint;
+    v_waiting bigint;
+    v_oldest timestamptz;
+    v_queue text;
+    v_last timestamptz;
+    v_failures integer;
+    v_rate numeric;
+BEGIN
+    SELECT count(*),
+           CASE WHEN bool_or(w.odoo_status = 'CONNECTED') THEN 'CONNECTED'
+                WHEN bool_or(w.odoo_status = 'ERROR') THEN 'ERROR' ELSE 'DISCONNECTED' END,
+           CASE WHEN count(*) = 0 THEN 'UNAVAILABLE'
+                WHEN bool_or(w.cache_status = 'HEALTHY') THEN 'HEALTHY'
+                WHEN bool_or(w.cache_status = 'DEGRADED') THEN 'DEGRADED' ELSE 'UNAVAILABLE' END
+    INTO v_live, v_odoo, v_cache
+    FROM @extschema@.worker_heartbeats w WHERE w.last_seen > now() - v_timeout;
+
+    -- Backlog counts every job still to do, also those waiting for their next retry (during an
+    -- Odoo outage all of them are): only jobs held by an open conflict (run_after infinity)
+    -- wait for a person, not for the worker.
+    SELECT count(*) FILTER (WHERE j.state <> 'running' AND j.run_after <= now()),
+           count(*) FILTER (WHERE j.run_after < 'infinity'),
+           min(j.created_at) FILTER (WHERE j.run_after < 'infinity')
+    INTO v_ready, v_waiting, v_oldest
+    FROM @extschema@.jobs j;
+    v_queue := CASE
+        WHEN v_ready > 0 AND v_live = 0 THEN 'FAILED'
+        WHEN v_waiting > @extschema@._setting('backlog_max_jobs')::text::bigint
+          OR v_oldest < now() - make_interval(secs => @extschema@._setting('backlog_max_age_seconds')::text::int)
+            THEN 'BACKLOGGED'
+        ELSE 'HEALTHY' END;
+
+    SELECT max(l.finished_at) INTO v_last FROM @extschema@.sync_log l WHERE l.success;
+    SELECT count(*) INTO v_failures FROM @extschema@.sync_log l
+    WHERE NOT l.success AND l.finished_at > COALESCE(v_last, '-infinity');
+    SELECT COALESCE(round(100.0 * count(*) FILTER (WHERE NOT l.success) / NULLIF(count(*), 0), 2), 0)
+    INTO v_rate FROM @extschema@.sync_log l WHERE l.finished_at > now() - interval '24 hours';
+
+    RETURN QUERY SELECT v_odoo = 'CONNECTED' AND v_queue = 'HEALTHY' AND v_cache <> 'UNAVAILABLE',
+                        v_last, v_failures, v_odoo, v_cache, v_queue, v_rate;
 END
 $$;
 

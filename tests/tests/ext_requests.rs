@@ -574,6 +574,27 @@ async fn health_follows_workers_and_the_queue() {
     assert!(h
         .get::<_, Option<std::time::SystemTime>>("last_successful_sync")
         .is_some());
+    // Jobs waiting for their next retry (as during an Odoo outage) are a backlog too.
+    db.client
+        .batch_execute(
+            "SELECT odoo_sync.update_settings('{\"backlog_max_jobs\": 1000, \"backlog_max_age_seconds\": 60}');
+             UPDATE odoo_sync.jobs SET created_at = now() - interval '2 minutes', run_after = now() + interval '1 minute';",
+        )
+        .await
+        .unwrap();
+    let (ready, status): (i64, String) = {
+        let r = db
+            .client
+            .query_one(
+                "SELECT (SELECT count(*) FROM odoo_sync.jobs WHERE run_after <= now()),
+                        (SELECT queue_status FROM odoo_sync.health())",
+                &[],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!((ready, status.as_str()), (0, "BACKLOGGED"));
 
     let m = db
         .client
