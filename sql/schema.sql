@@ -61,8 +61,9 @@ CREATE TABLE @extschema@.order_state (
     odoo_state      text,
     odoo_locked     boolean NOT NULL DEFAULT false,
     link            text NOT NULL DEFAULT 'xmlid' CHECK (link IN ('xmlid', 'dbid')),
-    -- What the push under way is writing to Odoo (canonical form), noted before the write: if
-    -- its reply is lost, finding exactly this in Odoo means our own write, not an Odoo edit.
+    -- What pushes not yet acknowledged wrote or tried to write to Odoo (canonical forms, the
+    -- last five), noted before each write: if a reply is lost, finding exactly one of these in
+    -- Odoo means our own write, not an Odoo edit.
     attempt_snapshot jsonb,
     PRIMARY KEY (tracking_id, order_key)
 ) WITH (fillfactor = 80);

@@ -1486,7 +1486,11 @@ BEGIN
     v_base := CASE WHEN jsonb_typeof(st.base_snapshot -> 'lines') = 'object' THEN st.base_snapshot ELSE v_remote END;
     -- Odoo holds exactly what a push whose reply was lost wrote: that is our own write (the
     -- base), not an edit made in Odoo, and local changes made since are not undone by it.
-    IF st.attempt_snapshot IS NOT NULL AND @extschema@._same_content(st.attempt_snapshot, v_remote) THEN
+    IF st.attempt_snapshot IS NOT NULL AND EXISTS (
+           SELECT 1 FROM jsonb_array_elements(CASE WHEN jsonb_typeof(st.attempt_snapshot) = 'array'
+                                                   THEN st.attempt_snapshot
+                                                   ELSE jsonb_build_array(st.attempt_snapshot) END) a(attempt)
+           WHERE @extschema@._same_content(a.attempt, v_remote)) THEN
         v_base := v_remote || jsonb_build_object('amounts', st.base_snapshot -> 'amounts');
         UPDATE @extschema@.order_state s SET attempt_snapshot = NULL
         WHERE s.tracking_id = v_tracking AND s.order_key = v_key;
@@ -1692,8 +1696,13 @@ BEGIN
     IF attempts IS NULL OR jsonb_typeof(attempts) <> 'array' THEN
         RAISE EXCEPTION 'note_attempts expects a JSON array' USING ERRCODE = '22023';
     END IF;
+    -- Every attempt since the last acknowledged one is kept (the last five): a push whose
+    -- reply was lost may be followed by attempts that failed before writing anything.
     UPDATE @extschema@.order_state s
-    SET attempt_snapshot = a.snapshot || jsonb_build_object('state', @extschema@._status_class(a.status))
+    SET attempt_snapshot = (CASE WHEN s.attempt_snapshot IS NULL OR jsonb_typeof(s.attempt_snapshot) <> 'array' THEN '[]'::jsonb
+                                 WHEN jsonb_array_length(s.attempt_snapshot) >= 5 THEN s.attempt_snapshot - 0
+                                 ELSE s.attempt_snapshot END)
+                           || jsonb_build_array(a.snapshot || jsonb_build_object('state', @extschema@._status_class(a.status)))
     FROM jsonb_to_recordset(attempts) AS a(tracking_id integer, order_key text, status text, snapshot jsonb)
     WHERE s.tracking_id = a.tracking_id AND s.order_key = a.order_key AND jsonb_typeof(a.snapshot) = 'object';
     GET DIAGNOSTICS v_count = ROW_COUNT;
