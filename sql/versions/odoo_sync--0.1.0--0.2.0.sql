@@ -1110,43 +1110,34 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION @extschema@._local_supplier(p_partner integer) RETURNS text
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE WHEN count(*) = 1 THEN min(local_supplier_id) END
-    FROM @extschema@.partner_map WHERE odoo_partner_id = p_partner
-$$;
-
-CREATE OR REPLACE FUNCTION @extschema@._local_product(p_product integer) RETURNS text
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE WHEN count(*) = 1 THEN min(local_product_id) END
-    FROM @extschema@.product_map WHERE odoo_product_id = p_product
-$$;
-
 CREATE OR REPLACE FUNCTION @extschema@._learn_local_ref(p_kind text, p_odoo_id integer, p_code text) RETURNS text
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    v_table text := CASE p_kind WHEN 'partner' THEN 'partner_map' ELSE 'product_map' END;
+    v_key text := CASE p_kind WHEN 'partner' THEN 'local_supplier_id' ELSE 'local_product_id' END;
+    v_id text := CASE p_kind WHEN 'partner' THEN 'odoo_partner_id' ELSE 'odoo_product_id' END;
     v_local text;
+    v_mapped integer;
 BEGIN
-    IF p_kind = 'partner' THEN
-        v_local := @extschema@._local_supplier(p_odoo_id);
-        IF v_local IS NULL THEN
-            v_local := COALESCE(NULLIF(p_code, ''), p_odoo_id::text);
-            INSERT INTO @extschema@.partner_map (local_supplier_id, odoo_partner_id, source)
-            VALUES (v_local, p_odoo_id, 'import') ON CONFLICT (local_supplier_id) DO NOTHING;
-        END IF;
-    ELSE
-        v_local := @extschema@._local_product(p_odoo_id);
-        IF v_local IS NULL THEN
-            v_local := COALESCE(NULLIF(p_code, ''), p_odoo_id::text);
-            INSERT INTO @extschema@.product_map (local_product_id, odoo_product_id, source)
-            VALUES (v_local, p_odoo_id, 'import') ON CONFLICT (local_product_id) DO NOTHING;
-        END IF;
+    EXECUTE format('SELECT min(%I) FROM @extschema@.%I WHERE %I = $1', v_key, v_table, v_id)
+        INTO v_local USING p_odoo_id;
+    IF v_local IS NOT NULL THEN
+        RETURN v_local;
+    END IF;
+    v_local := COALESCE(NULLIF(p_code, ''), p_odoo_id::text);
+    EXECUTE format('INSERT INTO @extschema@.%I (%I, %I, source) VALUES ($1, $2, ''import'')
+                    ON CONFLICT (%I) DO NOTHING', v_table, v_key, v_id, v_key)
+        USING v_local, p_odoo_id;
+    EXECUTE format('SELECT %I FROM @extschema@.%I WHERE %I = $1', v_id, v_table, v_key)
+        INTO v_mapped USING v_local;
+    IF v_mapped IS DISTINCT FROM p_odoo_id THEN
+        RAISE EXCEPTION 'Odoo % % has no local id: "%" already stands for Odoo % %', p_kind, p_odoo_id, v_local,
+                p_kind, v_mapped
+            USING ERRCODE = '23505',
+                  HINT = format('Map it yourself: INSERT INTO odoo_sync.%s (%s, %s) VALUES (''<local id>'', %s);',
+                                v_table, v_key, v_id, p_odoo_id);
     END IF;
     RETURN v_local;
 END

@@ -1113,3 +1113,50 @@ async fn keeping_a_local_write_odoo_forbids_fails_with_odoos_reason() {
     assert_eq!(env.odoo_lines(odoo_id).await.len(), 2, "Odoo kept its line");
     env.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_odoo_order_the_database_refuses_does_not_stop_the_pull() {
+    let env = setup("tw_refused").await;
+    let (a, odoo_a, _) = synced_order(&env, "PO-A1").await;
+    let (b, _odoo_b, lines_b) = synced_order(&env, "PO-B1").await;
+    // Deco Addict's ref already stands for another Odoo partner here: a vendor change to it
+    // cannot be mapped to a local supplier.
+    let deco = env
+        .odoo
+        .search("res.partner", &Domain::eq("ref", "V-DECO"), None, None)
+        .await
+        .expect("partner")[0];
+    env.sql("INSERT INTO odoo_sync.partner_map (local_supplier_id, odoo_partner_id) \
+             SELECT 'V-DECO', odoo_partner_id FROM odoo_sync.partner_map WHERE local_supplier_id = 'V-WOOD'")
+        .await;
+    env.odoo
+        .write("purchase.order", &[odoo_a], &json!({"partner_id": deco}))
+        .await
+        .expect("vendor change");
+    env.write_line(lines_b[0], json!({"product_qty": 4, "price_unit": 10.0}))
+        .await;
+    let report = env.poll().await;
+    assert_eq!(report.outcomes.get("failed"), Some(&1), "{report:?}");
+    assert_eq!(report.outcomes.get("applied"), Some(&1), "{report:?}");
+    assert_eq!(
+        env.local_lines(b).await[0].0,
+        d("4"),
+        "the other order was applied"
+    );
+    // The refused order is a pull job that carries the reason.
+    let supplier: String = env
+        .one(&format!("SELECT supplier_id FROM orders WHERE id = {a}"))
+        .await;
+    assert_eq!(supplier, "V-WOOD", "nothing half-applied");
+    // Pull jobs queued by the poll wait a second (a push of the order may still be running).
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    env.drain().await;
+    let error: String = env
+        .one(&format!(
+            "SELECT last_error ->> 'message' FROM odoo_sync.job_history WHERE kind = 'pull' AND odoo_id = {odoo_a} \
+             UNION ALL SELECT last_error ->> 'message' FROM odoo_sync.jobs WHERE kind = 'pull' AND odoo_id = {odoo_a}"
+        ))
+        .await;
+    assert!(error.contains("already stands for Odoo partner"), "{error}");
+    env.finish().await;
+}

@@ -32,7 +32,7 @@ pub struct PollReport {
     pub seen: usize,
     /// Orders handed to apply_remote (not skipped as already applied).
     pub handed: usize,
-    /// Outcome counts (applied, unchanged, conflict, unlinked, busy, stale).
+    /// Outcome counts (applied, unchanged, conflict, unlinked, busy, stale, failed).
     pub outcomes: BTreeMap<String, usize>,
     /// The watermark after the poll.
     pub watermark: Option<String>,
@@ -176,16 +176,24 @@ pub async fn poll_once(
             .cloned()
             .collect();
         for doc in documents(odoo, &fresh).await? {
-            let applied = apply(pg, &doc, false, None).await?;
-            if applied.outcome == "busy" {
-                // Its push is running: a pull job takes it up after the push.
-                pg.execute(
-                    "SELECT odoo_sync.queue_pull($1)",
-                    &[&(doc["odoo_id"].as_i64().unwrap_or_default() as i32)],
-                )
-                .await?;
+            let odoo_id = doc["odoo_id"].as_i64().unwrap_or_default() as i32;
+            let outcome = match apply(pg, &doc, false, None).await {
+                Ok(applied) => applied.outcome,
+                // One order the database refuses (e.g. a value that does not fit a local
+                // column) must not stop the pull of every other: it becomes a pull job, which
+                // retries with backoff and ends in the dead letters with this error.
+                Err(e) if e.as_db_error().is_some() => {
+                    tracing::warn!(odoo_id, error = %crate::queue::describe_pg(&e), "cannot apply an Odoo order; queued as a pull job");
+                    "failed".to_string()
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if outcome == "busy" || outcome == "failed" {
+                // Busy: its push is running; a pull job takes it up after the push.
+                pg.execute("SELECT odoo_sync.queue_pull($1)", &[&odoo_id])
+                    .await?;
             }
-            *report.outcomes.entry(applied.outcome.clone()).or_default() += 1;
+            *report.outcomes.entry(outcome).or_default() += 1;
             report.handed += 1;
             if let (Some(id), Some(wd)) = (doc["odoo_id"].as_i64(), doc["write_date"].as_str()) {
                 seen.insert(id.to_string(), wd.to_string());
