@@ -6,12 +6,38 @@ use pgrx::prelude::*;
 use pgrx::{AllocatedByPostgres, PgTrigger};
 
 use super::{
-    check_item_rules, json_string, lock_order, record_change, tracking_id_arg, write_back_status,
-    Change,
+    catalog_cache, check_item_rules, json_string, lock_order, record_change, tracking_id_arg,
+    write_back_status, Change,
 };
 use crate::error::SyncError;
 use crate::privileges::internal_write_active;
 use crate::tuple::Row;
+
+/// What the trigger's arguments resolve to on its table.
+struct ItemColumns {
+    table: String,
+    order_column: String,
+    tracking_id: i32,
+    item: i32,
+    order: i32,
+}
+
+fn item_columns(args: &[String], row: &Row, table: &str) -> crate::error::Result<ItemColumns> {
+    let tracking_id = tracking_id_arg(args, table)?;
+    if args.len() != 3 {
+        return Err(SyncError::BadTrigger {
+            table: table.to_string(),
+            detail: format!("expected 3 arguments, got {}", args.len()),
+        });
+    }
+    Ok(ItemColumns {
+        table: table.to_string(),
+        order_column: args[2].clone(),
+        tracking_id,
+        item: row.require_attnum(table, &args[1])?,
+        order: row.require_attnum(table, &args[2])?,
+    })
+}
 
 /// Capture trigger for tracked order items tables (attached by `odoo_sync.track_orders`).
 #[pg_trigger]
@@ -44,13 +70,10 @@ fn capture(trigger: &PgTrigger<'_>) -> crate::error::Result<()> {
             PgTriggerOperation::Truncate => (None, None, "TRUNCATE"),
         }
     };
-    let table = trigger.table_name()?;
-    let args = trigger.extra_args()?;
-    let tracking_id = tracking_id_arg(&args, &table)?;
-    let (Some(row), 3) = (new.or(old), args.len()) else {
+    let Some(row) = new.or(old) else {
         return Err(SyncError::BadTrigger {
-            table,
-            detail: "expected a FOR EACH ROW trigger with 3 arguments".into(),
+            table: trigger.table_name()?,
+            detail: "expected a FOR EACH ROW trigger".into(),
         });
     };
     if let (Some(o), Some(n)) = (old, new) {
@@ -58,15 +81,19 @@ fn capture(trigger: &PgTrigger<'_>) -> crate::error::Result<()> {
             return Ok(());
         }
     }
-    let item_col = row.require_attnum(&table, &args[1])?;
-    let order_col = row.require_attnum(&table, &args[2])?;
+    // SAFETY: a row trigger's relation is open for the call.
+    let relid = unsafe { (*data.tg_relation).rd_id };
+    let cols = catalog_cache::trigger_layout(trigger.trigger().tgoid, relid, || {
+        item_columns(&trigger.extra_args()?, &row, &trigger.table_name()?)
+    })?;
+    let (tracking_id, item_col, order_col) = (cols.tracking_id, cols.item, cols.order);
 
     // The orders this change touches: both of them when an item moves to another order.
     let mut orders: Vec<String> = Vec::with_capacity(2);
     for r in [old, new].into_iter().flatten() {
         let key = r.text(order_col).ok_or_else(|| SyncError::NullKey {
-            table: table.clone(),
-            column: args[2].clone(),
+            table: cols.table.clone(),
+            column: cols.order_column.clone(),
         })?;
         if !orders.contains(&key) {
             orders.push(key);

@@ -1,14 +1,19 @@
 //! Change capture: what the triggers on tracked tables record, inside the user's transaction.
 //!
-//! Every change appends one event; that insert is the only write of the common case, an order
-//! that already waits for its push. Only when the order has no active job (or its state must
-//! change: created, deleted, renumbered, failed before) does a second statement upsert the
-//! order's state, enqueue the job and NOTIFY the workers. Changes of one order are serialized
-//! by the lock on the order's row, which an UPDATE holds anyway and the items trigger takes.
+//! Every change appends one event (`event_append`, without the executor) and looks up the
+//! order's state (`state_probe`); for the common case, an order that already waits for its
+//! push, that is all. Only when the order has no active job (or its state must change: created,
+//! deleted, renumbered, failed before) does an SQL statement upsert the order's state, enqueue
+//! the job and NOTIFY the workers. Changes of one order are serialized by the lock on the
+//! order's row, which an UPDATE holds anyway and the items trigger takes. The per-backend
+//! catalog facts all of this needs live in `catalog_cache`.
 
+mod catalog_cache;
+mod event_append;
 pub mod item_trigger;
 mod order_lock;
 pub mod order_trigger;
+mod state_probe;
 
 pub use order_lock::lock_order;
 
@@ -19,54 +24,14 @@ use crate::error::Result;
 use crate::plans::plan;
 use crate::privileges::{extension_owner, RunAs};
 
-/// Append the event; report the order's sync status when it has an active push job (the
-/// state row links it). One statement with one index probe: this is the hot path.
-/// Every operator and function is schema-qualified: the plan is built under the search_path of
-/// whichever session writes first, and that session must not be able to substitute its own `=`.
+/// Appends the event through SQL, for an event_log a DBA extended beyond what
+/// `event_append` writes by itself. Every operator and function is schema-qualified: the plan
+/// is built under the search_path of whichever session writes first, and that session must not
+/// be able to substitute its own.
 const EVENT_SQL: &str = "
 INSERT INTO odoo_sync.event_log (event_type, tracking_id, entity_id, payload)
 VALUES ($3, $1, $2, $4::pg_catalog.jsonb)
-RETURNING id,
-    (SELECT CASE WHEN s.job_id IS NOT NULL THEN s.sync_status ELSE '' END
-            OPERATOR(pg_catalog.||) CASE WHEN s.odoo_locked THEN '!' ELSE '' END
-     FROM odoo_sync.order_state s
-     WHERE s.tracking_id OPERATOR(pg_catalog.=) $1 AND s.order_key OPERATOR(pg_catalog.=) $2)";
-
-/// EVENT_SQL as the 0.1.0 schema allows (no `odoo_locked` column yet). The library of a new
-/// version is in place before `ALTER EXTENSION odoo_sync UPDATE` runs; until then the
-/// application's writes must keep working, so capture follows the schema it finds.
-const EVENT_SQL_0_1: &str = "
-INSERT INTO odoo_sync.event_log (event_type, tracking_id, entity_id, payload)
-VALUES ($3, $1, $2, $4::pg_catalog.jsonb)
-RETURNING id,
-    (SELECT s.sync_status FROM odoo_sync.order_state s
-     WHERE s.tracking_id OPERATOR(pg_catalog.=) $1 AND s.order_key OPERATOR(pg_catalog.=) $2
-       AND s.job_id IS NOT NULL)";
-
-thread_local! {
-    /// Whether this backend found the two-way sync columns (cached: the schema changes only
-    /// with ALTER EXTENSION, after which a new connection sees the new schema).
-    static TWO_WAY_SCHEMA: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
-}
-
-fn two_way_schema(client: &pgrx::spi::SpiClient<'_>) -> Result<bool> {
-    if let Some(known) = TWO_WAY_SCHEMA.with(|c| c.get()) {
-        return Ok(known);
-    }
-    let found = client
-        .select(
-            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute \
-             WHERE attrelid OPERATOR(pg_catalog.=) 'odoo_sync.order_state'::pg_catalog.regclass \
-               AND attname OPERATOR(pg_catalog.=) 'odoo_locked' AND NOT attisdropped)",
-            None,
-            &[],
-        )?
-        .first()
-        .get::<bool>(1)?
-        .unwrap_or(false);
-    TWO_WAY_SCHEMA.with(|c| c.set(Some(found)));
-    Ok(found)
-}
+RETURNING id";
 
 /// Make sure the order has a push job (a running job keeps its lease), upsert its state, and
 /// wake the workers. PostgreSQL folds identical notifications of one transaction into one.
@@ -136,38 +101,28 @@ pub struct Captured {
 /// Records one change (see the module documentation).
 pub fn record_change(change: &Change<'_>) -> Result<Captured> {
     let _as_owner = RunAs::user(extension_owner()?);
+    let appended = event_append::append(&event_append::Event {
+        tracking_id: change.tracking_id,
+        entity_id: change.order_key,
+        event_type: change.event_type,
+        payload: &change.payload,
+    })?;
+    let version = match appended {
+        Some(id) => id,
+        None => append_with_sql(change)?,
+    };
+    let order = state_probe::probe(change.tracking_id, change.order_key)?;
+    if !change.state_changed
+        && (order.active_status == "PENDING_SYNC" || order.active_status == "CONFLICT")
+    {
+        return Ok(Captured {
+            sync_status: order.active_status,
+            state_written: false,
+            odoo_locked: order.odoo_locked,
+        });
+    }
     Spi::connect_mut(|client| {
         let text = pg_sys::TEXTOID.into();
-        let two_way = two_way_schema(client)?;
-        let event = plan(
-            client,
-            if two_way { EVENT_SQL } else { EVENT_SQL_0_1 },
-            &[pg_sys::INT4OID.into(), text, text, text],
-        )?;
-        let row = client
-            .update(
-                &*event,
-                None,
-                &[
-                    change.tracking_id.into(),
-                    change.order_key.into(),
-                    change.event_type.into(),
-                    change.payload.as_str().into(),
-                ],
-            )?
-            .first();
-        let version = row.get::<i64>(1)?.unwrap_or_default();
-        // "<status of the active job, or empty>" followed by "!" when Odoo has confirmed it.
-        let probe = row.get::<String>(2)?.unwrap_or_default();
-        let odoo_locked = two_way && probe.ends_with('!');
-        let status = probe.trim_end_matches('!').to_string();
-        if !change.state_changed && (status == "PENDING_SYNC" || status == "CONFLICT") {
-            return Ok(Captured {
-                sync_status: status,
-                state_written: false,
-                odoo_locked,
-            });
-        }
         let enqueue = plan(
             client,
             ENQUEUE_SQL,
@@ -199,9 +154,48 @@ pub fn record_change(change: &Change<'_>) -> Result<Captured> {
         Ok(Captured {
             sync_status: status,
             state_written: true,
-            odoo_locked,
+            odoo_locked: order.odoo_locked,
         })
     })
+}
+
+/// Appends the event with an INSERT (see EVENT_SQL); returns its id.
+fn append_with_sql(change: &Change<'_>) -> Result<i64> {
+    Spi::connect_mut(|client| {
+        let text = pg_sys::TEXTOID.into();
+        let event = plan(
+            client,
+            EVENT_SQL,
+            &[pg_sys::INT4OID.into(), text, text, text],
+        )?;
+        Ok(client
+            .update(
+                &*event,
+                None,
+                &[
+                    change.tracking_id.into(),
+                    change.order_key.into(),
+                    change.event_type.into(),
+                    change.payload.as_str().into(),
+                ],
+            )?
+            .first()
+            .get::<i64>(1)?
+            .unwrap_or_default())
+    })
+}
+
+/// The OID of odoo_sync's own relation `name` (a syscache lookup), if it exists.
+fn own_relation(name: &std::ffi::CStr) -> Option<pg_sys::Oid> {
+    // SAFETY: catalog lookups that report a missing object as InvalidOid.
+    let oid = unsafe {
+        let schema = pg_sys::get_namespace_oid(c"odoo_sync".as_ptr(), true);
+        if schema == pg_sys::InvalidOid {
+            return None;
+        }
+        pg_sys::get_relname_relid(name.as_ptr(), schema)
+    };
+    (oid != pg_sys::InvalidOid).then_some(oid)
 }
 
 /// Sets the order's write-back status column (used when an item change first marks its order

@@ -8,12 +8,14 @@ use pgrx::prelude::*;
 use pgrx::spi::Spi;
 use pgrx::{AllocatedByPostgres, PgTrigger};
 
-use super::{json_string, record_change, tracking_id_arg, Change};
+use super::{catalog_cache, json_string, record_change, tracking_id_arg, Change};
 use crate::error::SyncError;
 use crate::privileges::{internal_write_active, RunAs};
 use crate::tuple::Row;
 
 struct OrderColumns {
+    table: String,
+    key_column: String,
     tracking_id: i32,
     key: i32,
     order_number: Option<i32>,
@@ -42,6 +44,8 @@ fn columns(args: &[String], row: &Row, table: &str) -> crate::error::Result<Orde
         .flatten()
         .collect();
     Ok(OrderColumns {
+        table: table.to_string(),
+        key_column: args[1].clone(),
         tracking_id,
         key: row.require_attnum(table, &args[1])?,
         order_number: optional(2)?,
@@ -90,9 +94,11 @@ fn capture<'a>(
         return Ok(returned(passthrough.heap_tuple()));
     }
 
-    let table = trigger.table_name()?;
-    let args = trigger.extra_args()?;
-    let cols = columns(&args, &passthrough, &table)?;
+    // SAFETY: a row trigger's relation is open for the call.
+    let relid = unsafe { (*data.tg_relation).rd_id };
+    let cols = catalog_cache::trigger_layout(trigger.trigger().tgoid, relid, || {
+        columns(&trigger.extra_args()?, &passthrough, &trigger.table_name()?)
+    })?;
     if let (Some(o), Some(n)) = (old, new) {
         // Nothing but write-back columns changed: nothing to sync.
         if o.same_as(&n, &cols.write_back) {
@@ -102,8 +108,8 @@ fn capture<'a>(
 
     let key_of = |row: &Row| -> crate::error::Result<String> {
         row.text(cols.key).ok_or_else(|| SyncError::NullKey {
-            table: table.clone(),
-            column: args[1].clone(),
+            table: cols.table.clone(),
+            column: cols.key_column.clone(),
         })
     };
     let mut status = None;

@@ -1,0 +1,102 @@
+//! Per-backend memory of the catalog facts the capture trigger needs on every write: where
+//! odoo_sync's own tables are and how their columns are laid out, and what each capture
+//! trigger's arguments resolve to. Looking them up again on every write cost more than the
+//! write itself.
+//!
+//! PostgreSQL announces every change of a relation (ALTER, DROP, CREATE INDEX, CREATE
+//! TRIGGER, ...) with a relcache invalidation; the callback registered here forgets what it
+//! knew about that relation, so the next write reads the catalog again. Entries are cloned out
+//! and no borrow is held across a PostgreSQL call, since an invalidation can arrive inside one.
+
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use pgrx::pg_sys::{self, Datum, Oid};
+
+use super::event_append::EventLogLayout;
+use super::state_probe::OrderStateLayout;
+use crate::error::Result;
+
+/// A trigger's resolved arguments, with the table they were resolved on.
+type TriggerEntry = (Oid, Rc<dyn Any>);
+
+thread_local! {
+    static REGISTERED: Cell<bool> = const { Cell::new(false) };
+    static EVENT_LOG: RefCell<Option<Rc<EventLogLayout>>> = const { RefCell::new(None) };
+    static ORDER_STATE: Cell<Option<OrderStateLayout>> = const { Cell::new(None) };
+    static TRIGGERS: RefCell<HashMap<Oid, TriggerEntry>> = RefCell::new(HashMap::new());
+}
+
+/// The remembered layout of odoo_sync.event_log. Ask after opening the table: opening it
+/// processes pending invalidations.
+pub fn event_log() -> Option<Rc<EventLogLayout>> {
+    EVENT_LOG.with(|c| c.borrow().clone())
+}
+
+/// Remembers the layout of odoo_sync.event_log.
+pub fn remember_event_log(layout: Rc<EventLogLayout>) {
+    register_callback();
+    EVENT_LOG.with(|c| *c.borrow_mut() = Some(layout));
+}
+
+/// The remembered layout of odoo_sync.order_state (same rule as `event_log`).
+pub fn order_state() -> Option<OrderStateLayout> {
+    ORDER_STATE.with(|c| c.get())
+}
+
+/// Remembers the layout of odoo_sync.order_state.
+pub fn remember_order_state(layout: OrderStateLayout) {
+    register_callback();
+    ORDER_STATE.with(|c| c.set(Some(layout)));
+}
+
+/// What the capture trigger `tgoid` on table `relid` resolved its arguments to, built with
+/// `build` the first time and again after the table changed.
+pub fn trigger_layout<T: Any>(
+    tgoid: Oid,
+    relid: Oid,
+    build: impl FnOnce() -> Result<T>,
+) -> Result<Rc<T>> {
+    let known = TRIGGERS.with(|t| t.borrow().get(&tgoid).map(|(_, layout)| layout.clone()));
+    if let Some(layout) = known.and_then(|l| l.downcast::<T>().ok()) {
+        return Ok(layout);
+    }
+    let layout = Rc::new(build()?);
+    register_callback();
+    TRIGGERS.with(|t| t.borrow_mut().insert(tgoid, (relid, layout.clone())));
+    Ok(layout)
+}
+
+fn register_callback() {
+    if REGISTERED.with(|r| r.replace(true)) {
+        return;
+    }
+    // SAFETY: registers a plain function for the life of the backend, as extensions do.
+    unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(forget), Datum::from(0usize)) };
+}
+
+/// Relcache invalidation callback; InvalidOid means "any relation may have changed".
+unsafe extern "C-unwind" fn forget(_arg: Datum, relid: Oid) {
+    let all = relid == pg_sys::InvalidOid;
+    // try_borrow: no borrow spans a PostgreSQL call, so these never fail; a panic here would
+    // unwind into PostgreSQL.
+    EVENT_LOG.with(|c| {
+        if let Ok(mut layout) = c.try_borrow_mut() {
+            if all || layout.as_ref().is_some_and(|l| l.depends_on(relid)) {
+                *layout = None;
+            }
+        }
+    });
+    ORDER_STATE.with(|c| {
+        if all || c.get().is_some_and(|l| l.depends_on(relid)) {
+            c.set(None);
+        }
+    });
+    TRIGGERS.with(|t| {
+        if let Ok(mut triggers) = t.try_borrow_mut() {
+            triggers.retain(|_, (table, _)| !all && *table != relid);
+        }
+    });
+}

@@ -1,0 +1,310 @@
+//! Appending a change event to `odoo_sync.event_log` without the executor.
+//!
+//! The capture trigger appends one event on every write to a tracked table. Run as an SQL
+//! INSERT, starting and stopping the executor for that one row cost more than the insert
+//! itself: profiling showed ExecutorStart, plan revalidation and ExecutorEnd taking most of the
+//! trigger's time, and made tracking slower than a naive PL/pgSQL trigger. So this does for
+//! odoo_sync's own table what the executor would do: fill the columns' values, insert the heap
+//! tuple and insert into every index. PostgreSQL writes its catalogs the same way
+//! (`CatalogTupleInsert`), as do extensions such as TimescaleDB for their own tables.
+//!
+//! It covers the table as odoo_sync created it, and nothing the executor would have to run.
+//! When a DBA has added a trigger, a CHECK constraint, row-level security, an expression,
+//! partial or exclusion index, or a column this code does not know, `append` returns None and
+//! the caller inserts through SQL instead, so the additions keep working.
+
+use std::ffi::CString;
+use std::rc::Rc;
+
+use pgrx::pg_sys::{self, Datum, Oid};
+
+use super::{catalog_cache, own_relation};
+use crate::error::Result;
+
+/// One event to append.
+pub struct Event<'a> {
+    /// Row of odoo_sync.tracked_tables.
+    pub tracking_id: i32,
+    /// The order's key as text.
+    pub entity_id: &'a str,
+    /// ORDER_CREATED, ORDER_UPDATED, ...
+    pub event_type: &'a str,
+    /// The payload, as JSON text.
+    pub payload: &'a str,
+}
+
+/// How each column of event_log is filled, read once from the catalog (see catalog_cache).
+pub struct EventLogLayout {
+    relid: Oid,
+    sequence: Oid,
+    /// Per attribute, None for a dropped column. None as a whole when the table has a column
+    /// this code does not know, or one of another type than odoo_sync gave it.
+    columns: Option<Vec<Option<EventColumn>>>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum EventColumn {
+    Id,
+    OccurredAt,
+    EventType,
+    TrackingId,
+    EntityId,
+    Actor,
+    Payload,
+}
+
+impl EventLogLayout {
+    /// True when a change of relation `relid` may change this layout.
+    pub fn depends_on(&self, relid: Oid) -> bool {
+        relid == self.relid || relid == self.sequence
+    }
+
+    /// Reads the layout of the open relation `rel`.
+    unsafe fn read(rel: pg_sys::Relation) -> Self {
+        // SAFETY: `rel` is open; its descriptor lives as long as it stays open.
+        unsafe {
+            let relid = (*rel).rd_id;
+            let desc = (*rel).rd_att;
+            let mut sequence = pg_sys::InvalidOid;
+            let mut columns = Vec::with_capacity((*desc).natts as usize);
+            for i in 0..(*desc).natts as usize {
+                let attr = &*(*desc).attrs.as_ptr().add(i);
+                if attr.attisdropped {
+                    columns.push(None);
+                    continue;
+                }
+                let (column, expected) = match pg_sys::name_data_to_str(&attr.attname) {
+                    "id" => (EventColumn::Id, pg_sys::INT8OID),
+                    "occurred_at" => (EventColumn::OccurredAt, pg_sys::TIMESTAMPTZOID),
+                    "event_type" => (EventColumn::EventType, pg_sys::TEXTOID),
+                    "tracking_id" => (EventColumn::TrackingId, pg_sys::INT4OID),
+                    "entity_id" => (EventColumn::EntityId, pg_sys::TEXTOID),
+                    "actor" => (EventColumn::Actor, pg_sys::NAMEOID),
+                    "payload" => (EventColumn::Payload, pg_sys::JSONBOID),
+                    _ => {
+                        return EventLogLayout {
+                            relid,
+                            sequence,
+                            columns: None,
+                        }
+                    }
+                };
+                if attr.atttypid != expected {
+                    return EventLogLayout {
+                        relid,
+                        sequence,
+                        columns: None,
+                    };
+                }
+                if column == EventColumn::Id {
+                    sequence = pg_sys::getIdentitySequence(relid, (i + 1) as i16, true);
+                }
+                columns.push(Some(column));
+            }
+            let complete = sequence != pg_sys::InvalidOid;
+            EventLogLayout {
+                relid,
+                sequence,
+                columns: complete.then_some(columns),
+            }
+        }
+    }
+}
+
+/// Appends `event` and returns its id, or None when the table needs the executor (see the
+/// module documentation). Must run as the extension owner (nextval checks privileges).
+pub fn append(event: &Event<'_>) -> Result<Option<i64>> {
+    let (Ok(event_type), Ok(entity_id), Ok(payload)) = (
+        CString::new(event.event_type),
+        CString::new(event.entity_id),
+        CString::new(event.payload),
+    ) else {
+        // NUL bytes cannot be stored in text; let the SQL path report it the usual way.
+        return Ok(None);
+    };
+    let Some(relid) = catalog_cache::event_log()
+        .map(|l| l.relid)
+        .or_else(|| own_relation(c"event_log"))
+    else {
+        return Ok(None);
+    };
+    // SAFETY: the relation is opened and locked as the executor would; every pointer read
+    // below belongs to it or to the index relations opened from its index list, and all of
+    // them stay open until the end of this function.
+    unsafe {
+        let rel = pg_sys::table_open(relid, pg_sys::RowExclusiveLock as i32);
+        let layout = match catalog_cache::event_log().filter(|l| l.relid == relid) {
+            Some(layout) => layout,
+            None => {
+                let layout = Rc::new(EventLogLayout::read(rel));
+                catalog_cache::remember_event_log(layout.clone());
+                layout
+            }
+        };
+        let indexes = match (&layout.columns, executor_free(rel)) {
+            (Some(_), true) => open_indexes(rel),
+            _ => None,
+        };
+        let (Some(columns), Some(indexes)) = (&layout.columns, indexes) else {
+            pg_sys::table_close(rel, pg_sys::NoLock as i32);
+            return Ok(None);
+        };
+        let mut datums = vec![Datum::from(0usize); columns.len()];
+        let mut nulls = vec![true; columns.len()];
+        let mut id = 0;
+        for (i, column) in columns.iter().enumerate() {
+            let Some(column) = column else { continue };
+            datums[i] = match column {
+                EventColumn::Id => {
+                    let next = builtin(pg_sys::F_NEXTVAL, Datum::from(layout.sequence));
+                    id = next.value() as i64;
+                    next
+                }
+                EventColumn::OccurredAt => {
+                    Datum::from(pg_sys::GetCurrentTransactionStartTimestamp())
+                }
+                EventColumn::EventType => text_datum(&event_type),
+                EventColumn::TrackingId => Datum::from(event.tracking_id),
+                EventColumn::EntityId => text_datum(&entity_id),
+                EventColumn::Actor => session_user_name(),
+                EventColumn::Payload => builtin(pg_sys::F_JSONB_IN, Datum::from(payload.as_ptr())),
+            };
+            nulls[i] = false;
+        }
+        let tuple = pg_sys::heap_form_tuple((*rel).rd_att, datums.as_mut_ptr(), nulls.as_mut_ptr());
+        pg_sys::simple_heap_insert(rel, tuple);
+        for index in &indexes {
+            index.insert(rel, tuple, &datums, &nulls);
+        }
+        for index in indexes {
+            pg_sys::index_close(index.rel, pg_sys::NoLock as i32);
+        }
+        pg_sys::table_close(rel, pg_sys::NoLock as i32);
+        Ok(Some(id))
+    }
+}
+
+/// True when inserting into `rel` runs nothing but the insert: no trigger, no CHECK
+/// constraint or generated column, no row-level security, a plain table.
+unsafe fn executor_free(rel: pg_sys::Relation) -> bool {
+    // SAFETY: `rel` is open.
+    unsafe {
+        let class = &*(*rel).rd_rel;
+        let constr = (*(*rel).rd_att).constr;
+        class.relkind as u8 == pg_sys::RELKIND_RELATION
+            && !class.relrowsecurity
+            && (*rel).trigdesc.is_null()
+            && (constr.is_null() || ((*constr).num_check == 0 && !(*constr).has_generated_stored))
+    }
+}
+
+/// session_user as a `name` datum (the column's default).
+unsafe fn session_user_name() -> Datum {
+    // SAFETY: a syscache lookup of the session's own role, copied into a palloc'd NameData.
+    unsafe {
+        let user = pg_sys::GetUserNameFromId(pg_sys::GetSessionUserId(), false);
+        let name = pg_sys::palloc0(pg_sys::NAMEDATALEN as usize).cast::<pg_sys::NameData>();
+        pg_sys::namestrcpy(name, user);
+        Datum::from(name)
+    }
+}
+
+/// Calls a built-in function of one argument (nextval, jsonb_in).
+unsafe fn builtin(function: u32, arg: Datum) -> Datum {
+    // SAFETY: built-in functions are looked up in PostgreSQL's own table; callers pass the
+    // argument type the function takes.
+    unsafe { pg_sys::OidFunctionCall1Coll(pg_sys::Oid::from(function), pg_sys::InvalidOid, arg) }
+}
+
+unsafe fn text_datum(value: &CString) -> Datum {
+    let bytes = value.as_bytes();
+    // SAFETY: copies `bytes` into a palloc'd text.
+    Datum::from(unsafe { pg_sys::cstring_to_text_with_len(value.as_ptr(), bytes.len() as i32) })
+}
+
+/// An index of event_log, open for inserts.
+struct OpenIndex {
+    rel: pg_sys::Relation,
+    info: *mut pg_sys::IndexInfo,
+}
+
+impl OpenIndex {
+    /// Inserts the index entry of `tuple`, whose column values are `datums` / `nulls`.
+    unsafe fn insert(
+        &self,
+        heap: pg_sys::Relation,
+        tuple: pg_sys::HeapTuple,
+        datums: &[Datum],
+        nulls: &[bool],
+    ) {
+        // SAFETY: `info` was built for this open index; its key columns are plain columns
+        // (checked by `open_indexes`), so their values are the heap values.
+        unsafe {
+            let info = &*self.info;
+            let mut values = [Datum::from(0usize); pg_sys::INDEX_MAX_KEYS as usize];
+            let mut isnull = [false; pg_sys::INDEX_MAX_KEYS as usize];
+            for k in 0..info.ii_NumIndexAttrs as usize {
+                let column = info.ii_IndexAttrNumbers[k] as usize - 1;
+                values[k] = datums[column];
+                isnull[k] = nulls[column];
+            }
+            let check = if (*(*self.rel).rd_index).indisunique {
+                pg_sys::IndexUniqueCheck::UNIQUE_CHECK_YES
+            } else {
+                pg_sys::IndexUniqueCheck::UNIQUE_CHECK_NO
+            };
+            pg_sys::index_insert(
+                self.rel,
+                values.as_mut_ptr(),
+                isnull.as_mut_ptr(),
+                &mut (*tuple).t_self,
+                heap,
+                check,
+                false,
+                self.info,
+            );
+        }
+    }
+}
+
+/// Opens every index that takes inserts; None (and nothing left open) when one of them needs
+/// the executor: expressions, a predicate, exclusion or deferred uniqueness.
+unsafe fn open_indexes(rel: pg_sys::Relation) -> Option<Vec<OpenIndex>> {
+    // SAFETY: `rel` is open; the index list is a palloc'd list of index OIDs.
+    unsafe {
+        let list = pg_sys::RelationGetIndexList(rel);
+        let count = if list.is_null() {
+            0
+        } else {
+            (*list).length as usize
+        };
+        let mut open = Vec::with_capacity(count);
+        for i in 0..count {
+            let oid = (*(*list).elements.add(i)).oid_value;
+            let index = pg_sys::index_open(oid, pg_sys::RowExclusiveLock as i32);
+            let info = pg_sys::BuildIndexInfo(index);
+            let plain = (*info).ii_Expressions.is_null()
+                && (*info).ii_Predicate.is_null()
+                && (*info).ii_ExclusionOps.is_null()
+                && (!(*(*index).rd_index).indisunique || (*(*index).rd_index).indimmediate)
+                && (0..(*info).ii_NumIndexAttrs as usize)
+                    .all(|k| (*info).ii_IndexAttrNumbers[k] > 0);
+            open.push(OpenIndex { rel: index, info });
+            if !plain {
+                for index in open {
+                    pg_sys::index_close(index.rel, pg_sys::NoLock as i32);
+                }
+                return None;
+            }
+        }
+        // An index being built concurrently is not ready for inserts yet.
+        open.retain(|index| {
+            let ready = (*index.info).ii_ReadyForInserts;
+            if !ready {
+                pg_sys::index_close(index.rel, pg_sys::NoLock as i32);
+            }
+            ready
+        });
+        Some(open)
+    }
+}

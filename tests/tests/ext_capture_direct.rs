@@ -1,0 +1,288 @@
+//! Capture's direct write path: the trigger appends events without the executor and reads the
+//! order's state with a fresh snapshot. These tests prove the rows and index entries it writes
+//! are the ones an INSERT would write, that anything a DBA adds to the event log (a trigger, an
+//! expression index) still works because capture then goes through SQL, and that a change made
+//! in a REPEATABLE READ transaction is never left without a job.
+
+use odoo_sync_tests::pg_cluster::{common_schema, TestDb};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::Client;
+
+async fn tracked_db(label: &str) -> TestDb {
+    let db = TestDb::new(label).await;
+    db.client
+        .batch_execute(&common_schema("bigint"))
+        .await
+        .unwrap();
+    db.client
+        .batch_execute("SELECT odoo_sync.track_orders('orders', 'order_items')")
+        .await
+        .unwrap();
+    db
+}
+
+async fn count(client: &Client, sql: &str) -> i64 {
+    client.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+async fn new_order(client: &Client) -> i64 {
+    client
+        .query_one(
+            "INSERT INTO orders (order_number, supplier_id) VALUES ('PO-1', 'S1') RETURNING id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Every index of the event log holds exactly the rows of the table (amcheck reads them all).
+async fn assert_event_indexes_complete(client: &Client) {
+    client
+        .batch_execute("CREATE EXTENSION IF NOT EXISTS amcheck")
+        .await
+        .unwrap();
+    let btrees = client
+        .query(
+            "SELECT i.indexrelid::regclass::text FROM pg_index i
+             JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam
+             WHERE i.indrelid = 'odoo_sync.event_log'::regclass AND a.amname = 'btree'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(!btrees.is_empty(), "the event log has a btree index");
+    for row in btrees {
+        let index: String = row.get(0);
+        client
+            .execute(
+                "SELECT bt_index_check($1::text::regclass, heapallindexed => true)",
+                &[&index],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{index} is missing entries: {e}"));
+    }
+}
+
+#[tokio::test]
+async fn directly_written_events_are_what_an_insert_would_write() {
+    let db = tracked_db("direct_event").await;
+    let c = &db.client;
+    let id = new_order(c).await;
+    let tx_time: std::time::SystemTime = {
+        c.batch_execute("BEGIN").await.unwrap();
+        c.execute("UPDATE orders SET notes = 'n' WHERE id = $1", &[&id])
+            .await
+            .unwrap();
+        let t = c.query_one("SELECT now()", &[]).await.unwrap().get(0);
+        c.batch_execute("COMMIT").await.unwrap();
+        t
+    };
+    let row = c
+        .query_one(
+            "SELECT e.occurred_at, e.event_type, e.tracking_id, e.entity_id, e.actor::text = session_user,
+                    e.payload
+             FROM odoo_sync.event_log e WHERE e.entity_id = $1 ORDER BY e.id DESC LIMIT 1",
+            &[&id.to_string()],
+        )
+        .await
+        .unwrap();
+    let occurred: std::time::SystemTime = row.get(0);
+    assert_eq!(occurred, tx_time, "occurred_at is the transaction's now()");
+    assert_eq!(row.get::<_, String>(1), "ORDER_UPDATED");
+    assert_eq!(row.get::<_, Option<i32>>(2), Some(1));
+    assert!(row.get::<_, bool>(4), "actor is the session user");
+    assert_eq!(
+        row.get::<_, serde_json::Value>(5),
+        serde_json::json!({"op": "UPDATE", "table": "orders"})
+    );
+
+    // The per-order lookups find the events through the index, and amcheck finds every row of
+    // the table in every btree index.
+    c.batch_execute("SET enable_seqscan = off; SET enable_bitmapscan = off")
+        .await
+        .unwrap();
+    let via_index = count(
+        c,
+        &format!(
+            "SELECT count(*) FROM odoo_sync.event_log WHERE entity_id = '{id}' AND tracking_id = 1"
+        ),
+    )
+    .await;
+    c.batch_execute("RESET enable_seqscan; RESET enable_bitmapscan")
+        .await
+        .unwrap();
+    assert_eq!(
+        via_index, 2,
+        "ORDER_CREATED and ORDER_UPDATED, found by index"
+    );
+    assert_event_indexes_complete(c).await;
+
+    // The version the queue reports is the id of the latest change event.
+    let version: i64 = c
+        .query_one(
+            "SELECT version FROM odoo_sync.order_status WHERE local_order_id = $1",
+            &[&id.to_string()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let latest: i64 = c
+        .query_one(
+            "SELECT max(id) FROM odoo_sync.event_log WHERE entity_id = $1",
+            &[&id.to_string()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(version, latest);
+}
+
+#[tokio::test]
+async fn a_trigger_added_to_the_event_log_still_fires() {
+    let db = tracked_db("direct_trigger").await;
+    let c = &db.client;
+    let id = new_order(c).await;
+    c.batch_execute(
+        "CREATE TABLE event_audit (event_id bigint, entity_id text);
+         CREATE FUNCTION audit_event() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN INSERT INTO public.event_audit VALUES (NEW.id, NEW.entity_id); RETURN NEW; END $$;
+         CREATE TRIGGER audit AFTER INSERT ON odoo_sync.event_log
+             FOR EACH ROW EXECUTE FUNCTION audit_event();",
+    )
+    .await
+    .unwrap();
+    c.execute("UPDATE orders SET notes = 'seen' WHERE id = $1", &[&id])
+        .await
+        .unwrap();
+    let audited = count(
+        c,
+        "SELECT count(*) FROM event_audit a JOIN odoo_sync.event_log e ON e.id = a.event_id",
+    )
+    .await;
+    assert_eq!(audited, 1, "the DBA's trigger saw the event");
+    assert_eq!(
+        count(c, "SELECT count(*) FROM odoo_sync.jobs WHERE kind = 'push'").await,
+        1
+    );
+
+    // Without the trigger, capture goes back to writing directly, and the audit stops.
+    c.batch_execute("DROP TRIGGER audit ON odoo_sync.event_log")
+        .await
+        .unwrap();
+    c.execute("UPDATE orders SET notes = 'unseen' WHERE id = $1", &[&id])
+        .await
+        .unwrap();
+    assert_eq!(count(c, "SELECT count(*) FROM event_audit").await, 1);
+    assert_eq!(
+        count(
+            c,
+            &format!("SELECT count(*) FROM odoo_sync.event_log WHERE entity_id = '{id}'")
+        )
+        .await,
+        3
+    );
+    assert_event_indexes_complete(c).await;
+}
+
+#[tokio::test]
+async fn an_expression_index_added_to_the_event_log_is_maintained() {
+    let db = tracked_db("direct_expr_index").await;
+    let c = &db.client;
+    let id = new_order(c).await;
+    c.batch_execute(
+        "CREATE INDEX event_op ON odoo_sync.event_log ((payload ->> 'op'));
+         CREATE INDEX event_recent ON odoo_sync.event_log (id) WHERE event_type = 'ORDER_UPDATED';",
+    )
+    .await
+    .unwrap();
+    c.execute("UPDATE orders SET notes = 'indexed' WHERE id = $1", &[&id])
+        .await
+        .unwrap();
+    assert_event_indexes_complete(c).await;
+    c.batch_execute("SET enable_seqscan = off").await.unwrap();
+    assert_eq!(
+        count(
+            c,
+            "SELECT count(*) FROM odoo_sync.event_log WHERE payload ->> 'op' = 'UPDATE'"
+        )
+        .await,
+        1
+    );
+    c.batch_execute(
+        "RESET enable_seqscan; DROP INDEX odoo_sync.event_op; DROP INDEX odoo_sync.event_recent",
+    )
+    .await
+    .unwrap();
+}
+
+/// A REPEATABLE READ transaction that took its snapshot before the worker finished the order's
+/// job must not trust that snapshot's "a job is waiting": its change would then sit in the
+/// event log with no job to push it. It either gets a job or fails with a serialization error
+/// the application retries; it never commits without one.
+#[tokio::test]
+async fn a_repeatable_read_change_after_the_job_finished_is_not_lost() {
+    let db = TestDb::new("direct_rr").await;
+    let c = &db.client;
+    // No write-back columns: the worker's completion then does not touch the order's row, so
+    // PostgreSQL itself raises no serialization error for the application's update.
+    c.batch_execute(
+        "CREATE TABLE orders (id bigint PRIMARY KEY, order_number text, supplier_id text NOT NULL,
+                              status text NOT NULL DEFAULT 'DRAFT', notes text);
+         CREATE TABLE order_items (id bigint PRIMARY KEY, order_id bigint NOT NULL REFERENCES orders,
+                                   product_id text NOT NULL, quantity numeric NOT NULL DEFAULT 1,
+                                   unit_price numeric NOT NULL DEFAULT 0);
+         SELECT odoo_sync.track_orders('orders', 'order_items');
+         INSERT INTO orders (id, order_number, supplier_id) VALUES (1, 'PO-1', 'S1');",
+    )
+    .await
+    .unwrap();
+    let app = db.connect().await;
+    app.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM orders")
+        .await
+        .unwrap();
+
+    // The worker pushes the order and finishes its job after the application's snapshot.
+    let claimed = c
+        .query_one(
+            "SELECT job_id, attempt_token, version FROM odoo_sync.claim_jobs('w', 1, '1 minute')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (job, token, version): (i64, i64, i64) = (claimed.get(0), claimed.get(1), claimed.get(2));
+    c.query_one(
+        "SELECT odoo_sync.complete_job($1, $2, $3)",
+        &[
+            &job,
+            &token,
+            &serde_json::json!({"odoo_order_id": 7, "version": version}),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(count(c, "SELECT count(*) FROM odoo_sync.jobs").await, 0);
+
+    let update = app
+        .execute("UPDATE orders SET notes = 'late' WHERE id = 1", &[])
+        .await;
+    match update {
+        Ok(_) => {
+            app.batch_execute("COMMIT").await.unwrap();
+            assert_eq!(
+                count(
+                    c,
+                    "SELECT count(*) FROM odoo_sync.jobs WHERE order_key = '1' AND state = 'queued'"
+                )
+                .await,
+                1,
+                "the committed change has a job"
+            );
+        }
+        Err(e) => {
+            assert_eq!(e.code(), Some(&SqlState::T_R_SERIALIZATION_FAILURE), "{e}");
+            app.batch_execute("ROLLBACK").await.unwrap();
+            assert_eq!(count(c, "SELECT count(*) FROM odoo_sync.jobs").await, 0);
+        }
+    }
+}
