@@ -4,7 +4,9 @@
 #   2. the same table with a naive PL/pgSQL trigger that inserts one queue row per change,
 #   3. the same table tracked by odoo_sync (state upsert + event + coalesced job + NOTIFY).
 # Rounds alternate between the three so drift on the machine hits all of them alike; the
-# median of the rounds is reported.
+# median of the rounds is reported. A second figure times the same update, committed one by
+# one, inside a single backend (a procedure loop): no client round trip, so it shows what each
+# variant adds per update.
 # Needs a running cluster (scripts/pg.sh start) and the extension installed (make install).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -62,10 +64,30 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 
+LOOP_UPDATES=${BENCH_LOOP_UPDATES:-20000}
+loop_sql="CREATE PROCEDURE bench_loop(n int) LANGUAGE plpgsql AS \$\$
+  BEGIN FOR i IN 1..n LOOP
+    UPDATE orders SET notes = 'loop ' || i WHERE id = 1 + (i * 7919) % $ORDERS; COMMIT;
+  END LOOP; END \$\$"
+declare -A loops
+for db in bench_untracked bench_naive bench_tracked; do psql_db "$db" -c "$loop_sql"; done
+for round in $(seq 1 "$ROUNDS"); do
+  for db in bench_untracked bench_naive bench_tracked; do
+    ms=$(psql_db "$db" -At -c "SELECT extract(epoch FROM clock_timestamp())" \
+           -c "CALL bench_loop($LOOP_UPDATES)" -c "SELECT extract(epoch FROM clock_timestamp())" \
+         | grep -v '^CALL' | awk 'NR == 1 {t = $1} NR == 2 {printf "%.3f", ($1 - t) * 1000}')
+    loops[$db]+="$(awk -v ms="$ms" -v n="$LOOP_UPDATES" 'BEGIN {printf "%.1f", ms * 1000 / n}') "
+  done
+done
+
 median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 base=$(echo "${results[bench_untracked]}" | median)
 naive=$(echo "${results[bench_naive]}" | median)
 tracked=$(echo "${results[bench_tracked]}" | median)
+
+lbase=$(echo "${loops[bench_untracked]}" | median)
+lnaive=$(echo "${loops[bench_naive]}" | median)
+ltracked=$(echo "${loops[bench_tracked]}" | median)
 
 jobs=$(psql_db bench_tracked -At -c "SELECT count(*) FROM odoo_sync.jobs")
 events=$(psql_db bench_tracked -At -c "SELECT count(*) FROM odoo_sync.event_log")
@@ -76,5 +98,11 @@ printf "  %-34s %8s tps   runs: %s\n" "naive PL/pgSQL queue trigger" "$naive" "$
 printf "  %-34s %8s tps   runs: %s\n" "tracked by odoo_sync" "$tracked" "${results[bench_tracked]}"
 awk -v b="$base" -v n="$naive" -v t="$tracked" 'BEGIN {
   printf "  cost of tracking: %.2fx untracked (target <= 2.00x); %.2fx the naive trigger'"'"'s throughput (target >= 1.00x)\n", b/t, t/n }'
+echo "  per update + commit inside one backend ($LOOP_UPDATES updates x $ROUNDS rounds, median):"
+printf "  %-34s %8s us   runs: %s\n" "untracked (baseline)" "$lbase" "${loops[bench_untracked]}"
+printf "  %-34s %8s us   runs: %s\n" "naive PL/pgSQL queue trigger" "$lnaive" "${loops[bench_naive]}"
+printf "  %-34s %8s us   runs: %s\n" "tracked by odoo_sync" "$ltracked" "${loops[bench_tracked]}"
+awk -v b="$lbase" -v n="$lnaive" -v t="$ltracked" 'BEGIN {
+  printf "  added per update: naive trigger %.1f us, odoo_sync %.1f us\n", n-b, t-b }'
 echo "  after the run: $jobs queued jobs (coalesced), $events events"
 for db in bench_untracked bench_naive bench_tracked; do psql "$CONN" -q -c "DROP DATABASE $db"; done
