@@ -14,7 +14,7 @@ use std::fmt;
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use crate::odoo::{
     Domain, OdooClient, OdooConfig, OdooError, OdooVersion, Protocol, ProtocolChoice, SecretKind,
@@ -244,7 +244,8 @@ fn pg_connect_fix(message: &str) -> String {
 }
 
 async fn connect_pg(url: &str, timeout: Duration) -> Result<Client, String> {
-    match tokio::time::timeout(timeout, tokio_postgres::connect(url, NoTls)).await {
+    let tls = crate::pg_tls::PgTls::from_env().map_err(|e| e.to_string())?;
+    match tokio::time::timeout(timeout, tokio_postgres::connect(url, tls)).await {
         Err(_) => Err(format!("no answer from PostgreSQL within {timeout:?}")),
         Ok(Err(e)) => Err(pg_text(&e)),
         Ok(Ok((client, connection))) => {

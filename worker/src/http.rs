@@ -8,7 +8,6 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_postgres::NoTls;
 
 use crate::metrics::{self, QueueGauges};
 
@@ -110,7 +109,8 @@ async fn healthz(state: &HttpState) -> (&'static str, &'static str, String) {
 /// Reads the queue gauges with a connection of its own (bounded to 3 s).
 pub async fn queue_gauges(database_url: &str) -> Result<QueueGauges, String> {
     let work = async {
-        let (client, connection) = tokio_postgres::connect(database_url, NoTls)
+        let tls = crate::pg_tls::PgTls::from_env().map_err(|e| e.to_string())?;
+        let (client, connection) = tokio_postgres::connect(database_url, tls)
             .await
             .map_err(|e| format!("database unreachable: {e}"))?;
         tokio::spawn(async move {

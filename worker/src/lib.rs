@@ -5,6 +5,7 @@ pub mod http;
 pub mod import;
 pub mod metrics;
 pub mod odoo;
+pub mod pg_tls;
 pub mod pull;
 pub mod push;
 pub mod queue;

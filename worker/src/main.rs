@@ -29,12 +29,12 @@ use odoo_sync_worker::check::{self, CheckOptions};
 use odoo_sync_worker::http::{self, HttpState};
 use odoo_sync_worker::import::{self, ImportError, ImportFilter, Progress};
 use odoo_sync_worker::odoo::{OdooClient, OdooError};
+use odoo_sync_worker::pg_tls::{PgTls, PgTlsError};
 use odoo_sync_worker::push::resolve::Resolver;
 use odoo_sync_worker::run::{run, run_batch, spawn_listener, FinishPool, RunOptions};
 use odoo_sync_worker::settings_file::{ConfigError, LogFormat, Settings, Source};
 use odoo_sync_worker::status;
 use odoo_sync_worker::verify;
-use tokio_postgres::NoTls;
 
 /// Command line of the worker.
 #[derive(Parser, Debug)]
@@ -100,6 +100,9 @@ enum CliError {
     /// The configuration is invalid (exit status 2).
     #[error("config error: {0}")]
     Config(#[from] ConfigError),
+    /// The PostgreSQL TLS settings are invalid (exit status 2).
+    #[error("config error: {0}")]
+    PgTls(#[from] PgTlsError),
     /// PostgreSQL is unreachable or refused a statement.
     #[error("{what}: {}", pg_message(source))]
     Pg {
@@ -135,7 +138,7 @@ enum CliError {
 impl CliError {
     fn exit_code(&self) -> u8 {
         match self {
-            CliError::Config(_) => 2,
+            CliError::Config(_) | CliError::PgTls(_) => 2,
             _ => 1,
         }
     }
@@ -158,7 +161,8 @@ fn worker_id() -> String {
 }
 
 async fn connect_pg(url: &str) -> Result<tokio_postgres::Client, CliError> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await.map_err(pg_err(
+    let tls = PgTls::from_env()?;
+    let (client, connection) = tokio_postgres::connect(url, tls).await.map_err(pg_err(
         "cannot connect to PostgreSQL (database.url / DATABASE_URL)",
     ))?;
     tokio::spawn(async move {

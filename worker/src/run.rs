@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
-use tokio_postgres::{AsyncMessage, Client, NoTls};
+use tokio_postgres::{AsyncMessage, Client};
 
 use crate::odoo::OdooClient;
 use crate::pull::jobs::{import_job, pull_job};
@@ -707,7 +707,13 @@ pub const MAINTENANCE_EVERY: Duration = Duration::from_secs(600);
 pub fn spawn_listener(conninfo: String, wake: Arc<Notify>) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            match tokio_postgres::connect(&conninfo, NoTls).await {
+            let connected = match crate::pg_tls::PgTls::from_env() {
+                Ok(tls) => tokio_postgres::connect(&conninfo, tls)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match connected {
                 Ok((client, mut connection)) => {
                     let notify = wake.clone();
                     let driver = tokio::spawn(async move {

@@ -105,6 +105,13 @@ pub const SPECS: &[Spec] = &[
         "libpq connection string or postgres:// URL",
         Check::ConnInfo,
     ),
+    spec(
+        "database.ca_file",
+        "DATABASE_CA_FILE",
+        None,
+        "path of a PEM CA bundle: verify PostgreSQL's certificate and host name",
+        Check::Text,
+    ),
     spec("odoo.url", "ODOO_URL", None, "http(s) URL", Check::Text),
     spec(
         "odoo.database",

@@ -1,0 +1,230 @@
+//! TLS between the worker and PostgreSQL, against the real test cluster with TLS switched on
+//! (a private CA made here, a server certificate for "localhost" only). Proves: `sslmode=require`
+//! connects encrypted, a configured CA verifies both the chain and the host name, a wrong CA or
+//! host name is refused, `sslmode=disable` stays plain, and the binary takes `DATABASE_CA_FILE`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use odoo_sync_tests::pg_cluster::TestDb;
+use odoo_sync_worker::pg_tls::PgTls;
+use tokio_postgres::Client;
+
+/// A CA and a server certificate for "localhost" signed by it, as PEM.
+struct Certs {
+    ca: String,
+    server_cert: String,
+    server_key: String,
+}
+
+fn certs(server_names: &[&str]) -> Certs {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
+        IsCa, KeyPair, KeyUsagePurpose,
+    };
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "odoo_sync PostgreSQL test CA");
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().expect("CA key")).expect("CA");
+    let key = KeyPair::generate().expect("server key");
+    let mut params = CertificateParams::new(
+        server_names
+            .iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>(),
+    )
+    .expect("server params");
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let cert = params.signed_by(&key, &ca).expect("server cert");
+    Certs {
+        ca: ca.pem(),
+        server_cert: cert.pem(),
+        server_key: key.serialize_pem(),
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write");
+    path
+}
+
+/// The cluster runs as `postgres` when the tests run as root (scripts/pg.sh): it must own the
+/// key, which it refuses unless only its owner can read it.
+fn hand_to_server(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let root = Command::new("id").arg("-u").output().expect("id -u");
+    if String::from_utf8_lossy(&root.stdout).trim() == "0" {
+        let status = Command::new("chown")
+            .arg("postgres:postgres")
+            .arg(path)
+            .status()
+            .expect("chown");
+        assert!(status.success(), "chown {}", path.display());
+    }
+}
+
+/// The test database's connection string over TCP to `host`, with `sslmode`.
+fn tcp_url(db: &TestDb, host: &str, sslmode: &str) -> String {
+    let unix = db.conninfo();
+    let rest: Vec<&str> = unix
+        .split_whitespace()
+        .filter(|kv| !kv.starts_with("host="))
+        .collect();
+    format!("host={host} {} sslmode={sslmode}", rest.join(" "))
+}
+
+async fn connect(url: &str, tls: &PgTls) -> Result<Client, tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::connect(url, tls.clone()).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+async fn encrypted(client: &Client) -> bool {
+    client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .expect("pg_stat_ssl")
+        .get(0)
+}
+
+async fn set_server_tls(admin: &Client, on: Option<(&Path, &Path)>) {
+    // One statement at a time: ALTER SYSTEM refuses to run inside a transaction block.
+    let statements = match on {
+        Some((cert, key)) => vec![
+            format!("ALTER SYSTEM SET ssl_cert_file = '{}'", cert.display()),
+            format!("ALTER SYSTEM SET ssl_key_file = '{}'", key.display()),
+            "ALTER SYSTEM SET ssl = on".to_string(),
+        ],
+        None => vec![
+            "ALTER SYSTEM RESET ssl".to_string(),
+            "ALTER SYSTEM RESET ssl_cert_file".to_string(),
+            "ALTER SYSTEM RESET ssl_key_file".to_string(),
+        ],
+    };
+    for sql in statements
+        .iter()
+        .map(String::as_str)
+        .chain(["SELECT pg_reload_conf()"])
+    {
+        admin.batch_execute(sql).await.expect("server TLS settings");
+    }
+    // The postmaster applies a reload asynchronously; new sessions show when it has.
+    let want = if on.is_some() { "on" } else { "off" };
+    for _ in 0..100 {
+        let row = admin.query_one("SHOW ssl", &[]).await.expect("SHOW ssl");
+        if row.get::<_, String>(0) == want {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the server did not switch ssl {want}");
+}
+
+#[tokio::test]
+async fn the_worker_speaks_tls_to_postgresql_and_verifies_when_given_a_ca() {
+    let db = TestDb::new("pg_tls").await;
+    let dir =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("pg_tls_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let server = certs(&["localhost"]);
+    let cert = write(&dir, "server.crt", &server.server_cert);
+    let key = write(&dir, "server.key", &server.server_key);
+    hand_to_server(&cert);
+    hand_to_server(&key);
+    let ca = write(&dir, "ca.pem", &server.ca);
+    let stranger = write(&dir, "other-ca.pem", &certs(&["localhost"]).ca);
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod dir");
+    set_server_tls(&db.client, Some((&cert, &key))).await;
+
+    // No CA configured: encrypted, like libpq's sslmode=require.
+    let encrypt_only = PgTls::new(None).expect("TLS without CA");
+    assert!(!encrypt_only.verifies_server());
+    let c = connect(&tcp_url(&db, "127.0.0.1", "require"), &encrypt_only)
+        .await
+        .expect("sslmode=require connects");
+    assert!(encrypted(&c).await, "the session is encrypted");
+    // The default (prefer) takes TLS when the server offers it.
+    let c = connect(&tcp_url(&db, "127.0.0.1", "prefer"), &encrypt_only)
+        .await
+        .expect("sslmode=prefer connects");
+    assert!(encrypted(&c).await);
+    // disable stays plain.
+    let c = connect(&tcp_url(&db, "127.0.0.1", "disable"), &encrypt_only)
+        .await
+        .expect("sslmode=disable connects");
+    assert!(!encrypted(&c).await, "sslmode=disable is not encrypted");
+
+    // With the right CA and the certificate's host name: verified and encrypted.
+    let verifying = PgTls::new(Some(&ca)).expect("TLS with CA");
+    assert!(verifying.verifies_server());
+    let c = connect(&tcp_url(&db, "localhost", "require"), &verifying)
+        .await
+        .expect("verified connection");
+    assert!(encrypted(&c).await);
+    // Right CA, wrong host name (the certificate names only "localhost"): refused.
+    let wrong_host = connect(&tcp_url(&db, "127.0.0.1", "require"), &verifying).await;
+    let e = wrong_host.expect_err("a certificate for another host is refused");
+    assert!(format!("{e:?}").contains("NotValidForName"), "{e:?}");
+    // Another CA: refused.
+    let other = PgTls::new(Some(&stranger)).expect("TLS with another CA");
+    let e = connect(&tcp_url(&db, "localhost", "require"), &other)
+        .await
+        .expect_err("a certificate from an unknown CA is refused");
+    assert!(format!("{e:?}").contains("InvalidCertificate"), "{e:?}");
+
+    // A CA file that is not one: a configuration error naming the file.
+    let junk = write(&dir, "junk.pem", "not a certificate\n");
+    let e = PgTls::new(Some(&junk)).err().expect("junk CA file refused");
+    assert!(e.to_string().contains("junk.pem"), "{e}");
+    assert!(PgTls::new(Some(&dir.join("missing.pem"))).is_err());
+
+    // The binary: DATABASE_CA_FILE verifies; a wrong one stops it with exit status 2.
+    let worker = env!("CARGO_BIN_EXE_odoo-sync-worker");
+    let run = |url: String, ca_file: &Path| {
+        Command::new(worker)
+            .arg("status")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATABASE_URL", url)
+            .env("DATABASE_CA_FILE", ca_file)
+            .output()
+            .expect("run the worker")
+    };
+    let ok = run(tcp_url(&db, "localhost", "require"), &ca);
+    assert!(
+        ok.status.success(),
+        "status over verified TLS: {}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let refused = run(tcp_url(&db, "localhost", "require"), &stranger);
+    assert_eq!(
+        refused.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains(
+            "cannot connect to PostgreSQL (database.url / DATABASE_URL): error performing TLS handshake: invalid peer certificate"
+        ),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let misconfigured = run(tcp_url(&db, "localhost", "require"), &junk);
+    assert_eq!(misconfigured.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&misconfigured.stderr).contains("DATABASE_CA_FILE"));
+
+    set_server_tls(&db.client, None).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    db.finish().await;
+}
