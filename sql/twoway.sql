@@ -646,6 +646,21 @@ BEGIN
         WHERE s.tracking_id = v_tracking AND s.order_key = v_key;
     END IF;
     v_entries := @extschema@._diff3(v_base, v_local, v_remote);
+    -- A line Odoo holds under our own external id (pol_<tracking>_<item>) was written by one of
+    -- our pushes: nobody else creates those ids. If the base never had it and the local item is
+    -- gone, that push was not acknowledged (a lost reply, or a worker stopped between its
+    -- calls, so Odoo matches no noted attempt) and the item was deleted since: a local
+    -- deletion, which the next push carries to Odoo, not a line added in Odoo.
+    SELECT COALESCE(jsonb_agg(CASE
+               WHEN x.entry ->> 'side' = 'remote' AND x.entry ->> 'attr' IS NULL
+                    AND jsonb_typeof(x.entry -> 'base') = 'null'
+                    AND jsonb_typeof(x.entry -> 'local') = 'null'
+                    AND EXISTS (SELECT 1 FROM jsonb_array_elements(COALESCE(r -> 'lines', '[]')) ol
+                                WHERE ol ->> 'xmlid' = 'pol_' || v_tracking || '_' || (x.entry ->> 'line'))
+               THEN x.entry || jsonb_build_object('side', 'local')
+               ELSE x.entry END ORDER BY x.ord), '[]')
+    INTO v_entries
+    FROM jsonb_array_elements(v_entries) WITH ORDINALITY AS x(entry, ord);
     -- Seen already (the overlap window reads orders again): nothing to write at all.
     IF jsonb_array_length(v_entries) = 0 AND st.odoo_write_date IS NOT DISTINCT FROM r ->> 'write_date'
        AND st.base_snapshot IS NOT NULL THEN

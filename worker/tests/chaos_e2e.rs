@@ -1493,3 +1493,70 @@ async fn a_local_delete_after_an_unacknowledged_push_is_not_undone() {
     w.kill();
     env.finish().await;
 }
+
+/// The same, when Odoo holds something no noted attempt describes: a worker stopped between the
+/// calls of one push leaves Odoo with part of it (found by the eager chaos run: a line came back
+/// after its local delete). The line still carries our external id, so it is ours: the local
+/// delete stands and the next push removes the line from Odoo.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_delete_survives_a_partial_unacknowledged_push() {
+    let _heavy = HEAVY.lock().await;
+    let mut env = setup("c_bug_partial", 19).await;
+    env.settings(json!({"backoff_base_seconds": 3, "backoff_max_seconds": 3}))
+        .await;
+    env.insert_orders(0, 1, 2).await;
+    let mut w = env.spawn_worker(&["run"], &[]);
+    env.wait_all_synced(Duration::from_secs(60), &mut [&mut w])
+        .await;
+    env.faults(json!({"drop_after_commit": 1})).await;
+    let item: i64 = env
+        .db
+        .client
+        .query_one(
+            "INSERT INTO order_items (order_id, product_id, product_code, quantity, unit_price) \
+             VALUES (1, 'E-COM08', 'E-COM08', 4, 7.5) RETURNING id",
+            &[],
+        )
+        .await
+        .expect("add a line")
+        .get(0);
+    wait_for(
+        Duration::from_secs(30),
+        "the push fails without its reply",
+        || async {
+            (env.count("SELECT count(*) FROM odoo_sync.sync_log WHERE NOT success")
+                .await
+                > 0)
+            .then_some(())
+        },
+    )
+    .await;
+    // What the worker noted no longer describes Odoo, as after a push cut between its calls.
+    env.db
+        .client
+        .batch_execute(
+            "UPDATE odoo_sync.order_state SET attempt_snapshot = NULL WHERE order_key = '1'",
+        )
+        .await
+        .expect("forget the noted attempt");
+    env.db
+        .client
+        .execute("DELETE FROM order_items WHERE id = $1", &[&item])
+        .await
+        .expect("delete the line");
+    settle(&env).await;
+    let back = env
+        .count(&format!(
+            "SELECT count(*) FROM order_items WHERE id = {item}"
+        ))
+        .await;
+    assert_eq!(
+        back,
+        0,
+        "the deleted line {item} is back in the local table:\n{}",
+        order_history(&env.db.client, 1).await
+    );
+    assert_verified(&env).await;
+    w.kill();
+    env.finish().await;
+}

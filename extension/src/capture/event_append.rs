@@ -133,7 +133,11 @@ pub fn append(event: &Event<'_>) -> Result<Option<i64>> {
     // them stay open until the end of this function.
     unsafe {
         let rel = pg_sys::table_open(relid, pg_sys::RowExclusiveLock as i32);
-        let layout = match catalog_cache::event_log().filter(|l| l.relid == relid) {
+        let natts = (*(*rel).rd_att).natts as usize;
+        let fits = |l: &EventLogLayout| {
+            l.relid == relid && l.columns.as_ref().is_none_or(|c| c.len() == natts)
+        };
+        let layout = match catalog_cache::event_log().filter(|l| fits(l)) {
             Some(layout) => layout,
             None => {
                 let layout = Rc::new(EventLogLayout::read(rel));
