@@ -1488,16 +1488,26 @@ BEGIN
     END IF;
     v_entries := @extschema@._diff3(v_base, v_local, v_remote);
     -- A line Odoo holds under our own external id (pol_<tracking>_<item>) was written by one of
-    -- our pushes: nobody else creates those ids. If the base never had it and the local item is
-    -- gone, that push was not acknowledged (a lost reply, or a worker stopped between its
-    -- calls, so Odoo matches no noted attempt) and the item was deleted since: a local
-    -- deletion, which the next push carries to Odoo, not a line added in Odoo.
+    -- our pushes: nobody else creates those ids. When the base does not have it, that push was
+    -- never acknowledged (a lost reply, or a worker stopped between its calls, so Odoo matches
+    -- no noted attempt as a whole). Then:
+    --  * if the local item is gone, it was deleted since: a local deletion, which the next push
+    --    carries to Odoo, not a line added in Odoo;
+    --  * if Odoo's values of the line are those of a noted attempt, they are our own write and
+    --    local edits made since win, rather than meeting them as a conflict or being undone.
     SELECT COALESCE(jsonb_agg(CASE
-               WHEN x.entry ->> 'side' = 'remote' AND x.entry ->> 'attr' IS NULL
-                    AND jsonb_typeof(x.entry -> 'base') = 'null'
-                    AND jsonb_typeof(x.entry -> 'local') = 'null'
+               WHEN x.entry ->> 'group' = 'lines' AND x.entry ->> 'side' IN ('remote', 'both')
+                    AND (v_base -> 'lines' -> (x.entry ->> 'line')) IS NULL
                     AND EXISTS (SELECT 1 FROM jsonb_array_elements(COALESCE(r -> 'lines', '[]')) ol
                                 WHERE ol ->> 'xmlid' = 'pol_' || v_tracking || '_' || (x.entry ->> 'line'))
+                    AND ((x.entry ->> 'attr' IS NULL AND jsonb_typeof(x.entry -> 'local') = 'null')
+                         OR EXISTS (
+                             SELECT 1 FROM jsonb_array_elements(CASE jsonb_typeof(st.attempt_snapshot)
+                                                                    WHEN 'array' THEN st.attempt_snapshot
+                                                                    WHEN 'object' THEN jsonb_build_array(st.attempt_snapshot)
+                                                                    ELSE '[]' END) a(attempt)
+                             WHERE @extschema@._line_core(a.attempt -> 'lines' -> (x.entry ->> 'line'))
+                                   = @extschema@._line_core(v_remote -> 'lines' -> (x.entry ->> 'line'))))
                THEN x.entry || jsonb_build_object('side', 'local')
                ELSE x.entry END ORDER BY x.ord), '[]')
     INTO v_entries

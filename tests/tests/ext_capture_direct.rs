@@ -286,3 +286,69 @@ async fn a_repeatable_read_change_after_the_job_finished_is_not_lost() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_changed_default_or_a_rule_on_the_event_log_is_honoured() {
+    let db = tracked_db("direct_default_rule").await;
+    let c = &db.client;
+    let id = new_order(c).await;
+    c.batch_execute(
+        "ALTER TABLE odoo_sync.event_log ALTER COLUMN occurred_at SET DEFAULT '2000-01-01'",
+    )
+    .await
+    .unwrap();
+    c.execute(
+        "UPDATE orders SET notes = 'old clock' WHERE id = $1",
+        &[&id],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        latest_event_date(c, id).await,
+        "2000-01-01",
+        "the DBA's default is used"
+    );
+    c.batch_execute("ALTER TABLE odoo_sync.event_log ALTER COLUMN occurred_at SET DEFAULT now()")
+        .await
+        .unwrap();
+
+    c.batch_execute(
+        "CREATE TABLE event_copies (entity_id text);
+         CREATE RULE copy_events AS ON INSERT TO odoo_sync.event_log
+             DO ALSO INSERT INTO public.event_copies VALUES (NEW.entity_id);",
+    )
+    .await
+    .unwrap();
+    c.execute("UPDATE orders SET notes = 'copied' WHERE id = $1", &[&id])
+        .await
+        .unwrap();
+    assert_eq!(
+        count(c, "SELECT count(*) FROM event_copies").await,
+        1,
+        "the rule ran"
+    );
+    c.batch_execute("DROP RULE copy_events ON odoo_sync.event_log")
+        .await
+        .unwrap();
+    c.execute(
+        "UPDATE orders SET notes = 'direct again' WHERE id = $1",
+        &[&id],
+    )
+    .await
+    .unwrap();
+    assert_eq!(count(c, "SELECT count(*) FROM event_copies").await, 1);
+    assert_ne!(latest_event_date(c, id).await, "2000-01-01");
+    assert_event_indexes_complete(c).await;
+}
+
+/// The date of the order's latest event.
+async fn latest_event_date(c: &Client, id: i64) -> String {
+    c.query_one(
+        "SELECT occurred_at::date::text FROM odoo_sync.event_log
+         WHERE entity_id = $1 ORDER BY id DESC LIMIT 1",
+        &[&id.to_string()],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}

@@ -244,10 +244,10 @@ fn pg_connect_fix(message: &str) -> String {
 }
 
 async fn connect_pg(url: &str, timeout: Duration) -> Result<Client, String> {
-    let tls = crate::pg_tls::PgTls::from_env().map_err(|e| e.to_string())?;
-    match tokio::time::timeout(timeout, tokio_postgres::connect(url, tls)).await {
+    match tokio::time::timeout(timeout, crate::pg_tls::connect(url)).await {
         Err(_) => Err(format!("no answer from PostgreSQL within {timeout:?}")),
-        Ok(Err(e)) => Err(pg_text(&e)),
+        Ok(Err(crate::pg_tls::ConnectError::Postgres(e))) => Err(pg_text(&e)),
+        Ok(Err(e)) => Err(e.to_string()),
         Ok(Ok((client, connection))) => {
             tokio::spawn(async move {
                 // The connection ends with the check; its error then says nothing new.

@@ -109,8 +109,7 @@ async fn healthz(state: &HttpState) -> (&'static str, &'static str, String) {
 /// Reads the queue gauges with a connection of its own (bounded to 3 s).
 pub async fn queue_gauges(database_url: &str) -> Result<QueueGauges, String> {
     let work = async {
-        let tls = crate::pg_tls::PgTls::from_env().map_err(|e| e.to_string())?;
-        let (client, connection) = tokio_postgres::connect(database_url, tls)
+        let (client, connection) = crate::pg_tls::connect(database_url)
             .await
             .map_err(|e| format!("database unreachable: {e}"))?;
         tokio::spawn(async move {

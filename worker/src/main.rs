@@ -29,7 +29,7 @@ use odoo_sync_worker::check::{self, CheckOptions};
 use odoo_sync_worker::http::{self, HttpState};
 use odoo_sync_worker::import::{self, ImportError, ImportFilter, Progress};
 use odoo_sync_worker::odoo::{OdooClient, OdooError};
-use odoo_sync_worker::pg_tls::{PgTls, PgTlsError};
+use odoo_sync_worker::pg_tls::{self, ConnectError, PgTlsError};
 use odoo_sync_worker::push::resolve::Resolver;
 use odoo_sync_worker::run::{run, run_batch, spawn_listener, FinishPool, RunOptions};
 use odoo_sync_worker::settings_file::{ConfigError, LogFormat, Settings, Source};
@@ -161,10 +161,13 @@ fn worker_id() -> String {
 }
 
 async fn connect_pg(url: &str) -> Result<tokio_postgres::Client, CliError> {
-    let tls = PgTls::from_env()?;
-    let (client, connection) = tokio_postgres::connect(url, tls).await.map_err(pg_err(
-        "cannot connect to PostgreSQL (database.url / DATABASE_URL)",
-    ))?;
+    let (client, connection) = pg_tls::connect(url).await.map_err(|e| match e {
+        ConnectError::Tls(e) => CliError::PgTls(e),
+        ConnectError::Postgres(source) => CliError::Pg {
+            what: "cannot connect to PostgreSQL (database.url / DATABASE_URL)".into(),
+            source,
+        },
+    })?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::error!(error = %odoo_sync_worker::queue::describe_pg(&e), "PostgreSQL connection ended");
@@ -555,9 +558,13 @@ async fn verify_command(
 }
 
 async fn main_async(cli: Cli, settings: Settings) -> Result<(), CliError> {
+    // Every PostgreSQL connection of this process uses these TLS settings; `check` reports an
+    // unusable CA file on its PostgreSQL line, other commands stop here.
+    let tls = pg_tls::configure(settings.database_ca_file());
     if let Command::Check = cli.command {
         return check_command(&settings).await;
     }
+    tls?;
     let pg = connect_pg(settings.database_url()?).await?;
     match cli.command {
         Command::Check => Ok(()),

@@ -24,7 +24,9 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect};
+use tokio_postgres::{Client, Config, Connection, Socket};
 
 /// The environment variable naming the PEM file of the CA(s) that sign PostgreSQL's certificate.
 pub const CA_FILE_ENV: &str = "DATABASE_CA_FILE";
@@ -42,7 +44,55 @@ pub enum PgTlsError {
     },
 }
 
-/// The TLS side of a PostgreSQL connection: pass it to `tokio_postgres::connect`.
+static CONFIGURED: OnceLock<Result<PgTls, PgTlsError>> = OnceLock::new();
+
+/// Sets the process's TLS settings from the worker's configuration, before any connection.
+/// Returns the error of an unusable CA file; a second call changes nothing.
+pub fn configure(ca_file: Option<&Path>) -> Result<(), PgTlsError> {
+    CONFIGURED
+        .get_or_init(|| PgTls::new(ca_file))
+        .clone()
+        .map(|_| ())
+}
+
+/// Opens a PostgreSQL connection with the process's TLS settings (see the module
+/// documentation), giving `sslmode` libpq's meaning where tokio-postgres differs:
+/// - a Unix socket never uses TLS, whatever `sslmode` says;
+/// - with a CA configured, `prefer` (the default) becomes `require`: a server, or someone in
+///   between, answering "no TLS" is refused rather than talked to in plain text (an explicit
+///   `sslmode=disable` is respected);
+/// - `prefer` with no host name (only `hostaddr`) stays plain, as before TLS existed here,
+///   since there is no name to verify or to send.
+pub async fn connect(
+    url: &str,
+) -> Result<(Client, Connection<Socket, PgTlsStream<Socket>>), ConnectError> {
+    let tls = PgTls::configured()?;
+    let mut config: Config = url.parse().map_err(ConnectError::Postgres)?;
+    let hosts = config.get_hosts();
+    let over_tcp = hosts.iter().any(|h| matches!(h, Host::Tcp(_)))
+        || (hosts.is_empty() && !config.get_hostaddrs().is_empty());
+    if !over_tcp {
+        config.ssl_mode(SslMode::Disable);
+    } else if tls.verifies_server() && config.get_ssl_mode() == SslMode::Prefer {
+        config.ssl_mode(SslMode::Require);
+    } else if hosts.is_empty() && config.get_ssl_mode() == SslMode::Prefer {
+        config.ssl_mode(SslMode::Disable);
+    }
+    config.connect(tls).await.map_err(ConnectError::Postgres)
+}
+
+/// Why a connection could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The TLS settings are unusable (a configuration error).
+    #[error(transparent)]
+    Tls(#[from] PgTlsError),
+    /// PostgreSQL (or the network) refused, or the connection string is invalid.
+    #[error("{}", crate::queue::describe_pg(.0))]
+    Postgres(tokio_postgres::Error),
+}
+
+/// The TLS side of a PostgreSQL connection.
 #[derive(Clone)]
 pub struct PgTls {
     config: Arc<ClientConfig>,
@@ -50,14 +100,15 @@ pub struct PgTls {
 }
 
 impl PgTls {
-    /// TLS settings from `DATABASE_CA_FILE` (read once per process).
-    pub fn from_env() -> Result<PgTls, PgTlsError> {
-        static TLS: OnceLock<Result<PgTls, PgTlsError>> = OnceLock::new();
-        TLS.get_or_init(|| {
-            let ca_file = std::env::var_os(CA_FILE_ENV).filter(|v| !v.is_empty());
-            PgTls::new(ca_file.as_deref().map(Path::new))
-        })
-        .clone()
+    /// The process's TLS settings: those given to [`configure`] (the worker's settings,
+    /// `database.ca_file` from the file or `DATABASE_CA_FILE`), else from `DATABASE_CA_FILE`.
+    pub fn configured() -> Result<PgTls, PgTlsError> {
+        CONFIGURED
+            .get_or_init(|| {
+                let ca_file = std::env::var_os(CA_FILE_ENV).filter(|v| !v.is_empty());
+                PgTls::new(ca_file.as_deref().map(Path::new))
+            })
+            .clone()
     }
 
     /// TLS settings that verify the server against the CAs of `ca_file`, or that only encrypt
@@ -85,6 +136,10 @@ impl PgTls {
                 false,
             ),
         };
+        let mut config = config;
+        // PostgreSQL 17 accepts TLS negotiated directly only with this ALPN name; earlier
+        // servers ignore it.
+        config.alpn_protocols = vec![b"postgresql".to_vec()];
         Ok(PgTls {
             config: Arc::new(config),
             verified,

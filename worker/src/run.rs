@@ -707,13 +707,7 @@ pub const MAINTENANCE_EVERY: Duration = Duration::from_secs(600);
 pub fn spawn_listener(conninfo: String, wake: Arc<Notify>) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            let connected = match crate::pg_tls::PgTls::from_env() {
-                Ok(tls) => tokio_postgres::connect(&conninfo, tls)
-                    .await
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            match connected {
+            match crate::pg_tls::connect(&conninfo).await {
                 Ok((client, mut connection)) => {
                     let notify = wake.clone();
                     let driver = tokio::spawn(async move {

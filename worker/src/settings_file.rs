@@ -655,6 +655,11 @@ impl Settings {
         })
     }
 
+    /// `database.ca_file` / `DATABASE_CA_FILE`: the CA that signs PostgreSQL's certificate.
+    pub fn database_ca_file(&self) -> Option<&Path> {
+        self.text("database.ca_file").map(Path::new)
+    }
+
     /// `worker.claim_size`: jobs claimed per batch.
     pub fn claim_size(&self) -> i32 {
         self.int("worker.claim_size", 200) as i32

@@ -1560,3 +1560,79 @@ async fn a_local_delete_survives_a_partial_unacknowledged_push() {
     w.kill();
     env.finish().await;
 }
+
+/// An edit of a line whose creating push was not acknowledged, while Odoo matches no noted
+/// attempt as a whole (a push cut between its calls): Odoo's values of the line are those of a
+/// noted attempt, so they are our own write; the local edit wins with no conflict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_edit_survives_a_partial_unacknowledged_push() {
+    let _heavy = HEAVY.lock().await;
+    let mut env = setup("c_bug_partial_edit", 19).await;
+    env.settings(json!({"backoff_base_seconds": 3, "backoff_max_seconds": 3}))
+        .await;
+    env.insert_orders(0, 1, 2).await;
+    let mut w = env.spawn_worker(&["run"], &[]);
+    env.wait_all_synced(Duration::from_secs(60), &mut [&mut w])
+        .await;
+    env.faults(json!({"drop_after_commit": 1})).await;
+    let item: i64 = env
+        .db
+        .client
+        .query_one(
+            "INSERT INTO order_items (order_id, product_id, product_code, quantity, unit_price) \
+             VALUES (1, 'E-COM08', 'E-COM08', 4, 7.5) RETURNING id",
+            &[],
+        )
+        .await
+        .expect("add a line")
+        .get(0);
+    wait_for(
+        Duration::from_secs(30),
+        "the push fails without its reply",
+        || async {
+            (env.count("SELECT count(*) FROM odoo_sync.sync_log WHERE NOT success")
+                .await
+                > 0)
+            .then_some(())
+        },
+    )
+    .await;
+    // The noted attempt no longer matches Odoo as a whole (its vendor differs), only line by line.
+    env.db
+        .client
+        .batch_execute(
+            "UPDATE odoo_sync.order_state
+             SET attempt_snapshot = (SELECT jsonb_agg(jsonb_set(a, '{partner_id}', '\"999999\"'))
+                                     FROM jsonb_array_elements(attempt_snapshot) a)
+             WHERE order_key = '1'",
+        )
+        .await
+        .expect("make the noted attempt a partial one");
+    env.db
+        .client
+        .execute(
+            "UPDATE order_items SET quantity = 9 WHERE id = $1",
+            &[&item],
+        )
+        .await
+        .expect("edit the line");
+    settle(&env).await;
+    let conflicts = env
+        .count("SELECT count(*) FROM odoo_sync.conflicts WHERE resolved_at IS NULL")
+        .await;
+    assert_eq!(
+        conflicts,
+        0,
+        "our own unacknowledged write became a conflict:\n{}",
+        order_history(&env.db.client, 1).await
+    );
+    let quantity = env
+        .count(&format!(
+            "SELECT quantity::bigint FROM order_items WHERE id = {item}"
+        ))
+        .await;
+    assert_eq!(quantity, 9, "the local edit stands");
+    assert_verified(&env).await;
+    w.kill();
+    env.finish().await;
+}

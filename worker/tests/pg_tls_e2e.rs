@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use odoo_sync_tests::pg_cluster::TestDb;
-use odoo_sync_worker::pg_tls::PgTls;
+use odoo_sync_worker::pg_tls::{self, PgTls};
 use tokio_postgres::Client;
 
 /// A CA and a server certificate for "localhost" signed by it, as PEM.
@@ -188,25 +188,40 @@ async fn the_worker_speaks_tls_to_postgresql_and_verifies_when_given_a_ca() {
     assert!(e.to_string().contains("junk.pem"), "{e}");
     assert!(PgTls::new(Some(&dir.join("missing.pem"))).is_err());
 
-    // The binary: DATABASE_CA_FILE verifies; a wrong one stops it with exit status 2.
+    // The binary takes the CA from its config file (database.ca_file) or DATABASE_CA_FILE.
     let worker = env!("CARGO_BIN_EXE_odoo-sync-worker");
-    let run = |url: String, ca_file: &Path| {
-        Command::new(worker)
-            .arg("status")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DATABASE_URL", url)
-            .env("DATABASE_CA_FILE", ca_file)
-            .output()
-            .expect("run the worker")
+    let run = |config: Option<&Path>, ca_env: Option<&Path>| {
+        let mut cmd = Command::new(worker);
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default());
+        if let Some(config) = config {
+            cmd.arg("--config").arg(config);
+        } else {
+            cmd.env("DATABASE_URL", tcp_url(&db, "localhost", "require"));
+        }
+        if let Some(ca) = ca_env {
+            cmd.env("DATABASE_CA_FILE", ca);
+        }
+        cmd.arg("status").output().expect("run the worker")
     };
-    let ok = run(tcp_url(&db, "localhost", "require"), &ca);
+    let config_with = |name: &str, ca: &Path| {
+        write(
+            &dir,
+            name,
+            &format!(
+                "[database]\nurl = \"{}\"\nca_file = \"{}\"\n",
+                tcp_url(&db, "localhost", "prefer"),
+                ca.display()
+            ),
+        )
+    };
+    let ok = run(Some(&config_with("good.toml", &ca)), None);
     assert!(
         ok.status.success(),
         "status over verified TLS: {}",
         String::from_utf8_lossy(&ok.stderr)
     );
-    let refused = run(tcp_url(&db, "localhost", "require"), &stranger);
+    let refused = run(Some(&config_with("stranger.toml", &stranger)), None);
     assert_eq!(
         refused.status.code(),
         Some(1),
@@ -220,11 +235,38 @@ async fn the_worker_speaks_tls_to_postgresql_and_verifies_when_given_a_ca() {
         "{}",
         String::from_utf8_lossy(&refused.stderr)
     );
-    let misconfigured = run(tcp_url(&db, "localhost", "require"), &junk);
+    let by_env = run(None, Some(&ca));
+    assert!(
+        by_env.status.success(),
+        "{}",
+        String::from_utf8_lossy(&by_env.stderr)
+    );
+    let misconfigured = run(None, Some(&junk));
     assert_eq!(misconfigured.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&misconfigured.stderr).contains("DATABASE_CA_FILE"));
 
+    // The worker's own connect, with a CA configured for this process: the default `prefer`
+    // becomes `require`, so a server that stops offering TLS is refused, never downgraded to
+    // plain text; a Unix socket ignores sslmode, as libpq does.
+    pg_tls::configure(Some(&ca)).expect("configure the process");
+    let (c, connection) = pg_tls::connect(&tcp_url(&db, "localhost", "prefer"))
+        .await
+        .expect("verified connection through pg_tls::connect");
+    tokio::spawn(connection);
+    assert!(encrypted(&c).await);
+    let unix = format!("{} sslmode=require", db.conninfo());
+    let (c, connection) = pg_tls::connect(&unix)
+        .await
+        .expect("a Unix socket connects whatever sslmode says");
+    tokio::spawn(connection);
+    assert!(!encrypted(&c).await);
     set_server_tls(&db.client, None).await;
+    let downgraded = pg_tls::connect(&tcp_url(&db, "localhost", "prefer")).await;
+    assert!(
+        downgraded.is_err(),
+        "a server without TLS is refused once a CA is configured"
+    );
+
     let _ = std::fs::remove_dir_all(&dir);
     db.finish().await;
 }

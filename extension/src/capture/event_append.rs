@@ -89,7 +89,22 @@ impl EventLogLayout {
                         }
                     }
                 };
-                if attr.atttypid != expected {
+                // occurred_at and actor are filled with what their defaults compute; a DBA's
+                // other default is left to the executor.
+                let default_kept = match column {
+                    EventColumn::OccurredAt => default_is(rel, i + 1, |node| {
+                        (*node).type_ == pg_sys::NodeTag::T_FuncExpr
+                            && (*node.cast::<pg_sys::FuncExpr>()).funcid
+                                == pg_sys::Oid::from(pg_sys::F_NOW)
+                    }),
+                    EventColumn::Actor => default_is(rel, i + 1, |node| {
+                        (*node).type_ == pg_sys::NodeTag::T_SQLValueFunction
+                            && (*node.cast::<pg_sys::SQLValueFunction>()).op
+                                == pg_sys::SQLValueFunctionOp::SVFOP_SESSION_USER
+                    }),
+                    _ => true,
+                };
+                if attr.atttypid != expected || !default_kept {
                     return EventLogLayout {
                         relid,
                         sequence,
@@ -188,14 +203,39 @@ pub fn append(event: &Event<'_>) -> Result<Option<i64>> {
     }
 }
 
-/// True when inserting into `rel` runs nothing but the insert: no trigger, no CHECK
-/// constraint or generated column, no row-level security, a plain table.
+/// True when column `attnum` of `rel` has a default and `is_expected` accepts its expression.
+unsafe fn default_is(
+    rel: pg_sys::Relation,
+    attnum: usize,
+    is_expected: impl Fn(*mut pg_sys::Node) -> bool,
+) -> bool {
+    // SAFETY: `rel` is open; its defaults are node strings PostgreSQL wrote itself.
+    unsafe {
+        let constr = (*(*rel).rd_att).constr;
+        if constr.is_null() || (*constr).defval.is_null() {
+            return false;
+        }
+        (0..(*constr).num_defval as usize).any(|i| {
+            let default = &*(*constr).defval.add(i);
+            default.adnum as usize == attnum
+                && is_expected(pg_sys::stringToNode(default.adbin).cast::<pg_sys::Node>())
+        })
+    }
+}
+
+/// True when inserting into `rel` runs nothing but the insert: a plain heap table (not a
+/// partition, whose bounds are a constraint, nor another table access method), with no
+/// trigger, rule, CHECK constraint, generated column or row-level security.
 unsafe fn executor_free(rel: pg_sys::Relation) -> bool {
     // SAFETY: `rel` is open.
     unsafe {
         let class = &*(*rel).rd_rel;
         let constr = (*(*rel).rd_att).constr;
         class.relkind as u8 == pg_sys::RELKIND_RELATION
+            && class.relam == pg_sys::HEAP_TABLE_AM_OID
+            && !class.relispartition
+            && !class.relhasrules
+            && (*rel).rd_rules.is_null()
             && !class.relrowsecurity
             && (*rel).trigdesc.is_null()
             && (constr.is_null() || ((*constr).num_check == 0 && !(*constr).has_generated_stored))

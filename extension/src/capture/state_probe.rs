@@ -39,10 +39,14 @@ impl OrderStateLayout {
         relid == self.relid || relid == self.pkey
     }
 
-    /// Reads the layout of the open relation `rel` whose primary key is `pkey`.
-    unsafe fn read(rel: pg_sys::Relation, pkey: pg_sys::Oid) -> Result<Self> {
+    /// Reads the layout of the open relation `rel`.
+    unsafe fn read(rel: pg_sys::Relation) -> Result<Self> {
         // SAFETY: `rel` is open; its descriptor lives as long as it stays open.
         unsafe {
+            let pkey = pg_sys::RelationGetPrimaryKeyIndex(rel);
+            if pkey == pg_sys::InvalidOid {
+                return Err(damaged(c"its primary key"));
+            }
             let desc = (*rel).rd_att;
             let column = |name: &CStr| attnum(desc, name).ok_or_else(|| damaged(name));
             let order_key = column(c"order_key")?;
@@ -74,6 +78,9 @@ fn damaged(what: &CStr) -> SyncError {
 /// finished the order's job after this statement began, and only the latest committed state
 /// tells whether a job is still waiting for this change. (The caller holds the order's row
 /// lock, which the worker takes before it finishes a job, so nothing changes after the read.)
+/// Under REPEATABLE READ the enqueue that may follow then fails with a serialization error the
+/// application retries, instead of a change committed with no job; under SERIALIZABLE this read
+/// takes no predicate lock, which is fine: it only decides whether to enqueue.
 pub fn probe(tracking_id: i32, order_key: &str) -> Result<OrderProbe> {
     let key = CString::new(order_key).map_err(|_| SyncError::BadTrigger {
         table: "odoo_sync.order_state".into(),
@@ -89,13 +96,16 @@ pub fn probe(tracking_id: i32, order_key: &str) -> Result<OrderProbe> {
         let rel = pg_sys::table_open(relid, pg_sys::AccessShareLock as i32);
         let layout = match catalog_cache::order_state().filter(|l| l.relid == relid) {
             Some(layout) => layout,
-            None => {
-                let pkey =
-                    own_relation(c"order_state_pkey").ok_or_else(|| damaged(c"its primary key"))?;
-                let layout = OrderStateLayout::read(rel, pkey)?;
-                catalog_cache::remember_order_state(layout);
-                layout
-            }
+            None => match OrderStateLayout::read(rel) {
+                Ok(layout) => {
+                    catalog_cache::remember_order_state(layout);
+                    layout
+                }
+                Err(e) => {
+                    pg_sys::table_close(rel, pg_sys::AccessShareLock as i32);
+                    return Err(e);
+                }
+            },
         };
         let desc = (*rel).rd_att;
 
