@@ -144,8 +144,23 @@ async fn two_workers_never_push_one_order_concurrently() {
         .count("SELECT count(DISTINCT worker_id) FROM odoo_sync.sync_log")
         .await;
     assert_eq!(workers, 2, "both workers pushed orders");
+    // One successful push per order. A failed attempt is allowed only if it was transient
+    // (two workers creating the same vendor or product at once meet Odoo's serialization
+    // failures, as with a real Odoo) and was retried; anything else is listed.
+    let pushed = env
+        .count("SELECT count(*) FROM odoo_sync.sync_log WHERE success")
+        .await;
+    let pushed_orders = env
+        .count("SELECT count(DISTINCT order_key) FROM odoo_sync.sync_log WHERE success")
+        .await;
+    let permanent_failures = env
+        .count(
+            "SELECT count(*) FROM odoo_sync.sync_log
+             WHERE NOT success AND COALESCE((error ->> 'permanent')::boolean, true)",
+        )
+        .await;
     let attempts = env.count("SELECT count(*) FROM odoo_sync.sync_log").await;
-    if attempts != 60 {
+    if pushed != 60 || pushed_orders != 60 || permanent_failures != 0 {
         // Say what the extra attempts were: failures (and why) or pushes repeated after success.
         let repeated = env
             .db
@@ -173,7 +188,10 @@ async fn two_workers_never_push_one_order_concurrently() {
                 )
             })
             .collect();
-        panic!("{attempts} attempts for 60 orders, expected one each: {shown:#?}");
+        panic!(
+            "{attempts} attempts, {pushed} successful for {pushed_orders} of 60 orders, \
+             {permanent_failures} permanent failures: {shown:#?}"
+        );
     }
     drop((a, b));
     env.finish().await;
