@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make bench: benchmarks that print figures, each against a baseline measured in the same run.
-#   1. capture cost of the odoo_sync triggers (pgbench: untracked vs naive trigger vs tracked)
+#   1. capture cost of the odoo_sync triggers (untracked vs naive trigger vs tracked: pgbench,
+#      and each update timed inside one backend)
 #   2. the Odoo simulator's throughput (it must never be the bottleneck of our benchmarks)
 #   3. the worker's push: batched vs a naive one-order-at-a-time baseline, RPCs per order,
 #      commit-to-Odoo latency

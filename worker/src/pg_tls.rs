@@ -61,22 +61,23 @@ pub fn configure(ca_file: Option<&Path>) -> Result<(), PgTlsError> {
 /// - with a CA configured, `prefer` (the default) becomes `require`: a server, or someone in
 ///   between, answering "no TLS" is refused rather than talked to in plain text (an explicit
 ///   `sslmode=disable` is respected);
-/// - `prefer` with no host name (only `hostaddr`) stays plain, as before TLS existed here,
-///   since there is no name to verify or to send.
+/// - with only `hostaddr` (no host name), the address itself is the name TLS sends and a
+///   configured CA must vouch for (tokio-postgres would otherwise refuse TLS without a name).
 pub async fn connect(
     url: &str,
 ) -> Result<(Client, Connection<Socket, PgTlsStream<Socket>>), ConnectError> {
     let tls = PgTls::configured()?;
     let mut config: Config = url.parse().map_err(ConnectError::Postgres)?;
-    let hosts = config.get_hosts();
-    let over_tcp = hosts.iter().any(|h| matches!(h, Host::Tcp(_)))
-        || (hosts.is_empty() && !config.get_hostaddrs().is_empty());
+    if config.get_hosts().is_empty() {
+        for addr in config.get_hostaddrs().to_vec() {
+            config.host(addr.to_string());
+        }
+    }
+    let over_tcp = config.get_hosts().iter().any(|h| matches!(h, Host::Tcp(_)));
     if !over_tcp {
         config.ssl_mode(SslMode::Disable);
     } else if tls.verifies_server() && config.get_ssl_mode() == SslMode::Prefer {
         config.ssl_mode(SslMode::Require);
-    } else if hosts.is_empty() && config.get_ssl_mode() == SslMode::Prefer {
-        config.ssl_mode(SslMode::Disable);
     }
     config.connect(tls).await.map_err(ConnectError::Postgres)
 }

@@ -260,6 +260,18 @@ async fn the_worker_speaks_tls_to_postgresql_and_verifies_when_given_a_ca() {
         .expect("a Unix socket connects whatever sslmode says");
     tokio::spawn(connection);
     assert!(!encrypted(&c).await);
+    // Only an address, no host name: TLS is still used, with the address as the name the
+    // certificate must carry (this one names only "localhost", so it is refused).
+    let by_address = format!(
+        "hostaddr=127.0.0.1 {}",
+        tcp_url(&db, "localhost", "prefer").replace("host=localhost ", "")
+    );
+    let e = pg_tls::connect(&by_address)
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("not valid for name \"127.0.0.1\""), "{e}");
     set_server_tls(&db.client, None).await;
     let downgraded = pg_tls::connect(&tcp_url(&db, "localhost", "prefer")).await;
     assert!(
