@@ -996,6 +996,16 @@ AS $$
             FROM jsonb_array_elements(COALESCE(r -> 'lines', '[]')) l), '{}'))
 $$;
 
+CREATE OR REPLACE FUNCTION @extschema@._noted_attempts(snapshot jsonb) RETURNS SETOF jsonb
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_array_elements(CASE jsonb_typeof(snapshot)
+                                    WHEN 'array' THEN snapshot
+                                    WHEN 'object' THEN jsonb_build_array(snapshot)
+                                    ELSE '[]' END)
+$$;
+
 CREATE OR REPLACE FUNCTION @extschema@._line_core(l jsonb) RETURNS jsonb
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
@@ -1477,11 +1487,8 @@ BEGIN
     v_base := CASE WHEN jsonb_typeof(st.base_snapshot -> 'lines') = 'object' THEN st.base_snapshot ELSE v_remote END;
     -- Odoo holds exactly what a push whose reply was lost wrote: that is our own write (the
     -- base), not an edit made in Odoo, and local changes made since are not undone by it.
-    IF st.attempt_snapshot IS NOT NULL AND EXISTS (
-           SELECT 1 FROM jsonb_array_elements(CASE WHEN jsonb_typeof(st.attempt_snapshot) = 'array'
-                                                   THEN st.attempt_snapshot
-                                                   ELSE jsonb_build_array(st.attempt_snapshot) END) a(attempt)
-           WHERE @extschema@._same_content(a.attempt, v_remote)) THEN
+    IF EXISTS (SELECT 1 FROM @extschema@._noted_attempts(st.attempt_snapshot) a(attempt)
+               WHERE @extschema@._same_content(a.attempt, v_remote)) THEN
         v_base := v_remote || jsonb_build_object('amounts', st.base_snapshot -> 'amounts');
         UPDATE @extschema@.order_state s SET attempt_snapshot = NULL
         WHERE s.tracking_id = v_tracking AND s.order_key = v_key;
@@ -1502,10 +1509,7 @@ BEGIN
                                 WHERE ol ->> 'xmlid' = 'pol_' || v_tracking || '_' || (x.entry ->> 'line'))
                     AND ((x.entry ->> 'attr' IS NULL AND jsonb_typeof(x.entry -> 'local') = 'null')
                          OR EXISTS (
-                             SELECT 1 FROM jsonb_array_elements(CASE jsonb_typeof(st.attempt_snapshot)
-                                                                    WHEN 'array' THEN st.attempt_snapshot
-                                                                    WHEN 'object' THEN jsonb_build_array(st.attempt_snapshot)
-                                                                    ELSE '[]' END) a(attempt)
+                             SELECT 1 FROM @extschema@._noted_attempts(st.attempt_snapshot) a(attempt)
                              WHERE @extschema@._line_core(a.attempt -> 'lines' -> (x.entry ->> 'line'))
                                    = @extschema@._line_core(v_remote -> 'lines' -> (x.entry ->> 'line'))))
                THEN x.entry || jsonb_build_object('side', 'local')

@@ -42,6 +42,9 @@ pub enum PgTlsError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The TLS library offers no protocol version PostgreSQL could use (a build problem).
+    #[error("TLS to PostgreSQL is unavailable in this build of the worker: {0}")]
+    Provider(String),
 }
 
 static CONFIGURED: OnceLock<Result<PgTls, PgTlsError>> = OnceLock::new();
@@ -118,10 +121,7 @@ impl PgTls {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
-            .map_err(|e| PgTlsError::CaFile {
-                path: ca_file.map(Path::to_path_buf).unwrap_or_default(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| PgTlsError::Provider(e.to_string()))?;
         let (config, verified) = match ca_file {
             Some(path) => (
                 builder

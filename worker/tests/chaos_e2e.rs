@@ -1432,15 +1432,11 @@ async fn an_edit_while_its_push_is_in_flight_is_not_a_data_mismatch() {
     env.finish().await;
 }
 
-/// A push whose Odoo write committed but whose reply was lost, then a local change, then the
-/// retry: the retry finds Odoo's write_date moved by its own earlier write. That write must not
-/// be merged as an Odoo edit. (It was: the line the lost write added came back into the local
-/// table, silently undoing the local delete; an edit of the same field became a false
-/// VERSION_CONFLICT.)
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_local_delete_after_an_unacknowledged_push_is_not_undone() {
-    let _heavy = HEAVY.lock().await;
-    let mut env = setup("c_bug_echo", 19).await;
+/// An order synced with two lines, then a third line added locally whose push commits in Odoo
+/// and loses its reply (a retry follows 3 s later). Returns the environment, the running worker
+/// and the new item's id.
+async fn line_pushed_without_reply(label: &str) -> (Env, WorkerProc, i64) {
+    let mut env = setup(label, 19).await;
     env.settings(json!({"backoff_base_seconds": 3, "backoff_max_seconds": 3}))
         .await;
     env.insert_orders(0, 1, 2).await;
@@ -1471,6 +1467,18 @@ async fn a_local_delete_after_an_unacknowledged_push_is_not_undone() {
         },
     )
     .await;
+    (env, w, item)
+}
+
+/// A push whose Odoo write committed but whose reply was lost, then a local change, then the
+/// retry: the retry finds Odoo's write_date moved by its own earlier write. That write must not
+/// be merged as an Odoo edit. (It was: the line the lost write added came back into the local
+/// table, silently undoing the local delete; an edit of the same field became a false
+/// VERSION_CONFLICT.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_delete_after_an_unacknowledged_push_is_not_undone() {
+    let _heavy = HEAVY.lock().await;
+    let (env, mut w, item) = line_pushed_without_reply("c_bug_echo").await;
     // Before the retry (3 s later): the line is removed again.
     env.db
         .client
@@ -1501,36 +1509,7 @@ async fn a_local_delete_after_an_unacknowledged_push_is_not_undone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_local_delete_survives_a_partial_unacknowledged_push() {
     let _heavy = HEAVY.lock().await;
-    let mut env = setup("c_bug_partial", 19).await;
-    env.settings(json!({"backoff_base_seconds": 3, "backoff_max_seconds": 3}))
-        .await;
-    env.insert_orders(0, 1, 2).await;
-    let mut w = env.spawn_worker(&["run"], &[]);
-    env.wait_all_synced(Duration::from_secs(60), &mut [&mut w])
-        .await;
-    env.faults(json!({"drop_after_commit": 1})).await;
-    let item: i64 = env
-        .db
-        .client
-        .query_one(
-            "INSERT INTO order_items (order_id, product_id, product_code, quantity, unit_price) \
-             VALUES (1, 'E-COM08', 'E-COM08', 4, 7.5) RETURNING id",
-            &[],
-        )
-        .await
-        .expect("add a line")
-        .get(0);
-    wait_for(
-        Duration::from_secs(30),
-        "the push fails without its reply",
-        || async {
-            (env.count("SELECT count(*) FROM odoo_sync.sync_log WHERE NOT success")
-                .await
-                > 0)
-            .then_some(())
-        },
-    )
-    .await;
+    let (env, mut w, item) = line_pushed_without_reply("c_bug_partial").await;
     // What the worker noted no longer describes Odoo, as after a push cut between its calls.
     env.db
         .client
@@ -1567,36 +1546,7 @@ async fn a_local_delete_survives_a_partial_unacknowledged_push() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_local_edit_survives_a_partial_unacknowledged_push() {
     let _heavy = HEAVY.lock().await;
-    let mut env = setup("c_bug_partial_edit", 19).await;
-    env.settings(json!({"backoff_base_seconds": 3, "backoff_max_seconds": 3}))
-        .await;
-    env.insert_orders(0, 1, 2).await;
-    let mut w = env.spawn_worker(&["run"], &[]);
-    env.wait_all_synced(Duration::from_secs(60), &mut [&mut w])
-        .await;
-    env.faults(json!({"drop_after_commit": 1})).await;
-    let item: i64 = env
-        .db
-        .client
-        .query_one(
-            "INSERT INTO order_items (order_id, product_id, product_code, quantity, unit_price) \
-             VALUES (1, 'E-COM08', 'E-COM08', 4, 7.5) RETURNING id",
-            &[],
-        )
-        .await
-        .expect("add a line")
-        .get(0);
-    wait_for(
-        Duration::from_secs(30),
-        "the push fails without its reply",
-        || async {
-            (env.count("SELECT count(*) FROM odoo_sync.sync_log WHERE NOT success")
-                .await
-                > 0)
-            .then_some(())
-        },
-    )
-    .await;
+    let (env, mut w, item) = line_pushed_without_reply("c_bug_partial_edit").await;
     // The noted attempt no longer matches Odoo as a whole (its vendor differs), only line by line.
     env.db
         .client
