@@ -301,9 +301,127 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for PgTlsStream<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> tokio_postgres::tls::TlsStream for PgTlsStream<S> {
+    /// SCRAM channel binding (`tls-server-end-point`, RFC 5929): the server's certificate,
+    /// hashed as PostgreSQL hashes it. Binding the password exchange to the certificate this
+    /// session actually saw defeats a man in the middle even when no CA is configured, and is
+    /// what `channel_binding=require` in the connection string asks for.
     fn channel_binding(&self) -> ChannelBinding {
-        // SCRAM channel binding would need the server certificate's hash algorithm; without it
-        // the server falls back to plain SCRAM-SHA-256, as with libpq's channel_binding=prefer.
-        ChannelBinding::none()
+        let (_, session) = self.0.get_ref();
+        session
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .and_then(|cert| server_end_point(cert.as_ref()))
+            .map_or_else(ChannelBinding::none, ChannelBinding::tls_server_end_point)
+    }
+}
+
+/// The `tls-server-end-point` hash of a DER certificate: the digest of its signature
+/// algorithm, SHA-256 for MD5 and SHA-1 (RFC 5929 section 4.1). None for an algorithm whose
+/// digest PostgreSQL cannot name either (Ed25519, RSA-PSS, SHA-224): the server then could not
+/// compute the binding, and plain SCRAM is the only exchange that works.
+fn server_end_point(cert: &[u8]) -> Option<Vec<u8>> {
+    let digest = signature_digest(signature_algorithm(cert)?)?;
+    Some(ring::digest::digest(digest, cert).as_ref().to_vec())
+}
+
+/// The contents of the OID naming a certificate's signature algorithm:
+/// `Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm AlgorithmIdentifier, ... }`.
+fn signature_algorithm(cert: &[u8]) -> Option<&[u8]> {
+    const SEQUENCE: u8 = 0x30;
+    const OID: u8 = 0x06;
+    let (SEQUENCE, certificate, _) = der_element(cert)? else {
+        return None;
+    };
+    let (SEQUENCE, _, after_tbs) = der_element(certificate)? else {
+        return None;
+    };
+    let (SEQUENCE, algorithm, _) = der_element(after_tbs)? else {
+        return None;
+    };
+    match der_element(algorithm)? {
+        (OID, oid, _) => Some(oid),
+        _ => None,
+    }
+}
+
+/// Splits the first DER element off `der`: its tag, its contents and what follows it.
+fn der_element(der: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = der.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (length, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let octets = usize::from(first & 0x7f);
+        if octets == 0 || octets > 4 || rest.len() < octets {
+            return None;
+        }
+        let (length, rest) = rest.split_at(octets);
+        let length = length
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        (length, rest)
+    };
+    (rest.len() >= length).then(|| (tag, &rest[..length], &rest[length..]))
+}
+
+/// The digest PostgreSQL uses for the channel binding of a certificate signed with `oid`.
+fn signature_digest(oid: &[u8]) -> Option<&'static ring::digest::Algorithm> {
+    const RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01]; // 1.2.840.113549.1.1
+    const ECDSA_SHA1: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x01]; // 1.2.840.10045.4.1
+    const ECDSA_SHA2: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03]; // 1.2.840.10045.4.3
+    use ring::digest::{SHA256, SHA384, SHA512};
+    if oid == ECDSA_SHA1 {
+        return Some(&SHA256);
+    }
+    let (family, last) = oid.split_at_checked(oid.len().checked_sub(1)?)?;
+    match (family, last) {
+        // md5WithRSA (4), sha1WithRSA (5), sha256WithRSA (11)
+        (RSA, [4 | 5 | 11]) | (ECDSA_SHA2, [2]) => Some(&SHA256),
+        (RSA, [12]) | (ECDSA_SHA2, [3]) => Some(&SHA384),
+        (RSA, [13]) | (ECDSA_SHA2, [4]) => Some(&SHA512),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn der_lengths_in_short_and_long_form() {
+        assert_eq!(
+            der_element(&[0x06, 0x01, 0x2a, 0xff]),
+            Some((0x06, &[0x2a][..], &[0xff][..]))
+        );
+        let long = [&[0x04, 0x81, 0x80][..], &[7u8; 0x80]].concat();
+        assert_eq!(
+            der_element(&long).map(|(_, c, r)| (c.len(), r.len())),
+            Some((0x80, 0))
+        );
+        // Truncated, or a length that claims more than there is.
+        assert_eq!(der_element(&[0x30]), None);
+        assert_eq!(der_element(&[0x30, 0x05, 0x00]), None);
+        assert_eq!(der_element(&[0x30, 0x85, 1, 1, 1, 1, 1]), None);
+    }
+
+    #[test]
+    fn digests_follow_the_signature_algorithm() {
+        let rsa = |n: u8| [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, n];
+        let ecdsa = |n: u8| [0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, n];
+        let name = |oid: &[u8]| signature_digest(oid).map(|d| d.output_len());
+        assert_eq!(name(&rsa(4)), Some(32), "MD5 becomes SHA-256");
+        assert_eq!(name(&rsa(5)), Some(32), "SHA-1 becomes SHA-256");
+        assert_eq!(name(&rsa(11)), Some(32));
+        assert_eq!(name(&rsa(12)), Some(48));
+        assert_eq!(name(&rsa(13)), Some(64));
+        assert_eq!(name(&rsa(10)), None, "RSA-PSS");
+        assert_eq!(name(&rsa(14)), None, "SHA-224");
+        assert_eq!(name(&ecdsa(2)), Some(32));
+        assert_eq!(name(&ecdsa(3)), Some(48));
+        assert_eq!(name(&ecdsa(4)), Some(64));
+        assert_eq!(name(&[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x01]), Some(32));
+        assert_eq!(name(&[0x2b, 0x65, 0x70]), None, "Ed25519");
+        assert_eq!(name(&[]), None);
+        assert_eq!(signature_algorithm(b"not DER"), None);
     }
 }

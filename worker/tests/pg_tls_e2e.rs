@@ -1,7 +1,8 @@
 //! TLS between the worker and PostgreSQL, against the real test cluster with TLS switched on
 //! (a private CA made here, a server certificate for "localhost" only). Proves: `sslmode=require`
 //! connects encrypted, a configured CA verifies both the chain and the host name, a wrong CA or
-//! host name is refused, `sslmode=disable` stays plain, and the binary takes `DATABASE_CA_FILE`.
+//! host name is refused, `sslmode=disable` stays plain, the binary takes `DATABASE_CA_FILE`, and
+//! a SCRAM login over TLS is bound to the server's certificate (`channel_binding=require`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,6 +19,14 @@ struct Certs {
 }
 
 fn certs(server_names: &[&str]) -> Certs {
+    certs_signed_with(server_names, &rcgen::PKCS_ECDSA_P256_SHA256)
+}
+
+/// Like `certs`, with the CA's key (and so the server certificate's signature) of `algorithm`.
+fn certs_signed_with(
+    server_names: &[&str],
+    algorithm: &'static rcgen::SignatureAlgorithm,
+) -> Certs {
     use rcgen::{
         BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
         IsCa, KeyPair, KeyUsagePurpose,
@@ -27,7 +36,8 @@ fn certs(server_names: &[&str]) -> Certs {
     ca.distinguished_name
         .push(DnType::CommonName, "odoo_sync PostgreSQL test CA");
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().expect("CA key")).expect("CA");
+    let ca_key = KeyPair::generate_for(algorithm).expect("CA key");
+    let ca = CertifiedIssuer::self_signed(ca, ca_key).expect("CA");
     let key = KeyPair::generate().expect("server key");
     let mut params = CertificateParams::new(
         server_names
@@ -129,6 +139,90 @@ async fn set_server_tls(admin: &Client, on: Option<(&Path, &Path)>) {
     panic!("the server did not switch ssl {want}");
 }
 
+/// A role that logs in with a SCRAM password over TLS from loopback: pg_hba.conf lines of
+/// its own, first in the file and marked, so they come out again (also after a crashed run).
+const SCRAM_ROLE: &str = "odoo_sync_tls_scram";
+const SCRAM_PASSWORD: &str = "binding-test-secret";
+const HBA_MARK: &str = "# odoo_sync pg_tls_e2e";
+
+async fn set_scram_login(admin: &Client, on: bool) {
+    let hba: String = admin
+        .query_one("SHOW hba_file", &[])
+        .await
+        .expect("hba_file")
+        .get(0);
+    let text = std::fs::read_to_string(&hba).expect("read pg_hba.conf");
+    let mut lines: Vec<String> = text
+        .lines()
+        .filter(|l| !l.ends_with(HBA_MARK))
+        .map(String::from)
+        .collect();
+    admin
+        .batch_execute(&format!("DROP ROLE IF EXISTS {SCRAM_ROLE}"))
+        .await
+        .expect("drop the SCRAM role");
+    if on {
+        admin
+            .batch_execute(&format!(
+                "SET password_encryption = 'scram-sha-256';
+                 CREATE ROLE {SCRAM_ROLE} LOGIN PASSWORD '{SCRAM_PASSWORD}'"
+            ))
+            .await
+            .expect("create the SCRAM role");
+        lines.insert(
+            0,
+            format!("hostssl all {SCRAM_ROLE} 127.0.0.1/32 scram-sha-256 {HBA_MARK}"),
+        );
+    }
+    std::fs::write(&hba, lines.join("\n") + "\n").expect("write pg_hba.conf");
+    admin
+        .batch_execute("SELECT pg_reload_conf()")
+        .await
+        .expect("reload");
+}
+
+/// The connection string of the SCRAM role over TLS to localhost, with `channel_binding`.
+fn scram_url(db: &TestDb, channel_binding: &str) -> String {
+    let url: Vec<String> = tcp_url(db, "localhost", "require")
+        .split_whitespace()
+        .filter(|kv| !kv.starts_with("user="))
+        .map(String::from)
+        .collect();
+    format!(
+        "{} user={SCRAM_ROLE} password={SCRAM_PASSWORD} channel_binding={channel_binding}",
+        url.join(" ")
+    )
+}
+
+/// Connects as the SCRAM role, waiting out the postmaster's asynchronous reload of pg_hba.conf.
+async fn scram_connect(url: &str, tls: &PgTls) -> Result<Client, tokio_postgres::Error> {
+    let mut last = None;
+    for _ in 0..100 {
+        match connect(url, tls).await {
+            Ok(client) => return Ok(client),
+            // Until the reload: "no pg_hba.conf entry" or trust (no channel binding used).
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Err(last.expect("at least one attempt"))
+}
+
+/// Waits until new sessions get the server certificate `tls` verifies: the postmaster loads a
+/// new one at a reload, asynchronously.
+async fn await_certificate(db: &TestDb, tls: &PgTls) {
+    for _ in 0..100 {
+        if connect(&tcp_url(db, "localhost", "require"), tls)
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the server did not switch to the expected certificate");
+}
+
 #[tokio::test]
 async fn the_worker_speaks_tls_to_postgresql_and_verifies_when_given_a_ca() {
     let db = TestDb::new("pg_tls").await;
@@ -181,6 +275,32 @@ async fn the_worker_speaks_tls_to_postgresql_and_verifies_when_given_a_ca() {
         .await
         .expect_err("a certificate from an unknown CA is refused");
     assert!(format!("{e:?}").contains("InvalidCertificate"), "{e:?}");
+
+    // SCRAM over TLS is bound to the certificate the session saw (tls-server-end-point): the
+    // server checks our hash of its certificate, and `require` refuses plain SCRAM. Also for a
+    // certificate signed with ECDSA-SHA384, whose binding hash is SHA-384.
+    set_scram_login(&db.client, true).await;
+    for tls in [&encrypt_only, &verifying] {
+        let c = scram_connect(&scram_url(&db, "require"), tls)
+            .await
+            .expect("SCRAM with channel binding over TLS");
+        assert!(encrypted(&c).await);
+    }
+    let sha384 = certs_signed_with(&["localhost"], &rcgen::PKCS_ECDSA_P384_SHA384);
+    let cert384 = write(&dir, "server384.crt", &sha384.server_cert);
+    let key384 = write(&dir, "server384.key", &sha384.server_key);
+    hand_to_server(&cert384);
+    hand_to_server(&key384);
+    set_server_tls(&db.client, Some((&cert384, &key384))).await;
+    let verifying384 =
+        PgTls::new(Some(&write(&dir, "ca384.pem", &sha384.ca))).expect("TLS with CA 384");
+    await_certificate(&db, &verifying384).await;
+    scram_connect(&scram_url(&db, "require"), &encrypt_only)
+        .await
+        .expect("SCRAM with a SHA-384 channel binding");
+    set_scram_login(&db.client, false).await;
+    set_server_tls(&db.client, Some((&cert, &key))).await;
+    await_certificate(&db, &verifying).await;
 
     // A CA file that is not one: a configuration error naming the file.
     let junk = write(&dir, "junk.pem", "not a certificate\n");
