@@ -353,6 +353,11 @@ DECLARE
     v_write_amounts boolean;
     v_digits integer;
     k text;
+    v_local_status text;
+    v_local_class text;
+    v_odoo_class text;
+    v_adopted text;
+    v_state_rule jsonb;
 BEGIN
     j := @extschema@._lock_running_job(job_id, attempt_token);
     IF jsonb_typeof(v_result) <> 'object' THEN
@@ -423,6 +428,28 @@ BEGIN
         ELSE
             v_base := COALESCE(v_result -> 'snapshot', st.base_snapshot);
         END IF;
+        -- The state Odoo ended in against the local status. The push made the call Odoo has
+        -- for it (worker/src/push/status_action.rs); a difference left is either Odoo's own
+        -- decision on confirm (approval, locking), which the local status follows, or a status
+        -- no call reaches, which is a BUSINESS_RULE_VIOLATION: pushing it again at every poll
+        -- would change nothing in Odoo.
+        IF NOT v_requeue AND NOT st.deleted AND jsonb_typeof(v_base -> 'state') = 'string' THEN
+            v_local_status := @extschema@._local_values(j.tracking_id, j.order_key, ARRAY['status']) ->> 'status';
+            v_local_class := @extschema@._status_class(v_local_status);
+            v_odoo_class := v_base ->> 'state';
+            IF v_local_class IN ('purchase', 'to approve')
+               AND v_odoo_class IN ('purchase', 'to approve', 'partial', 'received') THEN
+                v_adopted := NULLIF(@extschema@._status_for_class(v_odoo_class, v_local_status), v_local_status);
+            ELSIF v_local_class <> v_odoo_class THEN
+                v_state_rule := jsonb_build_object('field', 'state', 'group', 'state',
+                    'base', st.base_snapshot -> 'state', 'local', v_local_class, 'remote', v_odoo_class,
+                    'rule', format('Odoo cannot take %s from "%s" to %s: %s',
+                        COALESCE(v_result ->> 'odoo_name', st.odoo_name, 'the order'), v_odoo_class, v_local_status,
+                        CASE WHEN v_local_class IN ('partial', 'received') THEN 'receipts are validated in Odoo'
+                             WHEN v_odoo_class = 'cancel' THEN 'only a DRAFT order reopens a cancelled one'
+                             ELSE 'Odoo has no action for this change of state' END));
+            END IF;
+        END IF;
         UPDATE @extschema@.order_state s
         SET version = GREATEST(s.version, v_version),
             odoo_id = COALESCE(v_odoo_id, s.odoo_id),
@@ -444,7 +471,17 @@ BEGIN
         PERFORM @extschema@._write_back(j.tracking_id, j.order_key,
             jsonb_build_object('sync_status', st.sync_status, 'odoo_order_id', st.odoo_id,
                                'last_synced_at', st.last_synced_at)
-            || CASE WHEN v_write_amounts THEN v_amounts ELSE '{}'::jsonb END);
+            || CASE WHEN v_write_amounts THEN v_amounts ELSE '{}'::jsonb END
+            || CASE WHEN v_adopted IS NOT NULL THEN jsonb_build_object('status', v_adopted) ELSE '{}'::jsonb END);
+        IF v_adopted IS NOT NULL THEN
+            PERFORM @extschema@._event('ORDER_UPDATED_FROM_ODOO', j.tracking_id, j.order_key,
+                jsonb_build_object('odoo_order_id', st.odoo_id, 'write_date', st.odoo_write_date,
+                                   'fields', jsonb_build_array('state'), 'status', v_adopted));
+        END IF;
+        IF v_state_rule IS NOT NULL THEN
+            PERFORM @extschema@._record_conflict(j.tracking_id, j.order_key, 'BUSINESS_RULE_VIOLATION',
+                jsonb_build_array(v_state_rule), jsonb_build_object('state', v_local_class), v_base, st.base_snapshot);
+        END IF;
         IF v_amount_policy = 'manual' THEN
             PERFORM @extschema@._record_conflict(j.tracking_id, j.order_key, 'DATA_MISMATCH', v_mismatch,
                 jsonb_build_object('amounts', v_local_amounts), jsonb_build_object('amounts', v_amounts), st.base_snapshot);

@@ -436,8 +436,9 @@ AS $$
         SELECT jsonb_object_agg(COALESCE(p_new_keys ->> k, k), v) FROM jsonb_each(c -> 'lines') x(k, v)), '{}'))
 $$;
 
--- The local order's totals (the amount columns the tracking maps), as numbers.
-CREATE FUNCTION @extschema@._local_amounts(p_tracking_id integer, p_order_key text) RETURNS jsonb
+-- Columns of the local order row by their logical names (those of `p_names` the tracking
+-- maps), as JSON; NULL when it maps none of them.
+CREATE FUNCTION @extschema@._local_values(p_tracking_id integer, p_order_key text, p_names text[]) RETURNS jsonb
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -448,7 +449,7 @@ DECLARE
 BEGIN
     SELECT * INTO t FROM @extschema@.tracked_tables WHERE id = p_tracking_id;
     SELECT string_agg(format('%L, o.%I', k, t.mapping -> 'orders' ->> k), ', ') INTO v_cols
-    FROM unnest(ARRAY['subtotal', 'sales_tax', 'grand_total']) k WHERE t.mapping -> 'orders' ? k;
+    FROM unnest(p_names) k WHERE t.mapping -> 'orders' ? k;
     IF v_cols IS NULL THEN
         RETURN NULL;
     END IF;
@@ -457,6 +458,14 @@ BEGIN
         INTO v_out USING p_order_key;
     RETURN v_out;
 END
+$$;
+
+-- The local order's totals (the amount columns the tracking maps), as numbers.
+CREATE FUNCTION @extschema@._local_amounts(p_tracking_id integer, p_order_key text) RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT @extschema@._local_values(p_tracking_id, p_order_key, ARRAY['subtotal', 'sales_tax', 'grand_total'])
 $$;
 
 -- Totals as JSON numbers (they travel as strings).

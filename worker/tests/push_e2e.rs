@@ -623,6 +623,8 @@ async fn local_status_transitions_are_sent_as_buttons() {
         ("CONFIRMED", "purchase"),
         ("CANCELLED", "cancel"),
         ("DRAFT", "draft"),
+        ("SENT_TO_SUPPLIER", "sent"),
+        ("CONFIRMED", "purchase"),
     ] {
         env.db
             .client

@@ -1160,3 +1160,120 @@ async fn an_odoo_order_the_database_refuses_does_not_stop_the_pull() {
     assert!(error.contains("already stands for Odoo partner"), "{error}");
     env.finish().await;
 }
+
+/// The local status and sync status of `order`, and its Odoo state and write_date.
+async fn states(env: &Env, order: i64) -> (String, String, String, String) {
+    let r = env
+        .db
+        .client
+        .query_one(
+            "SELECT status, sync_status FROM orders WHERE id = $1",
+            &[&order],
+        )
+        .await
+        .expect("order");
+    let odoo = env
+        .odoo
+        .read(
+            "purchase.order",
+            &[env.odoo_id(order).await],
+            &["state", "write_date"],
+        )
+        .await
+        .expect("Odoo order");
+    let field = |k: &str| odoo[0][k].as_str().unwrap_or_default().to_string();
+    (r.get(0), r.get(1), field("state"), field("write_date"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_local_status_settles_and_polling_pushes_nothing_more() {
+    let env = setup("tw_status").await;
+    let order = |number: &'static str, status: &'static str| {
+        let env = &env;
+        async move {
+            let id = env
+                .insert_order(number, &[("FURN_0001", "2", "10.00")])
+                .await;
+            env.sql(&format!(
+                "UPDATE orders SET status = '{status}' WHERE id = {id}"
+            ))
+            .await;
+            id
+        }
+    };
+    // Marked as sent in Odoo; Odoo decides approval on confirm (one-step approval here, so
+    // the order is confirmed and the local status follows); a local step back Odoo has no
+    // action for (a confirmed order back to draft) is a business rule violation.
+    let sent = order("PO-SENT", "SENT_TO_SUPPLIER").await;
+    let approval = order("PO-APPROVAL", "PENDING_APPROVAL").await;
+    let back = order("PO-BACK", "CONFIRMED").await;
+    env.drain().await;
+    env.sql(&format!(
+        "UPDATE orders SET status = 'DRAFT' WHERE id = {back}"
+    ))
+    .await;
+    env.drain().await;
+
+    let (status, sync, state, _) = states(&env, sent).await;
+    assert_eq!(
+        (status.as_str(), sync.as_str(), state.as_str()),
+        ("SENT_TO_SUPPLIER", "SYNCED", "sent")
+    );
+    let (status, sync, state, _) = states(&env, approval).await;
+    assert_eq!(
+        (status.as_str(), sync.as_str(), state.as_str()),
+        ("CONFIRMED", "SYNCED", "purchase")
+    );
+    let followed: i64 = env
+        .one(&format!(
+            "SELECT count(*) FROM odoo_sync.event_log WHERE event_type = 'ORDER_UPDATED_FROM_ODOO' \
+             AND entity_id = '{approval}' AND payload ->> 'status' = 'CONFIRMED'"
+        ))
+        .await;
+    assert_eq!(followed, 1, "the followed status is in the event log");
+    let (status, sync, state, _) = states(&env, back).await;
+    assert_eq!(
+        (status.as_str(), sync.as_str(), state.as_str()),
+        ("DRAFT", "CONFLICT", "purchase")
+    );
+    let conflicts = env.open_conflicts().await;
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].1, "BUSINESS_RULE_VIOLATION");
+    let rule = conflicts[0].2[0]["rule"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(rule.contains("from \"purchase\" to DRAFT"), "{rule}");
+
+    // Realtime polls see every order again and push none of them: no write reaches Odoo.
+    let mut before = Vec::new();
+    for id in [sent, approval, back] {
+        before.push(states(&env, id).await);
+    }
+    env.sim.sim.reset_stats();
+    for _ in 0..2 {
+        env.poll().await;
+        let queued: i64 = env
+            .one("SELECT count(*) FROM odoo_sync.jobs WHERE run_after < 'infinity'")
+            .await;
+        assert_eq!(queued, 0, "a poll queued a push");
+        env.drain().await;
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    assert_eq!(env.calls(".load").await + env.calls(".write").await, 0);
+    for (&id, was) in [sent, approval, back].iter().zip(before) {
+        assert_eq!(states(&env, id).await, was, "order {id} changed");
+    }
+
+    // Odoo's state wins the conflict: the local order is confirmed again, and in sync.
+    let resolved: Value = env
+        .one(&format!(
+            "SELECT odoo_sync.resolve_conflict('{}', 'KEEP_REMOTE')",
+            conflicts[0].0
+        ))
+        .await;
+    assert_eq!(resolved["sync_status"], "SYNCED", "{resolved}");
+    let (status, sync, _, _) = states(&env, back).await;
+    assert_eq!((status.as_str(), sync.as_str()), ("CONFIRMED", "SYNCED"));
+    env.finish().await;
+}

@@ -31,6 +31,7 @@ use super::order_push::{
     PushOutcome, XMLID_MODULE,
 };
 use super::resolve::{Resolver, Wanted};
+use super::status_action::StatusAction;
 use super::PushError;
 use crate::odoo::money::money;
 use crate::odoo::{Domain, OdooClient, OdooError};
@@ -734,7 +735,7 @@ async fn write_chunk(odoo: &OdooClient, chunk: &[Ready]) -> Vec<Result<PushOutco
         }
     }
 
-    // Status buttons, one call per button for the chunk (one per order if that call fails).
+    // Status calls, one per kind of call for the chunk (one per order if that call fails).
     let state_of = |records: &HashMap<i64, Map<String, Value>>, id: &i64| -> String {
         records
             .get(id)
@@ -743,17 +744,12 @@ async fn write_chunk(odoo: &OdooClient, chunk: &[Ready]) -> Vec<Result<PushOutco
             .unwrap_or("")
             .to_string()
     };
-    for button in ["button_confirm", "button_cancel"] {
+    for action in StatusAction::ALL {
         let targets: Vec<(usize, i64)> = ok
             .iter()
             .filter(|(i, _)| !failed.contains_key(i))
             .filter(|(i, id)| {
-                let state = state_of(&records, id);
-                match (chunk[*i].status.as_str(), button) {
-                    ("CONFIRMED", "button_confirm") => state == "draft" || state == "sent",
-                    ("CANCELLED", "button_cancel") => !state.is_empty() && state != "cancel",
-                    _ => false,
-                }
+                StatusAction::for_status(&chunk[*i].status, &state_of(&records, id)) == Some(action)
             })
             .copied()
             .collect();
@@ -761,18 +757,14 @@ async fn write_chunk(odoo: &OdooClient, chunk: &[Ready]) -> Vec<Result<PushOutco
             continue;
         }
         let ids: Vec<i64> = targets.iter().map(|t| t.1).collect();
-        if odoo
-            .call_button("purchase.order", button, &ids)
-            .await
-            .is_err()
-        {
+        if action.run(odoo, &ids).await.is_err() {
             for (i, id) in &targets {
-                if let Err(e) = odoo.call_button("purchase.order", button, &[*id]).await {
+                if let Err(e) = action.run(odoo, &[*id]).await {
                     failed.insert(*i, PushError::Odoo(e));
                 }
             }
         }
-        // The buttons moved state and write_date: the base must hold the values after them.
+        // The calls moved state and write_date: the base must hold the values after them.
         match read_orders(odoo, &ids).await {
             Ok(r) => records.extend(r),
             Err(e) => {

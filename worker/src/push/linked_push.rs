@@ -25,6 +25,7 @@ use super::order_push::{
     canonical_snapshot, decimal, line_xmlid_name, text, Amounts, PushOutcome, XMLID_MODULE,
 };
 use super::resolve::{ProductRef, Resolver};
+use super::status_action::StatusAction;
 use super::PushError;
 use crate::odoo::money::money;
 use crate::odoo::{Domain, OdooClient, OdooError};
@@ -219,18 +220,10 @@ pub async fn push_linked(
     )
     .await?;
 
-    // 3. Status buttons.
+    // 3. Status call.
     let state = current.get("state").and_then(Value::as_str).unwrap_or("");
-    match status.as_str() {
-        "CONFIRMED" if state == "draft" || state == "sent" => {
-            odoo.call_button("purchase.order", "button_confirm", &[odoo_id])
-                .await?;
-        }
-        "CANCELLED" if state != "cancel" => {
-            odoo.call_button("purchase.order", "button_cancel", &[odoo_id])
-                .await?;
-        }
-        _ => {}
+    if let Some(action) = StatusAction::for_status(&status, state) {
+        action.run(odoo, &[odoo_id]).await?;
     }
 
     // 4. What Odoo made of it.

@@ -4,12 +4,14 @@
 //! - [`order_push`]: one order document → one idempotent Odoo write (`load` with external ids);
 //! - [`linked_push`]: orders imported from Odoo (linked by database id) written by id;
 //! - [`batch`]: many order documents → one `load` and one `read` per chunk, chunks written
-//!   concurrently, poison orders isolated.
+//!   concurrently, poison orders isolated;
+//! - [`status_action`]: the Odoo call that moves an order to its local status.
 
 pub mod batch;
 pub mod linked_push;
 pub mod order_push;
 pub mod resolve;
+pub mod status_action;
 
 use crate::odoo::OdooError;
 

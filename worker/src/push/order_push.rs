@@ -6,8 +6,8 @@
 //! transaction, so a push repeated after an unknown outcome (timeout, dropped connection,
 //! killed worker) updates the order and lines it created the first time instead of creating
 //! them again. Lines of the Odoo order whose external id is not in the document are removed
-//! with `[2, id, 0]`. Local status transitions are sent as buttons (`button_confirm`,
-//! `button_cancel`, `button_draft` from a cancelled order). A deleted local order cancels its
+//! with `[2, id, 0]`. Local status transitions are sent as Odoo's calls (`status_action`; and
+//! `button_draft` from a cancelled order). A deleted local order cancels its
 //! Odoo order (`button_cancel`).
 
 use std::collections::HashSet;
@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 use tokio_postgres::Client;
 
 use super::resolve::{ProductRef, Resolver};
+use super::status_action::StatusAction;
 use super::PushError;
 use crate::odoo::money::money;
 use crate::odoo::{Domain, OdooClient, Op};
@@ -359,14 +360,8 @@ pub async fn push_order(
     }
 
     let state = odoo_state(odoo, odoo_id).await?;
-    let button = match (status.as_str(), state.as_deref()) {
-        ("CONFIRMED", Some("draft" | "sent")) => Some("button_confirm"),
-        ("CANCELLED", Some(s)) if s != "cancel" => Some("button_cancel"),
-        _ => None,
-    };
-    if let Some(button) = button {
-        odoo.call_button("purchase.order", button, &[odoo_id])
-            .await?;
+    if let Some(action) = StatusAction::for_status(&status, state.as_deref().unwrap_or("")) {
+        action.run(odoo, &[odoo_id]).await?;
     }
 
     let read = odoo
