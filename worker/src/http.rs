@@ -17,6 +17,8 @@ pub struct HttpState {
     pub worker_id: String,
     /// Where the queue gauges are read from.
     pub database_url: String,
+    /// The run loop's Odoo client: it knows when Odoo refuses the credentials.
+    pub odoo: crate::odoo::OdooClient,
 }
 
 /// Serves until `shutdown` resolves. Each connection is handled in its own task with a time
@@ -83,14 +85,19 @@ async fn handle(mut stream: TcpStream, state: &HttpState) -> std::io::Result<()>
     stream.shutdown().await
 }
 
-/// 200 when the database answers and Odoo is not known to be unreachable, 503 otherwise.
+/// 200 when the database answers and Odoo is not known to be unreachable or to refuse the
+/// worker's credentials (the loop then claims nothing: no order syncs), 503 otherwise.
 async fn healthz(state: &HttpState) -> (&'static str, &'static str, String) {
     let database = match queue_gauges(&state.database_url).await {
         Ok(_) => "ok".to_string(),
         Err(e) => e,
     };
-    let odoo = metrics::global().odoo().status();
-    let healthy = database == "ok" && odoo != "DISCONNECTED";
+    let odoo = if state.odoo.credentials_refused() {
+        "ERROR"
+    } else {
+        metrics::global().odoo().status()
+    };
+    let healthy = database == "ok" && odoo == "CONNECTED";
     let body = json!({
         "status": if healthy { "ok" } else { "unhealthy" },
         "worker_id": state.worker_id,

@@ -202,6 +202,7 @@ async fn shutdown_signal() {
 async fn start_http(
     worker: &str,
     settings: &Settings,
+    odoo: &OdooClient,
 ) -> Result<Option<tokio::task::JoinHandle<()>>, CliError> {
     let Some(addr) = settings.metrics_addr() else {
         return Ok(None);
@@ -220,6 +221,7 @@ async fn start_http(
     let state = std::sync::Arc::new(HttpState {
         worker_id: worker.to_string(),
         database_url: settings.database_url()?.to_string(),
+        odoo: odoo.clone(),
     });
     Ok(Some(tokio::spawn(http::serve(
         listener,
@@ -316,7 +318,7 @@ async fn run_command(settings: &Settings, pg: &tokio_postgres::Client) -> Result
     let odoo = OdooClient::new(settings.odoo_config()?)?;
     let worker = worker_id();
     tracing::info!(worker = %worker, "worker started");
-    let http = start_http(&worker, settings).await?;
+    let http = start_http(&worker, settings, &odoo).await?;
     let url = settings.database_url()?.to_string();
     let wake = std::sync::Arc::new(tokio::sync::Notify::new());
     let listener = spawn_listener(url.clone(), wake.clone());

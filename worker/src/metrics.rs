@@ -85,7 +85,8 @@ pub struct OdooReachability {
 }
 
 impl OdooReachability {
-    /// CONNECTED / DISCONNECTED / ERROR as `odoo_sync.health()` expects them.
+    /// CONNECTED or DISCONNECTED, as `odoo_sync.health()` names them (its third value, ERROR
+    /// for refused credentials, is known to the Odoo client, not to these counters).
     pub fn status(&self) -> &'static str {
         match (self.last_answer, self.last_transient_failure) {
             (Some(ok), Some(bad)) if bad > ok => "DISCONNECTED",

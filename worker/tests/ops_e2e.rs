@@ -53,17 +53,40 @@ async fn synced(db: &TestDb) -> i64 {
         .get(0)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_healthz_and_status_tell_what_the_worker_does() {
-    let db = TestDb::new("ops").await;
+/// A test database with the common tables tracked.
+async fn tracked_db(label: &str) -> TestDb {
+    let db = TestDb::new(label).await;
     db.client
         .batch_execute(&common_schema("bigint"))
         .await
         .expect("schema");
     db.client
+        .batch_execute("SELECT odoo_sync.track_orders('orders', 'order_items')")
+        .await
+        .expect("track");
+    db
+}
+
+/// `odoo-sync-worker run` with its endpoints on `port`, logging in to Odoo with `api_key`.
+fn run_worker(db: &TestDb, sim_url: &str, port: u16, api_key: &str) -> Worker {
+    Worker(
+        worker_command(db, sim_url)
+            .arg("run")
+            .env("ODOO_API_KEY", api_key)
+            .env("ODOO_SYNC_METRICS_ADDR", format!("127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the worker"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_healthz_and_status_tell_what_the_worker_does() {
+    let db = tracked_db("ops").await;
+    db.client
         .batch_execute(
-            "SELECT odoo_sync.track_orders('orders', 'order_items');
-             INSERT INTO orders (order_number, supplier_id, supplier_name)
+            "INSERT INTO orders (order_number, supplier_id, supplier_name)
              SELECT 'PO-OPS-' || g, 'V-GEMINI', 'Gemini Furniture' FROM generate_series(1, 3) g;
              INSERT INTO order_items (order_id, product_id, product_code, quantity, unit_price)
              SELECT id, 'FURN_7777', 'FURN_7777', 2, 12.50 FROM orders;",
@@ -73,15 +96,7 @@ async fn metrics_healthz_and_status_tell_what_the_worker_does() {
     let sim = sim::spawn(SimConfig::default()).await.expect("simulator");
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let _worker = Worker(
-        worker_command(&db, &sim.url())
-            .arg("run")
-            .env("ODOO_SYNC_METRICS_ADDR", format!("127.0.0.1:{port}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start the worker"),
-    );
+    let _worker = run_worker(&db, &sim.url(), port, sim::DEFAULT_API_KEY);
 
     let deadline = Instant::now() + Duration::from_secs(60);
     while synced(&db).await < 3 {
@@ -157,6 +172,39 @@ async fn metrics_healthz_and_status_tell_what_the_worker_does() {
     assert!(text.contains("last errors:"), "{text}");
     assert!(!text.contains(sim::DEFAULT_API_KEY));
 
+    drop(_worker);
+    let _ = sim.stop().await;
+    db.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_fails_while_odoo_refuses_the_credentials() {
+    let db = tracked_db("ops_badkey").await;
+    db.client
+        .batch_execute(
+            "INSERT INTO orders (order_number, supplier_id) VALUES ('PO-KEY', 'V-GEMINI')",
+        )
+        .await
+        .expect("order");
+    let sim = sim::spawn(SimConfig::default()).await.expect("simulator");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let _worker = run_worker(&db, &sim.url(), port, "an-expired-key");
+    // Odoo answers (it is reachable) but refuses every call: no order can sync, and a probe
+    // must not call the worker healthy.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = get(&format!("{base}/healthz")).await;
+        if status == 503 && body.contains("\"odoo\":\"ERROR\"") {
+            assert!(body.contains("\"database\":\"ok\""), "{body}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "healthz never reported the refused credentials: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     drop(_worker);
     let _ = sim.stop().await;
     db.finish().await;
