@@ -138,3 +138,14 @@ SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT * FROM @extschema@.conflicts c WHERE c.order_key = conflict_history.order_id ORDER BY c.detected_at DESC
 $$;
+
+-- The same for the order key as the tracked table types it (like sync_order).
+CREATE FUNCTION @extschema@.conflict_history(order_id uuid)
+RETURNS SETOF @extschema@.conflicts
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT * FROM @extschema@.conflict_history(order_id::text) $$;
+
+CREATE FUNCTION @extschema@.conflict_history(order_id bigint)
+RETURNS SETOF @extschema@.conflicts
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT * FROM @extschema@.conflict_history(order_id::text) $$;

@@ -19,7 +19,8 @@ GRANT SELECT ON @extschema@.order_status, @extschema@.queue, @extschema@.dead_le
     TO odoo_sync_reader;
 GRANT EXECUTE ON FUNCTION
     @extschema@.health(), @extschema@.last_sync_status(), @extschema@.sync_metrics(interval),
-    @extschema@.event_history(text), @extschema@.conflict_history(text),
+    @extschema@.event_history(text), @extschema@.event_history(uuid), @extschema@.event_history(bigint),
+    @extschema@.conflict_history(text), @extschema@.conflict_history(uuid), @extschema@.conflict_history(bigint),
     @extschema@.batch_status(bigint), @extschema@.await_job(bigint, interval),
     @extschema@.get_settings(), @extschema@.describe_settings(),
     -- called by the views, and a view's functions run with the reader's privileges

@@ -84,3 +84,14 @@ SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT * FROM @extschema@.events e WHERE e.entity_id = event_history.entity_id ORDER BY e.id
 $$;
+
+-- The same for the order key as the tracked table types it (like sync_order).
+CREATE FUNCTION @extschema@.event_history(entity_id uuid)
+RETURNS SETOF @extschema@.events
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT * FROM @extschema@.event_history(entity_id::text) $$;
+
+CREATE FUNCTION @extschema@.event_history(entity_id bigint)
+RETURNS SETOF @extschema@.events
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT * FROM @extschema@.event_history(entity_id::text) $$;

@@ -2059,6 +2059,26 @@ BEGIN
 END
 $$;
 
+CREATE OR REPLACE FUNCTION @extschema@.conflict_history(order_id uuid)
+RETURNS SETOF @extschema@.conflicts
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT * FROM @extschema@.conflict_history(order_id::text) $$;
+
+CREATE OR REPLACE FUNCTION @extschema@.conflict_history(order_id bigint)
+RETURNS SETOF @extschema@.conflicts
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT * FROM @extschema@.conflict_history(order_id::text) $$;
+
+CREATE OR REPLACE FUNCTION @extschema@.event_history(entity_id uuid)
+RETURNS SETOF @extschema@.events
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT * FROM @extschema@.event_history(entity_id::text) $$;
+
+CREATE OR REPLACE FUNCTION @extschema@.event_history(entity_id bigint)
+RETURNS SETOF @extschema@.events
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT * FROM @extschema@.event_history(entity_id::text) $$;
+
 
 -- Event triggers that are new.
 CREATE EVENT TRIGGER odoo_sync_untrack_dropped ON sql_drop EXECUTE FUNCTION @extschema@._untrack_dropped();
@@ -2085,7 +2105,8 @@ GRANT SELECT ON @extschema@.order_status, @extschema@.queue, @extschema@.dead_le
     TO odoo_sync_reader;
 GRANT EXECUTE ON FUNCTION
     @extschema@.health(), @extschema@.last_sync_status(), @extschema@.sync_metrics(interval),
-    @extschema@.event_history(text), @extschema@.conflict_history(text),
+    @extschema@.event_history(text), @extschema@.event_history(uuid), @extschema@.event_history(bigint),
+    @extschema@.conflict_history(text), @extschema@.conflict_history(uuid), @extschema@.conflict_history(bigint),
     @extschema@.batch_status(bigint), @extschema@.await_job(bigint, interval),
     @extschema@.get_settings(), @extschema@.describe_settings(),
     -- called by the views, and a view's functions run with the reader's privileges

@@ -664,6 +664,45 @@ async fn event_history_lists_an_orders_events_in_order() {
 }
 
 #[tokio::test]
+async fn histories_take_the_order_key_as_its_column_is_typed() {
+    // A uuid or bigint key column passes straight in, as with sync_order(o.id).
+    for (key_type, key) in [
+        ("uuid", "'6f1e9d4a-1b2c-4d3e-8f90-123456789abc'::uuid"),
+        ("bigint", "42::bigint"),
+    ] {
+        let db = tracked(&format!("history_{key_type}"), key_type).await;
+        db.client
+            .batch_execute(&format!(
+                "INSERT INTO orders (id, supplier_id) VALUES ({key}, 'S');
+                 INSERT INTO odoo_sync.conflicts (tracking_id, order_key, conflict_type, field_diff)
+                 SELECT id, {key}::text, 'CONCURRENT_MODIFICATION', '[]' FROM odoo_sync.tracked_tables;"
+            ))
+            .await
+            .unwrap();
+        let events: i64 = scalar(
+            &db.client,
+            "SELECT count(*) FROM odoo_sync.event_history((SELECT id FROM orders))",
+        )
+        .await;
+        assert_eq!(events, 1, "{key_type}");
+        let conflicts: i64 = scalar(
+            &db.client,
+            "SELECT count(*) FROM odoo_sync.conflict_history((SELECT id FROM orders))",
+        )
+        .await;
+        assert_eq!(conflicts, 1, "{key_type}");
+        // The text form finds the same rows.
+        let by_text: i64 = scalar(
+            &db.client,
+            &format!("SELECT count(*) FROM odoo_sync.event_history({key}::text)"),
+        )
+        .await;
+        assert_eq!(by_text, 1, "{key_type}");
+        db.finish().await;
+    }
+}
+
+#[tokio::test]
 async fn dropping_a_tracked_table_removes_its_tracking() {
     let db = tracked("req_drop", "bigint").await;
     db.client
