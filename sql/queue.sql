@@ -314,7 +314,9 @@ BEGIN
         UPDATE @extschema@.order_state
         SET job_id = NULL,
             sync_status = CASE WHEN sync_status = 'CONFLICT' THEN 'CONFLICT' ELSE 'SYNC_FAILED' END,
-            last_error = p_error, error_permanent = COALESCE((p_error ->> 'permanent')::boolean, false)
+            -- The attempt count stays with the order (order_status.attempts) once the job is gone.
+            last_error = p_error || jsonb_build_object('attempts', p_job.attempts),
+            error_permanent = COALESCE((p_error ->> 'permanent')::boolean, false)
         WHERE tracking_id = p_job.tracking_id AND order_key = p_job.order_key;
         PERFORM @extschema@._write_back(p_job.tracking_id, p_job.order_key,
                                         jsonb_build_object('sync_status', 'SYNC_FAILED'));

@@ -15,7 +15,9 @@ SELECT t.orders_table,
        s.deleted,
        j.id AS job_id,
        j.state AS job_state,
-       COALESCE(j.attempts, 0) AS attempts,
+       -- A dead-lettered order has no job left: its last error keeps the count.
+       COALESCE(j.attempts, CASE WHEN jsonb_typeof(s.last_error -> 'attempts') = 'number'
+                                 THEN (s.last_error ->> 'attempts')::numeric::integer END, 0) AS attempts,
        j.run_after AS next_attempt_at,
        s.last_error,
        (SELECT c.id FROM @extschema@.conflicts c

@@ -63,6 +63,33 @@ UPDATE @extschema@.setting_spec SET description =
     'A job still to do (ready or waiting for a retry) older than this makes health() report the queue BACKLOGGED.'
 WHERE key = 'backlog_max_age_seconds';
 
+-- order_status.attempts: a dead-lettered order keeps the count of its last job (in last_error).
+CREATE OR REPLACE VIEW @extschema@.order_status AS
+SELECT t.orders_table,
+       s.order_key AS local_order_id,
+       s.order_number,
+       s.sync_status,
+       s.odoo_id AS odoo_order_id,
+       s.odoo_name,
+       s.last_synced_at,
+       @extschema@._current_version(s.tracking_id, s.order_key) AS version,
+       s.synced_version,
+       s.deleted,
+       j.id AS job_id,
+       j.state AS job_state,
+       -- A dead-lettered order has no job left: its last error keeps the count.
+       COALESCE(j.attempts, CASE WHEN jsonb_typeof(s.last_error -> 'attempts') = 'number'
+                                 THEN (s.last_error ->> 'attempts')::numeric::integer END, 0) AS attempts,
+       j.run_after AS next_attempt_at,
+       s.last_error,
+       (SELECT c.id FROM @extschema@.conflicts c
+        WHERE c.tracking_id = s.tracking_id AND c.order_key = s.order_key AND c.resolved_at IS NULL
+        ORDER BY c.detected_at LIMIT 1) AS open_conflict_id,
+       s.changed_at
+FROM @extschema@.order_state s
+JOIN @extschema@.tracked_tables t ON t.id = s.tracking_id
+LEFT JOIN @extschema@.jobs j ON j.id = s.job_id;
+
 -- Functions that are new or changed, in the order of a fresh install (SQL functions
 -- are checked against the functions they call when created).
 CREATE OR REPLACE FUNCTION "_query_as_owner"(
@@ -412,6 +439,29 @@ BEGIN
             (SELECT string_agg(d.object_identity, ', ') FROM pg_event_trigger_dropped_objects() d
              WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0 AND d.objid IN (t.orders_table, t.items_table));
     END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION @extschema@._dead_letter(p_job @extschema@.jobs, p_error jsonb) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM @extschema@._finish_job(p_job, 'dead', p_error);
+    IF p_job.kind = 'push' THEN
+        UPDATE @extschema@.order_state
+        SET job_id = NULL,
+            sync_status = CASE WHEN sync_status = 'CONFLICT' THEN 'CONFLICT' ELSE 'SYNC_FAILED' END,
+            -- The attempt count stays with the order (order_status.attempts) once the job is gone.
+            last_error = p_error || jsonb_build_object('attempts', p_job.attempts),
+            error_permanent = COALESCE((p_error ->> 'permanent')::boolean, false)
+        WHERE tracking_id = p_job.tracking_id AND order_key = p_job.order_key;
+        PERFORM @extschema@._write_back(p_job.tracking_id, p_job.order_key,
+                                        jsonb_build_object('sync_status', 'SYNC_FAILED'));
+        PERFORM @extschema@._event('ORDER_SYNC_FAILED', p_job.tracking_id, p_job.order_key,
+                                   jsonb_build_object('job_id', p_job.id, 'attempt', p_job.attempts, 'version', p_job.claimed_version,
+                                                      'dead_letter', true, 'error', p_error));
+    END IF;
 END
 $$;
 

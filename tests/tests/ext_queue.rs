@@ -212,6 +212,21 @@ async fn transient_failures_back_off_then_dead_letter_after_max_attempts() {
     assert_eq!(row.get::<_, String>(0), "SYNC_FAILED");
     assert_eq!(row.get::<_, String>(1), "SYNC_FAILED");
     assert!(row.get::<_, bool>(2));
+    let shown = db
+        .client
+        .query_one(
+            "SELECT attempts, job_id IS NULL, last_error ->> 'message' FROM odoo_sync.order_status",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        shown.get::<_, i32>(0),
+        3,
+        "order_status keeps the attempts of the dead job"
+    );
+    assert!(shown.get::<_, bool>(1));
+    assert_eq!(shown.get::<_, String>(2), "connection reset by Odoo");
     let failures = scalar_i64(
         &db.client,
         "SELECT count(*) FROM odoo_sync.events WHERE event_type = 'ORDER_SYNC_FAILED'",
