@@ -703,12 +703,17 @@ DECLARE
     v_item_cols text;
     v_order jsonb;
     v_items jsonb;
+    v_version bigint;
 BEGIN
     SELECT * INTO t FROM @extschema@.tracked_tables tt WHERE tt.id = order_document.tracking_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'tracking % does not exist', COALESCE(tracking_id::text, 'NULL') USING ERRCODE = 'P0002';
     END IF;
     SELECT * INTO st FROM @extschema@.order_state s WHERE s.tracking_id = t.id AND s.order_key = order_document.order_key;
+    -- The version before the rows: each statement here sees what committed before it began,
+    -- so a change committed in between may make the rows newer than the version (complete_job
+    -- then requeues: one push too many), never older (that change would never be pushed).
+    v_version := @extschema@._current_version(t.id, order_key);
     SELECT format_type(a.atttypid, a.atttypmod) INTO v_key_type
     FROM pg_attribute a WHERE a.attrelid = t.orders_table AND a.attname = t.mapping -> 'orders' ->> 'id';
     -- Quantities and money travel as strings ("1.500"), so no JSON float ever rounds them.
@@ -738,7 +743,7 @@ BEGIN
     RETURN jsonb_build_object(
         'link', COALESCE(st.link, 'xmlid'), 'odoo_write_date', st.odoo_write_date, 'odoo_state', st.odoo_state,
         'tracking_id', t.id, 'order_key', order_key,
-        'version', @extschema@._current_version(t.id, order_key),
+        'version', v_version,
         'deleted', v_order IS NULL,
         'order', v_order, 'items', v_items,
         'odoo_id', st.odoo_id, 'odoo_name', st.odoo_name, 'sync_status', st.sync_status,

@@ -89,3 +89,86 @@ async fn order_document_uses_canonical_names_and_reports_deletes() {
     drop(client);
     db.finish().await;
 }
+
+/// A change that commits while a worker reads the document must not hide behind the version:
+/// the document may be newer than its version (one push too many), never older (the change
+/// would never be pushed). The worker's read is held between the order row and the items by a
+/// lock on the items table, and the change commits right then.
+#[tokio::test]
+async fn a_change_committed_during_the_read_is_never_older_than_the_version() {
+    let db = TestDb::new("document_race").await;
+    db.client
+        .batch_execute(&odoo_sync_tests::pg_cluster::common_schema("bigint"))
+        .await
+        .unwrap();
+    db.client
+        .batch_execute(
+            "SELECT odoo_sync.track_orders('orders', 'order_items');
+             INSERT INTO orders (id, supplier_id) VALUES (1, 'S');",
+        )
+        .await
+        .unwrap();
+    let before: i64 = db
+        .client
+        .query_one("SELECT version FROM odoo_sync.order_status", &[])
+        .await
+        .unwrap()
+        .get(0);
+
+    let holder = db.connect().await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE order_items IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let reader = db.connect().await;
+    let read = tokio::spawn(async move {
+        reader
+            .query_one(
+                "SELECT odoo_sync.order_document(t.id, '1') FROM odoo_sync.tracked_tables t",
+                &[],
+            )
+            .await
+            .map(|r| r.get::<_, serde_json::Value>(0))
+    });
+    // Until the reader waits for the items table, it has read the order row.
+    let mut waiting = false;
+    for _ in 0..200 {
+        waiting = db
+            .client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE relation = 'order_items'::regclass AND NOT granted)",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(waiting, "the reader never reached the items table");
+    db.client
+        .execute("UPDATE orders SET status = 'CANCELLED' WHERE id = 1", &[])
+        .await
+        .unwrap();
+    let after: i64 = db
+        .client
+        .query_one("SELECT version FROM odoo_sync.order_status", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(after > before);
+    holder.batch_execute("COMMIT").await.unwrap();
+    let doc = read.await.unwrap().unwrap();
+
+    assert_eq!(
+        doc["order"]["status"], "DRAFT",
+        "the row was read before the change"
+    );
+    assert_eq!(
+        doc["version"], before,
+        "a version that counts the change would let complete_job finish without pushing it"
+    );
+    db.finish().await;
+}
