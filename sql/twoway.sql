@@ -664,24 +664,24 @@ BEGIN
         WHERE s.tracking_id = v_tracking AND s.order_key = v_key;
     END IF;
     v_entries := @extschema@._diff3(v_base, v_local, v_remote);
-    -- A line Odoo holds under our own external id (pol_<tracking>_<item>) was written by one of
-    -- our pushes: nobody else creates those ids. When the base does not have it, that push was
-    -- never acknowledged (a lost reply, or a worker stopped between its calls, so Odoo matches
-    -- no noted attempt as a whole). Then:
-    --  * if the local item is gone, it was deleted since: a local deletion, which the next push
-    --    carries to Odoo, not a line added in Odoo;
-    --  * if Odoo's values of the line are those of a noted attempt, they are our own write and
-    --    local edits made since win, rather than meeting them as a conflict or being undone.
+    -- Odoo can hold part of an unacknowledged push (a lost reply, or a worker stopped between
+    -- its calls), so that it matches no noted attempt as a whole. Line by line:
+    --  * a line whose values in Odoo are those of a noted attempt is our own write, whether the
+    --    base had the line or not: local edits and deletions made since win, rather than
+    --    meeting it as a conflict or being undone by it;
+    --  * a line under our own external id (pol_<tracking>_<item>; nobody else creates those)
+    --    that the base does not have, and whose local item is gone, was deleted here since: a
+    --    local deletion, which the next push carries to Odoo, not a line added in Odoo.
     SELECT COALESCE(jsonb_agg(CASE
                WHEN x.entry ->> 'group' = 'lines' AND x.entry ->> 'side' IN ('remote', 'both')
-                    AND (v_base -> 'lines' -> (x.entry ->> 'line')) IS NULL
-                    AND EXISTS (SELECT 1 FROM jsonb_array_elements(COALESCE(r -> 'lines', '[]')) ol
-                                WHERE ol ->> 'xmlid' = 'pol_' || v_tracking || '_' || (x.entry ->> 'line'))
-                    AND ((x.entry ->> 'attr' IS NULL AND jsonb_typeof(x.entry -> 'local') = 'null')
-                         OR EXISTS (
+                    AND (EXISTS (
                              SELECT 1 FROM @extschema@._noted_attempts(st.attempt_snapshot) a(attempt)
                              WHERE @extschema@._line_core(a.attempt -> 'lines' -> (x.entry ->> 'line'))
-                                   = @extschema@._line_core(v_remote -> 'lines' -> (x.entry ->> 'line'))))
+                                   = @extschema@._line_core(v_remote -> 'lines' -> (x.entry ->> 'line')))
+                         OR ((v_base -> 'lines' -> (x.entry ->> 'line')) IS NULL
+                             AND x.entry ->> 'attr' IS NULL AND jsonb_typeof(x.entry -> 'local') = 'null'
+                             AND EXISTS (SELECT 1 FROM jsonb_array_elements(COALESCE(r -> 'lines', '[]')) ol
+                                         WHERE ol ->> 'xmlid' = 'pol_' || v_tracking || '_' || (x.entry ->> 'line'))))
                THEN x.entry || jsonb_build_object('side', 'local')
                ELSE x.entry END ORDER BY x.ord), '[]')
     INTO v_entries

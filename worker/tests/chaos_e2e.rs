@@ -1586,3 +1586,78 @@ async fn a_local_edit_survives_a_partial_unacknowledged_push() {
     w.kill();
     env.finish().await;
 }
+
+/// A line the base already has, changed by a push whose reply was lost while Odoo matches no
+/// noted attempt as a whole, then deleted locally (found by the eager chaos run in CI: a false
+/// VERSION_CONFLICT). Odoo's values of the line are those of a noted attempt: our own write, so
+/// the local delete stands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_delete_of_a_line_changed_by_a_partial_unacknowledged_push_stands() {
+    let _heavy = HEAVY.lock().await;
+    let mut env = setup("c_bug_partial_known", 19).await;
+    env.settings(json!({"backoff_base_seconds": 3, "backoff_max_seconds": 3}))
+        .await;
+    env.insert_orders(0, 1, 2).await;
+    let mut w = env.spawn_worker(&["run"], &[]);
+    env.wait_all_synced(Duration::from_secs(60), &mut [&mut w])
+        .await;
+    // The next write to Odoo commits, and its reply is lost.
+    env.faults(json!({"drop_after_commit": 1})).await;
+    let item: i64 = env
+        .db
+        .client
+        .query_one(
+            "UPDATE order_items SET quantity = quantity + 11 \
+             WHERE id = (SELECT min(id) FROM order_items WHERE order_id = 1) RETURNING id",
+            &[],
+        )
+        .await
+        .expect("change a synced line")
+        .get(0);
+    wait_for(
+        Duration::from_secs(30),
+        "the push fails without its reply",
+        || async {
+            (env.count("SELECT count(*) FROM odoo_sync.sync_log WHERE NOT success")
+                .await
+                > 0)
+            .then_some(())
+        },
+    )
+    .await;
+    // The noted attempt no longer matches Odoo as a whole (its vendor differs), only line by line.
+    env.db
+        .client
+        .batch_execute(
+            "UPDATE odoo_sync.order_state
+             SET attempt_snapshot = (SELECT jsonb_agg(jsonb_set(a, '{partner_id}', '\"999999\"'))
+                                     FROM jsonb_array_elements(attempt_snapshot) a)
+             WHERE order_key = '1'",
+        )
+        .await
+        .expect("make the noted attempt a partial one");
+    env.db
+        .client
+        .execute("DELETE FROM order_items WHERE id = $1", &[&item])
+        .await
+        .expect("delete the line");
+    settle(&env).await;
+    let conflicts = env
+        .count("SELECT count(*) FROM odoo_sync.conflicts WHERE resolved_at IS NULL")
+        .await;
+    assert_eq!(
+        conflicts,
+        0,
+        "our own unacknowledged write became a conflict:\n{}",
+        order_history(&env.db.client, 1).await
+    );
+    let back = env
+        .count(&format!(
+            "SELECT count(*) FROM order_items WHERE id = {item}"
+        ))
+        .await;
+    assert_eq!(back, 0, "the deleted line {item} is back");
+    assert_verified(&env).await;
+    w.kill();
+    env.finish().await;
+}
