@@ -3,7 +3,8 @@
 
 The upgrade script is the hand-written table changes (sql/versions/ddl-<old>--<new>.sql),
 then every function of the new install script that is new or whose text changed (as CREATE
-OR REPLACE), new event triggers, and the grants of security.sql (idempotent). Functions whose
+OR REPLACE), views likewise (after the functions they call), new event triggers, and the grants
+of security.sql (idempotent). Functions whose
 argument list changed are dropped first. The test tests/tests/ext_upgrade.rs proves the result
 equals a fresh install.
 
@@ -124,6 +125,12 @@ def main():
         for body in old_f[name]:
             out.append(f"DROP FUNCTION @extschema@.{name}({arg_types(body)});\n")
     old_stmts = {strip_comments(s) for s in statements(old)}
+    out.append("\n-- Views that are new or changed (a changed view keeps its columns and may add some at\n"
+               "-- the end: CREATE OR REPLACE VIEW refuses anything else).\n")
+    for stmt in statements(new):
+        body = strip_comments(stmt)
+        if body.startswith("CREATE VIEW") and body not in old_stmts:
+            out.append(re.sub(r"^CREATE\s+VIEW", "CREATE OR REPLACE VIEW", body) + "\n\n")
     out.append("\n-- Event triggers that are new.\n")
     for stmt in statements(new):
         body = strip_comments(stmt)

@@ -63,33 +63,6 @@ UPDATE @extschema@.setting_spec SET description =
     'A job still to do (ready or waiting for a retry) older than this makes health() report the queue BACKLOGGED.'
 WHERE key = 'backlog_max_age_seconds';
 
--- order_status.attempts: a dead-lettered order keeps the count of its last job (in last_error).
-CREATE OR REPLACE VIEW @extschema@.order_status AS
-SELECT t.orders_table,
-       s.order_key AS local_order_id,
-       s.order_number,
-       s.sync_status,
-       s.odoo_id AS odoo_order_id,
-       s.odoo_name,
-       s.last_synced_at,
-       @extschema@._current_version(s.tracking_id, s.order_key) AS version,
-       s.synced_version,
-       s.deleted,
-       j.id AS job_id,
-       j.state AS job_state,
-       -- A dead-lettered order has no job left: its last error keeps the count.
-       COALESCE(j.attempts, CASE WHEN jsonb_typeof(s.last_error -> 'attempts') = 'number'
-                                 THEN (s.last_error ->> 'attempts')::numeric::integer END, 0) AS attempts,
-       j.run_after AS next_attempt_at,
-       s.last_error,
-       (SELECT c.id FROM @extschema@.conflicts c
-        WHERE c.tracking_id = s.tracking_id AND c.order_key = s.order_key AND c.resolved_at IS NULL
-        ORDER BY c.detected_at LIMIT 1) AS open_conflict_id,
-       s.changed_at
-FROM @extschema@.order_state s
-JOIN @extschema@.tracked_tables t ON t.id = s.tracking_id
-LEFT JOIN @extschema@.jobs j ON j.id = s.job_id;
-
 -- Functions that are new or changed, in the order of a fresh install (SQL functions
 -- are checked against the functions they call when created).
 CREATE OR REPLACE FUNCTION "_query_as_owner"(
@@ -2133,6 +2106,35 @@ CREATE OR REPLACE FUNCTION @extschema@.event_history(entity_id bigint)
 RETURNS SETOF @extschema@.events
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$ SELECT * FROM @extschema@.event_history(entity_id::text) $$;
+
+
+-- Views that are new or changed (a changed view keeps its columns and may add some at
+-- the end: CREATE OR REPLACE VIEW refuses anything else).
+CREATE OR REPLACE VIEW @extschema@.order_status AS
+SELECT t.orders_table,
+       s.order_key AS local_order_id,
+       s.order_number,
+       s.sync_status,
+       s.odoo_id AS odoo_order_id,
+       s.odoo_name,
+       s.last_synced_at,
+       @extschema@._current_version(s.tracking_id, s.order_key) AS version,
+       s.synced_version,
+       s.deleted,
+       j.id AS job_id,
+       j.state AS job_state,
+       -- A dead-lettered order has no job left: its last error keeps the count.
+       COALESCE(j.attempts, CASE WHEN jsonb_typeof(s.last_error -> 'attempts') = 'number'
+                                 THEN (s.last_error ->> 'attempts')::numeric::integer END, 0) AS attempts,
+       j.run_after AS next_attempt_at,
+       s.last_error,
+       (SELECT c.id FROM @extschema@.conflicts c
+        WHERE c.tracking_id = s.tracking_id AND c.order_key = s.order_key AND c.resolved_at IS NULL
+        ORDER BY c.detected_at LIMIT 1) AS open_conflict_id,
+       s.changed_at
+FROM @extschema@.order_state s
+JOIN @extschema@.tracked_tables t ON t.id = s.tracking_id
+LEFT JOIN @extschema@.jobs j ON j.id = s.job_id;
 
 
 -- Event triggers that are new.

@@ -1436,6 +1436,18 @@ async fn an_edit_while_its_push_is_in_flight_is_not_a_data_mismatch() {
 /// and loses its reply (a retry follows 3 s later). Returns the environment, the running worker
 /// and the new item's id.
 async fn line_pushed_without_reply(label: &str) -> (Env, WorkerProc, i64) {
+    line_written_without_reply(
+        label,
+        "INSERT INTO order_items (order_id, product_id, product_code, quantity, unit_price) \
+         VALUES (1, 'E-COM08', 'E-COM08', 4, 7.5) RETURNING id",
+    )
+    .await
+}
+
+/// An order synced with two lines, then `change` (a statement on order 1's items returning the
+/// item's id), whose push commits in Odoo and loses its reply (a retry follows 3 s later).
+/// Returns the environment, the running worker and the item's id.
+async fn line_written_without_reply(label: &str, change: &str) -> (Env, WorkerProc, i64) {
     let mut env = setup(label, 19).await;
     env.settings(json!({"backoff_base_seconds": 3, "backoff_max_seconds": 3}))
         .await;
@@ -1448,13 +1460,9 @@ async fn line_pushed_without_reply(label: &str) -> (Env, WorkerProc, i64) {
     let item: i64 = env
         .db
         .client
-        .query_one(
-            "INSERT INTO order_items (order_id, product_id, product_code, quantity, unit_price) \
-             VALUES (1, 'E-COM08', 'E-COM08', 4, 7.5) RETURNING id",
-            &[],
-        )
+        .query_one(change, &[])
         .await
-        .expect("add a line")
+        .expect("change a line")
         .get(0);
     wait_for(
         Duration::from_secs(30),
@@ -1468,6 +1476,21 @@ async fn line_pushed_without_reply(label: &str) -> (Env, WorkerProc, i64) {
     )
     .await;
     (env, w, item)
+}
+
+/// Makes what the worker noted of its unacknowledged push match Odoo only line by line, not as
+/// a whole (its vendor differs), as after a push cut between its calls.
+async fn make_noted_attempt_partial(env: &Env) {
+    env.db
+        .client
+        .batch_execute(
+            "UPDATE odoo_sync.order_state
+             SET attempt_snapshot = (SELECT jsonb_agg(jsonb_set(a, '{partner_id}', '\"999999\"'))
+                                     FROM jsonb_array_elements(attempt_snapshot) a)
+             WHERE order_key = '1'",
+        )
+        .await
+        .expect("make the noted attempt a partial one");
 }
 
 /// A push whose Odoo write committed but whose reply was lost, then a local change, then the
@@ -1547,17 +1570,7 @@ async fn a_local_delete_survives_a_partial_unacknowledged_push() {
 async fn a_local_edit_survives_a_partial_unacknowledged_push() {
     let _heavy = HEAVY.lock().await;
     let (env, mut w, item) = line_pushed_without_reply("c_bug_partial_edit").await;
-    // The noted attempt no longer matches Odoo as a whole (its vendor differs), only line by line.
-    env.db
-        .client
-        .batch_execute(
-            "UPDATE odoo_sync.order_state
-             SET attempt_snapshot = (SELECT jsonb_agg(jsonb_set(a, '{partner_id}', '\"999999\"'))
-                                     FROM jsonb_array_elements(attempt_snapshot) a)
-             WHERE order_key = '1'",
-        )
-        .await
-        .expect("make the noted attempt a partial one");
+    make_noted_attempt_partial(&env).await;
     env.db
         .client
         .execute(
@@ -1594,48 +1607,13 @@ async fn a_local_edit_survives_a_partial_unacknowledged_push() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_local_delete_of_a_line_changed_by_a_partial_unacknowledged_push_stands() {
     let _heavy = HEAVY.lock().await;
-    let mut env = setup("c_bug_partial_known", 19).await;
-    env.settings(json!({"backoff_base_seconds": 3, "backoff_max_seconds": 3}))
-        .await;
-    env.insert_orders(0, 1, 2).await;
-    let mut w = env.spawn_worker(&["run"], &[]);
-    env.wait_all_synced(Duration::from_secs(60), &mut [&mut w])
-        .await;
-    // The next write to Odoo commits, and its reply is lost.
-    env.faults(json!({"drop_after_commit": 1})).await;
-    let item: i64 = env
-        .db
-        .client
-        .query_one(
-            "UPDATE order_items SET quantity = quantity + 11 \
-             WHERE id = (SELECT min(id) FROM order_items WHERE order_id = 1) RETURNING id",
-            &[],
-        )
-        .await
-        .expect("change a synced line")
-        .get(0);
-    wait_for(
-        Duration::from_secs(30),
-        "the push fails without its reply",
-        || async {
-            (env.count("SELECT count(*) FROM odoo_sync.sync_log WHERE NOT success")
-                .await
-                > 0)
-            .then_some(())
-        },
+    let (env, mut w, item) = line_written_without_reply(
+        "c_bug_partial_known",
+        "UPDATE order_items SET quantity = quantity + 11 \
+         WHERE id = (SELECT min(id) FROM order_items WHERE order_id = 1) RETURNING id",
     )
     .await;
-    // The noted attempt no longer matches Odoo as a whole (its vendor differs), only line by line.
-    env.db
-        .client
-        .batch_execute(
-            "UPDATE odoo_sync.order_state
-             SET attempt_snapshot = (SELECT jsonb_agg(jsonb_set(a, '{partner_id}', '\"999999\"'))
-                                     FROM jsonb_array_elements(attempt_snapshot) a)
-             WHERE order_key = '1'",
-        )
-        .await
-        .expect("make the noted attempt a partial one");
+    make_noted_attempt_partial(&env).await;
     env.db
         .client
         .execute("DELETE FROM order_items WHERE id = $1", &[&item])

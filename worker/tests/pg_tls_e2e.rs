@@ -194,33 +194,18 @@ fn scram_url(db: &TestDb, channel_binding: &str) -> String {
     )
 }
 
-/// Connects as the SCRAM role, waiting out the postmaster's asynchronous reload of pg_hba.conf.
-async fn scram_connect(url: &str, tls: &PgTls) -> Result<Client, tokio_postgres::Error> {
+/// Connects, retrying while the postmaster applies a reload (pg_hba.conf, a new certificate)
+/// asynchronously: until then a login is refused, or meets the old certificate.
+async fn connect_after_reload(url: &str, tls: &PgTls) -> Result<Client, tokio_postgres::Error> {
     let mut last = None;
     for _ in 0..100 {
         match connect(url, tls).await {
             Ok(client) => return Ok(client),
-            // Until the reload: "no pg_hba.conf entry" or trust (no channel binding used).
             Err(e) => last = Some(e),
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     Err(last.expect("at least one attempt"))
-}
-
-/// Waits until new sessions get the server certificate `tls` verifies: the postmaster loads a
-/// new one at a reload, asynchronously.
-async fn await_certificate(db: &TestDb, tls: &PgTls) {
-    for _ in 0..100 {
-        if connect(&tcp_url(db, "localhost", "require"), tls)
-            .await
-            .is_ok()
-        {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("the server did not switch to the expected certificate");
 }
 
 #[tokio::test]
@@ -281,7 +266,7 @@ async fn the_worker_speaks_tls_to_postgresql_and_verifies_when_given_a_ca() {
     // certificate signed with ECDSA-SHA384, whose binding hash is SHA-384.
     set_scram_login(&db.client, true).await;
     for tls in [&encrypt_only, &verifying] {
-        let c = scram_connect(&scram_url(&db, "require"), tls)
+        let c = connect_after_reload(&scram_url(&db, "require"), tls)
             .await
             .expect("SCRAM with channel binding over TLS");
         assert!(encrypted(&c).await);
@@ -294,13 +279,17 @@ async fn the_worker_speaks_tls_to_postgresql_and_verifies_when_given_a_ca() {
     set_server_tls(&db.client, Some((&cert384, &key384))).await;
     let verifying384 =
         PgTls::new(Some(&write(&dir, "ca384.pem", &sha384.ca))).expect("TLS with CA 384");
-    await_certificate(&db, &verifying384).await;
-    scram_connect(&scram_url(&db, "require"), &encrypt_only)
+    connect_after_reload(&tcp_url(&db, "localhost", "require"), &verifying384)
+        .await
+        .expect("the server switches to the SHA-384 certificate");
+    connect_after_reload(&scram_url(&db, "require"), &encrypt_only)
         .await
         .expect("SCRAM with a SHA-384 channel binding");
     set_scram_login(&db.client, false).await;
     set_server_tls(&db.client, Some((&cert, &key))).await;
-    await_certificate(&db, &verifying).await;
+    connect_after_reload(&tcp_url(&db, "localhost", "require"), &verifying)
+        .await
+        .expect("the server switches back to the first certificate");
 
     // A CA file that is not one: a configuration error naming the file.
     let junk = write(&dir, "junk.pem", "not a certificate\n");
