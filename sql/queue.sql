@@ -66,7 +66,10 @@ $$;
 -- The helpers below are PL/pgSQL rather than SQL functions: PL/pgSQL keeps its plans for the
 -- session, a SQL function called from PL/pgSQL is planned again on every call.
 
--- Appends an event (for the extension's own functions; the trigger writes events directly).
+-- Appends an event (for the extension's own functions; the trigger writes events directly)
+-- and tells listeners with NOTIFY odoo_sync_events 'event'. Workers ignore that payload: these
+-- events (a sync result, an import, a resolved conflict) never mean new work for them, so a
+-- worker's own results do not wake the others.
 CREATE FUNCTION @extschema@._event(p_type text, p_tracking_id integer, p_entity text, p_payload jsonb)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
@@ -75,6 +78,7 @@ AS $$
 BEGIN
     INSERT INTO @extschema@.event_log (event_type, tracking_id, entity_id, payload)
     VALUES (p_type, p_tracking_id, p_entity, COALESCE(p_payload, '{}'));
+    PERFORM pg_notify('odoo_sync_events', 'event');
 END
 $$;
 

@@ -415,6 +415,18 @@ BEGIN
 END
 $$;
 
+CREATE OR REPLACE FUNCTION @extschema@._event(p_type text, p_tracking_id integer, p_entity text, p_payload jsonb)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    INSERT INTO @extschema@.event_log (event_type, tracking_id, entity_id, payload)
+    VALUES (p_type, p_tracking_id, p_entity, COALESCE(p_payload, '{}'));
+    PERFORM pg_notify('odoo_sync_events', 'event');
+END
+$$;
+
 CREATE OR REPLACE FUNCTION @extschema@._dead_letter(p_job @extschema@.jobs, p_error jsonb) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp

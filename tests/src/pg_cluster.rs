@@ -37,6 +37,30 @@ pub async fn connect(conninfo: &str) -> Client {
     client
 }
 
+/// Opens a connection that LISTENs on `channel`; the receiver yields each notification's
+/// payload in commit order.
+pub async fn listen(
+    conninfo: &str,
+    channel: &str,
+) -> (Client, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    let (client, mut connection) = tokio_postgres::connect(conninfo, NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {conninfo}: {e}"));
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(Ok(message)) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            if let tokio_postgres::AsyncMessage::Notification(n) = message {
+                let _ = tx.send(n.payload().to_string());
+            }
+        }
+    });
+    client
+        .batch_execute(&format!("LISTEN {channel}"))
+        .await
+        .unwrap_or_else(|e| panic!("LISTEN {channel}: {e}"));
+    (client, rx)
+}
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A fresh database with `CREATE EXTENSION odoo_sync`, dropped by `finish`.

@@ -1,7 +1,7 @@
 //! Change capture: what the triggers on tracked tables record, and that it commits or rolls
 //! back with the user's transaction.
 
-use odoo_sync_tests::pg_cluster::{common_schema, TestDb};
+use odoo_sync_tests::pg_cluster::{common_schema, listen, TestDb};
 use tokio_postgres::{Client, GenericClient};
 
 async fn tracked_db(label: &str, key_type: &str) -> TestDb {
@@ -662,5 +662,98 @@ async fn uncommitted_item_change_during_completion_is_not_lost() {
         .unwrap()
         .get(0);
     assert_eq!(pending, "PENDING_SYNC");
+    db.finish().await;
+}
+
+/// The payloads `listener` received up to a sentinel NOTIFY sent now on `client`: PostgreSQL
+/// delivers notifications in commit order, so everything committed before has arrived.
+async fn notifications_so_far(
+    client: &Client,
+    listener: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+) -> Vec<String> {
+    client
+        .batch_execute("SELECT pg_notify('odoo_sync_events', 'sentinel')")
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    loop {
+        let payload = tokio::time::timeout(std::time::Duration::from_secs(10), listener.recv())
+            .await
+            .expect("the sentinel notification arrives")
+            .expect("the LISTEN connection stays open");
+        if payload == "sentinel" {
+            return seen;
+        }
+        seen.push(payload);
+    }
+}
+
+#[tokio::test]
+async fn every_captured_transaction_notifies_once() {
+    let db = tracked_db("notify", "bigint").await;
+    db.client
+        .batch_execute(
+            "INSERT INTO orders (order_number, supplier_id)
+             SELECT 'PO-N' || g, 'S1' FROM generate_series(1, 20) g",
+        )
+        .await
+        .unwrap();
+    let (_listening, mut listener) = listen(&db.conninfo(), "odoo_sync_events").await;
+    let jobs = "SELECT count(*) FROM odoo_sync.jobs";
+    assert_eq!(count(&db.client, jobs).await, 20);
+
+    // Every order already waits for its push: an update only appends its event, and still
+    // tells listeners, once for the whole transaction.
+    db.client
+        .execute("UPDATE orders SET notes = 'all twenty'", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        notifications_so_far(&db.client, &mut listener).await,
+        ["queue"]
+    );
+    db.client
+        .execute(
+            "UPDATE orders SET notes = 'one' WHERE order_number = 'PO-N1'",
+            &[],
+        )
+        .await
+        .unwrap();
+    db.client
+        .execute(
+            "INSERT INTO order_items (order_id, product_id, quantity, unit_price)
+             SELECT id, 'P1', 1, 2 FROM orders WHERE order_number = 'PO-N2'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        notifications_so_far(&db.client, &mut listener).await,
+        ["queue", "queue"],
+        "one per transaction: the order update, then the item insert"
+    );
+    assert_eq!(count(&db.client, jobs).await, 20, "coalesced, as before");
+
+    // A rolled back change, a write-back-only update and a no-op update tell nobody.
+    db.client
+        .batch_execute("BEGIN; UPDATE orders SET notes = 'undone'; ROLLBACK")
+        .await
+        .unwrap();
+    db.client
+        .batch_execute("UPDATE orders SET sync_status = 'SYNCED'; UPDATE orders SET notes = notes")
+        .await
+        .unwrap();
+    assert_eq!(
+        notifications_so_far(&db.client, &mut listener).await,
+        Vec::<String>::new()
+    );
+
+    // odoo_sync's own events (here ORDER_SYNCED_TO_ODOO, one per completed job) say 'event',
+    // which workers ignore.
+    sync_as_worker(&db.client, 9).await;
+    assert_eq!(
+        notifications_so_far(&db.client, &mut listener).await,
+        vec!["event".to_string(); 20]
+    );
     db.finish().await;
 }

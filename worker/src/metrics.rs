@@ -4,6 +4,7 @@
 //! | metric | type | meaning |
 //! |---|---|---|
 //! | `odoo_sync_jobs_claimed_total` | counter | jobs this worker claimed |
+//! | `odoo_sync_claim_rounds_total` | counter | `claim_jobs` calls, empty ones included |
 //! | `odoo_sync_jobs_finished_total{outcome}` | counter | done, requeued, retry, dead, lost |
 //! | `odoo_sync_rpc_duration_seconds{method}` | histogram | Odoo calls by `model.method` |
 //! | `odoo_sync_rpc_errors_total{method,kind}` | counter | failed Odoo calls, transient or permanent |
@@ -66,6 +67,7 @@ pub struct QueueGauges {
 #[derive(Default)]
 pub struct Metrics {
     jobs_claimed: AtomicU64,
+    claim_rounds: AtomicU64,
     finished: Mutex<BTreeMap<String, u64>>,
     rpc: Mutex<BTreeMap<String, Histogram>>,
     rpc_errors: Mutex<BTreeMap<(String, &'static str), u64>>,
@@ -110,8 +112,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Metrics {
-    /// Jobs claimed.
+    /// One `claim_jobs` call that claimed `n` jobs.
     pub fn jobs_claimed(&self, n: usize) {
+        self.claim_rounds.fetch_add(1, Ordering::Relaxed);
         self.jobs_claimed.fetch_add(n as u64, Ordering::Relaxed);
     }
 
@@ -195,6 +198,16 @@ impl Metrics {
             out,
             "odoo_sync_jobs_claimed_total {}",
             self.jobs_claimed.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP odoo_sync_claim_rounds_total claim_jobs calls, empty ones included."
+        );
+        let _ = writeln!(out, "# TYPE odoo_sync_claim_rounds_total counter");
+        let _ = writeln!(
+            out,
+            "odoo_sync_claim_rounds_total {}",
+            self.claim_rounds.load(Ordering::Relaxed)
         );
 
         let _ = writeln!(

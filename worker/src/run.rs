@@ -564,6 +564,7 @@ pub async fn run(
     let mut last_maintenance = tokio::time::Instant::now();
     let mut last_credentials_check: Option<tokio::time::Instant> = None;
     let mut last_poll: Option<tokio::time::Instant> = None;
+    let mut woken_for_nothing = false;
     loop {
         // Realtime pull: settings re-read every second (start_realtime() also wakes the
         // loop), Odoo polled every poll_interval_seconds while enabled.
@@ -657,6 +658,16 @@ pub async fn run(
             .len();
         crate::metrics::global().cache_entries(resolver.cached_len());
         if claimed == 0 {
+            // A notification that brought no work (an order edited while its job runs
+            // elsewhere or waits for a conflict decision: capture notifies on every change)
+            // makes the next one wait a little, so a stream of edits costs a few empty claims
+            // a second, not one per commit.
+            if woken_for_nothing {
+                tokio::select! {
+                    _ = tokio::time::sleep(WAKE_DEBOUNCE) => {}
+                    _ = &mut shutdown => return Ok(()),
+                }
+            }
             let woken = async {
                 match &options.wake {
                     Some(n) => n.notified().await,
@@ -673,13 +684,18 @@ pub async fn run(
                 _ => options.poll_interval,
             };
             tokio::select! {
-                _ = tokio::time::sleep(nap) => {}
-                _ = woken => {}
+                _ = tokio::time::sleep(nap) => woken_for_nothing = false,
+                _ = woken => woken_for_nothing = true,
                 _ = &mut shutdown => return Ok(()),
             }
+        } else {
+            woken_for_nothing = false;
         }
     }
 }
+
+/// The pause after a notification that brought no work, before the next one is acted on.
+pub const WAKE_DEBOUNCE: Duration = Duration::from_millis(100);
 
 /// What the heartbeat reports for Odoo: a real round trip now (the session is cached, so
 /// `connect` alone would say CONNECTED forever after the first login), and ERROR while Odoo
@@ -702,7 +718,7 @@ async fn odoo_status(odoo: &OdooClient) -> &'static str {
 pub const MAINTENANCE_EVERY: Duration = Duration::from_secs(600);
 
 /// Keeps a connection LISTENing on `odoo_sync_events` and wakes `wake` at each notification
-/// (and at each (re)connection, since notifications sent while it was down are lost). A
+/// but those with payload `event` (and at each (re)connection, since notifications sent while it was down are lost). A
 /// dropped connection is reopened after a pause; abort the handle to stop.
 pub fn spawn_listener(conninfo: String, wake: Arc<Notify>) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -713,6 +729,10 @@ pub fn spawn_listener(conninfo: String, wake: Arc<Notify>) -> JoinHandle<()> {
                     let driver = tokio::spawn(async move {
                         loop {
                             match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                                // 'event' tells applications about odoo_sync's own events
+                                // (sync results, imports): never work for a worker.
+                                Some(Ok(AsyncMessage::Notification(n)))
+                                    if n.payload() == "event" => {}
                                 Some(Ok(AsyncMessage::Notification(_))) => notify.notify_one(),
                                 Some(Ok(_)) => {}
                                 Some(Err(e)) => {

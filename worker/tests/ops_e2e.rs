@@ -209,3 +209,103 @@ async fn healthz_fails_while_odoo_refuses_the_credentials() {
     let _ = sim.stop().await;
     db.finish().await;
 }
+
+/// `odoo_sync_claim_rounds_total` from the worker's `/metrics`.
+async fn claim_rounds(base: &str) -> u64 {
+    let (status, body) = get(&format!("{base}/metrics")).await;
+    assert_eq!(status, 200, "{body}");
+    body.lines()
+        .find_map(|l| l.strip_prefix("odoo_sync_claim_rounds_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no odoo_sync_claim_rounds_total in {body}"))
+}
+
+/// Capture notifies on every committed change, also of an order whose job is already running:
+/// an idle worker woken by such a stream claims a few times a second, not once per commit,
+/// and the payload `event` (odoo_sync's own events) does not wake it at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_without_work_cost_a_few_claims_a_second() {
+    let db = tracked_db("ops_wake").await;
+    db.client
+        .batch_execute(
+            "INSERT INTO orders (order_number, supplier_id) VALUES ('PO-WAKE', 'V-GEMINI');
+             SELECT odoo_sync.claim_jobs('another-worker', 10, '10 minutes');",
+        )
+        .await
+        .expect("an order whose job another worker holds");
+    let sim = sim::spawn(SimConfig::default()).await.expect("simulator");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let _worker = run_worker(&db, &sim.url(), port, sim::DEFAULT_API_KEY);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let listening: i64 = db
+            .client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+                   AND query ILIKE 'LISTEN%'",
+                &[],
+            )
+            .await
+            .expect("pg_stat_activity")
+            .get(0);
+        if listening > 0 && get(&format!("{base}/metrics")).await.0 == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the worker never listened");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // 100 edits in 2 s, each its own transaction and notification.
+    let before = claim_rounds(&base).await;
+    let started = Instant::now();
+    for i in 0..100 {
+        db.client
+            .execute(
+                "UPDATE orders SET notes = $1 WHERE order_number = 'PO-WAKE'",
+                &[&format!("edit {i}")],
+            )
+            .await
+            .expect("edit");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let edits_rounds = claim_rounds(&base).await - before;
+    let edits_took = started.elapsed();
+
+    // 100 notifications 'event' in 2 s: only the 1 s poll claims.
+    let before = claim_rounds(&base).await;
+    let started = Instant::now();
+    for _ in 0..100 {
+        db.client
+            .batch_execute("SELECT pg_notify('odoo_sync_events', 'event')")
+            .await
+            .expect("notify");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let event_rounds = claim_rounds(&base).await - before;
+    let event_took = started.elapsed();
+    println!(
+        "100 edits in {edits_took:.1?}: {edits_rounds} claim rounds; 100 'event' notifications in {event_took:.1?}: {event_rounds} claim rounds"
+    );
+    // Woken by the edits (more than the 1 s poll alone), yet at most one claim per 100 ms.
+    let most = |took: Duration| (took.as_millis() / 100) as u64 + 3;
+    assert!(
+        edits_rounds > (edits_took.as_secs() + 2) && edits_rounds <= most(edits_took),
+        "{edits_rounds} claim rounds for 100 edits in {edits_took:?}"
+    );
+    assert!(
+        event_rounds <= event_took.as_secs() + 2,
+        "{event_rounds} claim rounds for 100 'event' notifications in {event_took:?}"
+    );
+    assert_eq!(
+        synced(&db).await,
+        0,
+        "the job stays with the worker that holds it"
+    );
+    drop(_worker);
+    let _ = sim.stop().await;
+    db.finish().await;
+}

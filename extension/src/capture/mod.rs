@@ -1,10 +1,10 @@
 //! Change capture: what the triggers on tracked tables record, inside the user's transaction.
 //!
 //! Every change appends one event (`event_append`, without the executor) and looks up the
-//! order's state (`state_probe`); for the common case, an order that already waits for its
-//! push, that is all. Only when the order has no active job (or its state must change: created,
-//! deleted, renumbered, failed before) does an SQL statement upsert the order's state, enqueue
-//! the job and NOTIFY the workers. Changes of one order are serialized by the lock on the
+//! order's state (`state_probe`), and NOTIFYs listeners; for the common case, an order that
+//! already waits for its push, that is all. Only when the order has no active job (or its state
+//! must change: created, deleted, renumbered, failed before) does an SQL statement upsert the
+//! order's state and enqueue the job. Changes of one order are serialized by the lock on the
 //! order's row, which an UPDATE holds anyway and the items trigger takes. The per-backend
 //! catalog facts all of this needs live in `catalog_cache`.
 
@@ -33,8 +33,7 @@ INSERT INTO odoo_sync.event_log (event_type, tracking_id, entity_id, payload)
 VALUES ($3, $1, $2, $4::pg_catalog.jsonb)
 RETURNING id";
 
-/// Make sure the order has a push job (a running job keeps its lease), upsert its state, and
-/// wake the workers. PostgreSQL folds identical notifications of one transaction into one.
+/// Make sure the order has a push job (a running job keeps its lease) and upsert its state.
 const ENQUEUE_SQL: &str = "
 WITH held AS (
     SELECT EXISTS (SELECT 1 FROM odoo_sync.order_state s
@@ -64,7 +63,7 @@ WITH held AS (
         changed_at = pg_catalog.now()
     RETURNING s.sync_status
 )
-SELECT s.sync_status, pg_catalog.pg_notify('odoo_sync_events', 'queue') FROM s";
+SELECT s.sync_status FROM s";
 
 /// One change to record.
 pub struct Change<'a> {
@@ -111,6 +110,7 @@ pub fn record_change(change: &Change<'_>) -> Result<Captured> {
         Some(id) => id,
         None => append_with_sql(change)?,
     };
+    notify_listeners();
     let order = state_probe::probe(change.tracking_id, change.order_key)?;
     if !change.state_changed
         && (order.active_status == "PENDING_SYNC" || order.active_status == "CONFLICT")
@@ -157,6 +157,24 @@ pub fn record_change(change: &Change<'_>) -> Result<Captured> {
             odoo_locked: order.odoo_locked,
         })
     })
+}
+
+/// NOTIFY odoo_sync_events 'queue': every captured change leaves its order waiting for a push,
+/// which is what this payload tells listeners. PostgreSQL folds identical notifications of
+/// one transaction into one, so a transaction sends it once however many rows it changes.
+/// Called as the built-in `pg_notify` (no SPI, no executor: this runs on every change).
+fn notify_listeners() {
+    // SAFETY: pg_notify takes two text datums; both are palloc'd copies of static strings.
+    unsafe {
+        let channel = pg_sys::cstring_to_text(c"odoo_sync_events".as_ptr());
+        let payload = pg_sys::cstring_to_text(c"queue".as_ptr());
+        pg_sys::OidFunctionCall2Coll(
+            pg_sys::Oid::from(pg_sys::F_PG_NOTIFY),
+            pg_sys::InvalidOid,
+            pg_sys::Datum::from(channel),
+            pg_sys::Datum::from(payload),
+        );
+    }
 }
 
 /// Appends the event with an INSERT (see EVENT_SQL); returns its id.
