@@ -718,8 +718,9 @@ async fn odoo_status(odoo: &OdooClient) -> &'static str {
 pub const MAINTENANCE_EVERY: Duration = Duration::from_secs(600);
 
 /// Keeps a connection LISTENing on `odoo_sync_events` and wakes `wake` at each notification
-/// but those with payload `event` (and at each (re)connection, since notifications sent while it was down are lost). A
-/// dropped connection is reopened after a pause; abort the handle to stop.
+/// but those with payload `event` (and at each (re)connection, since notifications sent while
+/// it was down are lost). A dropped connection is reopened after a pause; abort the handle to
+/// stop.
 pub fn spawn_listener(conninfo: String, wake: Arc<Notify>) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
