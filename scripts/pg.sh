@@ -28,7 +28,7 @@ case "${1:-}" in
       || { cat "$DATA.initdb.log"; exit 1; }
     # A backtrace in the server's environment would end up in the DETAIL of every error.
     as_owner env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE "$PGBIN/pg_ctl" -D "$DATA" -l "$DATA/server.log" -w -t 60 start \
-      -o "-p $PORT -k $SOCKDIR -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c shared_buffers=256MB" >/dev/null \
+      -o "-p $PORT -k $SOCKDIR -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c max_prepared_transactions=20 -c shared_buffers=256MB" >/dev/null \
       || { cat "$DATA/server.log"; exit 1; }
     echo "pg: started on port $PORT (data $DATA, pid $(head -1 "$DATA/postmaster.pid"))"
     ;;

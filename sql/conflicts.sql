@@ -37,7 +37,7 @@ BEGIN
     PERFORM @extschema@._event('CONFLICT_DETECTED', p_tracking_id, p_order_key,
         jsonb_build_object('conflict_id', v_id, 'conflict_type', p_type,
                            'fields', (SELECT jsonb_agg(d ->> 'field') FROM jsonb_array_elements(p_diff) d)));
-    PERFORM pg_notify('odoo_sync_events', 'conflict');
+    PERFORM @extschema@._notify('conflict');
     RETURN v_id;
 END
 $$;

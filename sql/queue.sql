@@ -78,7 +78,7 @@ AS $$
 BEGIN
     INSERT INTO @extschema@.event_log (event_type, tracking_id, entity_id, payload)
     VALUES (p_type, p_tracking_id, p_entity, COALESCE(p_payload, '{}'));
-    PERFORM pg_notify('odoo_sync_events', 'event');
+    PERFORM @extschema@._notify('event');
 END
 $$;
 
@@ -300,7 +300,7 @@ BEGIN
     WHERE q.state = 'running' AND q.lease_owner = release_jobs.worker_id;
     GET DIAGNOSTICS n = ROW_COUNT;
     IF n > 0 THEN
-        PERFORM pg_notify('odoo_sync_events', 'queue');
+        PERFORM @extschema@._notify('queue');
     END IF;
     RETURN n;
 END
@@ -508,7 +508,7 @@ BEGIN
         SET state = 'queued', run_after = now(), lease_owner = NULL, lease_until = NULL, attempt_token = NULL,
             attempts = 0, last_error = NULL
         WHERE q.id = j.id;
-        PERFORM pg_notify('odoo_sync_events', 'queue');
+        PERFORM @extschema@._notify('queue');
         RETURN 'requeued';
     END IF;
     PERFORM @extschema@._finish_job(j, 'done', NULL);
@@ -557,7 +557,7 @@ BEGIN
             SET state = 'queued', run_after = now(), lease_owner = NULL, lease_until = NULL, attempt_token = NULL,
                 attempts = 0, last_error = v_error
             WHERE q.id = j.id;
-            PERFORM pg_notify('odoo_sync_events', 'queue');
+            PERFORM @extschema@._notify('queue');
             RETURN 'requeued';
         END IF;
     END IF;
@@ -629,7 +629,7 @@ BEGIN
         WHERE s.tracking_id = h.tracking_id AND s.order_key = h.order_key;
         PERFORM @extschema@._write_back(h.tracking_id, h.order_key, jsonb_build_object('sync_status', 'PENDING_SYNC'));
     END IF;
-    PERFORM pg_notify('odoo_sync_events', 'queue');
+    PERFORM @extschema@._notify('queue');
     RETURN h.id;
 END
 $$;

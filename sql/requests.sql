@@ -62,7 +62,7 @@ BEGIN
     WHERE tracking_id = p_tracking_id AND order_key = p_order_key;
     PERFORM @extschema@._write_back(p_tracking_id, p_order_key, jsonb_build_object('sync_status',
         (SELECT sync_status FROM @extschema@.order_state WHERE tracking_id = p_tracking_id AND order_key = p_order_key)));
-    PERFORM pg_notify('odoo_sync_events', 'queue');
+    PERFORM @extschema@._notify('queue');
     RETURN v_job;
 END
 $$;
@@ -120,7 +120,7 @@ BEGIN
     VALUES ('pull', odoo_order_id, jsonb_build_object('odoo_order_id', odoo_order_id))
     ON CONFLICT (odoo_id) WHERE kind = 'pull' DO UPDATE SET run_after = LEAST(j.run_after, now())
     RETURNING id INTO v_job;
-    PERFORM pg_notify('odoo_sync_events', 'queue');
+    PERFORM @extschema@._notify('queue');
     RETURN v_job;
 END
 $$;
@@ -298,7 +298,7 @@ BEGIN
 
     INSERT INTO @extschema@.batches (kind, filter) VALUES ('import', v_clean) RETURNING id INTO v_batch;
     INSERT INTO @extschema@.jobs (kind, batch_id, payload) VALUES ('import', v_batch, jsonb_build_object('filter', v_clean));
-    PERFORM pg_notify('odoo_sync_events', 'queue');
+    PERFORM @extschema@._notify('queue');
     RETURN v_batch;
 END
 $$;
@@ -357,11 +357,11 @@ $$;
 -- second.
 CREATE FUNCTION @extschema@.start_realtime() RETURNS void
 LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$ SELECT @extschema@.update_settings('{"realtime_enabled": true}'); SELECT pg_notify('odoo_sync_events', 'realtime') $$;
+AS $$ SELECT @extschema@.update_settings('{"realtime_enabled": true}'); SELECT @extschema@._notify('realtime') $$;
 
 CREATE FUNCTION @extschema@.stop_realtime() RETURNS void
 LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$ SELECT @extschema@.update_settings('{"realtime_enabled": false}'); SELECT pg_notify('odoo_sync_events', 'realtime') $$;
+AS $$ SELECT @extschema@.update_settings('{"realtime_enabled": false}'); SELECT @extschema@._notify('realtime') $$;
 
 -- Replays the event log: every order with a change event matching the filter gets a push job
 -- (its current state is pushed again; a push is idempotent). Filter keys: since, until (ISO

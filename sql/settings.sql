@@ -192,7 +192,7 @@ BEGIN
         END IF;
     END LOOP;
     -- Workers re-read settings when told; without this they would notice only at the next heartbeat.
-    PERFORM pg_notify('odoo_sync_events', 'settings');
+    PERFORM @extschema@._notify('settings');
     RETURN @extschema@.get_settings();
 END
 $$;

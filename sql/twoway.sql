@@ -862,7 +862,7 @@ BEGIN
         attempt_token = NULL, run_after = CASE WHEN v_held THEN 'infinity' ELSE now() END
     WHERE q.id = j.id;
     IF NOT v_held THEN
-        PERFORM pg_notify('odoo_sync_events', 'queue');
+        PERFORM @extschema@._notify('queue');
     END IF;
     RETURN CASE WHEN v_held THEN 'held' ELSE 'queued' END;
 END

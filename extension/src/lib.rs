@@ -9,6 +9,7 @@ use pgrx::prelude::*;
 
 mod capture;
 mod error;
+mod notify;
 mod plans;
 mod privileges;
 mod tuple;
@@ -22,6 +23,7 @@ extension_sql_file!(
     requires = [
         capture::order_trigger::capture_order_change,
         capture::item_trigger::capture_item_change,
+        notify::_notify,
         privileges::_exec_as_owner,
         privileges::_query_as_owner
     ]

@@ -65,6 +65,13 @@ WHERE key = 'backlog_max_age_seconds';
 
 -- Functions that are new or changed, in the order of a fresh install (SQL functions
 -- are checked against the functions they call when created).
+CREATE OR REPLACE FUNCTION "_notify"(
+	"payload" TEXT /* & str */
+) RETURNS void
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_notify_wrapper';
+
 CREATE OR REPLACE FUNCTION "_query_as_owner"(
 	"rel" oid, /* pg_sys :: Oid */
 	"query" TEXT, /* & str */
@@ -172,7 +179,7 @@ BEGIN
         END IF;
     END LOOP;
     -- Workers re-read settings when told; without this they would notice only at the next heartbeat.
-    PERFORM pg_notify('odoo_sync_events', 'settings');
+    PERFORM @extschema@._notify('settings');
     RETURN @extschema@.get_settings();
 END
 $$;
@@ -423,7 +430,27 @@ AS $$
 BEGIN
     INSERT INTO @extschema@.event_log (event_type, tracking_id, entity_id, payload)
     VALUES (p_type, p_tracking_id, p_entity, COALESCE(p_payload, '{}'));
-    PERFORM pg_notify('odoo_sync_events', 'event');
+    PERFORM @extschema@._notify('event');
+END
+$$;
+
+CREATE OR REPLACE FUNCTION @extschema@.release_jobs(worker_id text) RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    n integer;
+BEGIN
+    UPDATE @extschema@.jobs q
+    SET state = 'queued', run_after = now(), lease_owner = NULL, lease_until = NULL, attempt_token = NULL,
+        attempts = greatest(q.attempts - 1, 0)
+    WHERE q.state = 'running' AND q.lease_owner = release_jobs.worker_id;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n > 0 THEN
+        PERFORM @extschema@._notify('queue');
+    END IF;
+    RETURN n;
 END
 $$;
 
@@ -621,11 +648,76 @@ BEGIN
         SET state = 'queued', run_after = now(), lease_owner = NULL, lease_until = NULL, attempt_token = NULL,
             attempts = 0, last_error = NULL
         WHERE q.id = j.id;
-        PERFORM pg_notify('odoo_sync_events', 'queue');
+        PERFORM @extschema@._notify('queue');
         RETURN 'requeued';
     END IF;
     PERFORM @extschema@._finish_job(j, 'done', NULL);
     RETURN 'done';
+END
+$$;
+
+CREATE OR REPLACE FUNCTION @extschema@.fail_job(job_id bigint, attempt_token bigint, error jsonb,
+                                     permanent boolean DEFAULT false, retry_after interval DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    j @extschema@.jobs;
+    v_error jsonb;
+    v_version bigint;
+    v_next timestamptz;
+    v_operation text;
+BEGIN
+    j := @extschema@._lock_running_job(job_id, attempt_token);
+    IF error IS NULL OR jsonb_typeof(error) <> 'object' OR jsonb_typeof(error -> 'message') IS DISTINCT FROM 'string' THEN
+        RAISE EXCEPTION 'error must be a JSON object with a "message" string'
+            USING ERRCODE = '22023', HINT = 'Example: {"type": "OdooError", "odoo_error": "odoo.exceptions.UserError", "message": "..."}';
+    END IF;
+    IF retry_after IS NOT NULL AND (retry_after < interval '0' OR retry_after > interval '1 day') THEN
+        RAISE EXCEPTION 'retry_after must be between 0 and 1 day, got %', retry_after USING ERRCODE = '22023';
+    END IF;
+    v_error := error || jsonb_build_object('permanent', COALESCE(permanent, false), 'attempt', j.attempts,
+                                           'at', now());
+    v_operation := CASE j.kind WHEN 'pull' THEN 'PULL' WHEN 'import' THEN 'IMPORT' ELSE
+                   (SELECT CASE WHEN s.deleted THEN 'DELETE' WHEN s.odoo_id IS NULL THEN 'CREATE' ELSE 'UPDATE' END
+                    FROM @extschema@.order_state s WHERE s.tracking_id = j.tracking_id AND s.order_key = j.order_key) END;
+    PERFORM @extschema@._log_attempt(j, COALESCE(v_operation, 'CREATE'), false, v_error, '{}');
+
+    IF j.kind = 'push' THEN
+        v_version := @extschema@._current_version(j.tracking_id, j.order_key);
+        IF v_version > j.claimed_version THEN
+            UPDATE @extschema@.jobs q
+            SET state = 'queued', run_after = now(), lease_owner = NULL, lease_until = NULL, attempt_token = NULL,
+                attempts = 0, last_error = v_error
+            WHERE q.id = j.id;
+            PERFORM @extschema@._notify('queue');
+            RETURN 'requeued';
+        END IF;
+    END IF;
+
+    IF COALESCE(permanent, false) OR j.attempts >= @extschema@._setting('max_attempts')::text::int THEN
+        PERFORM @extschema@._dead_letter(j, v_error);
+        RETURN 'dead';
+    END IF;
+
+    v_next := now() + COALESCE(retry_after, @extschema@._backoff(j.attempts));
+    UPDATE @extschema@.jobs q
+    SET state = 'failed', run_after = v_next, lease_owner = NULL, lease_until = NULL, attempt_token = NULL,
+        last_error = v_error
+    WHERE q.id = j.id;
+    IF j.kind = 'push' THEN
+        UPDATE @extschema@.order_state s
+        SET sync_status = CASE WHEN s.sync_status = 'CONFLICT' THEN 'CONFLICT' ELSE 'SYNC_FAILED' END,
+            last_error = v_error, error_permanent = false
+        WHERE s.tracking_id = j.tracking_id AND s.order_key = j.order_key;
+        PERFORM @extschema@._write_back(j.tracking_id, j.order_key, jsonb_build_object('sync_status', 'SYNC_FAILED'));
+        PERFORM @extschema@._event('ORDER_SYNC_FAILED', j.tracking_id, j.order_key,
+            jsonb_build_object('job_id', j.id, 'attempt', j.attempts, 'version', j.claimed_version, 'dead_letter', false,
+                               'next_attempt_at', v_next, 'error', v_error));
+    END IF;
+    RETURN 'retry';
 END
 $$;
 
@@ -670,7 +762,7 @@ BEGIN
         WHERE s.tracking_id = h.tracking_id AND s.order_key = h.order_key;
         PERFORM @extschema@._write_back(h.tracking_id, h.order_key, jsonb_build_object('sync_status', 'PENDING_SYNC'));
     END IF;
-    PERFORM pg_notify('odoo_sync_events', 'queue');
+    PERFORM @extschema@._notify('queue');
     RETURN h.id;
 END
 $$;
@@ -794,7 +886,27 @@ BEGIN
     WHERE tracking_id = p_tracking_id AND order_key = p_order_key;
     PERFORM @extschema@._write_back(p_tracking_id, p_order_key, jsonb_build_object('sync_status',
         (SELECT sync_status FROM @extschema@.order_state WHERE tracking_id = p_tracking_id AND order_key = p_order_key)));
-    PERFORM pg_notify('odoo_sync_events', 'queue');
+    PERFORM @extschema@._notify('queue');
+    RETURN v_job;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION @extschema@.sync_order_from_odoo(odoo_order_id integer) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_job bigint;
+BEGIN
+    IF odoo_order_id IS NULL OR odoo_order_id < 1 THEN
+        RAISE EXCEPTION 'odoo_order_id must be a positive Odoo record id, got %', COALESCE(odoo_order_id::text, 'NULL')
+            USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO @extschema@.jobs AS j (kind, odoo_id, payload)
+    VALUES ('pull', odoo_order_id, jsonb_build_object('odoo_order_id', odoo_order_id))
+    ON CONFLICT (odoo_id) WHERE kind = 'pull' DO UPDATE SET run_after = LEAST(j.run_after, now())
+    RETURNING id INTO v_job;
+    PERFORM @extschema@._notify('queue');
     RETURN v_job;
 END
 $$;
@@ -893,10 +1005,18 @@ BEGIN
 
     INSERT INTO @extschema@.batches (kind, filter) VALUES ('import', v_clean) RETURNING id INTO v_batch;
     INSERT INTO @extschema@.jobs (kind, batch_id, payload) VALUES ('import', v_batch, jsonb_build_object('filter', v_clean));
-    PERFORM pg_notify('odoo_sync_events', 'queue');
+    PERFORM @extschema@._notify('queue');
     RETURN v_batch;
 END
 $$;
+
+CREATE OR REPLACE FUNCTION @extschema@.start_realtime() RETURNS void
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT @extschema@.update_settings('{"realtime_enabled": true}'); SELECT @extschema@._notify('realtime') $$;
+
+CREATE OR REPLACE FUNCTION @extschema@.stop_realtime() RETURNS void
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT @extschema@.update_settings('{"realtime_enabled": false}'); SELECT @extschema@._notify('realtime') $$;
 
 CREATE OR REPLACE FUNCTION @extschema@.replay_events(filter jsonb DEFAULT '{}') RETURNS bigint
 LANGUAGE plpgsql VOLATILE
@@ -1766,7 +1886,7 @@ BEGIN
         attempt_token = NULL, run_after = CASE WHEN v_held THEN 'infinity' ELSE now() END
     WHERE q.id = j.id;
     IF NOT v_held THEN
-        PERFORM pg_notify('odoo_sync_events', 'queue');
+        PERFORM @extschema@._notify('queue');
     END IF;
     RETURN CASE WHEN v_held THEN 'held' ELSE 'queued' END;
 END
@@ -1847,7 +1967,7 @@ BEGIN
     PERFORM @extschema@._event('CONFLICT_DETECTED', p_tracking_id, p_order_key,
         jsonb_build_object('conflict_id', v_id, 'conflict_type', p_type,
                            'fields', (SELECT jsonb_agg(d ->> 'field') FROM jsonb_array_elements(p_diff) d)));
-    PERFORM pg_notify('odoo_sync_events', 'conflict');
+    PERFORM @extschema@._notify('conflict');
     RETURN v_id;
 END
 $$;

@@ -757,3 +757,85 @@ async fn every_captured_transaction_notifies_once() {
     );
     db.finish().await;
 }
+
+#[tokio::test]
+async fn notifications_follow_savepoints_and_skip_prepared_transactions() {
+    let db = tracked_db("notify2pc", "bigint").await;
+    let order = new_order(&db.client, "PO-2PC").await;
+    let (_listening, mut listener) = listen(&db.conninfo(), "odoo_sync_events").await;
+    let update = format!("UPDATE orders SET notes = md5(random()::text) WHERE id = {order}");
+
+    // What a rolled back savepoint changed tells nobody; a released one does.
+    db.client
+        .batch_execute(&format!(
+            "BEGIN; SAVEPOINT a; {update}; ROLLBACK TO a; COMMIT;
+             BEGIN; SAVEPOINT a; SAVEPOINT b; {update}; RELEASE b; ROLLBACK TO a; COMMIT;"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        notifications_so_far(&db.client, &mut listener).await,
+        Vec::<String>::new()
+    );
+    db.client
+        .batch_execute(&format!(
+            "BEGIN; SAVEPOINT a; {update}; RELEASE a; COMMIT;
+             DO $$ BEGIN
+                 FOR i IN 1..3 LOOP
+                     BEGIN {update}; EXCEPTION WHEN others THEN NULL; END;
+                 END LOOP;
+             END $$;"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        notifications_so_far(&db.client, &mut listener).await,
+        ["queue", "queue"],
+        "one per committed transaction, however many subtransactions changed the order"
+    );
+
+    // Two-phase commit: PostgreSQL refuses to PREPARE a transaction that executed NOTIFY, so
+    // a prepared change notifies nobody; its job is there once COMMIT PREPARED ran (workers
+    // find it by polling).
+    sync_as_worker(&db.client, 7).await;
+    let jobs = "SELECT count(*) FROM odoo_sync.jobs";
+    assert_eq!(count(&db.client, jobs).await, 0);
+    let gid = format!("{}_tx", db.name);
+    db.client
+        .batch_execute(&format!(
+            "BEGIN; {update}; PREPARE TRANSACTION '{gid}_rollback'"
+        ))
+        .await
+        .expect("a transaction that changed a tracked table can be prepared");
+    db.client
+        .batch_execute(&format!("ROLLBACK PREPARED '{gid}_rollback'"))
+        .await
+        .unwrap();
+    assert_eq!(count(&db.client, jobs).await, 0, "rolled back: no job");
+    db.client
+        .batch_execute(&format!("BEGIN; {update}; PREPARE TRANSACTION '{gid}'"))
+        .await
+        .unwrap();
+    assert_eq!(count(&db.client, jobs).await, 0, "not committed yet");
+    db.client
+        .batch_execute(&format!("COMMIT PREPARED '{gid}'"))
+        .await
+        .unwrap();
+    assert_eq!(count(&db.client, jobs).await, 1);
+    let status: String = db
+        .client
+        .query_one(
+            "SELECT sync_status FROM odoo_sync.order_status WHERE local_order_id = $1",
+            &[&order],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "PENDING_SYNC");
+    assert_eq!(
+        notifications_so_far(&db.client, &mut listener).await,
+        vec!["event".to_string()],
+        "only the completed push of the first part; nothing from the prepared transactions"
+    );
+    db.finish().await;
+}

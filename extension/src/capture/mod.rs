@@ -159,22 +159,11 @@ pub fn record_change(change: &Change<'_>) -> Result<Captured> {
     })
 }
 
-/// NOTIFY odoo_sync_events 'queue': every captured change leaves its order waiting for a push,
-/// which is what this payload tells listeners. PostgreSQL folds identical notifications of
-/// one transaction into one, so a transaction sends it once however many rows it changes.
-/// Called as the built-in `pg_notify` (no SPI, no executor: this runs on every change).
+/// NOTIFY odoo_sync_events 'queue' at commit (see `crate::notify`): every captured change
+/// leaves its order waiting for a push, which is what this payload tells listeners. A
+/// transaction sends it once however many rows it changes.
 fn notify_listeners() {
-    // SAFETY: pg_notify takes two text datums; both are palloc'd copies of static strings.
-    unsafe {
-        let channel = pg_sys::cstring_to_text(c"odoo_sync_events".as_ptr());
-        let payload = pg_sys::cstring_to_text(c"queue".as_ptr());
-        pg_sys::OidFunctionCall2Coll(
-            pg_sys::Oid::from(pg_sys::F_PG_NOTIFY),
-            pg_sys::InvalidOid,
-            pg_sys::Datum::from(channel),
-            pg_sys::Datum::from(payload),
-        );
-    }
+    crate::notify::at_commit("queue");
 }
 
 /// Appends the event with an INSERT (see EVENT_SQL); returns its id.
