@@ -430,7 +430,12 @@ BEGIN
                                    FROM jsonb_each(v_result -> 'snapshot' -> 'lines') x(k, v)), '{}'),
                 -- The totals the local row holds after this completion: Odoo's when they are
                 -- written back below, the earlier ones otherwise (requeued, or the user's own).
-                'amounts', CASE WHEN v_write_amounts THEN v_amounts ELSE st.base_snapshot -> 'amounts' END);
+                'amounts', CASE WHEN v_write_amounts THEN v_amounts ELSE st.base_snapshot -> 'amounts' END)
+                -- Odoo's notes after the push, as the worker read them back.
+                || CASE WHEN v_result -> 'snapshot' ? 'notes_html'
+                        THEN jsonb_build_object('notes', @extschema@._html_text(v_result -> 'snapshot' ->> 'notes_html'),
+                                                'notes_html', v_result -> 'snapshot' -> 'notes_html')
+                        ELSE '{}' END;
         ELSE
             v_base := COALESCE(v_result -> 'snapshot', st.base_snapshot);
         END IF;
@@ -718,6 +723,8 @@ BEGIN
         'deleted', v_order IS NULL,
         'order', v_order, 'items', v_items,
         'odoo_id', st.odoo_id, 'odoo_name', st.odoo_name, 'sync_status', st.sync_status,
-        'base_snapshot', st.base_snapshot, 'tombstone', st.tombstone);
+        'base_snapshot', st.base_snapshot, 'tombstone', st.tombstone,
+        -- {"html": ...} to write into Odoo's notes; absent (NULL) to leave them alone.
+        'odoo_notes', CASE WHEN v_order ? 'notes' THEN @extschema@._notes_to_write(v_order ->> 'notes', st.base_snapshot) END);
 END
 $$;

@@ -66,6 +66,91 @@ BEGIN
 END
 $$;
 
+-- Order notes. Odoo keeps them as HTML (purchase.order `notes`, `note` from 19 on, sanitized on
+-- every write); applications mostly keep plain text. The three-way merge compares text: HTML is
+-- reduced to its text (paragraph ends and line breaks become newlines, entities are decoded),
+-- and line-end style and surrounding blanks do not count. A local value that is itself HTML is
+-- read, and sent, as HTML.
+CREATE FUNCTION @extschema@._looks_like_html(p text) RETURNS boolean
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT p ~ '^\s*<[A-Za-z][^>]*>' AND p ~ '>\s*$'
+$$;
+
+-- Plain text in canonical form: \n line ends, no surrounding blanks; NULL when empty.
+CREATE FUNCTION @extschema@._plain_note(p text) RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT NULLIF(btrim(regexp_replace(p, '\r\n?', E'\n', 'g'), E' \t\n' || chr(160)), '')
+$$;
+
+-- The text of an HTML fragment (what Odoo's notes field holds).
+CREATE FUNCTION @extschema@._html_text(p_html text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v text := p_html;
+    m text[];
+BEGIN
+    IF v IS NULL THEN
+        RETURN NULL;
+    END IF;
+    -- Line ends in HTML source are blanks; breaks and the ends of blocks are the text's lines.
+    v := regexp_replace(v, '\s*\r?\n\s*', ' ', 'g');
+    v := regexp_replace(v, '<br\s*/?>', E'\n', 'gi');
+    v := regexp_replace(v, '</(p|div|li|h[1-6]|tr|blockquote|pre)\s*>', E'\n', 'gi');
+    v := regexp_replace(v, '<[^>]*>', '', 'g');
+    v := replace(replace(replace(replace(replace(v, '&lt;', '<'), '&gt;', '>'), '&quot;', '"'), '&#39;', ''''), '&apos;', '''');
+    v := replace(v, '&nbsp;', chr(160));
+    FOR m IN SELECT DISTINCT regexp_matches(v, '&#([xX]?)([0-9A-Fa-f]{1,6});', 'g') LOOP
+        CONTINUE WHEN m[1] = '' AND m[2] !~ '^[0-9]+$';
+        v := replace(v, format('&#%s%s;', m[1], m[2]),
+                     chr(CASE WHEN m[1] = '' THEN m[2]::integer
+                              ELSE ('x' || lpad(m[2], 8, '0'))::bit(32)::integer END));
+    END LOOP;
+    v := replace(v, '&amp;', '&');
+    RETURN @extschema@._plain_note(v);
+END
+$$;
+
+-- Canonical text of a local notes value (plain text, or HTML).
+CREATE FUNCTION @extschema@._note_text(p text) RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN @extschema@._looks_like_html(p) THEN @extschema@._html_text(p) ELSE @extschema@._plain_note(p) END
+$$;
+
+-- What a local notes value is written to Odoo as: its HTML as it is, or its text as one
+-- paragraph with line breaks (which Odoo's sanitizer keeps unchanged); NULL when empty.
+CREATE FUNCTION @extschema@._text_html(p text) RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN @extschema@._note_text(p) IS NULL THEN NULL
+                WHEN @extschema@._looks_like_html(p) THEN p
+                ELSE '<p>' || replace(replace(replace(replace(@extschema@._plain_note(p), '&', '&amp;'), '<', '&lt;'),
+                                              '>', '&gt;'), E'\n', '<br>') || '</p>' END
+$$;
+
+-- What a push writes into Odoo's notes: {"html": <HTML or null>}, or NULL to leave them alone.
+-- Local notes equal to those of the last sync keep Odoo's HTML as it is (formatting included):
+-- a push only runs once Odoo's changes since that sync are merged. With a base from before
+-- notes were synced, empty local notes leave Odoo's alone.
+CREATE FUNCTION @extschema@._notes_to_write(p_local text, p_base jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE
+        WHEN p_base ? 'notes' AND @extschema@._note_text(p_local) IS NOT DISTINCT FROM p_base ->> 'notes'
+            THEN jsonb_build_object('html', p_base -> 'notes_html')
+        WHEN p_base IS NOT NULL AND NOT p_base ? 'notes' AND @extschema@._note_text(p_local) IS NULL THEN NULL
+        ELSE jsonb_build_object('html', @extschema@._text_html(p_local)) END
+$$;
+
 -- Canonical form of a local order document (order_document()); NULL for a deleted order.
 CREATE FUNCTION @extschema@._canonical_local(p_doc jsonb) RETURNS jsonb
 LANGUAGE sql STABLE
@@ -83,6 +168,9 @@ AS $$
                        'unit_price', (i ->> 'unit_price')::numeric))
             FROM jsonb_array_elements(p_doc -> 'items') i
             LEFT JOIN @extschema@.product_map m ON m.local_product_id = i ->> 'product_id'), '{}'))
+        || CASE WHEN p_doc -> 'order' ? 'notes'
+                THEN jsonb_build_object('notes', @extschema@._note_text(p_doc -> 'order' ->> 'notes'))
+                ELSE '{}' END
     END
 $$;
 
@@ -116,6 +204,10 @@ AS $$
                        'qty_received', COALESCE((l ->> 'qty_received')::numeric, 0),
                        'odoo_line_id', (l ->> 'odoo_line_id')::integer))
             FROM jsonb_array_elements(COALESCE(r -> 'lines', '[]')) l), '{}'))
+        -- The worker reads Odoo's notes HTML as notes_html; the base keeps it for the next push.
+        || CASE WHEN r ? 'notes_html'
+                THEN jsonb_build_object('notes', @extschema@._html_text(r ->> 'notes_html'), 'notes_html', r -> 'notes_html')
+                ELSE '{}' END
 $$;
 
 -- The pushes noted in order_state.attempt_snapshot and not acknowledged, one per row (an
@@ -158,18 +250,22 @@ DECLARE
     bl jsonb; ll jsonb; rl jsonb;
     v_side text;
 BEGIN
-    FOREACH v_field IN ARRAY ARRAY['state', 'partner_id'] LOOP
+    FOREACH v_field IN ARRAY ARRAY['state', 'partner_id', 'notes'] LOOP
         bv := b -> v_field; lv := l -> v_field; rv := r -> v_field;
         -- Without a status column (or with statuses odoo_sync does not know) the local side
         -- has no state: Odoo's is taken as it is.
         CONTINUE WHEN v_field = 'state' AND (lv IS NULL OR jsonb_typeof(lv) = 'null');
+        -- Notes only when both sides carry them (a mapped notes column; Odoo's read). A base
+        -- from before notes were synced knows none: differing notes on both sides are then a
+        -- conflict, never overwritten silently.
+        CONTINUE WHEN v_field = 'notes' AND NOT COALESCE(l ? 'notes' AND r ? 'notes', false);
         v_side := CASE WHEN lv IS DISTINCT FROM bv AND rv IS DISTINCT FROM bv THEN
                            CASE WHEN lv = rv THEN NULL ELSE 'both' END
                        WHEN rv IS DISTINCT FROM bv THEN 'remote'
                        WHEN lv IS DISTINCT FROM bv THEN 'local' END;
         CONTINUE WHEN v_side IS NULL;
         v_out := v_out || jsonb_build_object('field', v_field,
-            'group', CASE WHEN v_field = 'partner_id' THEN 'supplier'
+            'group', CASE WHEN v_field = 'partner_id' THEN 'supplier' WHEN v_field = 'notes' THEN 'notes'
                           WHEN rv #>> '{}' IN ('partial', 'received') THEN 'received' ELSE 'state' END,
             'base', bv, 'local', lv, 'remote', rv, 'side', v_side);
     END LOOP;
@@ -377,6 +473,7 @@ DECLARE
     v_key text;
     v_attrs text[];
     v_supplier text;
+    v_notes text;
     v_items_key_type text := @extschema@._coltype(t.items_table, t.mapping -> 'items' ->> 'id');
 BEGIN
     FOR e IN SELECT value FROM jsonb_array_elements(p_entries) LOOP
@@ -389,6 +486,13 @@ BEGIN
             IF t.mapping -> 'orders' ? 'supplier_name' AND r ? 'partner_name' THEN
                 v_order := v_order || jsonb_build_object('supplier_name', r ->> 'partner_name');
             END IF;
+        ELSIF e ->> 'field' = 'notes' THEN
+            -- An application that keeps HTML notes gets Odoo's HTML; others get its text.
+            v_notes := @extschema@._local_values(t.id, p_order_key, ARRAY['notes']) ->> 'notes';
+            v_order := v_order || jsonb_build_object('notes', CASE
+                WHEN NOT COALESCE(@extschema@._looks_like_html(v_notes), false) THEN e ->> 'remote'
+                WHEN @extschema@._html_text(r ->> 'notes_html') IS NOT DISTINCT FROM e ->> 'remote' THEN r ->> 'notes_html'
+                ELSE @extschema@._text_html(e ->> 'remote') END);
         END IF;
     END LOOP;
     IF v_order <> '{}' THEN
@@ -516,7 +620,7 @@ BEGIN
             WHEN 'subtotal' THEN r -> 'amounts' ->> 'subtotal'
             WHEN 'sales_tax' THEN r -> 'amounts' ->> 'sales_tax'
             WHEN 'grand_total' THEN r -> 'amounts' ->> 'grand_total'
-            WHEN 'notes' THEN r ->> 'notes'
+            WHEN 'notes' THEN @extschema@._html_text(r ->> 'notes_html')
             WHEN 'odoo_order_id' THEN r ->> 'odoo_id'
             WHEN 'last_synced_at' THEN now()::text
             WHEN 'sync_status' THEN 'SYNCED' END;
@@ -686,9 +790,10 @@ BEGIN
                ELSE x.entry END ORDER BY x.ord), '[]')
     INTO v_entries
     FROM jsonb_array_elements(v_entries) WITH ORDINALITY AS x(entry, ord);
-    -- Seen already (the overlap window reads orders again): nothing to write at all.
+    -- Seen already (the overlap window reads orders again): nothing to write at all (unless
+    -- the base does not know Odoo's notes yet: it learns them now).
     IF jsonb_array_length(v_entries) = 0 AND st.odoo_write_date IS NOT DISTINCT FROM r ->> 'write_date'
-       AND st.base_snapshot IS NOT NULL THEN
+       AND st.base_snapshot IS NOT NULL AND (st.base_snapshot ? 'notes' OR NOT v_remote ? 'notes') THEN
         RETURN jsonb_build_object('outcome', 'unchanged', 'tracking_id', v_tracking, 'order_key', v_key, 'odoo_id', v_odoo_id);
     END IF;
 

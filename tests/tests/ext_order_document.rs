@@ -52,6 +52,10 @@ async fn order_document_uses_canonical_names_and_reports_deletes() {
         .get(0);
     assert_eq!(doc["version"], version);
     assert_eq!(doc["deleted"], false);
+    assert!(
+        doc["odoo_notes"].is_null(),
+        "no notes column: Odoo's are left alone"
+    );
     assert_eq!(doc["order"]["order_number"], "PO-7");
     assert_eq!(doc["order"]["supplier_id"], "V-GEMINI");
     assert_eq!(
@@ -170,5 +174,125 @@ async fn a_change_committed_during_the_read_is_never_older_than_the_version() {
         doc["version"], before,
         "a version that counts the change would let complete_job finish without pushing it"
     );
+    db.finish().await;
+}
+
+#[tokio::test]
+async fn notes_travel_as_html_and_are_written_only_when_changed_since_the_last_sync() {
+    let db = TestDb::new("document_notes").await;
+    db.client
+        .batch_execute(&odoo_sync_tests::pg_cluster::common_schema("bigint"))
+        .await
+        .unwrap();
+    db.client
+        .query_one(
+            "SELECT odoo_sync.track_orders('orders', 'order_items')",
+            &[],
+        )
+        .await
+        .unwrap();
+
+    // Text → HTML → text gives the text back (in canonical form), whatever it holds.
+    let samples: Vec<&str> = vec![
+        "a & b\r\nc",
+        "x &lt; y &amp; &#39;",
+        "  padded\n\n\nlines  ",
+        "tabs\tand unicode é € \u{a0}",
+        "<not a tag",
+        "5 > 3 < 4",
+        "<p>HTML kept as <b>HTML</b></p>",
+    ];
+    for row in db
+        .client
+        .query(
+            "SELECT x, odoo_sync._text_html(x),
+                    odoo_sync._html_text(odoo_sync._text_html(x)) IS NOT DISTINCT FROM odoo_sync._note_text(x)
+             FROM unnest($1::text[]) x",
+            &[&samples],
+        )
+        .await
+        .unwrap()
+    {
+        let (text, html, round_trip): (String, String, bool) = (row.get(0), row.get(1), row.get(2));
+        assert!(round_trip, "{text:?} → {html:?}");
+    }
+    let one = |sql: &'static str| {
+        let client = &db.client;
+        async move {
+            client
+                .query_one(sql, &[])
+                .await
+                .unwrap()
+                .get::<_, Option<String>>(0)
+        }
+    };
+    assert_eq!(
+        one("SELECT odoo_sync._text_html(E'Dock 2 & ramp\\r\\nafter 9')")
+            .await
+            .as_deref(),
+        Some("<p>Dock 2 &amp; ramp<br>after 9</p>")
+    );
+    assert_eq!(one("SELECT odoo_sync._text_html(E' \\n ')").await, None);
+    assert_eq!(
+        one("SELECT odoo_sync._html_text('<p>a&nbsp;&#233;&#x20AC;</p><ul><li>one</li><li>two &amp;lt;</li></ul>')")
+            .await
+            .as_deref(),
+        Some("a\u{a0}é€\none\ntwo &lt;")
+    );
+
+    let key: String = db
+        .client
+        .query_one(
+            "INSERT INTO orders (order_number, supplier_id, notes) VALUES ('PO-N', 'S1', 'Dock 2') RETURNING id::text",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let notes_to_write = || {
+        let (client, key) = (&db.client, key.clone());
+        async move {
+            let doc: serde_json::Value = client
+                .query_one("SELECT odoo_sync.order_document(1, $1)", &[&key])
+                .await
+                .unwrap()
+                .get(0);
+            doc["odoo_notes"].clone()
+        }
+    };
+    // Never synced: the local text, as HTML.
+    assert_eq!(notes_to_write().await, json!({"html": "<p>Dock 2</p>"}));
+    // Unchanged since the last sync: Odoo's HTML as it is (its formatting survives).
+    let set_base = |base: serde_json::Value| {
+        let (client, key) = (&db.client, key.clone());
+        async move {
+            client
+                .execute(
+                    "UPDATE odoo_sync.order_state SET base_snapshot = $2 WHERE order_key = $1",
+                    &[&key, &base],
+                )
+                .await
+                .unwrap();
+        }
+    };
+    set_base(json!({"lines": {}, "notes": "Dock 2", "notes_html": "<p><b>Dock</b> 2</p>"})).await;
+    assert_eq!(
+        notes_to_write().await,
+        json!({"html": "<p><b>Dock</b> 2</p>"})
+    );
+    // Changed: the new text; emptied: empty.
+    db.client
+        .batch_execute("UPDATE orders SET notes = ' Dock 3 '")
+        .await
+        .unwrap();
+    assert_eq!(notes_to_write().await, json!({"html": "<p>Dock 3</p>"}));
+    db.client
+        .batch_execute("UPDATE orders SET notes = NULL")
+        .await
+        .unwrap();
+    assert_eq!(notes_to_write().await, json!({"html": null}));
+    // A base from before notes were synced, and no local notes: Odoo's are left alone.
+    set_base(json!({"lines": {}})).await;
+    assert_eq!(notes_to_write().await, serde_json::Value::Null);
     db.finish().await;
 }

@@ -23,6 +23,11 @@ struct Env {
 }
 
 async fn setup(label: &str) -> Env {
+    setup_version(label, SimConfig::default().version).await
+}
+
+/// The same against a simulator imitating Odoo `version`.
+async fn setup_version(label: &str, version: u8) -> Env {
     let mut db = TestDb::new(label).await;
     db.client
         .batch_execute(&common_schema("bigint"))
@@ -37,7 +42,12 @@ async fn setup(label: &str) -> Env {
         .expect("track_orders");
     let role = db.create_role("worker", &["odoo_sync_worker"]).await;
     let worker = db.connect_as(&role).await;
-    let sim = sim::spawn(SimConfig::default()).await.expect("simulator");
+    let sim = sim::spawn(SimConfig {
+        version,
+        ..SimConfig::default()
+    })
+    .await
+    .expect("simulator");
     let mut config = OdooConfig::new(
         &sim.url(),
         "odoo",
@@ -1276,4 +1286,198 @@ async fn every_local_status_settles_and_polling_pushes_nothing_more() {
     let (status, sync, _, _) = states(&env, back).await;
     assert_eq!((status.as_str(), sync.as_str()), ("CONFIRMED", "SYNCED"));
     env.finish().await;
+}
+
+/// Odoo's notes of an order (HTML; None when empty).
+async fn odoo_notes(env: &Env, odoo_id: i64, field: &str) -> Option<String> {
+    env.odoo
+        .read("purchase.order", &[odoo_id], &[field])
+        .await
+        .expect("read notes")[0]
+        .get(field)
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+async fn local_notes(env: &Env, order: i64) -> Option<String> {
+    env.one(&format!("SELECT notes FROM orders WHERE id = {order}"))
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_notes_sync_both_ways_as_text_against_odoos_html() {
+    for version in [17, 19] {
+        let env = setup_version(&format!("tw_notes{version}"), version).await;
+        let field = if version >= 19 { "note" } else { "notes" };
+
+        // Local plain text reaches Odoo as one paragraph of HTML: escaped, lines kept.
+        let id = env
+            .insert_order("PO-NOTES", &[("FURN_0001", "2", "10.00")])
+            .await;
+        env.sql(&format!(
+            "UPDATE orders SET notes = E'Deliver to dock 2 & call <Ann>\\r\\nbefore 9 ' WHERE id = {id}"
+        ))
+        .await;
+        env.drain().await;
+        let odoo_id = env.odoo_id(id).await;
+        assert_eq!(
+            odoo_notes(&env, odoo_id, field).await.as_deref(),
+            Some("<p>Deliver to dock 2 &amp; call &lt;Ann&gt;<br>before 9</p>"),
+            "Odoo {version}"
+        );
+        // Our own write comes back as no change.
+        let first = env.poll().await;
+        assert_eq!(first.outcomes.get("applied"), None, "{first:?}");
+
+        // Rich text edited in Odoo arrives as its text; a later local change of another field
+        // leaves Odoo's HTML (formatting included) as it is.
+        env.odoo
+            .write(
+                "purchase.order",
+                &[odoo_id],
+                &json!({field: "<p>Gate <b>B</b> &amp; ramp</p><p>Ring twice</p>"}),
+            )
+            .await
+            .expect("edit notes in Odoo");
+        let report = env.poll().await;
+        assert_eq!(report.outcomes.get("applied"), Some(&1), "{report:?}");
+        assert_eq!(
+            local_notes(&env, id).await.as_deref(),
+            Some("Gate B & ramp\nRing twice")
+        );
+        let queued: i64 = env.one("SELECT count(*) FROM odoo_sync.jobs").await;
+        assert_eq!(queued, 0, "no echo");
+        env.sql(&format!(
+            "UPDATE order_items SET quantity = 3 WHERE order_id = {id}"
+        ))
+        .await;
+        env.drain().await;
+        assert_eq!(env.odoo_lines(odoo_id).await[0].1, d("3"));
+        assert_eq!(
+            odoo_notes(&env, odoo_id, field).await.as_deref(),
+            Some("<p>Gate <b>B</b> &amp; ramp</p><p>Ring twice</p>")
+        );
+        env.poll().await;
+
+        // Edited on both sides: a conflict on the notes (policy `manual`); keeping the local
+        // text writes it to Odoo.
+        env.sql(&format!(
+            "UPDATE orders SET notes = 'Local: dock 4' WHERE id = {id}"
+        ))
+        .await;
+        env.odoo
+            .write(
+                "purchase.order",
+                &[odoo_id],
+                &json!({field: "<p>Odoo: dock 5</p>"}),
+            )
+            .await
+            .expect("edit notes in Odoo");
+        env.poll().await;
+        let conflicts = env.open_conflicts().await;
+        assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+        let diff = &conflicts[0].2;
+        assert_eq!(diff[0]["field"], "notes", "{diff}");
+        assert_eq!(diff[0]["local"], "Local: dock 4", "{diff}");
+        assert_eq!(diff[0]["remote"], "Odoo: dock 5", "{diff}");
+        resolve(&env, &conflicts[0].0, "KEEP_LOCAL", None).await;
+        env.drain().await;
+        assert_eq!(
+            odoo_notes(&env, odoo_id, field).await.as_deref(),
+            Some("<p>Local: dock 4</p>")
+        );
+        let sync: String = env
+            .one(&format!("SELECT sync_status FROM orders WHERE id = {id}"))
+            .await;
+        assert_eq!(sync, "SYNCED");
+
+        // Emptied locally: emptied in Odoo.
+        env.sql(&format!("UPDATE orders SET notes = NULL WHERE id = {id}"))
+            .await;
+        env.drain().await;
+        assert_eq!(odoo_notes(&env, odoo_id, field).await, None);
+        let again = env.poll().await;
+        assert_eq!(again.outcomes.get("applied"), None, "{again:?}");
+
+        // An application that keeps HTML notes: its HTML goes as it is, Odoo's comes back as is.
+        env.sql(&format!(
+            "UPDATE orders SET notes = '<p>Local <i>html</i></p>' WHERE id = {id}"
+        ))
+        .await;
+        env.drain().await;
+        assert_eq!(
+            odoo_notes(&env, odoo_id, field).await.as_deref(),
+            Some("<p>Local <i>html</i></p>")
+        );
+        env.poll().await;
+        env.odoo
+            .write(
+                "purchase.order",
+                &[odoo_id],
+                &json!({field: "<p>Odoo <u>html</u></p>"}),
+            )
+            .await
+            .expect("edit notes in Odoo");
+        env.poll().await;
+        assert_eq!(
+            local_notes(&env, id).await.as_deref(),
+            Some("<p>Odoo <u>html</u></p>")
+        );
+
+        // A base from before notes were synced knows none: notes that differ on both sides are a
+        // conflict (the push merges Odoo's order first), not an overwrite.
+        env.sql(&format!(
+            "UPDATE odoo_sync.order_state SET base_snapshot = base_snapshot - 'notes' - 'notes_html'
+             WHERE order_key = '{id}';
+             UPDATE orders SET notes = 'App text' WHERE id = {id}"
+        ))
+        .await;
+        env.drain().await;
+        let conflicts = env.open_conflicts().await;
+        assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+        assert_eq!(conflicts[0].1, "VERSION_CONFLICT");
+        assert_eq!(conflicts[0].2[0]["field"], "notes");
+        assert_eq!(
+            odoo_notes(&env, odoo_id, field).await.as_deref(),
+            Some("<p>Odoo <u>html</u></p>")
+        );
+        resolve(&env, &conflicts[0].0, "KEEP_REMOTE", None).await;
+        env.drain().await;
+        assert_eq!(
+            local_notes(&env, id).await.as_deref(),
+            Some("Odoo html"),
+            "plain text locally: Odoo's text"
+        );
+        let sync: String = env
+            .one(&format!("SELECT sync_status FROM orders WHERE id = {id}"))
+            .await;
+        assert_eq!(sync, "SYNCED");
+
+        // An order imported from Odoo brings its notes as text.
+        let partner = env
+            .odoo
+            .search("res.partner", &Domain::eq("ref", "V-WOOD"), None, None)
+            .await
+            .expect("partner");
+        let imported = env
+            .odoo
+            .create(
+                "purchase.order",
+                &[json!({"partner_id": partner[0], field: "Call Eve first"})],
+            )
+            .await
+            .expect("create in Odoo")[0];
+        env.sql(&format!(
+            "SELECT odoo_sync.sync_order_from_odoo({imported})"
+        ))
+        .await;
+        env.drain().await;
+        let notes: Option<String> = env
+            .one(&format!(
+                "SELECT notes FROM orders WHERE odoo_order_id = {imported}"
+            ))
+            .await;
+        assert_eq!(notes.as_deref(), Some("Call Eve first"));
+        env.finish().await;
+    }
 }

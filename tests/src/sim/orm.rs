@@ -90,7 +90,14 @@ impl<'a> Env<'a> {
         };
         let empty = matches!(v, Value::Bool(false) | Value::Null);
         Ok(match &f.ftype {
-            FType::Char | FType::Text | FType::Html => match v {
+            FType::Html => match v {
+                _ if empty => Val::False,
+                Value::String(s) => Val::Str(sanitize_html(s)),
+                Value::Number(n) => Val::Str(sanitize_html(&n.to_string())),
+                Value::Bool(true) => Val::Str(sanitize_html("True")),
+                _ => return Err(wrong()),
+            },
+            FType::Char | FType::Text => match v {
                 _ if empty => Val::False,
                 Value::String(s) => Val::Str(s.clone()),
                 Value::Number(n) => Val::Str(n.to_string()),
@@ -746,6 +753,22 @@ impl<'a> Env<'a> {
 
 /// Parses a datetime as Odoo accepts it (date only, `T` separator, fractions) and returns the
 /// stored `YYYY-MM-DD HH:MM:SS`.
+/// What Odoo's `html_sanitize` makes of a value written to an HTML field, for the values
+/// odoo_sync and the tests write: markup is kept as it is (the simulator does not strip unsafe
+/// tags), plain text becomes one paragraph (`"yop"` → `"<p>yop</p>"`, Odoo's own test case)
+/// with `&`, `<` and `>` escaped, as lxml serializes text.
+pub fn sanitize_html(value: &str) -> String {
+    let trimmed = value.trim_start();
+    if trimmed.is_empty() || trimmed.starts_with('<') {
+        return value.to_string();
+    }
+    let escaped = value
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    format!("<p>{escaped}</p>")
+}
+
 pub fn parse_datetime(s: &str) -> OdooResult<String> {
     let err = || {
         OdooError::value(format!(

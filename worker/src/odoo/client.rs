@@ -111,6 +111,8 @@ struct Inner {
     http: Http,
     next_id: AtomicU64,
     session: OnceCell<Session>,
+    /// What `field_names` found (asked once: every push and pull page needs it).
+    field_names: OnceCell<FieldNames>,
     /// Set while Odoo refuses these credentials (see [`OdooClient::credentials_refused`]).
     credentials_refused: std::sync::atomic::AtomicBool,
 }
@@ -130,6 +132,7 @@ impl OdooClient {
                 http,
                 next_id: AtomicU64::new(1),
                 session: OnceCell::new(),
+                field_names: OnceCell::new(),
                 credentials_refused: std::sync::atomic::AtomicBool::new(false),
             }),
         })
@@ -642,11 +645,18 @@ impl OdooClient {
 
     /// The version-dependent purchase field names, from what the server really has
     /// (`fields_get` of `purchase.order` and `purchase.order.line`).
+    /// Asked once per client, like the server version.
     pub async fn field_names(&self) -> OdooResult<FieldNames> {
-        let version = self.version().await?;
-        let order = self.fields_get("purchase.order", &["type"]).await?;
-        let line = self.fields_get("purchase.order.line", &["type"]).await?;
-        Ok(FieldNames::from_fields(&version, &order, &line))
+        self.inner
+            .field_names
+            .get_or_try_init(|| async {
+                let version = self.version().await?;
+                let order = self.fields_get("purchase.order", &["type"]).await?;
+                let line = self.fields_get("purchase.order.line", &["type"]).await?;
+                Ok(FieldNames::from_fields(&version, &order, &line))
+            })
+            .await
+            .cloned()
     }
 }
 

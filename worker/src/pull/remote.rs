@@ -17,8 +17,10 @@ use crate::push::order_push::XMLID_MODULE;
 /// Most orders read in one page.
 pub const PAGE: usize = 200;
 
-/// Order fields the pull reads (`locked` exists from Odoo 19 on).
+/// Order fields the pull reads (`locked` exists from Odoo 19 on; the notes are `notes`, or
+/// `note` from 19 on).
 pub async fn order_fields(odoo: &OdooClient) -> Result<Vec<&'static str>, PullError> {
+    let names = odoo.field_names().await?;
     let mut fields = vec![
         "id",
         "name",
@@ -31,8 +33,9 @@ pub async fn order_fields(odoo: &OdooClient) -> Result<Vec<&'static str>, PullEr
         "amount_tax",
         "amount_total",
         "order_line",
+        names.order_notes,
     ];
-    if odoo.field_names().await?.order_locked {
+    if names.order_locked {
         fields.push("locked");
     }
     Ok(fields)
@@ -144,6 +147,7 @@ pub async fn documents(
         .iter()
         .filter_map(|p| Some((p.get("id")?.as_i64()?, text(p.get("ref"))?)))
         .collect();
+    let notes_field = odoo.field_names().await?.order_notes;
     let order_xmlids = xmlids(odoo, "purchase.order", &order_ids).await?;
     let line_xmlids = xmlids(odoo, "purchase.order.line", &line_ids).await?;
 
@@ -176,7 +180,7 @@ pub async fn documents(
             }));
         }
         let what = |f: &str| format!("purchase.order {id} {f}");
-        docs.push(json!({
+        let mut doc = json!({
             "odoo_id": id,
             "name": text(o.get("name")),
             "state": text(o.get("state")).unwrap_or_else(|| "draft".into()),
@@ -193,7 +197,13 @@ pub async fn documents(
                 "grand_total": money(o.get("amount_total").unwrap_or(&Value::Null), &what("amount_total"))?.to_string(),
             },
             "lines": doc_lines,
-        }));
+        });
+        // The notes' HTML as Odoo keeps it (null when empty); the extension compares its text.
+        // Only when they were read: an absent key leaves them out of the comparison.
+        if let (Some(notes), Some(fields)) = (o.get(notes_field), doc.as_object_mut()) {
+            fields.insert("notes_html".into(), json!(text(Some(notes))));
+        }
+        docs.push(doc);
     }
     Ok(docs)
 }

@@ -27,8 +27,8 @@ use tokio_postgres::Client;
 
 use super::linked_push::{needs_linked_push, push_linked};
 use super::order_push::{
-    canonical_snapshot, decimal, line_xmlid_name, order_xmlid_name, push_order, text, Amounts,
-    PushOutcome, XMLID_MODULE,
+    canonical_snapshot, decimal, line_xmlid_name, maps_notes, notes_to_write, order_xmlid_name,
+    push_order, text, with_notes, Amounts, PushOutcome, XMLID_MODULE,
 };
 use super::resolve::{Resolver, Wanted};
 use super::status_action::StatusAction;
@@ -95,6 +95,10 @@ struct Prepared {
     origin: String,
     status: String,
     items: Vec<Item>,
+    /// What to write into Odoo's notes (None: leave them alone).
+    notes: Option<Value>,
+    /// The tracking maps a notes column (the snapshot then carries Odoo's notes).
+    maps_notes: bool,
 }
 
 /// An order ready for `load`: references resolved.
@@ -107,6 +111,8 @@ struct Ready {
     origin: String,
     status: String,
     lines: Vec<(String, i64, Decimal, Decimal)>,
+    notes: Option<Value>,
+    maps_notes: bool,
 }
 
 fn prepare(doc: &Value) -> Result<Prepared, PushError> {
@@ -151,6 +157,8 @@ fn prepare(doc: &Value) -> Result<Prepared, PushError> {
         origin: text(&order["order_number"]).unwrap_or(order_key),
         status: text(&order["status"]).unwrap_or_default(),
         items,
+        notes: notes_to_write(doc),
+        maps_notes: maps_notes(doc),
     })
 }
 
@@ -260,6 +268,8 @@ pub async fn push_orders(
             origin: p.origin,
             status: p.status,
             lines,
+            notes: p.notes,
+            maps_notes: p.maps_notes,
         });
     }
 
@@ -462,18 +472,46 @@ const LINE_FIELDS: [&str; 4] = [
     "order_line/price_unit",
 ];
 
-fn load_rows(orders: &[&Ready], with_lines: bool) -> (Vec<&'static str>, Vec<Vec<Value>>) {
+/// Which columns one `load` call carries: every order of the call has lines or none has, and
+/// every order writes its notes or none does (a column given empties the field of an order
+/// that leaves it out).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct LoadShape {
+    with_lines: bool,
+    /// The notes field (`notes` or `note`), when the orders write their notes.
+    notes_field: Option<&'static str>,
+}
+
+impl LoadShape {
+    fn of(order: &Ready, notes_field: &'static str) -> LoadShape {
+        LoadShape {
+            with_lines: !order.lines.is_empty(),
+            notes_field: order.notes.as_ref().map(|_| notes_field),
+        }
+    }
+}
+
+fn load_rows(orders: &[&Ready], shape: LoadShape) -> (Vec<&'static str>, Vec<Vec<Value>>) {
+    let with_lines = shape.with_lines;
     let mut fields = vec!["id", "partner_id/.id", "origin"];
+    fields.extend(shape.notes_field);
     if with_lines {
         fields.extend(LINE_FIELDS);
     }
     let mut rows = Vec::new();
     for o in orders {
-        let head = vec![
+        let mut head = vec![
             json!(format!("{XMLID_MODULE}.{}", o.xmlid)),
             json!(o.partner.to_string()),
             json!(o.origin),
         ];
+        if shape.notes_field.is_some() {
+            // An empty cell empties the field.
+            head.push(match &o.notes {
+                Some(Value::String(html)) => json!(html),
+                _ => json!(""),
+            });
+        }
         if !with_lines || o.lines.is_empty() {
             rows.push(head);
             continue;
@@ -482,7 +520,7 @@ fn load_rows(orders: &[&Ready], with_lines: bool) -> (Vec<&'static str>, Vec<Vec
             let mut row = if i == 0 {
                 head.clone()
             } else {
-                vec![json!(""), json!(""), json!("")]
+                vec![json!(""); head.len()]
             };
             row.extend([
                 json!(format!("{XMLID_MODULE}.{xmlid}")),
@@ -496,11 +534,11 @@ fn load_rows(orders: &[&Ready], with_lines: bool) -> (Vec<&'static str>, Vec<Vec
     (fields, rows)
 }
 
-/// Loads `orders` (all with lines, or all without), isolating the ones Odoo refuses.
+/// Loads `orders` (all of one [`LoadShape`]), isolating the ones Odoo refuses.
 async fn load_isolating(
     odoo: &OdooClient,
     orders: &[&Ready],
-    with_lines: bool,
+    shape: LoadShape,
 ) -> Vec<Result<i64, PushError>> {
     let mut out: Vec<Option<Result<i64, PushError>>> = orders.iter().map(|_| None).collect();
     let mut groups: Vec<Vec<usize>> = vec![(0..orders.len()).collect()];
@@ -509,7 +547,7 @@ async fn load_isolating(
             continue;
         }
         let members: Vec<&Ready> = group.iter().map(|i| orders[*i]).collect();
-        let (fields, rows) = load_rows(&members, with_lines);
+        let (fields, rows) = load_rows(&members, shape);
         match odoo.load("purchase.order", &fields, &rows).await {
             Ok(res) => match res.ids.clone() {
                 Some(ids) if ids.len() == group.len() => {
@@ -589,9 +627,12 @@ const READ_FIELDS: [&str; 7] = [
 async fn read_orders(
     odoo: &OdooClient,
     ids: &[i64],
+    notes_field: &'static str,
 ) -> Result<HashMap<i64, Map<String, Value>>, OdooError> {
+    let mut fields = READ_FIELDS.to_vec();
+    fields.push(notes_field);
     Ok(odoo
-        .read("purchase.order", ids, &READ_FIELDS)
+        .read("purchase.order", ids, &fields)
         .await?
         .into_iter()
         .filter_map(|r| r.get("id").and_then(Value::as_i64).map(|id| (id, r)))
@@ -603,18 +644,28 @@ async fn read_orders(
 async fn write_chunk(odoo: &OdooClient, chunk: &[Ready]) -> Vec<Result<PushOutcome, PushError>> {
     let started = Instant::now();
     let mut loaded: Vec<Option<Result<i64, PushError>>> = chunk.iter().map(|_| None).collect();
-    for with_lines in [true, false] {
-        let idx: Vec<usize> = (0..chunk.len())
-            .filter(|i| chunk[*i].lines.is_empty() != with_lines)
-            .collect();
-        if idx.is_empty() {
-            continue;
+    let notes_field = match odoo.field_names().await {
+        Ok(names) => names.order_notes,
+        Err(e) => {
+            return chunk
+                .iter()
+                .map(|_| Err(PushError::Odoo(e.clone())))
+                .collect()
         }
+    };
+    let mut shapes: Vec<LoadShape> = Vec::new();
+    for r in chunk {
+        let shape = LoadShape::of(r, notes_field);
+        if !shapes.contains(&shape) {
+            shapes.push(shape);
+        }
+    }
+    for shape in shapes {
+        let idx: Vec<usize> = (0..chunk.len())
+            .filter(|i| LoadShape::of(&chunk[*i], notes_field) == shape)
+            .collect();
         let members: Vec<&Ready> = idx.iter().map(|i| &chunk[*i]).collect();
-        for (i, r) in idx
-            .iter()
-            .zip(load_isolating(odoo, &members, with_lines).await)
-        {
+        for (i, r) in idx.iter().zip(load_isolating(odoo, &members, shape).await) {
             loaded[*i] = Some(r);
         }
     }
@@ -639,7 +690,7 @@ async fn write_chunk(odoo: &OdooClient, chunk: &[Ready]) -> Vec<Result<PushOutco
             results[*i] = Err(PushError::Odoo(e.clone()));
         }
     };
-    let mut records = match read_orders(odoo, &ids).await {
+    let mut records = match read_orders(odoo, &ids, notes_field).await {
         Ok(r) => r,
         Err(e) => {
             fail_all(&mut results, &e);
@@ -720,7 +771,7 @@ async fn write_chunk(odoo: &OdooClient, chunk: &[Ready]) -> Vec<Result<PushOutco
                     }
                 }
                 if !rewritten.is_empty() {
-                    match read_orders(odoo, &rewritten).await {
+                    match read_orders(odoo, &rewritten, notes_field).await {
                         Ok(r) => records.extend(r),
                         Err(e) => {
                             for (i, id) in &extra {
@@ -765,7 +816,7 @@ async fn write_chunk(odoo: &OdooClient, chunk: &[Ready]) -> Vec<Result<PushOutco
             }
         }
         // The calls moved state and write_date: the base must hold the values after them.
-        match read_orders(odoo, &ids).await {
+        match read_orders(odoo, &ids, notes_field).await {
             Ok(r) => records.extend(r),
             Err(e) => {
                 for (i, _) in &targets {
@@ -796,7 +847,10 @@ async fn write_chunk(odoo: &OdooClient, chunk: &[Ready]) -> Vec<Result<PushOutco
                 continue;
             }
         };
-        let snapshot = canonical_snapshot(r.partner, &r.lines);
+        let mut snapshot = canonical_snapshot(r.partner, &r.lines);
+        if r.maps_notes {
+            snapshot = with_notes(snapshot, rec.get(notes_field));
+        }
         results[i] = Ok(PushOutcome {
             odoo_order_id: Some(id),
             odoo_name: rec.get("name").and_then(Value::as_str).map(str::to_string),

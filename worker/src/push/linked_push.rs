@@ -22,7 +22,8 @@ use serde_json::{json, Value};
 use tokio_postgres::Client;
 
 use super::order_push::{
-    canonical_snapshot, decimal, line_xmlid_name, text, Amounts, PushOutcome, XMLID_MODULE,
+    canonical_snapshot, decimal, line_xmlid_name, maps_notes, notes_to_write, read_back_fields,
+    text, with_notes, Amounts, PushOutcome, XMLID_MODULE,
 };
 use super::resolve::{ProductRef, Resolver};
 use super::status_action::StatusAction;
@@ -213,12 +214,12 @@ pub async fn push_linked(
             .filter(|id| !keep.contains(id))
             .map(|id| json!([2, id, 0])),
     );
-    odoo.write(
-        "purchase.order",
-        &[odoo_id],
-        &json!({"partner_id": partner, "origin": origin, "order_line": commands}),
-    )
-    .await?;
+    let notes_field = odoo.field_names().await?.order_notes;
+    let mut vals = json!({"partner_id": partner, "origin": origin, "order_line": commands});
+    if let (Some(notes), Some(fields)) = (notes_to_write(doc), vals.as_object_mut()) {
+        fields.insert(notes_field.into(), notes);
+    }
+    odoo.write("purchase.order", &[odoo_id], &vals).await?;
 
     // 3. Status call.
     let state = current.get("state").and_then(Value::as_str).unwrap_or("");
@@ -231,14 +232,7 @@ pub async fn push_linked(
         .read(
             "purchase.order",
             &[odoo_id],
-            &[
-                "name",
-                "state",
-                "write_date",
-                "amount_untaxed",
-                "amount_tax",
-                "amount_total",
-            ],
+            &read_back_fields(doc, notes_field),
         )
         .await?;
     let rec = read.first().ok_or_else(|| {
@@ -258,7 +252,14 @@ pub async fn push_linked(
         odoo_name: rec.get("name").and_then(Value::as_str).map(str::to_string),
         operation: "UPDATE",
         version: doc["version"].as_i64(),
-        snapshot: canonical_snapshot(partner, &snapshot_lines),
+        snapshot: if maps_notes(doc) {
+            with_notes(
+                canonical_snapshot(partner, &snapshot_lines),
+                rec.get(notes_field),
+            )
+        } else {
+            canonical_snapshot(partner, &snapshot_lines)
+        },
         amounts: Some(amounts),
         duration_ms: started.elapsed().as_millis(),
         warnings: Vec::new(),

@@ -94,6 +94,48 @@ pub fn canonical_snapshot(partner: i64, lines: &[(String, i64, Decimal, Decimal)
     json!({"partner_id": partner.to_string(), "lines": by_key})
 }
 
+/// What the document asks to write into Odoo's notes (`odoo_sync.order_document`'s
+/// `odoo_notes`): None leaves them alone; else the HTML, or `false` to empty them.
+pub(crate) fn notes_to_write(doc: &Value) -> Option<Value> {
+    let wanted = doc.get("odoo_notes")?.as_object()?;
+    Some(match wanted.get("html") {
+        Some(Value::String(html)) => Value::String(html.clone()),
+        _ => Value::Bool(false),
+    })
+}
+
+/// True when the tracking maps a notes column: the push then reads Odoo's notes back, and the
+/// snapshot carries them (the base of the next comparison of notes).
+pub(crate) fn maps_notes(doc: &Value) -> bool {
+    doc["order"].get("notes").is_some()
+}
+
+/// The fields of an Odoo order read back after a push: name, state, write_date, totals, and
+/// the notes when the tracking maps them.
+pub(crate) fn read_back_fields(doc: &Value, notes_field: &'static str) -> Vec<&'static str> {
+    let mut fields = vec![
+        "name",
+        "state",
+        "write_date",
+        "amount_untaxed",
+        "amount_tax",
+        "amount_total",
+    ];
+    if maps_notes(doc) {
+        fields.push(notes_field);
+    }
+    fields
+}
+
+/// The snapshot with Odoo's notes as read after the push (`notes_html`, null when empty).
+pub(crate) fn with_notes(mut snapshot: Value, read: Option<&Value>) -> Value {
+    if let Some(fields) = snapshot.as_object_mut() {
+        let html = read.filter(|v| v.is_string()).cloned();
+        fields.insert("notes_html".into(), html.unwrap_or(Value::Null));
+    }
+    snapshot
+}
+
 /// A decimal as an exact JSON number (the extension reads it as numeric, never as a float).
 fn number(d: &Decimal) -> serde_json::Number {
     serde_json::Number::from_str(&d.normalize().to_string())
@@ -273,7 +315,12 @@ pub async fn push_order(
         }
     }
 
+    let notes_field = odoo.field_names().await?.order_notes;
+    let notes = notes_to_write(doc);
     let mut fields = vec!["id", "partner_id/.id", "origin"];
+    if notes.is_some() {
+        fields.push(notes_field);
+    }
     if !lines.is_empty() {
         fields.extend([
             "order_line/id",
@@ -282,11 +329,19 @@ pub async fn push_order(
             "order_line/price_unit",
         ]);
     }
-    let head = vec![
+    let mut head = vec![
         json!(format!("{XMLID_MODULE}.{order_name}")),
         json!(partner.to_string()),
         json!(origin),
     ];
+    if let Some(notes) = &notes {
+        // An empty cell empties the field.
+        head.push(if notes.is_string() {
+            notes.clone()
+        } else {
+            json!("")
+        });
+    }
     let mut rows: Vec<Vec<Value>> = Vec::new();
     if lines.is_empty() {
         rows.push(head);
@@ -295,7 +350,7 @@ pub async fn push_order(
             let mut row = if i == 0 {
                 head.clone()
             } else {
-                vec![json!(""), json!(""), json!("")]
+                vec![json!(""); head.len()]
             };
             row.extend([
                 json!(format!("{XMLID_MODULE}.{xmlid}")),
@@ -368,14 +423,7 @@ pub async fn push_order(
         .read(
             "purchase.order",
             &[odoo_id],
-            &[
-                "name",
-                "state",
-                "write_date",
-                "amount_untaxed",
-                "amount_tax",
-                "amount_total",
-            ],
+            &read_back_fields(doc, notes_field),
         )
         .await?;
     let rec = read.first().ok_or_else(|| {
@@ -395,7 +443,10 @@ pub async fn push_order(
             "amount_total",
         )?,
     };
-    let snapshot = canonical_snapshot(partner, &lines);
+    let mut snapshot = canonical_snapshot(partner, &lines);
+    if maps_notes(doc) {
+        snapshot = with_notes(snapshot, rec.get(notes_field));
+    }
     Ok(PushOutcome {
         odoo_order_id: Some(odoo_id),
         odoo_name: rec.get("name").and_then(Value::as_str).map(str::to_string),
