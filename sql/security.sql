@@ -36,7 +36,7 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.linked_odoo_ids(integer, integer), @extschema@.pull_position(),
     @extschema@.save_pull_position(text, jsonb, boolean), @extschema@.report_progress(bigint, bigint, jsonb),
     @extschema@.requeue_job(bigint, bigint), @extschema@.queue_pull(integer),
-    @extschema@.note_attempts(jsonb)
+    @extschema@.note_attempts(jsonb), @extschema@.notes_text(text, boolean)
     TO odoo_sync_worker;
 GRANT SELECT, INSERT, UPDATE ON @extschema@.partner_map, @extschema@.product_map TO odoo_sync_worker;
 

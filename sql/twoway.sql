@@ -136,6 +136,15 @@ AS $$
                                               '>', '&gt;'), E'\n', '<br>') || '</p>' END
 $$;
 
+-- The text the merge compares for notes: of a local value, or of Odoo's HTML (from_odoo).
+-- `odoo-sync-worker verify` asks it, so that it agrees with the merge on what is equal.
+CREATE FUNCTION @extschema@.notes_text(notes text, from_odoo boolean DEFAULT false) RETURNS text
+LANGUAGE sql IMMUTABLE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN from_odoo THEN @extschema@._html_text(notes) ELSE @extschema@._note_text(notes) END
+$$;
+
 -- What a push writes into Odoo's notes: {"html": <HTML or null>}, or NULL to leave them alone.
 -- Local notes equal to those of the last sync keep Odoo's HTML as it is (formatting included):
 -- a push only runs once Odoo's changes since that sync are merged. With a base from before

@@ -1214,6 +1214,13 @@ AS $$
                                               '>', '&gt;'), E'\n', '<br>') || '</p>' END
 $$;
 
+CREATE OR REPLACE FUNCTION @extschema@.notes_text(notes text, from_odoo boolean DEFAULT false) RETURNS text
+LANGUAGE sql IMMUTABLE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN from_odoo THEN @extschema@._html_text(notes) ELSE @extschema@._note_text(notes) END
+$$;
+
 CREATE OR REPLACE FUNCTION @extschema@._notes_to_write(p_local text, p_base jsonb) RETURNS jsonb
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
@@ -2411,7 +2418,7 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.linked_odoo_ids(integer, integer), @extschema@.pull_position(),
     @extschema@.save_pull_position(text, jsonb, boolean), @extschema@.report_progress(bigint, bigint, jsonb),
     @extschema@.requeue_job(bigint, bigint), @extschema@.queue_pull(integer),
-    @extschema@.note_attempts(jsonb)
+    @extschema@.note_attempts(jsonb), @extschema@.notes_text(text, boolean)
     TO odoo_sync_worker;
 GRANT SELECT, INSERT, UPDATE ON @extschema@.partner_map, @extschema@.product_map TO odoo_sync_worker;
 

@@ -15,8 +15,10 @@
 //! Per order it reports: missing in Odoo, several Odoo orders for one local order (found by the
 //! link, by our external id `odoo_sync.po_<tracking>_<key>` and by `origin` = order number),
 //! an Odoo order our external id names that the local order is not linked to, and the
-//! differences of state, partner and lines, each with the exact field
-//! (`lines.<key>.quantity`). Odoo orders that carry our external id but belong to no local
+//! differences of state, partner, notes and lines, each with the exact field
+//! (`lines.<key>.quantity`). Notes are compared as text by the extension's own
+//! `odoo_sync.notes_text` (of the local value, of Odoo's HTML), so verify and the merge agree
+//! on what "equal" means. Odoo orders that carry our external id but belong to no local
 //! order are counted too. A deleted local order must be cancelled in Odoo (or never have
 //! reached it).
 //!
@@ -84,6 +86,8 @@ pub enum Kind {
     Partner,
     /// A line is missing on one side, or one of its attributes differs.
     Line,
+    /// The notes' texts differ.
+    Notes,
 }
 
 impl Kind {
@@ -95,6 +99,7 @@ impl Kind {
             Kind::State => "STATE",
             Kind::Partner => "PARTNER",
             Kind::Line => "LINE",
+            Kind::Notes => "NOTES",
         }
     }
 }
@@ -178,6 +183,8 @@ pub struct Summary {
     pub partner_differences: usize,
     /// With at least one line difference.
     pub line_differences: usize,
+    /// With different notes.
+    pub notes_differences: usize,
     /// With a job still to do (of all compared orders).
     pub pending: usize,
     /// Odoo orders with our external id that belong to no local order.
@@ -251,8 +258,8 @@ impl Report {
         let _ = writeln!(
             out,
             "verify: {} orders compared: {} equal, {} differing ({} missing in Odoo, {} with duplicate Odoo orders, \
-             {} unlinked, {} with state differences, {} with partner differences, {} with line differences); \
-             {} with a job still pending; {} orphan Odoo orders",
+             {} unlinked, {} with state differences, {} with partner differences, {} with line differences, \
+             {} with notes differences); {} with a job still pending; {} orphan Odoo orders",
             s.compared,
             s.equal,
             s.differing,
@@ -262,6 +269,7 @@ impl Report {
             s.state_differences,
             s.partner_differences,
             s.line_differences,
+            s.notes_differences,
             s.pending,
             s.orphans
         );
@@ -487,12 +495,22 @@ pub async fn verify(pg: &Client, odoo: &OdooClient) -> Result<Report, VerifyErro
             .into_iter()
             .filter_map(|d| Some((d["odoo_id"].as_i64()?, d)))
             .collect();
-        for ((o, doc), found) in page.iter().zip(&docs).zip(candidates) {
+        let notes = NotesTexts::of(pg, &docs, &remote_docs).await?;
+        for (i, ((o, doc), found)) in page.iter().zip(&docs).zip(candidates).enumerate() {
             report.summary.compared += 1;
             if o.pending {
                 report.summary.pending += 1;
             }
-            let r = compare(o, doc, &found, &remote_docs, &partners, &products);
+            let r = compare(
+                o,
+                doc,
+                &found,
+                &remote_docs,
+                &partners,
+                &products,
+                &notes,
+                i,
+            );
             if r.findings.is_empty() {
                 report.summary.equal += 1;
                 continue;
@@ -506,6 +524,7 @@ pub async fn verify(pg: &Client, odoo: &OdooClient) -> Result<Report, VerifyErro
                 (Kind::State, &mut s.state_differences),
                 (Kind::Partner, &mut s.partner_differences),
                 (Kind::Line, &mut s.line_differences),
+                (Kind::Notes, &mut s.notes_differences),
             ] {
                 if r.has(kind) {
                     *count += 1;
@@ -572,7 +591,57 @@ async fn our_order_xmlids(odoo: &OdooClient) -> Result<Vec<(String, i64)>, OdooE
     }
 }
 
-/// Compares one local order with the Odoo orders found for it.
+/// The notes of a page in the merge's canonical text: per local document (None when the
+/// tracking maps no notes column) and per Odoo order read.
+#[derive(Default)]
+struct NotesTexts {
+    local: Vec<Option<Option<String>>>,
+    odoo: HashMap<i64, Option<String>>,
+}
+
+impl NotesTexts {
+    async fn of(
+        pg: &Client,
+        docs: &[Value],
+        remote_docs: &HashMap<i64, Value>,
+    ) -> Result<NotesTexts, tokio_postgres::Error> {
+        let local_values: Vec<Option<String>> =
+            docs.iter().map(|d| text(&d["order"]["notes"])).collect();
+        let mut local: Vec<Option<Option<String>>> = pg
+            .query(
+                "SELECT odoo_sync.notes_text(x) FROM unnest($1::text[]) WITH ORDINALITY u(x, n) ORDER BY n",
+                &[&local_values],
+            )
+            .await?
+            .iter()
+            .map(|r| r.try_get::<_, Option<String>>(0).map(Some))
+            .collect::<Result<_, _>>()?;
+        for (l, d) in local.iter_mut().zip(docs) {
+            if d["order"].get("notes").is_none() {
+                *l = None;
+            }
+        }
+        let (ids, html): (Vec<i64>, Vec<Option<String>>) = remote_docs
+            .iter()
+            .filter(|(_, d)| d.get("notes_html").is_some())
+            .map(|(id, d)| (*id, text(&d["notes_html"])))
+            .unzip();
+        let odoo = pg
+            .query(
+                "SELECT odoo_sync.notes_text(x, true) FROM unnest($1::text[]) WITH ORDINALITY u(x, n) ORDER BY n",
+                &[&html],
+            )
+            .await?
+            .iter()
+            .zip(ids)
+            .map(|(r, id)| Ok((id, r.try_get::<_, Option<String>>(0)?)))
+            .collect::<Result<_, tokio_postgres::Error>>()?;
+        Ok(NotesTexts { local, odoo })
+    }
+}
+
+/// Compares one local order (the `index`-th of its page) with the Odoo orders found for it.
+#[allow(clippy::too_many_arguments)]
 fn compare(
     o: &LocalOrder,
     doc: &Value,
@@ -580,6 +649,8 @@ fn compare(
     remote_docs: &HashMap<i64, Value>,
     partners: &HashMap<String, i64>,
     products: &HashMap<String, i64>,
+    notes: &NotesTexts,
+    index: usize,
 ) -> OrderReport {
     let mut findings = Vec::new();
     // Only Odoo orders that exist count; a link to a deleted Odoo order is "missing".
@@ -722,6 +793,20 @@ fn compare(
                 remote["partner_ref"].as_str().unwrap_or("none")
             ),
         });
+    }
+    if let (Some(Some(local)), Some(odoo)) = (notes.local.get(index), notes.odoo.get(&primary)) {
+        if local.as_ref() != odoo.as_ref() {
+            let shown =
+                |v: &Option<String>| v.as_deref().map_or("none".into(), |t| format!("{t:?}"));
+            findings.push(Finding {
+                kind: Kind::Notes,
+                field: Some("notes".into()),
+                local: local.clone(),
+                odoo: odoo.clone(),
+                odoo_ids: Vec::new(),
+                message: format!("notes: local {}, Odoo {}", shown(local), shown(odoo)),
+            });
+        }
     }
     let (local_lines, remote_lines) = lines_of(o.tracking_id, doc, remote, products);
     let keys: BTreeSet<&String> = local_lines.keys().chain(remote_lines.keys()).collect();
@@ -926,7 +1011,16 @@ mod tests {
         let remotes = HashMap::from([(40, remote)]);
         let partners = HashMap::from([("V-A".to_string(), 5)]);
         let products = HashMap::from([("P1".to_string(), 8)]);
-        let r = compare(&o, &doc, &found, &remotes, &partners, &products);
+        let r = compare(
+            &o,
+            &doc,
+            &found,
+            &remotes,
+            &partners,
+            &products,
+            &NotesTexts::default(),
+            0,
+        );
         assert_eq!(r.findings.len(), 1, "{:?}", r.findings);
         let f = r.finding("lines.3.quantity").expect("quantity finding");
         assert_eq!(f.kind, Kind::Line);

@@ -808,7 +808,8 @@ async fn chaos(label: &str, eager: bool) {
         + s.missing
         + s.line_differences
         + s.state_differences
-        + s.partner_differences;
+        + s.partner_differences
+        + s.notes_differences;
     let duplicated = s.duplicates + dups.len();
     println!(
         "{label}: {} orders ({deleted} deleted) by {CLIENTS} {} clients, {transactions} transactions ({edits} edits, {failed_tx} failed by the restart); \

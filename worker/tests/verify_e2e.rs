@@ -321,3 +321,56 @@ async fn odoo_side_edits_are_reported_with_the_exact_field() {
     assert_eq!(order1["findings"][0]["kind"], "line");
     env.finish().await;
 }
+
+/// Notes are compared as the merge compares them: Odoo's HTML by its text, so formatting added
+/// in Odoo is no difference and different words are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notes_are_compared_by_their_text() {
+    let mut env = setup("v_notes", 17).await;
+    env.insert_orders(0, 2, 1).await;
+    env.db
+        .client
+        .batch_execute("UPDATE orders SET notes = 'Dock 2 & ramp' WHERE id = 1")
+        .await
+        .expect("notes");
+    let mut w = env.spawn_worker(&["run"], &[]);
+    env.wait_all_synced(WAIT, &mut [&mut w]).await;
+    w.kill();
+    let t = tracking_id(&env).await;
+    for (order, html) in [(1, "<p>Dock <b>2</b> &amp; ramp</p>"), (2, "<p>Gate 7</p>")] {
+        let po = xmlid_res_id(&env, "purchase.order", &format!("po_{t}_{order}")).await;
+        env.odoo_call(
+            "purchase.order",
+            "write",
+            json!([[po], {"notes": html}]),
+            json!({}),
+        )
+        .await;
+    }
+    let pg = env.worker_client().await;
+    let report = verify::verify(&pg, &env.odoo_client())
+        .await
+        .expect("verify");
+    println!("{}", report.render_text());
+    let s = &report.summary;
+    assert_eq!(
+        (s.compared, s.equal, s.notes_differences),
+        (2, 1, 1),
+        "{s:?}"
+    );
+    let o2 = report.order("2").expect("order 2 differs");
+    assert!(o2.has(Kind::Notes), "{o2:#?}");
+    let f = o2.finding("notes").expect("notes");
+    assert_eq!(
+        (f.local.clone(), f.odoo.clone()),
+        (None, Some("Gate 7".into()))
+    );
+    assert!(
+        report
+            .render_text()
+            .contains("NOTES     order 2 (PO-1, Odoo"),
+        "{}",
+        report.render_text()
+    );
+    env.finish().await;
+}
