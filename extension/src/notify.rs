@@ -16,12 +16,19 @@
 
 use std::cell::{Cell, RefCell};
 use std::ffi::c_void;
+use std::time::{Duration, Instant};
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
+use pgrx::PgMemoryContexts;
 
 /// Above this fill of PostgreSQL's notification queue (0..1), odoo_sync sends nothing.
 const QUEUE_FILL_LIMIT: f64 = 0.5;
+
+/// How long a backend trusts its last look at the queue's fill. Asking takes the queue's locks
+/// exclusively (PostgreSQL advances the queue's tail first); from half full to full takes
+/// gigabytes of notifications, far more than a second of them.
+const QUEUE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// One payload waiting for the commit, with the subtransaction that queued it.
 struct Pending {
@@ -32,6 +39,8 @@ struct Pending {
 thread_local! {
     static REGISTERED: Cell<bool> = const { Cell::new(false) };
     static PENDING: RefCell<Vec<Pending>> = const { RefCell::new(Vec::new()) };
+    /// When this backend last asked for the queue's fill, and whether it had room.
+    static QUEUE_CHECKED: Cell<Option<(Instant, bool)>> = const { Cell::new(None) };
 }
 
 /// Queues NOTIFY odoo_sync_events `payload` for the commit of the current transaction. Runs
@@ -83,6 +92,11 @@ fn take_payloads() -> Vec<String> {
 
 /// True while PostgreSQL's notification queue has room to spare (see the module doc).
 fn queue_has_room() -> bool {
+    if let Some((at, room)) = QUEUE_CHECKED.with(Cell::get) {
+        if at.elapsed() < QUEUE_CHECK_INTERVAL {
+            return room;
+        }
+    }
     // SAFETY: the built-in pg_notification_queue_usage() takes no argument and returns a
     // float8, passed by value.
     let usage = unsafe {
@@ -91,7 +105,9 @@ fn queue_has_room() -> bool {
             pg_sys::InvalidOid,
         )
     };
-    f64::from_bits(usage.value() as u64) < QUEUE_FILL_LIMIT
+    let room = f64::from_bits(usage.value() as u64) < QUEUE_FILL_LIMIT;
+    QUEUE_CHECKED.with(|c| c.set(Some((Instant::now(), room))));
+    room
 }
 
 #[pg_guard]
@@ -111,20 +127,25 @@ unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut c
     if payloads.is_empty() || !queue_has_room() {
         return;
     }
-    for payload in payloads {
-        let Ok(payload) = std::ffi::CString::new(payload) else {
-            continue;
-        };
-        // SAFETY: pg_notify takes two text datums, palloc'd here; the transaction is still in
-        // progress at PRE_COMMIT, so the notification joins it.
-        unsafe {
-            pg_sys::OidFunctionCall2Coll(
-                pg_sys::Oid::from(pg_sys::F_PG_NOTIFY),
-                pg_sys::InvalidOid,
-                pg_sys::Datum::from(pg_sys::cstring_to_text(c"odoo_sync_events".as_ptr())),
-                pg_sys::Datum::from(pg_sys::cstring_to_text(payload.as_ptr())),
-            );
-        }
+    // Allocate in the transaction's memory, freed when it ends: a COMMIT inside a procedure
+    // runs this in the procedure's memory, which lives until the CALL returns.
+    // SAFETY: the top transaction context exists until the transaction ends, after PRE_COMMIT.
+    unsafe {
+        PgMemoryContexts::TopTransactionContext.switch_to(|_| {
+            for payload in payloads {
+                let Ok(payload) = std::ffi::CString::new(payload) else {
+                    continue;
+                };
+                // pg_notify takes two text datums; the transaction is still in progress at
+                // PRE_COMMIT, so the notification joins it.
+                pg_sys::OidFunctionCall2Coll(
+                    pg_sys::Oid::from(pg_sys::F_PG_NOTIFY),
+                    pg_sys::InvalidOid,
+                    pg_sys::Datum::from(pg_sys::cstring_to_text(c"odoo_sync_events".as_ptr())),
+                    pg_sys::Datum::from(pg_sys::cstring_to_text(payload.as_ptr())),
+                );
+            }
+        });
     }
 }
 
@@ -143,16 +164,22 @@ unsafe extern "C-unwind" fn on_subxact(
         };
         match event {
             pg_sys::SubXactEvent::SUBXACT_EVENT_COMMIT_SUB => {
-                for e in pending.iter_mut().filter(|e| e.subxact == subxact) {
-                    e.subxact = parent;
+                // Entries move to the parent; one the parent holds already is dropped.
+                let mut i = 0;
+                while i < pending.len() {
+                    if pending[i].subxact == subxact {
+                        let payload = &pending[i].payload;
+                        if pending
+                            .iter()
+                            .any(|e| e.subxact == parent && &e.payload == payload)
+                        {
+                            pending.swap_remove(i);
+                            continue;
+                        }
+                        pending[i].subxact = parent;
+                    }
+                    i += 1;
                 }
-                let mut seen = Vec::new();
-                pending.retain(|e| {
-                    let key = (e.subxact, e.payload.clone());
-                    let first = !seen.contains(&key);
-                    seen.push(key);
-                    first
-                });
             }
             pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB => {
                 pending.retain(|e| e.subxact != subxact);

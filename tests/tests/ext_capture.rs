@@ -794,9 +794,38 @@ async fn notifications_follow_savepoints_and_skip_prepared_transactions() {
         "one per committed transaction, however many subtransactions changed the order"
     );
 
+    // A procedure that commits: each of its transactions tells listeners.
+    db.client
+        .batch_execute(&format!(
+            "CREATE PROCEDURE touch_thrice() LANGUAGE plpgsql AS $$
+             BEGIN FOR i IN 1..3 LOOP {update}; COMMIT; END LOOP; END $$"
+        ))
+        .await
+        .unwrap();
+    // Alone: a CALL that commits cannot share its query string with other statements.
+    db.client
+        .batch_execute("CALL touch_thrice()")
+        .await
+        .unwrap();
+    assert_eq!(
+        notifications_so_far(&db.client, &mut listener).await,
+        ["queue", "queue", "queue"]
+    );
+
     // Two-phase commit: PostgreSQL refuses to PREPARE a transaction that executed NOTIFY, so
     // a prepared change notifies nobody; its job is there once COMMIT PREPARED ran (workers
     // find it by polling).
+    let prepared: String = db
+        .client
+        .query_one("SHOW max_prepared_transactions", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_ne!(
+        prepared, "0",
+        "this cluster cannot prepare transactions: restart it (bash scripts/pg.sh stop) so that \
+         scripts/pg.sh starts it with max_prepared_transactions"
+    );
     sync_as_worker(&db.client, 7).await;
     let jobs = "SELECT count(*) FROM odoo_sync.jobs";
     assert_eq!(count(&db.client, jobs).await, 0);
