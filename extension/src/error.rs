@@ -27,6 +27,9 @@ pub enum SyncError {
     /// A trigger API call failed.
     #[error("odoo_sync trigger error: {0}")]
     Trigger(#[from] pgrx::PgTriggerError),
+    /// odoo_sync's SQL asked to notify with a payload it does not define.
+    #[error("odoo_sync has no notification payload {0:?}")]
+    UnknownPayload(String),
 }
 
 impl SyncError {
@@ -36,7 +39,9 @@ impl SyncError {
             SyncError::NullKey { .. } => PgSqlErrorCode::ERRCODE_NOT_NULL_VIOLATION,
             SyncError::MissingColumn { .. } => PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
             SyncError::NotInstalled => PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
-            SyncError::Spi(_) | SyncError::Trigger(_) => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            SyncError::Spi(_) | SyncError::Trigger(_) | SyncError::UnknownPayload(_) => {
+                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR
+            }
         }
     }
 
@@ -50,7 +55,7 @@ impl SyncError {
                 "Run odoo_sync.untrack_orders() and odoo_sync.track_orders() again with the new column names."
             }
             SyncError::NotInstalled => "Run CREATE EXTENSION odoo_sync.",
-            SyncError::Spi(_) | SyncError::Trigger(_) => {
+            SyncError::Spi(_) | SyncError::Trigger(_) | SyncError::UnknownPayload(_) => {
                 "This is a bug in odoo_sync or a damaged installation; the change was not made."
             }
         }

@@ -12,40 +12,85 @@
 //!   open transaction), COMMIT fails with "too many notifications in the NOTIFY queue". Past
 //!   half full, odoo_sync's notifications are left out instead, and the workers poll.
 //!
-//! What a subtransaction queued is dropped when it rolls back, as its NOTIFY would be.
+//! What a subtransaction queued is dropped when it rolls back, as its NOTIFY would be. This
+//! runs at every commit of a tracked change, so it allocates nothing per transaction: the
+//! payloads are a fixed set, their texts made once per backend.
 
 use std::cell::{Cell, RefCell};
-use std::ffi::c_void;
-use std::time::{Duration, Instant};
+use std::ffi::{c_void, CStr};
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use pgrx::PgMemoryContexts;
+
+use crate::error::SyncError;
 
 /// Above this fill of PostgreSQL's notification queue (0..1), odoo_sync sends nothing.
 const QUEUE_FILL_LIMIT: f64 = 0.5;
 
-/// How long a backend trusts its last look at the queue's fill. Asking takes the queue's locks
-/// exclusively (PostgreSQL advances the queue's tail first); from half full to full takes
-/// gigabytes of notifications, far more than a second of them.
-const QUEUE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// How long (µs) a backend trusts its last look at the queue's fill. Asking takes the queue's
+/// locks exclusively (PostgreSQL advances the queue's tail first); from half full to full
+/// takes gigabytes of notifications, far more than a second of them.
+const QUEUE_CHECK_INTERVAL_US: i64 = 1_000_000;
+
+/// What odoo_sync tells listeners (see docs/dba-guide.md section 9).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Payload {
+    /// A tracked order changed, or work was queued.
+    Queue,
+    /// One of odoo_sync's own events was written.
+    Event,
+    /// A conflict was recorded.
+    Conflict,
+    /// The settings changed.
+    Settings,
+    /// Realtime mode was switched.
+    Realtime,
+}
+
+const PAYLOADS: [Payload; 5] = [
+    Payload::Queue,
+    Payload::Event,
+    Payload::Conflict,
+    Payload::Settings,
+    Payload::Realtime,
+];
+
+impl Payload {
+    fn name(self) -> &'static CStr {
+        match self {
+            Payload::Queue => c"queue",
+            Payload::Event => c"event",
+            Payload::Conflict => c"conflict",
+            Payload::Settings => c"settings",
+            Payload::Realtime => c"realtime",
+        }
+    }
+
+    fn index(self) -> usize {
+        PAYLOADS.iter().position(|p| *p == self).unwrap_or(0)
+    }
+}
 
 /// One payload waiting for the commit, with the subtransaction that queued it.
+#[derive(Clone, Copy)]
 struct Pending {
-    payload: String,
+    payload: Payload,
     subxact: pg_sys::SubTransactionId,
 }
 
 thread_local! {
     static REGISTERED: Cell<bool> = const { Cell::new(false) };
     static PENDING: RefCell<Vec<Pending>> = const { RefCell::new(Vec::new()) };
-    /// When this backend last asked for the queue's fill, and whether it had room.
-    static QUEUE_CHECKED: Cell<Option<(Instant, bool)>> = const { Cell::new(None) };
+    /// When (transaction start, µs) this backend last asked for the queue's fill, and whether
+    /// it had room.
+    static QUEUE_CHECKED: Cell<Option<(pg_sys::TimestampTz, bool)>> = const { Cell::new(None) };
+    /// The channel's and each payload's text, made once in the backend's top memory.
+    static TEXTS: Cell<Option<[pg_sys::Datum; 6]>> = const { Cell::new(None) };
 }
 
 /// Queues NOTIFY odoo_sync_events `payload` for the commit of the current transaction. Runs
 /// on every captured change: when the payload is already queued it costs a comparison.
-pub fn at_commit(payload: &str) {
+pub fn at_commit(payload: Payload) {
     register_callbacks();
     // SAFETY: reads the current transaction's state; triggers and functions run inside one.
     let subxact = unsafe { pg_sys::GetCurrentSubTransactionId() };
@@ -55,10 +100,7 @@ pub fn at_commit(payload: &str) {
             .iter()
             .any(|e| e.subxact == subxact && e.payload == payload)
         {
-            pending.push(Pending {
-                payload: payload.to_string(),
-                subxact,
-            });
+            pending.push(Pending { payload, subxact });
         }
     });
 }
@@ -66,7 +108,10 @@ pub fn at_commit(payload: &str) {
 /// SQL face of [`at_commit`], for the notifications odoo_sync's SQL functions send.
 #[pg_extern(volatile, parallel_unsafe, strict)]
 fn _notify(payload: &str) {
-    at_commit(payload);
+    match PAYLOADS.iter().find(|p| p.name().to_str() == Ok(payload)) {
+        Some(p) => at_commit(*p),
+        None => SyncError::UnknownPayload(payload.to_string()).raise(),
+    }
 }
 
 fn register_callbacks() {
@@ -80,20 +125,36 @@ fn register_callbacks() {
     }
 }
 
-/// The distinct payloads queued, emptying the queue.
-fn take_payloads() -> Vec<String> {
-    PENDING.with(|p| {
-        let mut payloads: Vec<String> = p.borrow_mut().drain(..).map(|e| e.payload).collect();
-        payloads.sort();
-        payloads.dedup();
-        payloads
-    })
+/// The channel's text and the payloads' texts (in `PAYLOADS` order).
+fn texts() -> [pg_sys::Datum; 6] {
+    if let Some(texts) = TEXTS.with(Cell::get) {
+        return texts;
+    }
+    // SAFETY: allocated once in TopMemoryContext, which lives as long as the backend.
+    let texts = unsafe {
+        let old = pg_sys::MemoryContextSwitchTo(pg_sys::TopMemoryContext);
+        let text = |s: &CStr| pg_sys::Datum::from(pg_sys::cstring_to_text(s.as_ptr()));
+        let texts = [
+            text(c"odoo_sync_events"),
+            text(PAYLOADS[0].name()),
+            text(PAYLOADS[1].name()),
+            text(PAYLOADS[2].name()),
+            text(PAYLOADS[3].name()),
+            text(PAYLOADS[4].name()),
+        ];
+        pg_sys::MemoryContextSwitchTo(old);
+        texts
+    };
+    TEXTS.with(|t| t.set(Some(texts)));
+    texts
 }
 
 /// True while PostgreSQL's notification queue has room to spare (see the module doc).
 fn queue_has_room() -> bool {
+    // SAFETY: the start time of the transaction in progress (no clock read).
+    let now = unsafe { pg_sys::GetCurrentTransactionStartTimestamp() };
     if let Some((at, room)) = QUEUE_CHECKED.with(Cell::get) {
-        if at.elapsed() < QUEUE_CHECK_INTERVAL {
+        if (0..QUEUE_CHECK_INTERVAL_US).contains(&(now - at)) {
             return room;
         }
     }
@@ -106,46 +167,57 @@ fn queue_has_room() -> bool {
         )
     };
     let room = f64::from_bits(usage.value() as u64) < QUEUE_FILL_LIMIT;
-    QUEUE_CHECKED.with(|c| c.set(Some((Instant::now(), room))));
+    QUEUE_CHECKED.with(|c| c.set(Some((now, room))));
     room
+}
+
+/// Restores the memory context it replaced, also when a PostgreSQL error unwinds.
+struct SwitchedContext(pg_sys::MemoryContext);
+
+impl Drop for SwitchedContext {
+    fn drop(&mut self) {
+        // SAFETY: switches back to the context that was current before.
+        unsafe { pg_sys::MemoryContextSwitchTo(self.0) };
+    }
 }
 
 #[pg_guard]
 unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut c_void) {
-    if event != pg_sys::XactEvent::XACT_EVENT_PRE_COMMIT {
-        // Prepared, aborted, or already past the point where a notification can be queued.
-        // (try_borrow_mut: no borrow spans a PostgreSQL call, and a panic while a transaction
-        // aborts would escalate.)
-        PENDING.with(|p| {
-            if let Ok(mut pending) = p.try_borrow_mut() {
-                pending.clear();
+    // The distinct payloads queued, taken out (no borrow spans a PostgreSQL call, and a panic
+    // while a transaction aborts would escalate: try_borrow_mut).
+    let mut due: [Option<Payload>; PAYLOADS.len()] = [None; PAYLOADS.len()];
+    PENDING.with(|p| {
+        if let Ok(mut pending) = p.try_borrow_mut() {
+            for e in pending.drain(..) {
+                due[e.payload.index()] = Some(e.payload);
             }
-        });
+        }
+    });
+    // Anything but PRE_COMMIT: prepared, aborted, or past the point where a notification can
+    // be queued.
+    if event != pg_sys::XactEvent::XACT_EVENT_PRE_COMMIT
+        || due.iter().all(Option::is_none)
+        || !queue_has_room()
+    {
         return;
     }
-    let payloads = take_payloads();
-    if payloads.is_empty() || !queue_has_room() {
-        return;
-    }
-    // Allocate in the transaction's memory, freed when it ends: a COMMIT inside a procedure
-    // runs this in the procedure's memory, which lives until the CALL returns.
+    let texts = texts();
+    // pg_notify copies its arguments in the current memory, which for a COMMIT inside a
+    // procedure lives until the CALL returns: use the transaction's, freed when it ends.
     // SAFETY: the top transaction context exists until the transaction ends, after PRE_COMMIT.
-    unsafe {
-        PgMemoryContexts::TopTransactionContext.switch_to(|_| {
-            for payload in payloads {
-                let Ok(payload) = std::ffi::CString::new(payload) else {
-                    continue;
-                };
-                // pg_notify takes two text datums; the transaction is still in progress at
-                // PRE_COMMIT, so the notification joins it.
-                pg_sys::OidFunctionCall2Coll(
-                    pg_sys::Oid::from(pg_sys::F_PG_NOTIFY),
-                    pg_sys::InvalidOid,
-                    pg_sys::Datum::from(pg_sys::cstring_to_text(c"odoo_sync_events".as_ptr())),
-                    pg_sys::Datum::from(pg_sys::cstring_to_text(payload.as_ptr())),
-                );
-            }
-        });
+    let _restore =
+        SwitchedContext(unsafe { pg_sys::MemoryContextSwitchTo(pg_sys::TopTransactionContext) });
+    for payload in due.into_iter().flatten() {
+        // SAFETY: pg_notify takes two text datums (read, not changed); the transaction is still
+        // in progress at PRE_COMMIT, so the notification joins it.
+        unsafe {
+            pg_sys::OidFunctionCall2Coll(
+                pg_sys::Oid::from(pg_sys::F_PG_NOTIFY),
+                pg_sys::InvalidOid,
+                texts[0],
+                texts[1 + payload.index()],
+            );
+        }
     }
 }
 
@@ -168,10 +240,10 @@ unsafe extern "C-unwind" fn on_subxact(
                 let mut i = 0;
                 while i < pending.len() {
                     if pending[i].subxact == subxact {
-                        let payload = &pending[i].payload;
+                        let payload = pending[i].payload;
                         if pending
                             .iter()
-                            .any(|e| e.subxact == parent && &e.payload == payload)
+                            .any(|e| e.subxact == parent && e.payload == payload)
                         {
                             pending.swap_remove(i);
                             continue;

@@ -163,7 +163,7 @@ pub fn record_change(change: &Change<'_>) -> Result<Captured> {
 /// leaves its order waiting for a push, which is what this payload tells listeners. A
 /// transaction sends it once however many rows it changes.
 fn notify_listeners() {
-    crate::notify::at_commit("queue");
+    crate::notify::at_commit(crate::notify::Payload::Queue);
 }
 
 /// Appends the event with an INSERT (see EVENT_SQL); returns its id.
