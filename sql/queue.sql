@@ -433,9 +433,7 @@ BEGIN
                 'amounts', CASE WHEN v_write_amounts THEN v_amounts ELSE st.base_snapshot -> 'amounts' END)
                 -- Odoo's notes after the push, as the worker read them back.
                 || CASE WHEN v_result -> 'snapshot' ? 'notes_html'
-                        THEN jsonb_build_object('notes', @extschema@._html_text(v_result -> 'snapshot' ->> 'notes_html'),
-                                                'notes_html', v_result -> 'snapshot' -> 'notes_html')
-                        ELSE '{}' END;
+                        THEN @extschema@._odoo_notes(v_result -> 'snapshot' -> 'notes_html') ELSE '{}' END;
         ELSE
             v_base := COALESCE(v_result -> 'snapshot', st.base_snapshot);
         END IF;

@@ -136,6 +136,15 @@ AS $$
                                               '>', '&gt;'), E'\n', '<br>') || '</p>' END
 $$;
 
+-- Odoo's notes as the base and the canonical remote keep them: their text, and their HTML
+-- (written back as it is while the local notes do not change).
+CREATE FUNCTION @extschema@._odoo_notes(p_html jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_build_object('notes', @extschema@._html_text(p_html #>> '{}'), 'notes_html', p_html)
+$$;
+
 -- The text the merge compares for notes: of a local value, or of Odoo's HTML (from_odoo).
 -- `odoo-sync-worker verify` asks it, so that it agrees with the merge on what is equal.
 CREATE FUNCTION @extschema@.notes_text(notes text, from_odoo boolean DEFAULT false) RETURNS text
@@ -214,9 +223,7 @@ AS $$
                        'odoo_line_id', (l ->> 'odoo_line_id')::integer))
             FROM jsonb_array_elements(COALESCE(r -> 'lines', '[]')) l), '{}'))
         -- The worker reads Odoo's notes HTML as notes_html; the base keeps it for the next push.
-        || CASE WHEN r ? 'notes_html'
-                THEN jsonb_build_object('notes', @extschema@._html_text(r ->> 'notes_html'), 'notes_html', r -> 'notes_html')
-                ELSE '{}' END
+        || CASE WHEN r ? 'notes_html' THEN @extschema@._odoo_notes(r -> 'notes_html') ELSE '{}' END
 $$;
 
 -- The pushes noted in order_state.attempt_snapshot and not acknowledged, one per row (an

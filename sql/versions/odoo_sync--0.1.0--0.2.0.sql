@@ -575,9 +575,7 @@ BEGIN
                 'amounts', CASE WHEN v_write_amounts THEN v_amounts ELSE st.base_snapshot -> 'amounts' END)
                 -- Odoo's notes after the push, as the worker read them back.
                 || CASE WHEN v_result -> 'snapshot' ? 'notes_html'
-                        THEN jsonb_build_object('notes', @extschema@._html_text(v_result -> 'snapshot' ->> 'notes_html'),
-                                                'notes_html', v_result -> 'snapshot' -> 'notes_html')
-                        ELSE '{}' END;
+                        THEN @extschema@._odoo_notes(v_result -> 'snapshot' -> 'notes_html') ELSE '{}' END;
         ELSE
             v_base := COALESCE(v_result -> 'snapshot', st.base_snapshot);
         END IF;
@@ -1214,6 +1212,13 @@ AS $$
                                               '>', '&gt;'), E'\n', '<br>') || '</p>' END
 $$;
 
+CREATE OR REPLACE FUNCTION @extschema@._odoo_notes(p_html jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_build_object('notes', @extschema@._html_text(p_html #>> '{}'), 'notes_html', p_html)
+$$;
+
 CREATE OR REPLACE FUNCTION @extschema@.notes_text(notes text, from_odoo boolean DEFAULT false) RETURNS text
 LANGUAGE sql IMMUTABLE
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -1282,9 +1287,7 @@ AS $$
                        'odoo_line_id', (l ->> 'odoo_line_id')::integer))
             FROM jsonb_array_elements(COALESCE(r -> 'lines', '[]')) l), '{}'))
         -- The worker reads Odoo's notes HTML as notes_html; the base keeps it for the next push.
-        || CASE WHEN r ? 'notes_html'
-                THEN jsonb_build_object('notes', @extschema@._html_text(r ->> 'notes_html'), 'notes_html', r -> 'notes_html')
-                ELSE '{}' END
+        || CASE WHEN r ? 'notes_html' THEN @extschema@._odoo_notes(r -> 'notes_html') ELSE '{}' END
 $$;
 
 CREATE OR REPLACE FUNCTION @extschema@._noted_attempts(snapshot jsonb) RETURNS SETOF jsonb

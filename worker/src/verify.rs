@@ -434,7 +434,7 @@ pub async fn verify(pg: &Client, odoo: &OdooClient) -> Result<Report, VerifyErro
             .iter()
             .map(|o| (o.tracking_id, o.order_key.clone()))
             .collect();
-        let docs = queue::order_documents(pg, &pairs).await?;
+        let mut docs = queue::order_documents(pg, &pairs).await?;
         if docs.len() != page.len() {
             return Err(VerifyError::Documents {
                 asked: page.len(),
@@ -490,27 +490,18 @@ pub async fn verify(pg: &Client, odoo: &OdooClient) -> Result<Report, VerifyErro
             candidates.push(found);
         }
         let ids: Vec<i64> = wanted.into_iter().collect();
-        let remote_docs: HashMap<i64, Value> = remote::fetch(odoo, &ids)
+        let mut remote_docs: HashMap<i64, Value> = remote::fetch(odoo, &ids)
             .await?
             .into_iter()
             .filter_map(|d| Some((d["odoo_id"].as_i64()?, d)))
             .collect();
-        let notes = NotesTexts::of(pg, &docs, &remote_docs).await?;
-        for (i, ((o, doc), found)) in page.iter().zip(&docs).zip(candidates).enumerate() {
+        add_notes_texts(pg, &mut docs, &mut remote_docs).await?;
+        for ((o, doc), found) in page.iter().zip(&docs).zip(candidates) {
             report.summary.compared += 1;
             if o.pending {
                 report.summary.pending += 1;
             }
-            let r = compare(
-                o,
-                doc,
-                &found,
-                &remote_docs,
-                &partners,
-                &products,
-                &notes,
-                i,
-            );
+            let r = compare(o, doc, &found, &remote_docs, &partners, &products);
             if r.findings.is_empty() {
                 report.summary.equal += 1;
                 continue;
@@ -591,57 +582,52 @@ async fn our_order_xmlids(odoo: &OdooClient) -> Result<Vec<(String, i64)>, OdooE
     }
 }
 
-/// The notes of a page in the merge's canonical text: per local document (None when the
-/// tracking maps no notes column) and per Odoo order read.
-#[derive(Default)]
-struct NotesTexts {
-    local: Vec<Option<Option<String>>>,
-    odoo: HashMap<i64, Option<String>>,
-}
-
-impl NotesTexts {
-    async fn of(
-        pg: &Client,
-        docs: &[Value],
-        remote_docs: &HashMap<i64, Value>,
-    ) -> Result<NotesTexts, tokio_postgres::Error> {
-        let local_values: Vec<Option<String>> =
-            docs.iter().map(|d| text(&d["order"]["notes"])).collect();
-        let mut local: Vec<Option<Option<String>>> = pg
-            .query(
-                "SELECT odoo_sync.notes_text(x) FROM unnest($1::text[]) WITH ORDINALITY u(x, n) ORDER BY n",
-                &[&local_values],
-            )
-            .await?
-            .iter()
-            .map(|r| r.try_get::<_, Option<String>>(0).map(Some))
-            .collect::<Result<_, _>>()?;
-        for (l, d) in local.iter_mut().zip(docs) {
-            if d["order"].get("notes").is_none() {
-                *l = None;
-            }
-        }
-        let (ids, html): (Vec<i64>, Vec<Option<String>>) = remote_docs
-            .iter()
-            .filter(|(_, d)| d.get("notes_html").is_some())
-            .map(|(id, d)| (*id, text(&d["notes_html"])))
-            .unzip();
-        let odoo = pg
-            .query(
-                "SELECT odoo_sync.notes_text(x, true) FROM unnest($1::text[]) WITH ORDINALITY u(x, n) ORDER BY n",
-                &[&html],
-            )
-            .await?
-            .iter()
-            .zip(ids)
-            .map(|(r, id)| Ok((id, r.try_get::<_, Option<String>>(0)?)))
-            .collect::<Result<_, tokio_postgres::Error>>()?;
-        Ok(NotesTexts { local, odoo })
+/// Adds `notes_text`, the text the merge compares (`odoo_sync.notes_text`), to each local
+/// document whose tracking maps notes and to each Odoo document that carries them.
+async fn add_notes_texts(
+    pg: &Client,
+    docs: &mut [Value],
+    remote_docs: &mut HashMap<i64, Value>,
+) -> Result<(), tokio_postgres::Error> {
+    let local: Vec<&mut Value> = docs
+        .iter_mut()
+        .filter(|d| d["order"].get("notes").is_some())
+        .collect();
+    let values: Vec<Option<String>> = local.iter().map(|d| text(&d["order"]["notes"])).collect();
+    for (d, t) in local
+        .into_iter()
+        .zip(notes_texts(pg, &values, false).await?)
+    {
+        d["notes_text"] = json!(t);
     }
+    let odoo: Vec<&mut Value> = remote_docs
+        .values_mut()
+        .filter(|d| d.get("notes_html").is_some())
+        .collect();
+    let values: Vec<Option<String>> = odoo.iter().map(|d| text(&d["notes_html"])).collect();
+    for (d, t) in odoo.into_iter().zip(notes_texts(pg, &values, true).await?) {
+        d["notes_text"] = json!(t);
+    }
+    Ok(())
 }
 
-/// Compares one local order (the `index`-th of its page) with the Odoo orders found for it.
-#[allow(clippy::too_many_arguments)]
+/// `odoo_sync.notes_text` of each value, in order.
+async fn notes_texts(
+    pg: &Client,
+    values: &[Option<String>],
+    from_odoo: bool,
+) -> Result<Vec<Option<String>>, tokio_postgres::Error> {
+    pg.query(
+        "SELECT odoo_sync.notes_text(x, $2) FROM unnest($1::text[]) WITH ORDINALITY u(x, n) ORDER BY n",
+        &[&values, &from_odoo],
+    )
+    .await?
+    .iter()
+    .map(|r| r.try_get(0))
+    .collect()
+}
+
+/// Compares one local order with the Odoo orders found for it.
 fn compare(
     o: &LocalOrder,
     doc: &Value,
@@ -649,8 +635,6 @@ fn compare(
     remote_docs: &HashMap<i64, Value>,
     partners: &HashMap<String, i64>,
     products: &HashMap<String, i64>,
-    notes: &NotesTexts,
-    index: usize,
 ) -> OrderReport {
     let mut findings = Vec::new();
     // Only Odoo orders that exist count; a link to a deleted Odoo order is "missing".
@@ -794,15 +778,15 @@ fn compare(
             ),
         });
     }
-    if let (Some(Some(local)), Some(odoo)) = (notes.local.get(index), notes.odoo.get(&primary)) {
-        if local.as_ref() != odoo.as_ref() {
-            let shown =
-                |v: &Option<String>| v.as_deref().map_or("none".into(), |t| format!("{t:?}"));
+    // Compared only when both sides carry notes (see add_notes_texts).
+    if let (Some(local), Some(odoo)) = (doc.get("notes_text"), remote.get("notes_text")) {
+        if local != odoo {
+            let shown = |v: &Value| v.as_str().map_or("none".into(), |t| format!("{t:?}"));
             findings.push(Finding {
                 kind: Kind::Notes,
                 field: Some("notes".into()),
-                local: local.clone(),
-                odoo: odoo.clone(),
+                local: local.as_str().map(str::to_string),
+                odoo: odoo.as_str().map(str::to_string),
                 odoo_ids: Vec::new(),
                 message: format!("notes: local {}, Odoo {}", shown(local), shown(odoo)),
             });
@@ -1011,16 +995,7 @@ mod tests {
         let remotes = HashMap::from([(40, remote)]);
         let partners = HashMap::from([("V-A".to_string(), 5)]);
         let products = HashMap::from([("P1".to_string(), 8)]);
-        let r = compare(
-            &o,
-            &doc,
-            &found,
-            &remotes,
-            &partners,
-            &products,
-            &NotesTexts::default(),
-            0,
-        );
+        let r = compare(&o, &doc, &found, &remotes, &partners, &products);
         assert_eq!(r.findings.len(), 1, "{:?}", r.findings);
         let f = r.finding("lines.3.quantity").expect("quantity finding");
         assert_eq!(f.kind, Kind::Line);

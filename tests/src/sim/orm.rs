@@ -751,8 +751,6 @@ impl<'a> Env<'a> {
     }
 }
 
-/// Parses a datetime as Odoo accepts it (date only, `T` separator, fractions) and returns the
-/// stored `YYYY-MM-DD HH:MM:SS`.
 /// What Odoo's `html_sanitize` makes of a value written to an HTML field, for the values
 /// odoo_sync and the tests write: markup is kept as it is (the simulator does not strip unsafe
 /// tags), plain text becomes one paragraph (`"yop"` → `"<p>yop</p>"`, Odoo's own test case)
@@ -769,6 +767,8 @@ pub fn sanitize_html(value: &str) -> String {
     format!("<p>{escaped}</p>")
 }
 
+/// Parses a datetime as Odoo accepts it (date only, `T` separator, fractions) and returns the
+/// stored `YYYY-MM-DD HH:MM:SS`.
 pub fn parse_datetime(s: &str) -> OdooResult<String> {
     let err = || {
         OdooError::value(format!(

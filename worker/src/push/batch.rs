@@ -28,7 +28,7 @@ use tokio_postgres::Client;
 use super::linked_push::{needs_linked_push, push_linked};
 use super::order_push::{
     canonical_snapshot, decimal, line_xmlid_name, maps_notes, notes_to_write, order_xmlid_name,
-    push_order, text, with_notes, Amounts, PushOutcome, XMLID_MODULE,
+    push_order, text, with_notes, Amounts, LoadOrder, LoadShape, PushOutcome, XMLID_MODULE,
 };
 use super::resolve::{Resolver, Wanted};
 use super::status_action::StatusAction;
@@ -465,73 +465,26 @@ fn finish(
         .collect()
 }
 
-const LINE_FIELDS: [&str; 4] = [
-    "order_line/id",
-    "order_line/product_id/.id",
-    "order_line/product_qty",
-    "order_line/price_unit",
-];
-
-/// Which columns one `load` call carries: every order of the call has lines or none has, and
-/// every order writes its notes or none does (a column given empties the field of an order
-/// that leaves it out).
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct LoadShape {
-    with_lines: bool,
-    /// The notes field (`notes` or `note`), when the orders write their notes.
-    notes_field: Option<&'static str>,
-}
-
-impl LoadShape {
-    fn of(order: &Ready, notes_field: &'static str) -> LoadShape {
-        LoadShape {
-            with_lines: !order.lines.is_empty(),
-            notes_field: order.notes.as_ref().map(|_| notes_field),
+impl Ready {
+    /// This order as `load` rows carry it.
+    fn load_order(&self) -> LoadOrder<'_> {
+        LoadOrder {
+            xmlid: &self.xmlid,
+            partner: self.partner,
+            origin: &self.origin,
+            notes: self.notes.as_ref(),
+            lines: &self.lines,
         }
     }
 }
 
+/// The columns and rows of one `load` of `orders`, all of `shape`.
 fn load_rows(orders: &[&Ready], shape: LoadShape) -> (Vec<&'static str>, Vec<Vec<Value>>) {
-    let with_lines = shape.with_lines;
-    let mut fields = vec!["id", "partner_id/.id", "origin"];
-    fields.extend(shape.notes_field);
-    if with_lines {
-        fields.extend(LINE_FIELDS);
-    }
-    let mut rows = Vec::new();
-    for o in orders {
-        let mut head = vec![
-            json!(format!("{XMLID_MODULE}.{}", o.xmlid)),
-            json!(o.partner.to_string()),
-            json!(o.origin),
-        ];
-        if shape.notes_field.is_some() {
-            // An empty cell empties the field.
-            head.push(match &o.notes {
-                Some(Value::String(html)) => json!(html),
-                _ => json!(""),
-            });
-        }
-        if !with_lines || o.lines.is_empty() {
-            rows.push(head);
-            continue;
-        }
-        for (i, (xmlid, product, qty, price)) in o.lines.iter().enumerate() {
-            let mut row = if i == 0 {
-                head.clone()
-            } else {
-                vec![json!(""); head.len()]
-            };
-            row.extend([
-                json!(format!("{XMLID_MODULE}.{xmlid}")),
-                json!(product.to_string()),
-                json!(qty.to_string()),
-                json!(price.to_string()),
-            ]);
-            rows.push(row);
-        }
-    }
-    (fields, rows)
+    let rows = orders
+        .iter()
+        .flat_map(|o| shape.rows(&o.load_order()))
+        .collect();
+    (shape.fields(), rows)
 }
 
 /// Loads `orders` (all of one [`LoadShape`]), isolating the ones Odoo refuses.
@@ -655,14 +608,14 @@ async fn write_chunk(odoo: &OdooClient, chunk: &[Ready]) -> Vec<Result<PushOutco
     };
     let mut shapes: Vec<LoadShape> = Vec::new();
     for r in chunk {
-        let shape = LoadShape::of(r, notes_field);
+        let shape = LoadShape::of(&r.load_order(), notes_field);
         if !shapes.contains(&shape) {
             shapes.push(shape);
         }
     }
     for shape in shapes {
         let idx: Vec<usize> = (0..chunk.len())
-            .filter(|i| LoadShape::of(&chunk[*i], notes_field) == shape)
+            .filter(|i| LoadShape::of(&chunk[*i].load_order(), notes_field) == shape)
             .collect();
         let members: Vec<&Ready> = idx.iter().map(|i| &chunk[*i]).collect();
         for (i, r) in idx.iter().zip(load_isolating(odoo, &members, shape).await) {
@@ -847,10 +800,11 @@ async fn write_chunk(odoo: &OdooClient, chunk: &[Ready]) -> Vec<Result<PushOutco
                 continue;
             }
         };
-        let mut snapshot = canonical_snapshot(r.partner, &r.lines);
-        if r.maps_notes {
-            snapshot = with_notes(snapshot, rec.get(notes_field));
-        }
+        let snapshot = with_notes(
+            canonical_snapshot(r.partner, &r.lines),
+            r.maps_notes,
+            rec.get(notes_field),
+        );
         results[i] = Ok(PushOutcome {
             odoo_order_id: Some(id),
             odoo_name: rec.get("name").and_then(Value::as_str).map(str::to_string),

@@ -252,14 +252,11 @@ pub async fn push_linked(
         odoo_name: rec.get("name").and_then(Value::as_str).map(str::to_string),
         operation: "UPDATE",
         version: doc["version"].as_i64(),
-        snapshot: if maps_notes(doc) {
-            with_notes(
-                canonical_snapshot(partner, &snapshot_lines),
-                rec.get(notes_field),
-            )
-        } else {
-            canonical_snapshot(partner, &snapshot_lines)
-        },
+        snapshot: with_notes(
+            canonical_snapshot(partner, &snapshot_lines),
+            maps_notes(doc),
+            rec.get(notes_field),
+        ),
         amounts: Some(amounts),
         duration_ms: started.elapsed().as_millis(),
         warnings: Vec::new(),

@@ -94,6 +94,95 @@ pub fn canonical_snapshot(partner: i64, lines: &[(String, i64, Decimal, Decimal)
     json!({"partner_id": partner.to_string(), "lines": by_key})
 }
 
+/// The line columns of a `purchase.order.load` call.
+const LOAD_LINE_FIELDS: [&str; 4] = [
+    "order_line/id",
+    "order_line/product_id/.id",
+    "order_line/product_qty",
+    "order_line/price_unit",
+];
+
+/// Which columns one `purchase.order.load` call carries: every order of the call has lines or
+/// none has, and every order writes its notes or none does (a notes column empties the notes
+/// of an order that leaves its cell empty).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct LoadShape {
+    /// The orders have lines.
+    pub with_lines: bool,
+    /// The notes field (`notes` or `note`), when the orders write their notes.
+    pub notes_field: Option<&'static str>,
+}
+
+/// One order as `purchase.order.load` rows carry it.
+pub(crate) struct LoadOrder<'a> {
+    /// External id name (without module).
+    pub xmlid: &'a str,
+    /// Odoo partner id.
+    pub partner: i64,
+    /// `origin`: the order number.
+    pub origin: &'a str,
+    /// The HTML, or `false` to empty the notes (see [`notes_to_write`]).
+    pub notes: Option<&'a Value>,
+    /// (line external id name, product, quantity, price).
+    pub lines: &'a [(String, i64, Decimal, Decimal)],
+}
+
+impl LoadShape {
+    /// The shape of a call carrying `order` alone.
+    pub fn of(order: &LoadOrder<'_>, notes_field: &'static str) -> LoadShape {
+        LoadShape {
+            with_lines: !order.lines.is_empty(),
+            notes_field: order.notes.map(|_| notes_field),
+        }
+    }
+
+    /// The column names.
+    pub fn fields(self) -> Vec<&'static str> {
+        let mut fields = vec!["id", "partner_id/.id", "origin"];
+        fields.extend(self.notes_field);
+        if self.with_lines {
+            fields.extend(LOAD_LINE_FIELDS);
+        }
+        fields
+    }
+
+    /// The rows of one order: its head (external id, partner, origin, notes) on the row of its
+    /// first line, each further line on a row whose head cells are empty.
+    pub fn rows(self, order: &LoadOrder<'_>) -> Vec<Vec<Value>> {
+        let mut head = vec![
+            json!(format!("{XMLID_MODULE}.{}", order.xmlid)),
+            json!(order.partner.to_string()),
+            json!(order.origin),
+        ];
+        if self.notes_field.is_some() {
+            // An empty cell empties the field.
+            head.push(match order.notes {
+                Some(Value::String(html)) => json!(html),
+                _ => json!(""),
+            });
+        }
+        if !self.with_lines || order.lines.is_empty() {
+            return vec![head];
+        }
+        let blank = vec![json!(""); head.len()];
+        order
+            .lines
+            .iter()
+            .enumerate()
+            .map(|(i, (xmlid, product, qty, price))| {
+                let mut row = if i == 0 { head.clone() } else { blank.clone() };
+                row.extend([
+                    json!(format!("{XMLID_MODULE}.{xmlid}")),
+                    json!(product.to_string()),
+                    json!(qty.to_string()),
+                    json!(price.to_string()),
+                ]);
+                row
+            })
+            .collect()
+    }
+}
+
 /// What the document asks to write into Odoo's notes (`odoo_sync.order_document`'s
 /// `odoo_notes`): None leaves them alone; else the HTML, or `false` to empty them.
 pub(crate) fn notes_to_write(doc: &Value) -> Option<Value> {
@@ -127,9 +216,10 @@ pub(crate) fn read_back_fields(doc: &Value, notes_field: &'static str) -> Vec<&'
     fields
 }
 
-/// The snapshot with Odoo's notes as read after the push (`notes_html`, null when empty).
-pub(crate) fn with_notes(mut snapshot: Value, read: Option<&Value>) -> Value {
-    if let Some(fields) = snapshot.as_object_mut() {
+/// The snapshot with Odoo's notes as read after the push (`notes_html`, null when empty),
+/// when the tracking maps notes (`maps`); else the snapshot as it is.
+pub(crate) fn with_notes(mut snapshot: Value, maps: bool, read: Option<&Value>) -> Value {
+    if let (true, Some(fields)) = (maps, snapshot.as_object_mut()) {
         let html = read.filter(|v| v.is_string()).cloned();
         fields.insert("notes_html".into(), html.unwrap_or(Value::Null));
     }
@@ -317,52 +407,16 @@ pub async fn push_order(
 
     let notes_field = odoo.field_names().await?.order_notes;
     let notes = notes_to_write(doc);
-    let mut fields = vec!["id", "partner_id/.id", "origin"];
-    if notes.is_some() {
-        fields.push(notes_field);
-    }
-    if !lines.is_empty() {
-        fields.extend([
-            "order_line/id",
-            "order_line/product_id/.id",
-            "order_line/product_qty",
-            "order_line/price_unit",
-        ]);
-    }
-    let mut head = vec![
-        json!(format!("{XMLID_MODULE}.{order_name}")),
-        json!(partner.to_string()),
-        json!(origin),
-    ];
-    if let Some(notes) = &notes {
-        // An empty cell empties the field.
-        head.push(if notes.is_string() {
-            notes.clone()
-        } else {
-            json!("")
-        });
-    }
-    let mut rows: Vec<Vec<Value>> = Vec::new();
-    if lines.is_empty() {
-        rows.push(head);
-    } else {
-        for (i, (xmlid, product, qty, price)) in lines.iter().enumerate() {
-            let mut row = if i == 0 {
-                head.clone()
-            } else {
-                vec![json!(""); head.len()]
-            };
-            row.extend([
-                json!(format!("{XMLID_MODULE}.{xmlid}")),
-                json!(product.to_string()),
-                json!(qty.to_string()),
-                json!(price.to_string()),
-            ]);
-            rows.push(row);
-        }
-    }
+    let load_order = LoadOrder {
+        xmlid: &order_name,
+        partner,
+        origin: &origin,
+        notes: notes.as_ref(),
+        lines: &lines,
+    };
+    let shape = LoadShape::of(&load_order, notes_field);
     let ids = odoo
-        .load("purchase.order", &fields, &rows)
+        .load("purchase.order", &shape.fields(), &shape.rows(&load_order))
         .await?
         .into_ids("purchase.order")?;
     let odoo_id = *ids.first().ok_or_else(|| {
@@ -443,10 +497,11 @@ pub async fn push_order(
             "amount_total",
         )?,
     };
-    let mut snapshot = canonical_snapshot(partner, &lines);
-    if maps_notes(doc) {
-        snapshot = with_notes(snapshot, rec.get(notes_field));
-    }
+    let snapshot = with_notes(
+        canonical_snapshot(partner, &lines),
+        maps_notes(doc),
+        rec.get(notes_field),
+    );
     Ok(PushOutcome {
         odoo_order_id: Some(odoo_id),
         odoo_name: rec.get("name").and_then(Value::as_str).map(str::to_string),
