@@ -61,8 +61,8 @@ CREATE TABLE @extschema@.order_state (
     odoo_state      text,
     odoo_locked     boolean NOT NULL DEFAULT false,
     link            text NOT NULL DEFAULT 'xmlid' CHECK (link IN ('xmlid', 'dbid')),
-    -- What pushes not yet acknowledged wrote or tried to write to Odoo (canonical forms, the
-    -- last five), noted before each write: if a reply is lost, finding exactly one of these in
+    -- What pushes not yet acknowledged wrote or tried to write to Odoo (canonical forms, one
+    -- per distinct content, see _with_attempt), noted before each write: if a reply is lost, finding exactly one of these in
     -- Odoo means our own write, not an Odoo edit.
     attempt_snapshot jsonb,
     PRIMARY KEY (tracking_id, order_key)

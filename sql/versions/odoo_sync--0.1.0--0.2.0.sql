@@ -2020,6 +2020,18 @@ BEGIN
 END
 $$;
 
+CREATE OR REPLACE FUNCTION @extschema@._with_attempt(noted jsonb, attempt jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT COALESCE((SELECT jsonb_agg(k.a ORDER BY k.n)
+                     FROM (SELECT p.a, p.n
+                           FROM @extschema@._noted_attempts(noted) WITH ORDINALITY AS p(a, n)
+                           WHERE p.a <> attempt
+                           ORDER BY p.n DESC LIMIT 63) k), '[]'::jsonb)
+           || jsonb_build_array(attempt)
+$$;
+
 CREATE OR REPLACE FUNCTION @extschema@.note_attempts(attempts jsonb) RETURNS integer
 LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -2030,13 +2042,9 @@ BEGIN
     IF attempts IS NULL OR jsonb_typeof(attempts) <> 'array' THEN
         RAISE EXCEPTION 'note_attempts expects a JSON array' USING ERRCODE = '22023';
     END IF;
-    -- Every attempt since the last acknowledged one is kept (the last five): a push whose
-    -- reply was lost may be followed by attempts that failed before writing anything.
     UPDATE @extschema@.order_state s
-    SET attempt_snapshot = (CASE WHEN s.attempt_snapshot IS NULL OR jsonb_typeof(s.attempt_snapshot) <> 'array' THEN '[]'::jsonb
-                                 WHEN jsonb_array_length(s.attempt_snapshot) >= 5 THEN s.attempt_snapshot - 0
-                                 ELSE s.attempt_snapshot END)
-                           || jsonb_build_array(a.snapshot || jsonb_build_object('state', @extschema@._status_class(a.status)))
+    SET attempt_snapshot = @extschema@._with_attempt(s.attempt_snapshot,
+                               a.snapshot || jsonb_build_object('state', @extschema@._status_class(a.status)))
     FROM jsonb_to_recordset(attempts) AS a(tracking_id integer, order_key text, status text, snapshot jsonb)
     WHERE s.tracking_id = a.tracking_id AND s.order_key = a.order_key AND jsonb_typeof(a.snapshot) = 'object';
     GET DIAGNOSTICS v_count = ROW_COUNT;

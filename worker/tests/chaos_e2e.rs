@@ -1494,6 +1494,43 @@ async fn make_noted_attempt_partial(env: &Env) {
         .expect("make the noted attempt a partial one");
 }
 
+/// Waits for the queue to settle and checks that no conflict is open: nobody edited in Odoo.
+async fn settle_without_conflict(env: &Env) {
+    settle(env).await;
+    let conflicts = env
+        .count("SELECT count(*) FROM odoo_sync.conflicts WHERE resolved_at IS NULL")
+        .await;
+    assert_eq!(
+        conflicts,
+        0,
+        "our own unacknowledged write became a conflict:\n{}",
+        order_history(&env.db.client, 1).await
+    );
+}
+
+/// Edits `item` locally after an unacknowledged push wrote it, and checks that the edit wins:
+/// no conflict, the local value stands, and both sides agree.
+async fn local_edit_wins(env: Env, mut w: WorkerProc, item: i64) {
+    env.db
+        .client
+        .execute(
+            "UPDATE order_items SET quantity = 9 WHERE id = $1",
+            &[&item],
+        )
+        .await
+        .expect("edit the line");
+    settle_without_conflict(&env).await;
+    let quantity = env
+        .count(&format!(
+            "SELECT quantity::bigint FROM order_items WHERE id = {item}"
+        ))
+        .await;
+    assert_eq!(quantity, 9, "the local edit stands");
+    assert_verified(&env).await;
+    w.kill();
+    env.finish().await;
+}
+
 /// A push whose Odoo write committed but whose reply was lost, then a local change, then the
 /// retry: the retry finds Odoo's write_date moved by its own earlier write. That write must not
 /// be merged as an Odoo edit. (It was: the line the lost write added came back into the local
@@ -1570,35 +1607,9 @@ async fn a_local_delete_survives_a_partial_unacknowledged_push() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_local_edit_survives_a_partial_unacknowledged_push() {
     let _heavy = HEAVY.lock().await;
-    let (env, mut w, item) = line_pushed_without_reply("c_bug_partial_edit").await;
+    let (env, w, item) = line_pushed_without_reply("c_bug_partial_edit").await;
     make_noted_attempt_partial(&env).await;
-    env.db
-        .client
-        .execute(
-            "UPDATE order_items SET quantity = 9 WHERE id = $1",
-            &[&item],
-        )
-        .await
-        .expect("edit the line");
-    settle(&env).await;
-    let conflicts = env
-        .count("SELECT count(*) FROM odoo_sync.conflicts WHERE resolved_at IS NULL")
-        .await;
-    assert_eq!(
-        conflicts,
-        0,
-        "our own unacknowledged write became a conflict:\n{}",
-        order_history(&env.db.client, 1).await
-    );
-    let quantity = env
-        .count(&format!(
-            "SELECT quantity::bigint FROM order_items WHERE id = {item}"
-        ))
-        .await;
-    assert_eq!(quantity, 9, "the local edit stands");
-    assert_verified(&env).await;
-    w.kill();
-    env.finish().await;
+    local_edit_wins(env, w, item).await;
 }
 
 /// A line the base already has, changed by a push whose reply was lost while Odoo matches no
@@ -1620,16 +1631,7 @@ async fn a_local_delete_of_a_line_changed_by_a_partial_unacknowledged_push_stand
         .execute("DELETE FROM order_items WHERE id = $1", &[&item])
         .await
         .expect("delete the line");
-    settle(&env).await;
-    let conflicts = env
-        .count("SELECT count(*) FROM odoo_sync.conflicts WHERE resolved_at IS NULL")
-        .await;
-    assert_eq!(
-        conflicts,
-        0,
-        "our own unacknowledged write became a conflict:\n{}",
-        order_history(&env.db.client, 1).await
-    );
+    settle_without_conflict(&env).await;
     let back = env
         .count(&format!(
             "SELECT count(*) FROM order_items WHERE id = {item}"
@@ -1639,4 +1641,46 @@ async fn a_local_delete_of_a_line_changed_by_a_partial_unacknowledged_push_stand
     assert_verified(&env).await;
     w.kill();
     env.finish().await;
+}
+
+/// A push whose write committed and whose reply was lost, followed by six attempts that failed
+/// before writing anything, each with other line values (noted here as the worker notes them),
+/// then a local edit of the line the lost write changed. Odoo still holds the lost write: our
+/// own, so the local edit wins with no conflict. (Found by the eager chaos run: only the last
+/// five attempts were kept, the one that wrote was forgotten, and a false VERSION_CONFLICT
+/// held the order.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_write_is_recognised_after_many_attempts_that_wrote_nothing() {
+    let _heavy = HEAVY.lock().await;
+    let (env, w, item) = line_written_without_reply(
+        "c_bug_evicted",
+        "UPDATE order_items SET quantity = quantity + 11 \
+         WHERE id = (SELECT min(id) FROM order_items WHERE order_id = 1) RETURNING id",
+    )
+    .await;
+    for attempt in 1..=6 {
+        env.db
+            .client
+            .execute(
+                "SELECT odoo_sync.note_attempts(jsonb_build_array(jsonb_build_object(
+                     'tracking_id', s.tracking_id, 'order_key', s.order_key, 'status', 'PENDING_SYNC',
+                     'snapshot', a.attempt || jsonb_build_object('lines',
+                         (SELECT jsonb_object_agg(l.key, l.value || jsonb_build_object('quantity', 1000 + $1::int))
+                          FROM jsonb_each(a.attempt -> 'lines') l)))))
+                 FROM odoo_sync.order_state s,
+                      LATERAL (SELECT s.attempt_snapshot -> 0 AS attempt) a
+                 WHERE s.order_key = '1'",
+                &[&attempt],
+            )
+            .await
+            .expect("note an attempt that wrote nothing");
+    }
+    let noted = env
+        .count("SELECT jsonb_array_length(attempt_snapshot)::bigint FROM odoo_sync.order_state WHERE order_key = '1'")
+        .await;
+    assert_eq!(
+        noted, 7,
+        "the lost write and the six attempts are all noted"
+    );
+    local_edit_wins(env, w, item).await;
 }
