@@ -83,19 +83,23 @@ impl Row {
     /// values are compared by their stored bytes, never by a looser equality.
     pub fn same_as(&self, other: &Row, ignored: &[i32]) -> bool {
         (1..=self.natts()).all(|attnum| {
-            let a = self.attr(attnum - 1);
-            if a.attisdropped || ignored.contains(&attnum) {
-                return true;
-            }
-            match (self.datum(attnum), other.datum(attnum)) {
-                (None, None) => true,
-                (Some(x), Some(y)) => {
-                    // SAFETY: both datums come from tuples of this descriptor's column.
-                    unsafe { datums_identical(x, y, a.attlen, a.attbyval) }
-                }
-                _ => false,
-            }
+            self.attr(attnum - 1).attisdropped
+                || ignored.contains(&attnum)
+                || self.same_value(other, attnum)
         })
+    }
+
+    /// True when column `attnum` holds the same bytes in both rows (same rule as `same_as`).
+    pub fn same_value(&self, other: &Row, attnum: i32) -> bool {
+        let a = self.attr(attnum - 1);
+        match (self.datum(attnum), other.datum(attnum)) {
+            (None, None) => true,
+            (Some(x), Some(y)) => {
+                // SAFETY: both datums come from tuples of this descriptor's column.
+                unsafe { datums_identical(x, y, a.attlen, a.attbyval) }
+            }
+            _ => false,
+        }
     }
 
     /// A copy of this row with one column set from text through the column type's input

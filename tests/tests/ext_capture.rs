@@ -345,6 +345,88 @@ async fn delete_keeps_a_tombstone_and_enqueues_the_cancel() {
     db.finish().await;
 }
 
+/// An update of the key is the old order gone (its Odoo order is cancelled) and a new order
+/// created; an update that keeps the key is one change of the same order.
+#[tokio::test]
+async fn a_changed_key_deletes_the_old_order_and_creates_the_new_one() {
+    let db = tracked_db("rekey", "bigint").await;
+    let id = new_order(&db.client, "PO-K").await;
+    sync_as_worker(&db.client, 77).await;
+    let new_id = db
+        .client
+        .query_one(
+            "UPDATE orders SET id = id + 1000, notes = 'moved' WHERE id = $1::text::bigint RETURNING id::text",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get::<_, String>(0);
+    let states = db
+        .client
+        .query(
+            "SELECT order_key, deleted, tombstone ->> 'order_number', odoo_id, sync_status, job_id IS NOT NULL
+             FROM odoo_sync.order_state ORDER BY order_key::bigint",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(states.len(), 2, "one state per key");
+    let (old, new) = (&states[0], &states[1]);
+    assert_eq!(old.get::<_, String>(0), id);
+    assert!(old.get::<_, bool>(1), "the old key is deleted");
+    assert_eq!(old.get::<_, Option<String>>(2).as_deref(), Some("PO-K"));
+    assert_eq!(
+        old.get::<_, Option<i32>>(3),
+        Some(77),
+        "its Odoo order is kept to cancel"
+    );
+    assert!(old.get::<_, bool>(5), "a job cancels it in Odoo");
+    assert_eq!(new.get::<_, String>(0), new_id);
+    assert!(!new.get::<_, bool>(1));
+    assert_eq!(
+        new.get::<_, Option<i32>>(3),
+        None,
+        "the new key is a new order"
+    );
+    assert_eq!(new.get::<_, String>(4), "PENDING_SYNC");
+    assert!(new.get::<_, bool>(5), "a job pushes it");
+    let events = |key: String| {
+        let client = &db.client;
+        async move {
+            client
+                .query(
+                    "SELECT event_type FROM odoo_sync.events WHERE entity_id = $1 ORDER BY id",
+                    &[&key],
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get::<_, String>(0))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        events(id.clone()).await,
+        ["ORDER_CREATED", "ORDER_SYNCED_TO_ODOO", "ORDER_DELETED"]
+    );
+    assert_eq!(events(new_id.clone()).await, ["ORDER_CREATED"]);
+
+    // Keeping the key (even written with its own value) changes the same order.
+    db.client
+        .execute(
+            "UPDATE orders SET id = id, notes = 'again' WHERE id = $1::text::bigint",
+            &[&new_id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(events(new_id).await, ["ORDER_CREATED", "ORDER_UPDATED"]);
+    assert_eq!(
+        count(&db.client, "SELECT count(*) FROM odoo_sync.order_state").await,
+        2
+    );
+    db.finish().await;
+}
+
 #[tokio::test]
 async fn write_back_by_odoo_sync_does_not_echo() {
     let db = tracked_db("echo", "uuid").await;

@@ -13,6 +13,8 @@
 //! partial or exclusion index, or a column this code does not know, `append` returns None and
 //! the caller inserts through SQL instead, so the additions keep working.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::ffi::CString;
 use std::rc::Rc;
 
@@ -186,7 +188,7 @@ pub fn append(event: &Event<'_>) -> Result<Option<i64>> {
                 EventColumn::TrackingId => Datum::from(event.tracking_id),
                 EventColumn::EntityId => text_datum(&entity_id),
                 EventColumn::Actor => session_user_name(),
-                EventColumn::Payload => builtin(pg_sys::F_JSONB_IN, Datum::from(payload.as_ptr())),
+                EventColumn::Payload => payload_datum(&payload),
             };
             nulls[i] = false;
         }
@@ -250,6 +252,50 @@ unsafe fn session_user_name() -> Datum {
         let name = pg_sys::palloc0(pg_sys::NAMEDATALEN as usize).cast::<pg_sys::NameData>();
         pg_sys::namestrcpy(name, user);
         Datum::from(name)
+    }
+}
+
+/// Payloads up to this many bytes have their jsonb form remembered (see `payload_datum`).
+const REMEMBERED_PAYLOAD_BYTES: usize = 128;
+/// At most this many of them: the short payloads are a handful of fixed texts.
+const REMEMBERED_PAYLOADS: usize = 32;
+
+thread_local! {
+    /// jsonb forms of the short payloads that every change repeats
+    /// (`{"op":"UPDATE","table":"orders"}`, ...): parsing them again cost more than the heap
+    /// insert of the event.
+    static PAYLOADS: RefCell<HashMap<Vec<u8>, Vec<u8>>> = RefCell::new(HashMap::new());
+}
+
+/// The payload as a palloc'd jsonb datum.
+unsafe fn payload_datum(payload: &CString) -> Datum {
+    let text = payload.as_bytes();
+    // SAFETY: the remembered bytes are a whole jsonb varlena made by jsonb_in in this backend;
+    // the copy is palloc'd in the current context like jsonb_in's own result.
+    let remembered = PAYLOADS.with(|p| {
+        p.borrow().get(text).map(|bytes| unsafe {
+            let copy = pg_sys::palloc(bytes.len()).cast::<u8>();
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), copy, bytes.len());
+            Datum::from(copy)
+        })
+    });
+    if let Some(datum) = remembered {
+        return datum;
+    }
+    // SAFETY: jsonb_in takes a NUL-terminated string and returns a plain (not toasted) varlena.
+    unsafe {
+        let datum = builtin(pg_sys::F_JSONB_IN, Datum::from(payload.as_ptr()));
+        if text.len() <= REMEMBERED_PAYLOAD_BYTES {
+            let ptr = datum.cast_mut_ptr::<u8>();
+            let bytes = std::slice::from_raw_parts(ptr, pgrx::varlena::varsize_any(ptr.cast()));
+            PAYLOADS.with(|p| {
+                let mut p = p.borrow_mut();
+                if p.len() < REMEMBERED_PAYLOADS {
+                    p.insert(text.to_vec(), bytes.to_vec());
+                }
+            });
+        }
+        datum
     }
 }
 

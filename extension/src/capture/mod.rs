@@ -112,11 +112,9 @@ pub fn record_change(change: &Change<'_>) -> Result<Captured> {
     };
     notify_listeners();
     let order = state_probe::probe(change.tracking_id, change.order_key)?;
-    if !change.state_changed
-        && (order.active_status == "PENDING_SYNC" || order.active_status == "CONFLICT")
-    {
+    if let (false, Some(status)) = (change.state_changed, order.waiting) {
         return Ok(Captured {
-            sync_status: order.active_status,
+            sync_status: status.to_string(),
             state_written: false,
             odoo_locked: order.odoo_locked,
         });

@@ -125,7 +125,13 @@ fn capture<'a>(
             )?);
         }
         (Some(o), Some(n)) => {
-            let (old_key, new_key) = (key_of(&o)?, key_of(&n)?);
+            // The key's text is made once when the key did not change (the common case).
+            let new_key = key_of(&n)?;
+            let old_key = if o.same_value(&n, cols.key) {
+                new_key.clone()
+            } else {
+                key_of(&o)?
+            };
             if old_key != new_key {
                 // A changed key is the old order gone and a new one created.
                 record_delete(trigger, &cols, &o, &old_key)?;
@@ -174,7 +180,7 @@ fn record_upsert(
     // state row holds writes it too.
     let state_changed = match (old, cols.order_number) {
         (None, _) => true,
-        (Some(o), Some(a)) => o.text(a) != order_number,
+        (Some(o), Some(a)) => !o.same_value(row, a),
         (Some(_), None) => false,
     };
     let captured = record_change(&Change {

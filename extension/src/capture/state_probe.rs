@@ -12,8 +12,9 @@ use crate::error::{Result, SyncError};
 /// What capture needs to know of an order before it decides whether to enqueue.
 #[derive(Debug, Default)]
 pub struct OrderProbe {
-    /// The order's sync status when a push job is linked to it, else empty.
-    pub active_status: String,
+    /// PENDING_SYNC or CONFLICT when a push job is linked to the order and it has one of
+    /// those statuses (its change only needs its event), else None.
+    pub waiting: Option<&'static str>,
     /// True when Odoo has confirmed the order (the column does not exist before 0.2.0).
     pub odoo_locked: bool,
 }
@@ -148,9 +149,17 @@ pub fn probe(tracking_id: i32, order_key: &str) -> Result<OrderProbe> {
                 let status =
                     pg_sys::heap_getattr(tuple, layout.sync_status.into(), desc, &mut isnull);
                 if !isnull {
-                    let text = pg_sys::text_to_cstring(status.cast_mut_ptr());
-                    found.active_status = CStr::from_ptr(text).to_string_lossy().into_owned();
-                    pg_sys::pfree(text.cast());
+                    // Compared in place: copying the text out cost more than the comparison.
+                    let text = pg_sys::pg_detoast_datum_packed(status.cast_mut_ptr());
+                    let bytes = std::slice::from_raw_parts(
+                        pgrx::varlena::vardata_any(text).cast::<u8>(),
+                        pgrx::varlena::varsize_any_exhdr(text),
+                    );
+                    found.waiting = match bytes {
+                        b"PENDING_SYNC" => Some("PENDING_SYNC"),
+                        b"CONFLICT" => Some("CONFLICT"),
+                        _ => None,
+                    };
                 }
             }
             if let Some(col) = layout.odoo_locked {
