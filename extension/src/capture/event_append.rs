@@ -33,6 +33,8 @@ pub struct Event<'a> {
     pub event_type: &'a str,
     /// The payload, as JSON text.
     pub payload: &'a str,
+    /// True when the payload is one of a few fixed texts, whose jsonb form is worth keeping.
+    pub fixed_payload: bool,
 }
 
 /// How each column of event_log is filled, read once from the catalog (see catalog_cache).
@@ -188,7 +190,7 @@ pub fn append(event: &Event<'_>) -> Result<Option<i64>> {
                 EventColumn::TrackingId => Datum::from(event.tracking_id),
                 EventColumn::EntityId => text_datum(&entity_id),
                 EventColumn::Actor => session_user_name(),
-                EventColumn::Payload => payload_datum(&payload),
+                EventColumn::Payload => payload_datum(&payload, event.fixed_payload),
             };
             nulls[i] = false;
         }
@@ -255,20 +257,18 @@ unsafe fn session_user_name() -> Datum {
     }
 }
 
-/// Payloads up to this many bytes have their jsonb form remembered (see `payload_datum`).
-const REMEMBERED_PAYLOAD_BYTES: usize = 128;
-/// At most this many of them: the short payloads are a handful of fixed texts.
-const REMEMBERED_PAYLOADS: usize = 32;
+/// At most this many fixed payloads have their jsonb form remembered (there are two today).
+const REMEMBERED_PAYLOADS: usize = 8;
 
 thread_local! {
-    /// jsonb forms of the short payloads that every change repeats
+    /// jsonb forms of the fixed payloads that every change repeats
     /// (`{"op":"UPDATE","table":"orders"}`, ...): parsing them again cost more than the heap
     /// insert of the event.
     static PAYLOADS: RefCell<HashMap<Vec<u8>, Vec<u8>>> = RefCell::new(HashMap::new());
 }
 
-/// The payload as a palloc'd jsonb datum.
-unsafe fn payload_datum(payload: &CString) -> Datum {
+/// The payload as a palloc'd jsonb datum; a `fixed` one's jsonb form is remembered.
+unsafe fn payload_datum(payload: &CString, fixed: bool) -> Datum {
     let text = payload.as_bytes();
     // SAFETY: the remembered bytes are a whole jsonb varlena made by jsonb_in in this backend;
     // the copy is palloc'd in the current context like jsonb_in's own result.
@@ -285,7 +285,7 @@ unsafe fn payload_datum(payload: &CString) -> Datum {
     // SAFETY: jsonb_in takes a NUL-terminated string and returns a plain (not toasted) varlena.
     unsafe {
         let datum = builtin(pg_sys::F_JSONB_IN, Datum::from(payload.as_ptr()));
-        if text.len() <= REMEMBERED_PAYLOAD_BYTES {
+        if fixed {
             let ptr = datum.cast_mut_ptr::<u8>();
             let bytes = std::slice::from_raw_parts(ptr, pgrx::varlena::varsize_any(ptr.cast()));
             PAYLOADS.with(|p| {

@@ -2,6 +2,8 @@
 //!
 //! Arguments (set by track_orders): tracking id, item key column, order reference column.
 
+use std::borrow::Cow;
+
 use pgrx::prelude::*;
 use pgrx::{AllocatedByPostgres, PgTrigger};
 
@@ -110,11 +112,11 @@ fn capture(trigger: &PgTrigger<'_>) -> crate::error::Result<()> {
             tombstone: None,
             state_changed: false,
             event_type: "ORDER_UPDATED",
-            payload: format!(
+            payload: Cow::Owned(format!(
                 "{{\"op\":{},\"table\":\"items\",\"item_id\":{}}}",
                 json_string(op),
                 json_string(&item_key)
-            ),
+            )),
         })?;
         // The order row was not written by the application: mark it pending when its state
         // changes (its job is created), not on every item change.

@@ -17,6 +17,8 @@ mod state_probe;
 
 pub use order_lock::lock_order;
 
+use std::borrow::Cow;
+
 use pgrx::pg_sys;
 use pgrx::spi::Spi;
 
@@ -82,8 +84,9 @@ pub struct Change<'a> {
     pub state_changed: bool,
     /// Event type for the event log.
     pub event_type: &'static str,
-    /// Event payload, as JSON.
-    pub payload: String,
+    /// Event payload, as JSON: a fixed text (its jsonb form is remembered, see
+    /// `event_append`) or one made for this change.
+    pub payload: Cow<'static, str>,
 }
 
 /// What recording a change produced.
@@ -105,6 +108,7 @@ pub fn record_change(change: &Change<'_>) -> Result<Captured> {
         entity_id: change.order_key,
         event_type: change.event_type,
         payload: &change.payload,
+        fixed_payload: matches!(change.payload, Cow::Borrowed(_)),
     })?;
     let version = match appended {
         Some(id) => id,
@@ -181,7 +185,7 @@ fn append_with_sql(change: &Change<'_>) -> Result<i64> {
                     change.tracking_id.into(),
                     change.order_key.into(),
                     change.event_type.into(),
-                    change.payload.as_str().into(),
+                    change.payload.as_ref().into(),
                 ],
             )?
             .first()

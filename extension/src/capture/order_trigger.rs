@@ -4,11 +4,13 @@
 //! write-back columns sync_status, odoo_order_id, last_synced_at ('' when absent).
 //! BEFORE, not AFTER, because the new row's sync_status is set here without a second write.
 
+use std::borrow::Cow;
+
 use pgrx::prelude::*;
 use pgrx::spi::Spi;
 use pgrx::{AllocatedByPostgres, PgTrigger};
 
-use super::{catalog_cache, json_string, record_change, tracking_id_arg, Change};
+use super::{catalog_cache, record_change, tracking_id_arg, Change};
 use crate::error::SyncError;
 use crate::privileges::{internal_write_active, RunAs};
 use crate::tuple::Row;
@@ -121,7 +123,7 @@ fn capture<'a>(
                 None,
                 &key_of(&n)?,
                 "ORDER_CREATED",
-                "INSERT",
+                ORDER_INSERTED,
             )?);
         }
         (Some(o), Some(n)) => {
@@ -141,7 +143,7 @@ fn capture<'a>(
                     None,
                     &new_key,
                     "ORDER_CREATED",
-                    "INSERT",
+                    ORDER_INSERTED,
                 )?);
             } else {
                 status = Some(record_upsert(
@@ -150,7 +152,7 @@ fn capture<'a>(
                     Some(&o),
                     &new_key,
                     "ORDER_UPDATED",
-                    "UPDATE",
+                    ORDER_UPDATED,
                 )?);
             }
         }
@@ -167,13 +169,17 @@ fn capture<'a>(
     Ok(returned(passthrough.heap_tuple()))
 }
 
+/// The payloads of an order's insert and update events (always the same text).
+const ORDER_INSERTED: &str = r#"{"op":"INSERT","table":"orders"}"#;
+const ORDER_UPDATED: &str = r#"{"op":"UPDATE","table":"orders"}"#;
+
 fn record_upsert(
     cols: &OrderColumns,
     row: &Row,
     old: Option<&Row>,
     key: &str,
     event_type: &'static str,
-    op: &str,
+    payload: &'static str,
 ) -> crate::error::Result<String> {
     let order_number = cols.order_number.and_then(|a| row.text(a));
     // A plain update of a waiting order only appends its event; anything that changes what the
@@ -191,7 +197,7 @@ fn record_upsert(
         tombstone: None,
         state_changed,
         event_type,
-        payload: format!("{{\"op\":{},\"table\":\"orders\"}}", json_string(op)),
+        payload: Cow::Borrowed(payload),
     })?;
     Ok(captured.sync_status)
 }
@@ -211,10 +217,10 @@ fn record_delete(
         tombstone: tombstone.clone(),
         state_changed: true,
         event_type: "ORDER_DELETED",
-        payload: format!(
+        payload: Cow::Owned(format!(
             "{{\"op\":\"DELETE\",\"table\":\"orders\",\"row\":{}}}",
             tombstone.as_deref().unwrap_or("null")
-        ),
+        )),
     })?;
     Ok(())
 }
