@@ -16,6 +16,12 @@ mod tuple;
 
 ::pgrx::pg_module_magic!(name, version);
 
+/// Runs when a backend loads the library: registers odoo_sync's GUC settings.
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    notify::define_settings();
+}
+
 extension_sql_file!("../../sql/schema.sql", name = "schema", bootstrap);
 extension_sql_file!(
     "../../sql/settings.sql",

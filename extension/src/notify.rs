@@ -10,7 +10,8 @@
 //!   notifies nobody; the workers' periodic poll finds its jobs after `COMMIT PREPARED`.
 //! - When PostgreSQL's notification queue fills up (some session that LISTENs stays in an
 //!   open transaction), COMMIT fails with "too many notifications in the NOTIFY queue". Past
-//!   half full, odoo_sync's notifications are left out instead, and the workers poll.
+//!   half full (the setting `odoo_sync.notify_queue_limit`), odoo_sync's notifications are left
+//!   out instead, and the workers poll.
 //!
 //! What a subtransaction queued is dropped when it rolls back, as its NOTIFY would be. This
 //! runs at every commit of a tracked change, so it allocates nothing per transaction: the
@@ -19,13 +20,31 @@
 use std::cell::{Cell, RefCell};
 use std::ffi::{c_void, CStr};
 
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::error::SyncError;
 
-/// Above this fill of PostgreSQL's notification queue (0..1), odoo_sync sends nothing.
-const QUEUE_FILL_LIMIT: f64 = 0.5;
+/// `odoo_sync.notify_queue_limit`: from this fill of PostgreSQL's notification queue (0..1)
+/// on, odoo_sync sends nothing (0 sends nothing ever, 1 sends until the queue is full).
+static QUEUE_FILL_LIMIT: GucSetting<f64> = GucSetting::<f64>::new(0.5);
+
+/// Registers odoo_sync's settings of this module (called when the library is loaded).
+pub fn define_settings() {
+    GucRegistry::define_float_guc(
+        c"odoo_sync.notify_queue_limit",
+        c"Fill of PostgreSQL's notification queue from which odoo_sync sends no NOTIFY.",
+        c"A listener that stays in an open transaction lets the queue fill; past this share \
+          (0 to 1) odoo_sync leaves its notifications out, so that COMMITs of tracked changes \
+          do not fail, and the workers find their jobs by polling.",
+        &QUEUE_FILL_LIMIT,
+        0.0,
+        1.0,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+}
 
 /// How long (µs) a backend trusts its last look at the queue's fill. Asking takes the queue's
 /// locks exclusively (PostgreSQL advances the queue's tail first); from half full to full
@@ -82,9 +101,8 @@ struct Pending {
 thread_local! {
     static REGISTERED: Cell<bool> = const { Cell::new(false) };
     static PENDING: RefCell<Vec<Pending>> = const { RefCell::new(Vec::new()) };
-    /// When (transaction start, µs) this backend last asked for the queue's fill, and whether
-    /// it had room.
-    static QUEUE_CHECKED: Cell<Option<(pg_sys::TimestampTz, bool)>> = const { Cell::new(None) };
+    /// When (transaction start, µs) this backend last asked for the queue's fill, and the fill.
+    static QUEUE_CHECKED: Cell<Option<(pg_sys::TimestampTz, f64)>> = const { Cell::new(None) };
     /// The channel's and each payload's text, made once in the backend's top memory.
     static TEXTS: Cell<Option<[pg_sys::Datum; 6]>> = const { Cell::new(None) };
 }
@@ -154,9 +172,10 @@ fn texts() -> [pg_sys::Datum; 6] {
 fn queue_has_room() -> bool {
     // SAFETY: the start time of the transaction in progress (no clock read).
     let now = unsafe { pg_sys::GetCurrentTransactionStartTimestamp() };
-    if let Some((at, room)) = QUEUE_CHECKED.with(Cell::get) {
+    let limit = QUEUE_FILL_LIMIT.get();
+    if let Some((at, usage)) = QUEUE_CHECKED.with(Cell::get) {
         if (0..QUEUE_CHECK_INTERVAL_US).contains(&(now - at)) {
-            return room;
+            return usage < limit;
         }
     }
     // SAFETY: the built-in pg_notification_queue_usage() takes no argument and returns a
@@ -167,9 +186,9 @@ fn queue_has_room() -> bool {
             pg_sys::InvalidOid,
         )
     };
-    let room = f64::from_bits(usage.value() as u64) < QUEUE_FILL_LIMIT;
-    QUEUE_CHECKED.with(|c| c.set(Some((now, room))));
-    room
+    let usage = f64::from_bits(usage.value() as u64);
+    QUEUE_CHECKED.with(|c| c.set(Some((now, usage))));
+    usage < limit
 }
 
 /// Restores the memory context it replaced, also when a PostgreSQL error unwinds.

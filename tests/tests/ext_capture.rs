@@ -840,6 +840,65 @@ async fn every_captured_transaction_notifies_once() {
     db.finish().await;
 }
 
+/// Past `odoo_sync.notify_queue_limit` of PostgreSQL's notification queue, changes commit with
+/// their jobs and events but notify nobody (the workers poll), so a full queue cannot make the
+/// application's COMMIT fail. The real queue takes gigabytes to fill, so the limit is lowered
+/// to 0 here to take the same path.
+#[tokio::test]
+async fn past_the_queue_limit_changes_commit_without_notifying() {
+    let db = tracked_db("notify_limit", "bigint").await;
+    let (_listening, mut listener) = listen(&db.conninfo(), "odoo_sync_events").await;
+    let bad = db
+        .client
+        .batch_execute("SET odoo_sync.notify_queue_limit = 1.5")
+        .await
+        .unwrap_err();
+    let bad = bad.as_db_error().expect("a database error");
+    assert_eq!(bad.code().code(), "22023");
+    assert!(
+        bad.message().contains("outside the valid range"),
+        "{}",
+        bad.message()
+    );
+
+    db.client
+        .batch_execute("SET odoo_sync.notify_queue_limit = 0")
+        .await
+        .unwrap();
+    new_order(&db.client, "PO-Q1").await;
+    db.client
+        .batch_execute("UPDATE orders SET notes = 'past the limit'")
+        .await
+        .unwrap();
+    assert_eq!(
+        notifications_so_far(&db.client, &mut listener).await,
+        Vec::<String>::new(),
+        "nothing is sent past the limit"
+    );
+    assert_eq!(
+        count(&db.client, "SELECT count(*) FROM odoo_sync.jobs").await,
+        1,
+        "the change still has its job"
+    );
+    assert_eq!(
+        count(&db.client, "SELECT count(*) FROM odoo_sync.event_log").await,
+        2,
+        "and its events"
+    );
+
+    db.client
+        .batch_execute("RESET odoo_sync.notify_queue_limit")
+        .await
+        .unwrap();
+    new_order(&db.client, "PO-Q2").await;
+    assert_eq!(
+        notifications_so_far(&db.client, &mut listener).await,
+        ["queue"],
+        "below the default limit (half full) the change notifies"
+    );
+    db.finish().await;
+}
+
 #[tokio::test]
 async fn notifications_follow_savepoints_and_skip_prepared_transactions() {
     let db = tracked_db("notify2pc", "bigint").await;
