@@ -606,17 +606,16 @@ async fn write_chunk(odoo: &OdooClient, chunk: &[Ready]) -> Vec<Result<PushOutco
                 .collect()
         }
     };
-    let mut shapes: Vec<LoadShape> = Vec::new();
-    for r in chunk {
+    // One load per shape: the orders of the chunk grouped by the columns they need.
+    let mut groups: Vec<(LoadShape, Vec<usize>)> = Vec::new();
+    for (i, r) in chunk.iter().enumerate() {
         let shape = LoadShape::of(&r.load_order(), notes_field);
-        if !shapes.contains(&shape) {
-            shapes.push(shape);
+        match groups.iter_mut().find(|(s, _)| *s == shape) {
+            Some((_, idx)) => idx.push(i),
+            None => groups.push((shape, vec![i])),
         }
     }
-    for shape in shapes {
-        let idx: Vec<usize> = (0..chunk.len())
-            .filter(|i| LoadShape::of(&chunk[*i].load_order(), notes_field) == shape)
-            .collect();
+    for (shape, idx) in groups {
         let members: Vec<&Ready> = idx.iter().map(|i| &chunk[*i]).collect();
         for (i, r) in idx.iter().zip(load_isolating(odoo, &members, shape).await) {
             loaded[*i] = Some(r);
