@@ -63,9 +63,27 @@ impl Row {
     }
 
     /// The column's value in its text form (its type's output function), or None for NULL.
+    /// Text and integer columns, which order keys and numbers nearly always are, are read
+    /// directly: the output function's catalog lookup and call cost more than the rest of
+    /// reading the row.
     pub fn text(&self, attnum: i32) -> Option<String> {
         let datum = self.datum(attnum)?;
         let typid = self.attr(attnum - 1).atttypid;
+        // SAFETY: a non-null datum of the column's own type.
+        unsafe {
+            match typid {
+                pg_sys::TEXTOID | pg_sys::VARCHAROID => {
+                    return Some(String::from_utf8_lossy(varlena_bytes(datum)).into_owned())
+                }
+                pg_sys::INT8OID => return Some(datum.value().cast_signed().to_string()),
+                pg_sys::INT4OID => return Some((datum.value() as i32).to_string()),
+                pg_sys::UUIDOID => {
+                    let bytes = std::slice::from_raw_parts(datum.cast_mut_ptr::<u8>(), 16);
+                    return Some(uuid_text(bytes));
+                }
+                _ => {}
+            }
+        }
         let mut output_fn = pg_sys::InvalidOid;
         let mut is_varlena = false;
         // SAFETY: standard type output call on a non-null datum of the column's own type.
@@ -78,14 +96,44 @@ impl Row {
         }
     }
 
+    /// True when the column's text form is `value` (false for NULL), without making the text
+    /// of a text column.
+    pub fn text_is(&self, attnum: i32, value: &str) -> bool {
+        match self.attr(attnum - 1).atttypid {
+            pg_sys::TEXTOID | pg_sys::VARCHAROID => self.datum(attnum).is_some_and(|d| {
+                // SAFETY: a non-null datum of a text column.
+                unsafe { varlena_bytes(d) == value.as_bytes() }
+            }),
+            _ => self.text(attnum).as_deref() == Some(value),
+        }
+    }
+
     /// True when the two rows hold the same bytes in every column except `ignored` ones.
     /// A false "changed" only costs an unneeded push; a false "same" would lose a change, so
-    /// values are compared by their stored bytes, never by a looser equality.
+    /// values are compared by their stored bytes, never by a looser equality. Both rows are
+    /// deformed once: fetching column after column would walk the tuple from its start for
+    /// every column that follows a variable-length one.
     pub fn same_as(&self, other: &Row, ignored: &[i32]) -> bool {
-        (1..=self.natts()).all(|attnum| {
-            self.attr(attnum - 1).attisdropped
-                || ignored.contains(&attnum)
-                || self.same_value(other, attnum)
+        let n = self.natts() as usize;
+        let (mut xs, mut xnulls) = (vec![Datum::from(0usize); n], vec![false; n]);
+        let (mut ys, mut ynulls) = (vec![Datum::from(0usize); n], vec![false; n]);
+        // SAFETY: both tuples are described by `desc` (one relation), and the arrays hold
+        // natts entries.
+        unsafe {
+            pg_sys::heap_deform_tuple(self.tuple, self.desc, xs.as_mut_ptr(), xnulls.as_mut_ptr());
+            pg_sys::heap_deform_tuple(other.tuple, self.desc, ys.as_mut_ptr(), ynulls.as_mut_ptr());
+        }
+        (0..n).all(|i| {
+            let a = self.attr(i as i32);
+            if a.attisdropped || ignored.contains(&(i as i32 + 1)) {
+                return true;
+            }
+            match (xnulls[i], ynulls[i]) {
+                (true, true) => true,
+                // SAFETY: both datums are values of this column.
+                (false, false) => unsafe { datums_identical(xs[i], ys[i], a.attlen, a.attbyval) },
+                _ => false,
+            }
         })
     }
 
@@ -131,6 +179,35 @@ impl Row {
                 nulls.as_mut_ptr(),
             ))
         }
+    }
+}
+
+/// A uuid's 16 bytes as uuid_out writes them (lower-case hex, 8-4-4-4-12).
+fn uuid_text(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(36);
+    for (i, b) in bytes.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out.push('-');
+        }
+        out.push(HEX[(b >> 4) as usize] as char);
+        out.push(HEX[(b & 0x0f) as usize] as char);
+    }
+    out
+}
+
+/// The bytes of a text datum (detoasted if it must be).
+///
+/// # Safety
+/// `datum` must be a non-null text or varchar value that outlives the returned slice.
+pub unsafe fn varlena_bytes<'a>(datum: Datum) -> &'a [u8] {
+    // SAFETY: per the contract; a detoasted copy lives in the current memory context.
+    unsafe {
+        let text = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
+        std::slice::from_raw_parts(
+            pgrx::varlena::vardata_any(text).cast::<u8>(),
+            pgrx::varlena::varsize_any_exhdr(text),
+        )
     }
 }
 

@@ -107,7 +107,7 @@ fn capture(trigger: &PgTrigger<'_>) -> crate::error::Result<()> {
         let captured = record_change(&Change {
             tracking_id,
             order_key,
-            order_number: None,
+            order_number: &|| None,
             deleted: None,
             tombstone: None,
             state_changed: false,

@@ -73,8 +73,9 @@ pub struct Change<'a> {
     pub tracking_id: i32,
     /// The order's key as text.
     pub order_key: &'a str,
-    /// The order number, when the change comes from the orders table.
-    pub order_number: Option<String>,
+    /// Reads the order number, when the change comes from the orders table. Only called when
+    /// the state row is written: a change that joins a waiting job does not need it.
+    pub order_number: &'a dyn Fn() -> Option<String>,
     /// Some(true) when the order was deleted, Some(false) when it (re)exists, None to keep.
     pub deleted: Option<bool>,
     /// Snapshot of a deleted order, as JSON.
@@ -144,7 +145,7 @@ pub fn record_change(change: &Change<'_>) -> Result<Captured> {
                 &[
                     change.tracking_id.into(),
                     change.order_key.into(),
-                    change.order_number.clone().into(),
+                    (change.order_number)().into(),
                     version.into(),
                     change.deleted.into(),
                     change.tombstone.clone().into(),

@@ -162,7 +162,7 @@ fn capture<'a>(
 
     // Keep the row's own sync_status column in step, in the same write.
     if let (Some(n), Some(attnum), Some(status)) = (new, cols.sync_status, status) {
-        if n.text(attnum).as_deref() != Some(status.as_str()) {
+        if !n.text_is(attnum, &status) {
             return Ok(returned(n.with_text(attnum, &status)?));
         }
     }
@@ -181,7 +181,6 @@ fn record_upsert(
     event_type: &'static str,
     payload: &'static str,
 ) -> crate::error::Result<String> {
-    let order_number = cols.order_number.and_then(|a| row.text(a));
     // A plain update of a waiting order only appends its event; anything that changes what the
     // state row holds writes it too.
     let state_changed = match (old, cols.order_number) {
@@ -192,7 +191,7 @@ fn record_upsert(
     let captured = record_change(&Change {
         tracking_id: cols.tracking_id,
         order_key: key,
-        order_number,
+        order_number: &|| cols.order_number.and_then(|a| row.text(a)),
         deleted: Some(false),
         tombstone: None,
         state_changed,
@@ -212,7 +211,7 @@ fn record_delete(
     record_change(&Change {
         tracking_id: cols.tracking_id,
         order_key: key,
-        order_number: cols.order_number.and_then(|a| row.text(a)),
+        order_number: &|| cols.order_number.and_then(|a| row.text(a)),
         deleted: Some(true),
         tombstone: tombstone.clone(),
         state_changed: true,

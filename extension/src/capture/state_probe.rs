@@ -150,12 +150,7 @@ pub fn probe(tracking_id: i32, order_key: &str) -> Result<OrderProbe> {
                     pg_sys::heap_getattr(tuple, layout.sync_status.into(), desc, &mut isnull);
                 if !isnull {
                     // Compared in place: copying the text out cost more than the comparison.
-                    let text = pg_sys::pg_detoast_datum_packed(status.cast_mut_ptr());
-                    let bytes = std::slice::from_raw_parts(
-                        pgrx::varlena::vardata_any(text).cast::<u8>(),
-                        pgrx::varlena::varsize_any_exhdr(text),
-                    );
-                    found.waiting = match bytes {
+                    found.waiting = match crate::tuple::varlena_bytes(status) {
                         b"PENDING_SYNC" => Some("PENDING_SYNC"),
                         b"CONFLICT" => Some("CONFLICT"),
                         _ => None,
