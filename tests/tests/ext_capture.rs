@@ -770,8 +770,10 @@ async fn notifications_so_far(
     }
 }
 
+/// A transaction that puts orders in the queue notifies once; changes that join jobs already
+/// waiting give the workers nothing new to do and notify nobody.
 #[tokio::test]
-async fn every_captured_transaction_notifies_once() {
+async fn a_transaction_that_queues_work_notifies_once() {
     let db = tracked_db("notify", "bigint").await;
     db.client
         .batch_execute(
@@ -782,18 +784,44 @@ async fn every_captured_transaction_notifies_once() {
         .unwrap();
     let (_listening, mut listener) = listen(&db.conninfo(), "odoo_sync_events").await;
     let jobs = "SELECT count(*) FROM odoo_sync.jobs";
+    let events = "SELECT count(*) FROM odoo_sync.event_log";
     assert_eq!(count(&db.client, jobs).await, 20);
 
-    // Every order already waits for its push: an update only appends its event, and still
-    // tells listeners, once for the whole transaction.
+    // Every order already waits for its push: an update appends its events and joins the jobs.
+    let events_before = count(&db.client, events).await;
     db.client
         .execute("UPDATE orders SET notes = 'all twenty'", &[])
         .await
         .unwrap();
     assert_eq!(
         notifications_so_far(&db.client, &mut listener).await,
+        Vec::<String>::new(),
+        "nothing new for the workers"
+    );
+    assert_eq!(count(&db.client, events).await, events_before + 20);
+    assert_eq!(count(&db.client, jobs).await, 20, "coalesced");
+
+    // Once pushed (one 'event' per completed job, which workers ignore), the same update
+    // queues all twenty again: one notification for the whole transaction.
+    sync_as_worker(&db.client, 9).await;
+    assert_eq!(
+        notifications_so_far(&db.client, &mut listener).await,
+        vec!["event".to_string(); 20]
+    );
+    db.client
+        .execute("UPDATE orders SET notes = 'all twenty again'", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        notifications_so_far(&db.client, &mut listener).await,
         ["queue"]
     );
+    assert_eq!(count(&db.client, jobs).await, 20);
+
+    // An order update and an item insert, each in its own transaction, each queueing a
+    // pushed order: one notification each.
+    sync_as_worker(&db.client, 9).await;
+    notifications_so_far(&db.client, &mut listener).await;
     db.client
         .execute(
             "UPDATE orders SET notes = 'one' WHERE order_number = 'PO-N1'",
@@ -814,9 +842,10 @@ async fn every_captured_transaction_notifies_once() {
         ["queue", "queue"],
         "one per transaction: the order update, then the item insert"
     );
-    assert_eq!(count(&db.client, jobs).await, 20, "coalesced, as before");
 
     // A rolled back change, a write-back-only update and a no-op update tell nobody.
+    sync_as_worker(&db.client, 9).await;
+    notifications_so_far(&db.client, &mut listener).await;
     db.client
         .batch_execute("BEGIN; UPDATE orders SET notes = 'undone'; ROLLBACK")
         .await
@@ -829,14 +858,7 @@ async fn every_captured_transaction_notifies_once() {
         notifications_so_far(&db.client, &mut listener).await,
         Vec::<String>::new()
     );
-
-    // odoo_sync's own events (here ORDER_SYNCED_TO_ODOO, one per completed job) say 'event',
-    // which workers ignore.
-    sync_as_worker(&db.client, 9).await;
-    assert_eq!(
-        notifications_so_far(&db.client, &mut listener).await,
-        vec!["event".to_string(); 20]
-    );
+    assert_eq!(count(&db.client, jobs).await, 0);
     db.finish().await;
 }
 
@@ -903,6 +925,12 @@ async fn past_the_queue_limit_changes_commit_without_notifying() {
 async fn notifications_follow_savepoints_and_skip_prepared_transactions() {
     let db = tracked_db("notify2pc", "bigint").await;
     let order = new_order(&db.client, "PO-2PC").await;
+    // Three pushed orders: a change to any of them queues it, and so notifies.
+    let others = [
+        new_order(&db.client, "PO-2PC-A").await,
+        new_order(&db.client, "PO-2PC-B").await,
+    ];
+    sync_as_worker(&db.client, 7).await;
     let (_listening, mut listener) = listen(&db.conninfo(), "odoo_sync_events").await;
     let update = format!("UPDATE orders SET notes = md5(random()::text) WHERE id = {order}");
 
@@ -919,9 +947,17 @@ async fn notifications_follow_savepoints_and_skip_prepared_transactions() {
         Vec::<String>::new()
     );
     db.client
+        .batch_execute(&format!("BEGIN; SAVEPOINT a; {update}; RELEASE a; COMMIT;"))
+        .await
+        .unwrap();
+    assert_eq!(
+        notifications_so_far(&db.client, &mut listener).await,
+        ["queue"]
+    );
+    sync_as_worker(&db.client, 7).await;
+    db.client
         .batch_execute(&format!(
-            "BEGIN; SAVEPOINT a; {update}; RELEASE a; COMMIT;
-             DO $$ BEGIN
+            "DO $$ BEGIN
                  FOR i IN 1..3 LOOP
                      BEGIN {update}; EXCEPTION WHEN others THEN NULL; END;
                  END LOOP;
@@ -931,26 +967,49 @@ async fn notifications_follow_savepoints_and_skip_prepared_transactions() {
         .unwrap();
     assert_eq!(
         notifications_so_far(&db.client, &mut listener).await,
-        ["queue", "queue"],
+        ["event", "queue"],
         "one per committed transaction, however many subtransactions changed the order"
     );
 
-    // A procedure that commits: each of its transactions tells listeners.
+    // A procedure that commits: each of its transactions that queues an order tells listeners.
     db.client
-        .batch_execute(&format!(
-            "CREATE PROCEDURE touch_thrice() LANGUAGE plpgsql AS $$
-             BEGIN FOR i IN 1..3 LOOP {update}; COMMIT; END LOOP; END $$"
-        ))
+        .batch_execute(
+            "CREATE PROCEDURE touch_each(ids bigint[]) LANGUAGE plpgsql AS $$
+             BEGIN
+                 FOR i IN 1..array_length(ids, 1) LOOP
+                     UPDATE orders SET notes = md5(random()::text) WHERE id = ids[i];
+                     COMMIT;
+                 END LOOP;
+             END $$",
+        )
         .await
         .unwrap();
+    sync_as_worker(&db.client, 7).await;
+    notifications_so_far(&db.client, &mut listener).await;
     // Alone: a CALL that commits cannot share its query string with other statements.
     db.client
-        .batch_execute("CALL touch_thrice()")
+        .batch_execute(&format!(
+            "CALL touch_each(ARRAY[{order}, {}, {}])",
+            others[0], others[1]
+        ))
         .await
         .unwrap();
     assert_eq!(
         notifications_so_far(&db.client, &mut listener).await,
         ["queue", "queue", "queue"]
+    );
+    sync_as_worker(&db.client, 7).await;
+    notifications_so_far(&db.client, &mut listener).await;
+    db.client
+        .batch_execute(&format!(
+            "CALL touch_each(ARRAY[{order}, {order}, {order}])"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        notifications_so_far(&db.client, &mut listener).await,
+        ["queue"],
+        "the first transaction queues the order; the next two join its job"
     );
 
     // Two-phase commit: PostgreSQL refuses to PREPARE a transaction that executed NOTIFY, so

@@ -1,12 +1,14 @@
 //! Change capture: what the triggers on tracked tables record, inside the user's transaction.
 //!
 //! Every change appends one event (`event_append`, without the executor) and looks up the
-//! order's state (`state_probe`), and NOTIFYs listeners; for the common case, an order that
-//! already waits for its push, that is all. Only when the order has no active job (or its state
-//! must change: created, deleted, renumbered, failed before) does an SQL statement upsert the
-//! order's state and enqueue the job. Changes of one order are serialized by the lock on the
-//! order's row, which an UPDATE holds anyway and the items trigger takes. The per-backend
-//! catalog facts all of this needs live in `catalog_cache`.
+//! order's state (`state_probe`); for the common case, an order that already waits for its
+//! push, that is all. Only when the order has no active job (or its state must change:
+//! created, deleted, renumbered, failed before) does an SQL statement upsert the order's state
+//! and enqueue the job, and only then are listeners notified: a change that joins a waiting job
+//! gives the workers nothing new to do, and each NOTIFY serializes the commit of its
+//! transaction with every other notifying one. Changes of one order are serialized by the lock
+//! on the order's row, which an UPDATE holds anyway and the items trigger takes. The
+//! per-backend catalog facts all of this needs live in `catalog_cache`.
 
 mod catalog_cache;
 mod event_append;
@@ -115,7 +117,6 @@ pub fn record_change(change: &Change<'_>) -> Result<Captured> {
         Some(id) => id,
         None => append_with_sql(change)?,
     };
-    notify_listeners();
     let order = state_probe::probe(change.tracking_id, change.order_key)?;
     if let (false, Some(status)) = (change.state_changed, order.waiting) {
         return Ok(Captured {
@@ -124,6 +125,7 @@ pub fn record_change(change: &Change<'_>) -> Result<Captured> {
             odoo_locked: order.odoo_locked,
         });
     }
+    notify_listeners();
     Spi::connect_mut(|client| {
         let text = pg_sys::TEXTOID.into();
         let enqueue = plan(
@@ -162,9 +164,9 @@ pub fn record_change(change: &Change<'_>) -> Result<Captured> {
     })
 }
 
-/// NOTIFY odoo_sync_events 'queue' at commit (see `crate::notify`): every captured change
-/// leaves its order waiting for a push, which is what this payload tells listeners. A
-/// transaction sends it once however many rows it changes.
+/// NOTIFY odoo_sync_events 'queue' at commit (see `crate::notify`): this change put the order
+/// in the queue (or changed what its job must do), which is what this payload tells listeners.
+/// A transaction sends it once however many orders it queues.
 fn notify_listeners() {
     crate::notify::at_commit(crate::notify::Payload::Queue);
 }
