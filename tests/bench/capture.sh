@@ -4,8 +4,9 @@
 #   2. the same table with a naive PL/pgSQL trigger that inserts one queue row per change,
 #   3. the same naive trigger plus a NOTIFY per transaction (what the issue also asks of capture),
 #      to show what PostgreSQL's NOTIFY alone costs,
-#   4. the same table tracked by odoo_sync (state upsert + event + coalesced job + NOTIFY).
-# Rounds alternate between the three so drift on the machine hits all of them alike; the
+#   4. the same table tracked by odoo_sync (event + state lookup + coalesced job; a NOTIFY when a
+#      change queues its order, so here, with no worker draining, only on its first update).
+# Rounds alternate between the four so drift on the machine hits all of them alike; the
 # median of the rounds is reported. A second figure times the same update, committed one by
 # one, inside a single backend (a procedure loop): no client round trip, so it shows what each
 # variant adds per update.
