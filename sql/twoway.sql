@@ -701,6 +701,7 @@ DECLARE
     v_push bigint;
     v_status text;
     v_same boolean;
+    v_matched bigint;
 BEGIN
     IF r IS NULL OR jsonb_typeof(r) <> 'object' OR jsonb_typeof(r -> 'odoo_id') <> 'number'
        OR jsonb_typeof(r -> 'lines') <> 'array' OR jsonb_typeof(r -> 'state') <> 'string' THEN
@@ -777,10 +778,18 @@ BEGIN
     v_base := CASE WHEN jsonb_typeof(st.base_snapshot -> 'lines') = 'object' THEN st.base_snapshot ELSE v_remote END;
     -- Odoo holds exactly what a push whose reply was lost wrote: that is our own write (the
     -- base), not an edit made in Odoo, and local changes made since are not undone by it.
-    IF EXISTS (SELECT 1 FROM @extschema@._noted_attempts(st.attempt_snapshot) a(attempt)
-               WHERE @extschema@._same_content(a.attempt, v_remote)) THEN
+    -- That attempt and the ones noted before it are settled; the ones noted after it stay: this
+    -- read of Odoo may predate their writes (a pull reads Odoo before it takes the order's lock),
+    -- which then still have to be recognised when they show.
+    SELECT max(a.n) INTO v_matched
+    FROM @extschema@._noted_attempts(st.attempt_snapshot) WITH ORDINALITY AS a(attempt, n)
+    WHERE @extschema@._same_content(a.attempt, v_remote);
+    IF v_matched IS NOT NULL THEN
         v_base := v_remote || jsonb_build_object('amounts', st.base_snapshot -> 'amounts');
-        UPDATE @extschema@.order_state s SET attempt_snapshot = NULL
+        UPDATE @extschema@.order_state s
+        SET attempt_snapshot = (SELECT jsonb_agg(a.attempt ORDER BY a.n)
+                                FROM @extschema@._noted_attempts(st.attempt_snapshot) WITH ORDINALITY AS a(attempt, n)
+                                WHERE a.n > v_matched)
         WHERE s.tracking_id = v_tracking AND s.order_key = v_key;
     END IF;
     v_entries := @extschema@._diff3(v_base, v_local, v_remote);

@@ -508,6 +508,70 @@ async fn a_policy_resolves_line_conflicts_automatically() {
     env.finish().await;
 }
 
+/// Notes what a push of the order's local lines is about to write, as the worker does before
+/// each push (`note_attempts`, in the canonical form of `canonical_snapshot`).
+async fn note_local_attempt(env: &Env, order: i64) {
+    env.sql(&format!(
+        "SELECT odoo_sync.note_attempts(jsonb_build_array(jsonb_build_object(
+             'tracking_id', s.tracking_id, 'order_key', s.order_key, 'status', o.status,
+             'snapshot', jsonb_build_object(
+                 'partner_id', s.base_snapshot -> 'partner_id',
+                 'lines', (SELECT jsonb_object_agg(i.id::text, jsonb_build_object(
+                               'product_id', s.base_snapshot -> 'lines' -> i.id::text -> 'product_id',
+                               'quantity', i.quantity, 'unit_price', i.unit_price))
+                           FROM order_items i WHERE i.order_id = o.id)))))
+         FROM odoo_sync.order_state s JOIN orders o ON o.id::text = s.order_key
+         WHERE o.id = {order}"
+    ))
+    .await;
+}
+
+/// Two pushes noted, the first written to Odoo with its reply lost, the second not yet: a pull
+/// that reads Odoo then (before the second write lands) recognises the first as our own write,
+/// and must keep the second noted, so that when it shows in Odoo it is recognised too. (Found by
+/// the eager chaos run: recognising the first forgot every noted attempt, and the second write
+/// met a local edit as a false VERSION_CONFLICT.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_noted_push_stays_ours_after_an_earlier_one_is_recognised() {
+    let env = setup("tw_later_attempt").await;
+    let (id, _, lines) = synced_order(&env, "PO-LATER").await;
+    let item: i64 = env
+        .one(&format!(
+            "SELECT min(id) FROM order_items WHERE order_id = {id}"
+        ))
+        .await;
+    for qty in [7, 8] {
+        env.sql(&format!(
+            "UPDATE order_items SET quantity = {qty} WHERE id = {item}"
+        ))
+        .await;
+        note_local_attempt(&env, id).await;
+    }
+    env.write_line(lines[0], json!({"product_qty": 7})).await;
+    let report = env.poll().await;
+    assert_eq!(report.outcomes.get("conflict"), None, "{report:?}");
+    let noted: i32 = env
+        .one(&format!(
+            "SELECT COALESCE(jsonb_array_length(attempt_snapshot), 0) FROM odoo_sync.order_state WHERE order_key = '{id}'"
+        ))
+        .await;
+    assert_eq!(noted, 1, "the second push is still noted");
+
+    // The second push's write lands; meanwhile the line is edited here again.
+    env.write_line(lines[0], json!({"product_qty": 8})).await;
+    env.sql(&format!(
+        "UPDATE order_items SET quantity = 9 WHERE id = {item}"
+    ))
+    .await;
+    let report = env.poll().await;
+    assert_eq!(report.outcomes.get("conflict"), None, "{report:?}");
+    assert!(env.open_conflicts().await.is_empty());
+    env.drain().await;
+    assert_eq!(env.local_lines(id).await[0].0.normalize(), d("9"));
+    env.assert_equal(id).await;
+    env.finish().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_over_an_unseen_odoo_change_becomes_a_version_conflict() {
     let env = setup("tw_version").await;
