@@ -62,8 +62,8 @@ CREATE TABLE @extschema@.order_state (
     odoo_locked     boolean NOT NULL DEFAULT false,
     link            text NOT NULL DEFAULT 'xmlid' CHECK (link IN ('xmlid', 'dbid')),
     -- What pushes not yet acknowledged wrote or tried to write to Odoo (canonical forms, one
-    -- per distinct content, see _with_attempt), noted before each write: if a reply is lost, finding exactly one of these in
-    -- Odoo means our own write, not an Odoo edit.
+    -- per distinct content, newest last, see _with_attempt), noted before each write: if a
+    -- reply is lost, finding one of these in Odoo means our own write, not an Odoo edit.
     attempt_snapshot jsonb,
     PRIMARY KEY (tracking_id, order_key)
 ) WITH (fillfactor = 80);

@@ -123,31 +123,22 @@ impl Row {
             pg_sys::heap_deform_tuple(self.tuple, self.desc, xs.as_mut_ptr(), xnulls.as_mut_ptr());
             pg_sys::heap_deform_tuple(other.tuple, self.desc, ys.as_mut_ptr(), ynulls.as_mut_ptr());
         }
+        let value = |datums: &[Datum], nulls: &[bool], i: usize| (!nulls[i]).then_some(datums[i]);
         (0..n).all(|i| {
             let a = self.attr(i as i32);
-            if a.attisdropped || ignored.contains(&(i as i32 + 1)) {
-                return true;
-            }
-            match (xnulls[i], ynulls[i]) {
-                (true, true) => true,
-                // SAFETY: both datums are values of this column.
-                (false, false) => unsafe { datums_identical(xs[i], ys[i], a.attlen, a.attbyval) },
-                _ => false,
-            }
+            a.attisdropped
+                || ignored.contains(&(i as i32 + 1))
+                || values_identical(a, value(&xs, &xnulls, i), value(&ys, &ynulls, i))
         })
     }
 
     /// True when column `attnum` holds the same bytes in both rows (same rule as `same_as`).
     pub fn same_value(&self, other: &Row, attnum: i32) -> bool {
-        let a = self.attr(attnum - 1);
-        match (self.datum(attnum), other.datum(attnum)) {
-            (None, None) => true,
-            (Some(x), Some(y)) => {
-                // SAFETY: both datums come from tuples of this descriptor's column.
-                unsafe { datums_identical(x, y, a.attlen, a.attbyval) }
-            }
-            _ => false,
-        }
+        values_identical(
+            self.attr(attnum - 1),
+            self.datum(attnum),
+            other.datum(attnum),
+        )
     }
 
     /// A copy of this row with one column set from text through the column type's input
@@ -208,6 +199,20 @@ pub unsafe fn varlena_bytes<'a>(datum: Datum) -> &'a [u8] {
             pgrx::varlena::vardata_any(text).cast::<u8>(),
             pgrx::varlena::varsize_any_exhdr(text),
         )
+    }
+}
+
+/// True when two values of column `attr` (None for NULL) are both NULL or hold the same bytes.
+fn values_identical(
+    attr: &pg_sys::FormData_pg_attribute,
+    x: Option<Datum>,
+    y: Option<Datum>,
+) -> bool {
+    match (x, y) {
+        (None, None) => true,
+        // SAFETY: both datums are values of this column, taken from tuples of its descriptor.
+        (Some(x), Some(y)) => unsafe { datums_identical(x, y, attr.attlen, attr.attbyval) },
+        _ => false,
     }
 }
 
