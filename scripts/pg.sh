@@ -4,7 +4,10 @@
 #   scripts/pg.sh start|stop|restart|status|url
 # restart keeps the data (fast shutdown: sessions are terminated, as a PostgreSQL restart does to
 # clients); ODOO_SYNC_PG_RESTART_MODE=immediate makes it a crash and recovery instead.
-# Environment: ODOO_SYNC_PG_PORT (default 55432), ODOO_SYNC_PG_DATA (default /tmp/odoo_sync_pg_<port>).
+# Environment: ODOO_SYNC_PG_PORT (default 55432), ODOO_SYNC_PG_DATA (default /tmp/odoo_sync_pg_<port>),
+# ODOO_SYNC_PG_DURABLE=1 to keep PostgreSQL's durable defaults (fsync, synchronous_commit and
+# full_page_writes on) instead of trading them for test speed; the benchmarks use it to show what
+# capture costs on a production-like server.
 set -euo pipefail
 
 PGBIN=/usr/lib/postgresql/15/bin
@@ -26,9 +29,11 @@ case "${1:-}" in
     [ "$(id -u)" = 0 ] && chown postgres:postgres "$DATA"
     as_owner "$PGBIN/initdb" -D "$DATA" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >"$DATA.initdb.log" 2>&1 \
       || { cat "$DATA.initdb.log"; exit 1; }
+    speed="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    [ "${ODOO_SYNC_PG_DURABLE:-0}" = 1 ] && speed=""
     # A backtrace in the server's environment would end up in the DETAIL of every error.
     as_owner env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE "$PGBIN/pg_ctl" -D "$DATA" -l "$DATA/server.log" -w -t 60 start \
-      -o "-p $PORT -k $SOCKDIR -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c max_prepared_transactions=20 -c shared_buffers=256MB" >/dev/null \
+      -o "-p $PORT -k $SOCKDIR -c listen_addresses=127.0.0.1 $speed -c max_connections=200 -c max_prepared_transactions=20 -c shared_buffers=256MB" >/dev/null \
       || { cat "$DATA/server.log"; exit 1; }
     echo "pg: started on port $PORT (data $DATA, pid $(head -1 "$DATA/postmaster.pid"))"
     ;;

@@ -9,7 +9,8 @@
 # Rounds alternate between the four so drift on the machine hits all of them alike; the
 # median of the rounds is reported. A second figure times the same update, committed one by
 # one, inside a single backend (a procedure loop): no client round trip, so it shows what each
-# variant adds per update.
+# variant adds per update. A third figure is the WAL each update writes: what a durable server
+# must flush at commit and what replicas must receive.
 # Needs a running cluster (scripts/pg.sh start) and the extension installed (make install).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -88,6 +89,22 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 
+# WAL written per update: the first 2,000 updates after a CHECKPOINT (a page's first change after
+# a checkpoint is logged whole when full_page_writes is on), then 2,000 more (steady state).
+WAL_UPDATES=2000
+wal_per_update() { awk -v a="$1" -v b="$2" -v n="$WAL_UPDATES" 'BEGIN {printf "%.0f", (b - a) / n}'; }
+declare -A wal_first wal_steady
+for db in $DBS; do
+  read -r l0 l1 l2 < <(psql_db "$db" -At -c "CHECKPOINT" \
+      -c "SELECT pg_current_wal_insert_lsn() - '0/0'" -c "CALL bench_loop($WAL_UPDATES)" \
+      -c "SELECT pg_current_wal_insert_lsn() - '0/0'" -c "CALL bench_loop($WAL_UPDATES)" \
+      -c "SELECT pg_current_wal_insert_lsn() - '0/0'" | grep -v -e '^CALL' -e '^CHECKPOINT' | paste -sd' ')
+  wal_first[$db]=$(wal_per_update "$l0" "$l1")
+  wal_steady[$db]=$(wal_per_update "$l1" "$l2")
+done
+settings=$(psql_db bench_tracked -At -c "SELECT string_agg(name || '=' || setting, ', ' ORDER BY name) FROM pg_settings
+                                        WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes')")
+
 median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 base=$(echo "${results[bench_untracked]}" | median)
 naive=$(echo "${results[bench_naive]}" | median)
@@ -103,6 +120,7 @@ jobs=$(psql_db bench_tracked -At -c "SELECT count(*) FROM odoo_sync.jobs")
 events=$(psql_db bench_tracked -At -c "SELECT count(*) FROM odoo_sync.event_log")
 echo
 echo "capture cost: single-row UPDATE, $CLIENTS clients, ${SECONDS_PER_RUN}s x $ROUNDS rounds, $ORDERS orders, median tps"
+echo "  server: $settings"
 printf "  %-34s %8s tps   runs: %s\n" "untracked (baseline)" "$base" "${results[bench_untracked]}"
 printf "  %-34s %8s tps   runs: %s\n" "naive PL/pgSQL queue trigger" "$naive" "${results[bench_naive]}"
 printf "  %-34s %8s tps   runs: %s\n" "naive trigger + NOTIFY" "$notify" "${results[bench_naive_notify]}"
@@ -118,5 +136,10 @@ printf "  %-34s %8s us   runs: %s\n" "naive trigger + NOTIFY" "$lnotify" "${loop
 printf "  %-34s %8s us   runs: %s\n" "tracked by odoo_sync" "$ltracked" "${loops[bench_tracked]}"
 awk -v b="$lbase" -v n="$lnaive" -v m="$lnotify" -v t="$ltracked" 'BEGIN {
   printf "  added per update: naive trigger %.1f us, naive trigger + NOTIFY %.1f us, odoo_sync %.1f us\n", n-b, m-b, t-b }'
+echo "  WAL per update, bytes (first $WAL_UPDATES updates after a checkpoint / the next $WAL_UPDATES):"
+printf "  %-34s %8s / %s\n" "untracked (baseline)" "${wal_first[bench_untracked]}" "${wal_steady[bench_untracked]}"
+printf "  %-34s %8s / %s\n" "naive PL/pgSQL queue trigger" "${wal_first[bench_naive]}" "${wal_steady[bench_naive]}"
+printf "  %-34s %8s / %s\n" "naive trigger + NOTIFY" "${wal_first[bench_naive_notify]}" "${wal_steady[bench_naive_notify]}"
+printf "  %-34s %8s / %s\n" "tracked by odoo_sync" "${wal_first[bench_tracked]}" "${wal_steady[bench_tracked]}"
 echo "  after the run: $jobs queued jobs (coalesced), $events events"
 for db in $DBS; do psql "$CONN" -q -c "DROP DATABASE $db"; done
