@@ -737,7 +737,8 @@ pub fn spawn_listener(conninfo: String, wake: Arc<Notify>) -> JoinHandle<()> {
                                 Some(Ok(AsyncMessage::Notification(_))) => notify.notify_one(),
                                 Some(Ok(_)) => {}
                                 Some(Err(e)) => {
-                                    tracing::warn!(error = %e, "LISTEN connection failed");
+                                    let error = crate::queue::describe_pg(&e);
+                                    tracing::warn!(%error, "LISTEN connection failed");
                                     return;
                                 }
                                 None => return,
@@ -750,7 +751,8 @@ pub fn spawn_listener(conninfo: String, wake: Arc<Notify>) -> JoinHandle<()> {
                             let _ = driver.await;
                         }
                         Err(e) => {
-                            tracing::warn!(error = %e, "LISTEN failed");
+                            let error = crate::queue::describe_pg(&e);
+                            tracing::warn!(%error, "LISTEN failed");
                             driver.abort();
                         }
                     }

@@ -929,6 +929,17 @@ async fn the_worker_reconnects_after_a_dropped_listen_and_postgres_restarts() {
         },
     )
     .await;
+    // The log says why, in PostgreSQL's words (tokio_postgres's own text is only "db error").
+    assert!(
+        w.output()
+            .lines()
+            .any(|line| line.contains("LISTEN connection failed")
+                && line.contains(
+                    "terminating connection due to administrator command (SQLSTATE 57P01)"
+                )),
+        "{}",
+        w.output()
+    );
 
     // 2. PostgreSQL restarts (fast shutdown: every session terminated), 3. then crashes; orders
     // are written as soon as it accepts connections again.
