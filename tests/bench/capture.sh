@@ -99,6 +99,8 @@ for db in $DBS; do
       -c "SELECT pg_current_wal_insert_lsn() - '0/0'" -c "CALL bench_loop($WAL_UPDATES)" \
       -c "SELECT pg_current_wal_insert_lsn() - '0/0'" -c "CALL bench_loop($WAL_UPDATES)" \
       -c "SELECT pg_current_wal_insert_lsn() - '0/0'" | grep -v -e '^CALL' -e '^CHECKPOINT' | paste -sd' ')
+  # A failed psql inside the process substitution would not stop the script: check its output.
+  [ -n "${l2:-}" ] || { echo "capture.sh: could not measure the WAL of $db" >&2; exit 1; }
   wal_first[$db]=$(wal_per_update "$l0" "$l1")
   wal_steady[$db]=$(wal_per_update "$l1" "$l2")
 done
