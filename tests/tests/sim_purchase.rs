@@ -819,3 +819,165 @@ async fn seed_has_vendors_products_and_price_lists() {
     assert_eq!(info[0]["partner_id"][1], "Gemini Furniture");
     assert_eq!(info[0]["min_qty"], 12.0);
 }
+
+#[tokio::test]
+async fn expected_arrival_follows_the_vendor_lead_time_and_is_not_an_inverse() {
+    let o = start().await;
+    let gemini = o.find("res.partner", "ref", "V-GEMINI").await;
+    let chair = o.find("product.product", "default_code", "FURN_7777").await;
+    let po = o.order(gemini, &[(chair, 3.0, 12.5)]).await;
+    let order = o
+        .read1("purchase.order", po, &["date_order", "order_line"])
+        .await;
+    let line = order["order_line"][0].as_i64().unwrap();
+    let date_order = order["date_order"].as_str().unwrap().to_string();
+    let planned = |v: Value| v["date_planned"].as_str().unwrap_or_default().to_string();
+    // Created without a date, below Gemini's min_qty 12: the order's date, no lead time.
+    assert_eq!(
+        planned(
+            o.read1("purchase.order.line", line, &["date_planned"])
+                .await
+        ),
+        date_order
+    );
+    // A quantity that reaches the entry moves the date to date_order + its delay (1 day).
+    o.ok(
+        "purchase.order.line",
+        "write",
+        json!([[line], {"product_qty": 12, "price_unit": 12.5}]),
+        json!({}),
+    )
+    .await;
+    let next_day = chrono::NaiveDateTime::parse_from_str(&date_order, "%Y-%m-%d %H:%M:%S").unwrap()
+        + chrono::Duration::days(1);
+    assert_eq!(
+        planned(
+            o.read1("purchase.order.line", line, &["date_planned"])
+                .await
+        ),
+        next_day.format("%Y-%m-%d %H:%M:%S").to_string()
+    );
+    // Sent with the quantity, the date is kept.
+    o.ok(
+        "purchase.order.line",
+        "write",
+        json!([[line], {"product_qty": 13, "price_unit": 12.5, "date_planned": "2027-01-01 10:00:00"}]),
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        planned(
+            o.read1("purchase.order.line", line, &["date_planned"])
+                .await
+        ),
+        "2027-01-01 10:00:00"
+    );
+    assert_eq!(
+        planned(o.read1("purchase.order", po, &["date_planned"]).await),
+        "2027-01-01 10:00:00",
+        "the order's is the earliest of its lines"
+    );
+    // The order's own date is stored as written; only the form copies it to the lines.
+    o.ok(
+        "purchase.order",
+        "write",
+        json!([[po], {"date_planned": "2027-02-01 00:00:00"}]),
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        planned(o.read1("purchase.order", po, &["date_planned"]).await),
+        "2027-02-01 00:00:00"
+    );
+    assert_eq!(
+        planned(
+            o.read1("purchase.order.line", line, &["date_planned"])
+                .await
+        ),
+        "2027-01-01 10:00:00"
+    );
+    // Until a line's date changes: then it is computed again.
+    o.ok(
+        "purchase.order.line",
+        "write",
+        json!([[line], {"date_planned": "2027-01-03 10:00:00"}]),
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        planned(o.read1("purchase.order", po, &["date_planned"]).await),
+        "2027-01-03 10:00:00"
+    );
+}
+
+#[tokio::test]
+async fn load_reads_datetimes_in_the_context_or_user_time_zone() {
+    let o = start().await;
+    let gemini = o.find("res.partner", "ref", "V-GEMINI").await.to_string();
+    let pad = o
+        .find("product.product", "default_code", "FURN_0002")
+        .await
+        .to_string();
+    let fields = json!([
+        "id",
+        "partner_id/.id",
+        "order_line/id",
+        "order_line/product_id/.id",
+        "order_line/product_qty",
+        "order_line/price_unit",
+        "order_line/date_planned"
+    ]);
+    let load = |name: &str, date: &str, context: Value| {
+        let rows = json!([[
+            format!("odoo_sync.po_{name}"),
+            gemini,
+            format!("odoo_sync.pol_{name}"),
+            pad,
+            "1",
+            "2",
+            date
+        ]]);
+        let mut kwargs = json!({});
+        if !context.is_null() {
+            kwargs["context"] = context;
+        }
+        (json!([fields.clone(), rows]), kwargs)
+    };
+    let mut cases = Vec::new();
+    for (name, context, stored) in [
+        // The admin's zone, Asia/Kolkata (+05:30), without a zone in the context.
+        ("user", Value::Null, "2026-12-15 06:30:00"),
+        ("utc", json!({"tz": "UTC"}), "2026-12-15 12:00:00"),
+        ("tokyo", json!({"tz": "Asia/Tokyo"}), "2026-12-15 03:00:00"),
+        // A zone that does not exist is skipped: the user's applies.
+        (
+            "unknown",
+            json!({"tz": "Mars/Olympus"}),
+            "2026-12-15 06:30:00",
+        ),
+    ] {
+        let (args, kwargs) = load(name, "2026-12-15 12:00:00", context);
+        let res = o.ok("purchase.order", "load", args, kwargs).await;
+        assert_eq!(res["messages"], json!([]), "{name}: {res}");
+        cases.push((name, res["ids"][0].as_i64().unwrap(), stored));
+    }
+    for (name, po, stored) in cases {
+        let line = o.read1("purchase.order", po, &["order_line"]).await["order_line"][0]
+            .as_i64()
+            .unwrap();
+        assert_eq!(
+            o.read1("purchase.order.line", line, &["date_planned"])
+                .await["date_planned"],
+            stored,
+            "{name}"
+        );
+    }
+    let (args, kwargs) = load("bad", "15/12/2026", json!({"tz": "UTC"}));
+    let res = o.ok("purchase.order", "load", args, kwargs).await;
+    assert_eq!(res["ids"], false, "{res}");
+    let message = res["messages"][0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("'15/12/2026' does not seem to be a valid datetime"),
+        "{res}"
+    );
+}

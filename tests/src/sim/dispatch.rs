@@ -209,7 +209,15 @@ impl Sim {
             purchase_manager: user.purchase_manager,
             now: format_now(chrono::Utc::now()),
             touched_orders: BTreeSet::new(),
+            planned_kept: BTreeSet::new(),
+            input_tz: None,
         };
+        let context_tz = call
+            .kwargs
+            .get("context")
+            .and_then(|c| c.get("tz"))
+            .and_then(Value::as_str);
+        env.input_tz = env.input_tz(context_tz);
         let denied = user.denied_models.iter().any(|m| m == &call.model);
         if call.method == "check_access_rights" {
             // Answers about the rights instead of exercising them, so it is never refused itself.

@@ -111,6 +111,52 @@ impl<'a> Env<'a> {
         }
     }
 
+    /// The time zone `load` reads datetimes in: the context's, else the user's, else UTC
+    /// (a zone the simulator does not know is skipped, as Odoo skips one pytz does not know).
+    pub fn input_tz(&self, context_tz: Option<&str>) -> Option<String> {
+        let user_tz = self.get("res.users", self.uid, "tz");
+        let found = [context_tz, user_tz.str()]
+            .into_iter()
+            .flatten()
+            .find(|z| utc_offset_minutes(z).is_some())
+            .map(str::to_string);
+        found
+    }
+
+    /// A datetime cell as Odoo's `load` reads it ("2012-12-31 23:59:59", or a prefix of it
+    /// down to the date), in the input time zone, stored as UTC.
+    fn load_datetime(&self, text: &str, field: &str) -> OdooResult<String> {
+        const FORMATS: [&str; 4] = [
+            "%Y-%m-%d %H:%M:%S",
+            "%Y-%m-%d %H:%M",
+            "%Y-%m-%d %H",
+            "%Y-%m-%d",
+        ];
+        let t = text.trim();
+        let parsed = FORMATS.iter().find_map(|f| {
+            chrono::NaiveDateTime::parse_from_str(t, f)
+                .ok()
+                .or_else(|| {
+                    chrono::NaiveDate::parse_from_str(t, f)
+                        .ok()
+                        .and_then(|d| d.and_hms_opt(0, 0, 0))
+                })
+        });
+        let Some(local) = parsed else {
+            return Err(OdooError::value(format!(
+                "'{text}' does not seem to be a valid datetime for field '{field}'"
+            )));
+        };
+        let offset = self
+            .input_tz
+            .as_deref()
+            .and_then(utc_offset_minutes)
+            .unwrap_or(0);
+        Ok((local - chrono::Duration::minutes(offset))
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string())
+    }
+
     /// Converts one cell into a value for `write`/`create`.
     fn load_cell(
         &self,
@@ -182,6 +228,7 @@ impl<'a> Env<'a> {
                     json!(n)
                 }
             },
+            (FType::Datetime, _) => json!(self.load_datetime(&text, field.string)?),
             (FType::Boolean, _) => {
                 json!(matches!(text.to_lowercase().as_str(), "1" | "true" | "yes"))
             }
@@ -379,5 +426,16 @@ impl<'a> Env<'a> {
             }
         }
         Ok(id)
+    }
+}
+
+/// Offset from UTC, in minutes, of the time zones the simulator knows (without daylight
+/// saving time, so the offset is fixed); None for any other.
+pub fn utc_offset_minutes(zone: &str) -> Option<i64> {
+    match zone {
+        "UTC" | "Etc/UTC" | "GMT" | "Etc/GMT" | "Universal" | "Zulu" => Some(0),
+        "Asia/Kolkata" | "Asia/Calcutta" => Some(330),
+        "Asia/Tokyo" => Some(540),
+        _ => None,
     }
 }

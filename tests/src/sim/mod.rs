@@ -163,6 +163,8 @@ impl Sim {
             purchase_manager: true,
             now: String::new(),
             touched_orders: BTreeSet::new(),
+            planned_kept: BTreeSet::new(),
+            input_tz: None,
         };
         let mut models = Map::new();
         for name in self.schema.model_names() {

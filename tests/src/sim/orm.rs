@@ -29,6 +29,10 @@ pub struct Env<'a> {
     pub now: String,
     /// Orders whose lines changed: amounts and `write_date` are refreshed before commit.
     pub touched_orders: BTreeSet<i64>,
+    /// Orders whose `date_planned` the call wrote: it is kept, not computed from the lines.
+    pub planned_kept: BTreeSet<i64>,
+    /// The time zone `load` reads datetimes in (the context's, else the user's; UTC without).
+    pub input_tz: Option<String>,
 }
 
 /// Formats a timestamp the way Odoo stores datetimes (UTC, second precision).

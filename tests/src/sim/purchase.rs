@@ -5,6 +5,7 @@ use super::errors::{OdooError, OdooResult};
 use super::orm::Env;
 use super::schema::po_states;
 use super::value::{round_money, Record, Val};
+use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
 
@@ -163,7 +164,15 @@ impl<'a> Env<'a> {
             }
         }
         if !is_display && !rec.get("date_planned").is_some_and(Val::truthy) {
-            rec.insert("date_planned".into(), Val::Str(self.now.clone()));
+            // The order's date plus the vendor's lead time (none without a price-list entry).
+            let delay = match self.select_seller(rec) {
+                Some((_, Seller::Chosen { delay, .. })) => delay,
+                _ => Decimal::ZERO,
+            };
+            let date = self
+                .planned_from_order(rec, delay)
+                .unwrap_or_else(|| self.now.clone());
+            rec.insert("date_planned".into(), Val::Str(date));
         }
         let accountable_ok = is_display
             || (rec.get("product_id").is_some_and(Val::truthy)
@@ -182,12 +191,29 @@ impl<'a> Env<'a> {
     /// without any entry of that vendor, a price already set is kept (`at_create` means no
     /// price was given, so the cost is used).
     pub(crate) fn apply_price_rule(&self, rec: &mut Record, at_create: bool) {
-        let Some(product) = rec.get("product_id").and_then(Val::ref_id) else {
+        let Some((product, seller)) = self.select_seller(rec) else {
             return;
         };
-        let Some(order) = rec.get("order_id").and_then(Val::ref_id) else {
-            return;
+        let cost = self.get("product.product", product, "standard_price").num();
+        let price = match seller {
+            Seller::None => {
+                let has_price = rec.get("price_unit").is_some_and(Val::truthy);
+                if at_create || !has_price {
+                    rec.insert("price_unit".into(), Val::Num(cost));
+                }
+                return;
+            }
+            Seller::Chosen { price, .. } => price,
+            Seller::NotReached => cost,
         };
+        rec.insert("price_unit".into(), Val::Num(price));
+    }
+
+    /// Odoo's `_select_seller` for a line: None without product or order; else the product and
+    /// what the order's vendor's price list gives for the line's quantity.
+    fn select_seller(&self, rec: &Record) -> Option<(i64, Seller)> {
+        let product = rec.get("product_id").and_then(Val::ref_id)?;
+        let order = rec.get("order_id").and_then(Val::ref_id)?;
         let vendor = self.get("purchase.order", order, "partner_id").ref_id();
         let tmpl = self
             .get("product.product", product, "product_tmpl_id")
@@ -210,32 +236,53 @@ impl<'a> Env<'a> {
                     .collect()
             })
             .unwrap_or_default();
-        let cost = self.get("product.product", product, "standard_price").num();
         if entries.is_empty() {
-            let has_price = rec.get("price_unit").is_some_and(Val::truthy);
-            if at_create || !has_price {
-                rec.insert("price_unit".into(), Val::Num(cost));
-            }
-            return;
+            return Some((product, Seller::None));
         }
-        // Odoo's _select_seller: by sequence, then the highest min_qty that the quantity reaches.
+        // By sequence, then the highest min_qty that the quantity reaches.
+        let min = |r: &Record| r.get("min_qty").map(Val::num).unwrap_or_default();
         entries.sort_by(|a, b| {
             let seq = |r: &Record| r.get("sequence").map(Val::num).unwrap_or_default();
-            let min = |r: &Record| r.get("min_qty").map(Val::num).unwrap_or_default();
             seq(a).cmp(&seq(b)).then(min(b).cmp(&min(a)))
         });
         let chosen = entries
             .iter()
-            .filter(|r| r.get("min_qty").map(Val::num).unwrap_or_default() <= qty)
-            .min_by(|a, b| {
-                let min = |r: &Record| r.get("min_qty").map(Val::num).unwrap_or_default();
-                min(b).cmp(&min(a))
-            });
-        let price = match chosen {
-            Some(r) => r.get("price").map(Val::num).unwrap_or_default(),
-            None => cost,
-        };
-        rec.insert("price_unit".into(), Val::Num(price));
+            .filter(|r| min(r) <= qty)
+            .min_by(|a, b| min(b).cmp(&min(a)));
+        Some((
+            product,
+            match chosen {
+                Some(r) => Seller::Chosen {
+                    price: r.get("price").map(Val::num).unwrap_or_default(),
+                    delay: r.get("delay").map(Val::num).unwrap_or_default(),
+                },
+                None => Seller::NotReached,
+            },
+        ))
+    }
+
+    /// Odoo's `_get_date_planned`: the order's `date_order` plus the vendor's lead time (days).
+    fn planned_from_order(&self, rec: &Record, delay: Decimal) -> Option<String> {
+        let order = rec.get("order_id").and_then(Val::ref_id)?;
+        let date_order = self.get("purchase.order", order, "date_order");
+        let start =
+            chrono::NaiveDateTime::parse_from_str(date_order.str()?, "%Y-%m-%d %H:%M:%S").ok()?;
+        let days = delay.trunc().to_i64().unwrap_or(0);
+        Some(
+            (start + chrono::Duration::days(days))
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string(),
+        )
+    }
+
+    /// A quantity (or product) written without `date_planned` moves the line's date to the
+    /// vendor's lead time when one of its price-list entries applies; otherwise it is kept.
+    fn recompute_date_planned(&self, rec: &mut Record) {
+        if let Some((_, Seller::Chosen { delay, .. })) = self.select_seller(rec) {
+            if let Some(date) = self.planned_from_order(rec, delay) {
+                rec.insert("date_planned".into(), Val::Str(date));
+            }
+        }
     }
 
     /// Computed fields derived from the record itself and its parent.
@@ -344,6 +391,9 @@ impl<'a> Env<'a> {
             if qty_changed && !vals.contains_key("price_unit") {
                 self.apply_price_rule(rec, false);
             }
+            if qty_changed && !vals.contains_key("date_planned") {
+                self.recompute_date_planned(rec);
+            }
         }
         Ok(())
     }
@@ -357,12 +407,10 @@ impl<'a> Env<'a> {
         match model {
             "purchase.order" => {
                 self.touched_orders.insert(id);
-                if let Some(v) = vals.get("date_planned") {
-                    // The order's expected date writes through to its lines (Odoo's inverse).
-                    let lines = self.get(model, id, "order_line").ids().to_vec();
-                    let mut lvals = Map::new();
-                    lvals.insert("date_planned".into(), v.clone());
-                    self.write("purchase.order.line", &lines, &lvals)?;
+                if vals.contains_key("date_planned") {
+                    // Stored as written: only the form's onchange copies it to the lines, and
+                    // the order keeps it until a line's date changes (the compute's dependency).
+                    self.planned_kept.insert(id);
                 }
             }
             "purchase.order.line" => {
@@ -447,10 +495,12 @@ impl<'a> Env<'a> {
             rec.insert("amount_untaxed".into(), Val::Num(untaxed));
             rec.insert("amount_tax".into(), Val::Num(tax));
             rec.insert("amount_total".into(), Val::Num(untaxed + tax));
-            rec.insert(
-                "date_planned".into(),
-                planned.map(Val::Str).unwrap_or(Val::False),
-            );
+            if !self.planned_kept.contains(&order) {
+                rec.insert(
+                    "date_planned".into(),
+                    planned.map(Val::Str).unwrap_or(Val::False),
+                );
+            }
             rec.insert("write_date".into(), Val::Str(self.now.clone()));
             rec.insert("write_uid".into(), Val::Ref(self.uid));
             let state = rec.get("state").cloned().unwrap_or(Val::False);
@@ -604,4 +654,14 @@ pub fn buttons(version: u8) -> &'static [&'static str] {
             "button_unlock",
         ]
     }
+}
+
+/// What a vendor's price list gives for a line (Odoo's `_select_seller`).
+enum Seller {
+    /// The vendor has no entry for the product.
+    None,
+    /// The vendor has entries, none of which the quantity reaches.
+    NotReached,
+    /// The entry that applies: its price and lead time (days).
+    Chosen { price: Decimal, delay: Decimal },
 }

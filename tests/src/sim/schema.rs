@@ -227,6 +227,7 @@ impl Schema {
             .add("login", "Login", Char)
             .required()
             .add("active", "Active", Boolean)
+            .add("tz", "Timezone", Char)
             .model("res.users", "User", "name, login"));
         put(Builder::new()
             .add("name", "Company Name", Char)

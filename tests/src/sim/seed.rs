@@ -11,6 +11,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeSet;
 
+/// The admin's time zone (res.users `tz`): +05:30 all year, so `load` without a time zone in
+/// its context visibly shifts datetimes.
+pub const ADMIN_TZ: &str = "Asia/Kolkata";
+
 /// The whole seed file.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -274,7 +278,9 @@ impl Seed {
             )?;
             env.create_one(
                 "res.users",
-                &obj(json!({"name": "Mitchell Admin", "login": admin.login})),
+                // A time zone other than UTC, as admins usually have: `load` reads datetimes
+                // in it unless the call's context names another.
+                &obj(json!({"name": "Mitchell Admin", "login": admin.login, "tz": ADMIN_TZ})),
             )?;
             for user in &self.users {
                 let name = user.name.clone().unwrap_or_else(|| user.login.clone());
@@ -395,5 +401,7 @@ fn new_env<'a>(
         purchase_manager: true,
         now: now.to_string(),
         touched_orders: BTreeSet::new(),
+        planned_kept: BTreeSet::new(),
+        input_tz: None,
     }
 }
