@@ -57,10 +57,10 @@ odoo() {  # odoo MODEL METHOD ARGS_JSON KWARGS_JSON: one JSON-RPC call to the si
     -d "{\"jsonrpc\":\"2.0\",\"method\":\"call\",\"id\":1,\"params\":{\"service\":\"object\",\"method\":\"execute_kw\",\"args\":[\"odoo\",2,\"admin\",\"$1\",\"$2\",$3,$4]}}"
 }
 show_odoo() {
-  odoo purchase.order search_read '[[]]' '{"fields":["name","origin","partner_id","state","amount_untaxed","amount_total"],"order":"id asc"}' \
+  odoo purchase.order search_read '[[]]' '{"fields":["name","origin","partner_id","state","amount_untaxed","amount_total","date_planned"],"order":"id asc"}' \
     | python3 -c 'import json,sys
 for o in json.load(sys.stdin)["result"]:
-    print("  %-7s origin %-8s %-18s %-9s untaxed %8.2f  total %8.2f" % (o["name"], o["origin"] or "", o["partner_id"][1], o["state"], o["amount_untaxed"], o["amount_total"]))'
+    print("  %-7s origin %-8s %-18s %-9s untaxed %8.2f  total %8.2f  arrival %s" % (o["name"], o["origin"] or "", o["partner_id"][1], o["state"], o["amount_untaxed"], o["amount_total"], o["date_planned"] or "-"))'
 }
 wait_synced() {
   for _ in $(seq 1 300); do
@@ -85,14 +85,14 @@ WORKER_PID=$!
 
 say "The application writes orders as usual (no sync code in the app)"
 run <<'SQL'
-INSERT INTO orders (order_number, supplier_id, supplier_name) VALUES
-  ('PO-0002', 'V-GEMINI', 'Gemini Furniture'), ('PO-0003', 'V-DECO', 'Deco Addict');
+INSERT INTO orders (order_number, supplier_id, supplier_name, requested_delivery_date) VALUES
+  ('PO-0002', 'V-GEMINI', 'Gemini Furniture', DATE '2026-12-15'), ('PO-0003', 'V-DECO', 'Deco Addict', NULL);
 UPDATE orders SET supplier_id = 'V-AZURE' WHERE order_number = 'PO-0001';
 INSERT INTO order_items (order_id, product_id, product_name, product_code, quantity, unit_price)
 SELECT o.id, p.code, p.name, p.code, p.qty, p.price FROM orders o
 CROSS JOIN (VALUES ('FURN_7777', 'Office Chair', 3, 12.50), ('FURN_8220', 'Large Desk', 1, 480.00)) p(code, name, qty, price);
 SQL
-echo "2 new orders, 6 lines; the order that existed before tracking got its lines too"
+echo "2 new orders, 6 lines (PO-0002 asks for delivery on 2026-12-15); the order that existed before tracking got its lines too"
 wait_synced
 say "Local side: odoo_sync.order_status"
 status_table

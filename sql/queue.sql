@@ -433,7 +433,9 @@ BEGIN
                 'amounts', CASE WHEN v_write_amounts THEN v_amounts ELSE st.base_snapshot -> 'amounts' END)
                 -- Odoo's notes after the push, as the worker read them back.
                 || CASE WHEN v_result -> 'snapshot' ? 'notes_html'
-                        THEN @extschema@._odoo_notes(v_result -> 'snapshot' -> 'notes_html') ELSE '{}' END;
+                        THEN @extschema@._odoo_notes(v_result -> 'snapshot' -> 'notes_html') ELSE '{}' END
+                -- Odoo's expected arrival after the push, as the worker read it back.
+                || @extschema@._odoo_delivery(v_result -> 'snapshot' -> 'date_planned');
         ELSE
             v_base := COALESCE(v_result -> 'snapshot', st.base_snapshot);
         END IF;
@@ -723,6 +725,8 @@ BEGIN
         'odoo_id', st.odoo_id, 'odoo_name', st.odoo_name, 'sync_status', st.sync_status,
         'base_snapshot', st.base_snapshot, 'tombstone', st.tombstone,
         -- {"html": ...} to write into Odoo's notes; absent (NULL) to leave them alone.
-        'odoo_notes', CASE WHEN v_order ? 'notes' THEN @extschema@._notes_to_write(v_order ->> 'notes', st.base_snapshot) END);
+        'odoo_notes', CASE WHEN v_order ? 'notes' THEN @extschema@._notes_to_write(v_order ->> 'notes', st.base_snapshot) END,
+        -- Odoo's datetime for every line's date_planned; absent (NULL) to leave Odoo's dates alone.
+        'odoo_date_planned', @extschema@._odoo_datetime(v_order ->> 'requested_delivery_date'));
 END
 $$;

@@ -169,6 +169,61 @@ AS $$
         ELSE jsonb_build_object('html', @extschema@._text_html(p_local)) END
 $$;
 
+-- Delivery dates. The local requested_delivery_date is Odoo's "Expected Arrival": the
+-- `date_planned` of every line, which Odoo keeps as a UTC datetime and shows as the minimum of
+-- the lines on the order. A local `date` is sent as noon UTC, so it shows as the same day in
+-- Odoo in every time zone from UTC-11 to UTC+12; a `timestamptz` as its instant; a `timestamp`
+-- as UTC. The merge compares days (the UTC date), so a time of day changed in Odoo alone is
+-- not a change.
+
+-- Odoo's UTC datetime text ("YYYY-MM-DD HH:MM:SS") for a local delivery date as
+-- order_document() reads it (JSON text of a date, timestamp or timestamptz); NULL for NULL or
+-- a value Odoo cannot hold (infinity, years outside 1..9999).
+CREATE FUNCTION @extschema@._odoo_datetime(p_value text) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_ts timestamp;
+BEGIN
+    IF p_value IS NULL THEN
+        RETURN NULL;
+    ELSIF p_value ~ '^\d{4}-\d{2}-\d{2}$' THEN
+        v_ts := p_value::date + time '12:00';
+    ELSIF p_value ~ '(Z|[+-]\d{2}(:?\d{2})?)$' THEN
+        v_ts := p_value::timestamptz AT TIME ZONE 'UTC';
+    ELSE
+        v_ts := p_value::timestamp;
+    END IF;
+    IF NOT isfinite(v_ts) OR extract(year FROM v_ts) NOT BETWEEN 1 AND 9999 THEN
+        RETURN NULL;
+    END IF;
+    RETURN to_char(v_ts, 'YYYY-MM-DD HH24:MI:SS');
+EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow THEN
+    RETURN NULL;
+END
+$$;
+
+-- The delivery day the merge compares, of Odoo's date_planned as read (a UTC datetime text,
+-- or false): its UTC date, NULL when Odoo has none.
+CREATE FUNCTION @extschema@._odoo_day(p_date_planned jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN jsonb_typeof(p_date_planned) = 'string' AND p_date_planned #>> '{}' ~ '^\d{4}-\d{2}-\d{2}'
+                THEN left(p_date_planned #>> '{}', 10) END
+$$;
+
+-- The canonical delivery day of Odoo's date_planned: {"delivery_date": day}, or {} when Odoo
+-- has none (an order without lines), which the merge then leaves out.
+CREATE FUNCTION @extschema@._odoo_delivery(p_date_planned jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN @extschema@._odoo_day(p_date_planned) IS NULL THEN '{}'::jsonb
+                ELSE jsonb_build_object('delivery_date', @extschema@._odoo_day(p_date_planned)) END
+$$;
+
 -- Canonical form of a local order document (order_document()); NULL for a deleted order.
 CREATE FUNCTION @extschema@._canonical_local(p_doc jsonb) RETURNS jsonb
 LANGUAGE sql STABLE
@@ -188,6 +243,11 @@ AS $$
             LEFT JOIN @extschema@.product_map m ON m.local_product_id = i ->> 'product_id'), '{}'))
         || CASE WHEN p_doc -> 'order' ? 'notes'
                 THEN jsonb_build_object('notes', @extschema@._note_text(p_doc -> 'order' ->> 'notes'))
+                ELSE '{}' END
+        -- null when the mapped column is empty: the local side then has no opinion (_diff3).
+        || CASE WHEN p_doc -> 'order' ? 'requested_delivery_date'
+                THEN jsonb_build_object('delivery_date',
+                         left(@extschema@._odoo_datetime(p_doc -> 'order' ->> 'requested_delivery_date'), 10))
                 ELSE '{}' END
     END
 $$;
@@ -224,6 +284,7 @@ AS $$
             FROM jsonb_array_elements(COALESCE(r -> 'lines', '[]')) l), '{}'))
         -- The worker reads Odoo's notes HTML as notes_html; the base keeps it for the next push.
         || CASE WHEN r ? 'notes_html' THEN @extschema@._odoo_notes(r -> 'notes_html') ELSE '{}' END
+        || @extschema@._odoo_delivery(r -> 'date_planned')
 $$;
 
 -- The pushes noted in order_state.attempt_snapshot and not acknowledged, one per row (an
@@ -266,8 +327,14 @@ DECLARE
     bl jsonb; ll jsonb; rl jsonb;
     v_side text;
 BEGIN
-    FOREACH v_field IN ARRAY ARRAY['state', 'partner_id', 'notes'] LOOP
+    FOREACH v_field IN ARRAY ARRAY['state', 'partner_id', 'notes', 'delivery_date'] LOOP
         bv := b -> v_field; lv := l -> v_field; rv := r -> v_field;
+        -- The delivery date only when the tracking maps the column and Odoo has one; an empty
+        -- local date takes Odoo's (it is the base's value: no local change).
+        CONTINUE WHEN v_field = 'delivery_date' AND NOT COALESCE(l ? v_field AND r ? v_field, false);
+        IF v_field = 'delivery_date' AND jsonb_typeof(lv) = 'null' THEN
+            lv := COALESCE(bv, rv);
+        END IF;
         -- Without a status column (or with statuses odoo_sync does not know) the local side
         -- has no state: Odoo's is taken as it is.
         CONTINUE WHEN v_field = 'state' AND (lv IS NULL OR jsonb_typeof(lv) = 'null');
@@ -282,6 +349,7 @@ BEGIN
         CONTINUE WHEN v_side IS NULL;
         v_out := v_out || jsonb_build_object('field', v_field,
             'group', CASE WHEN v_field = 'partner_id' THEN 'supplier' WHEN v_field = 'notes' THEN 'notes'
+                          WHEN v_field = 'delivery_date' THEN 'dates'
                           WHEN rv #>> '{}' IN ('partial', 'received') THEN 'received' ELSE 'state' END,
             'base', bv, 'local', lv, 'remote', rv, 'side', v_side);
     END LOOP;
@@ -473,6 +541,21 @@ BEGIN
 END
 $$;
 
+-- The local value of a delivery day from Odoo: the day itself for a `date` column; for a
+-- timestamp column Odoo's datetime (UTC) when it falls on that day, else noon UTC of the day
+-- (a day chosen when resolving a conflict).
+CREATE FUNCTION @extschema@._local_delivery(t @extschema@.tracked_tables, p_day text, p_date_planned jsonb)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE
+        WHEN p_day IS NULL THEN NULL
+        WHEN @extschema@._coltype(t.orders_table, t.mapping -> 'orders' ->> 'requested_delivery_date') = 'date' THEN p_day
+        WHEN @extschema@._odoo_day(p_date_planned) = p_day THEN (p_date_planned #>> '{}') || '+00'
+        ELSE p_day || ' 12:00:00+00' END
+$$;
+
 -- Applies the entries Odoo wins to the local rows (as the tables' owners, without capture).
 -- Returns the keys given to lines created from Odoo: {"odoo:<line id>": "<new item key>"}.
 CREATE FUNCTION @extschema@._apply_to_local(t @extschema@.tracked_tables, p_order_key text, p_entries jsonb,
@@ -509,6 +592,9 @@ BEGIN
                 WHEN NOT COALESCE(@extschema@._looks_like_html(v_notes), false) THEN e ->> 'remote'
                 WHEN @extschema@._html_text(r ->> 'notes_html') IS NOT DISTINCT FROM e ->> 'remote' THEN r ->> 'notes_html'
                 ELSE @extschema@._text_html(e ->> 'remote') END);
+        ELSIF e ->> 'field' = 'delivery_date' AND t.mapping -> 'orders' ? 'requested_delivery_date' THEN
+            v_order := v_order || jsonb_build_object('requested_delivery_date',
+                @extschema@._local_delivery(t, e ->> 'remote', r -> 'date_planned'));
         END IF;
     END LOOP;
     IF v_order <> '{}' THEN
@@ -626,7 +712,8 @@ DECLARE
     v_line jsonb;
 BEGIN
     FOREACH v_canon IN ARRAY ARRAY['order_number', 'supplier_id', 'supplier_name', 'status', 'subtotal', 'sales_tax',
-                                   'grand_total', 'notes', 'odoo_order_id', 'last_synced_at', 'sync_status'] LOOP
+                                   'grand_total', 'notes', 'requested_delivery_date', 'odoo_order_id',
+                                   'last_synced_at', 'sync_status'] LOOP
         CONTINUE WHEN m ->> v_canon IS NULL;
         v_value := CASE v_canon
             WHEN 'order_number' THEN r ->> 'name'
@@ -637,6 +724,8 @@ BEGIN
             WHEN 'sales_tax' THEN r -> 'amounts' ->> 'sales_tax'
             WHEN 'grand_total' THEN r -> 'amounts' ->> 'grand_total'
             WHEN 'notes' THEN @extschema@._html_text(r ->> 'notes_html')
+            WHEN 'requested_delivery_date' THEN @extschema@._local_delivery(t, @extschema@._odoo_day(r -> 'date_planned'),
+                                                                             r -> 'date_planned')
             WHEN 'odoo_order_id' THEN r ->> 'odoo_id'
             WHEN 'last_synced_at' THEN now()::text
             WHEN 'sync_status' THEN 'SYNCED' END;

@@ -54,6 +54,8 @@ INSERT INTO @extschema@.setting_spec (key, type, default_value, min_value, max_v
      'The vendor changed on both sides: who wins.'),
     ('conflict_policy_notes', 'choice', '"manual"', NULL, NULL, ARRAY['manual', 'local_wins', 'remote_wins'], NULL,
      'The order notes (Odoo''s Terms and Conditions) changed on both sides: who wins.'),
+    ('conflict_policy_dates', 'choice', '"manual"', NULL, NULL, ARRAY['manual', 'local_wins', 'remote_wins'], NULL,
+     'The requested delivery date (Odoo''s Expected Arrival) changed on both sides: who wins.'),
     ('conflict_policy_amounts', 'choice', '"manual"', NULL, NULL, ARRAY['manual', 'local_wins', 'remote_wins'], NULL,
      'Odoo''s totals differ from the local ones after a sync: manual records a DATA_MISMATCH, remote_wins writes Odoo''s totals, local_wins keeps the local ones.');
 UPDATE @extschema@.setting_spec SET description =

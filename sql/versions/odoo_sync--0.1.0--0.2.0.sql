@@ -56,6 +56,8 @@ INSERT INTO @extschema@.setting_spec (key, type, default_value, min_value, max_v
      'The vendor changed on both sides: who wins.'),
     ('conflict_policy_notes', 'choice', '"manual"', NULL, NULL, ARRAY['manual', 'local_wins', 'remote_wins'], NULL,
      'The order notes (Odoo''s Terms and Conditions) changed on both sides: who wins.'),
+    ('conflict_policy_dates', 'choice', '"manual"', NULL, NULL, ARRAY['manual', 'local_wins', 'remote_wins'], NULL,
+     'The requested delivery date (Odoo''s Expected Arrival) changed on both sides: who wins.'),
     ('conflict_policy_amounts', 'choice', '"manual"', NULL, NULL, ARRAY['manual', 'local_wins', 'remote_wins'], NULL,
      'Odoo''s totals differ from the local ones after a sync: manual records a DATA_MISMATCH, remote_wins writes Odoo''s totals, local_wins keeps the local ones.');
 UPDATE @extschema@.setting_spec SET description =
@@ -575,7 +577,9 @@ BEGIN
                 'amounts', CASE WHEN v_write_amounts THEN v_amounts ELSE st.base_snapshot -> 'amounts' END)
                 -- Odoo's notes after the push, as the worker read them back.
                 || CASE WHEN v_result -> 'snapshot' ? 'notes_html'
-                        THEN @extschema@._odoo_notes(v_result -> 'snapshot' -> 'notes_html') ELSE '{}' END;
+                        THEN @extschema@._odoo_notes(v_result -> 'snapshot' -> 'notes_html') ELSE '{}' END
+                -- Odoo's expected arrival after the push, as the worker read it back.
+                || @extschema@._odoo_delivery(v_result -> 'snapshot' -> 'date_planned');
         ELSE
             v_base := COALESCE(v_result -> 'snapshot', st.base_snapshot);
         END IF;
@@ -831,7 +835,9 @@ BEGIN
         'odoo_id', st.odoo_id, 'odoo_name', st.odoo_name, 'sync_status', st.sync_status,
         'base_snapshot', st.base_snapshot, 'tombstone', st.tombstone,
         -- {"html": ...} to write into Odoo's notes; absent (NULL) to leave them alone.
-        'odoo_notes', CASE WHEN v_order ? 'notes' THEN @extschema@._notes_to_write(v_order ->> 'notes', st.base_snapshot) END);
+        'odoo_notes', CASE WHEN v_order ? 'notes' THEN @extschema@._notes_to_write(v_order ->> 'notes', st.base_snapshot) END,
+        -- Odoo's datetime for every line's date_planned; absent (NULL) to leave Odoo's dates alone.
+        'odoo_date_planned', @extschema@._odoo_datetime(v_order ->> 'requested_delivery_date'));
 END
 $$;
 
@@ -1237,6 +1243,47 @@ AS $$
         ELSE jsonb_build_object('html', @extschema@._text_html(p_local)) END
 $$;
 
+CREATE OR REPLACE FUNCTION @extschema@._odoo_datetime(p_value text) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_ts timestamp;
+BEGIN
+    IF p_value IS NULL THEN
+        RETURN NULL;
+    ELSIF p_value ~ '^\d{4}-\d{2}-\d{2}$' THEN
+        v_ts := p_value::date + time '12:00';
+    ELSIF p_value ~ '(Z|[+-]\d{2}(:?\d{2})?)$' THEN
+        v_ts := p_value::timestamptz AT TIME ZONE 'UTC';
+    ELSE
+        v_ts := p_value::timestamp;
+    END IF;
+    IF NOT isfinite(v_ts) OR extract(year FROM v_ts) NOT BETWEEN 1 AND 9999 THEN
+        RETURN NULL;
+    END IF;
+    RETURN to_char(v_ts, 'YYYY-MM-DD HH24:MI:SS');
+EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow THEN
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION @extschema@._odoo_day(p_date_planned jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN jsonb_typeof(p_date_planned) = 'string' AND p_date_planned #>> '{}' ~ '^\d{4}-\d{2}-\d{2}'
+                THEN left(p_date_planned #>> '{}', 10) END
+$$;
+
+CREATE OR REPLACE FUNCTION @extschema@._odoo_delivery(p_date_planned jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN @extschema@._odoo_day(p_date_planned) IS NULL THEN '{}'::jsonb
+                ELSE jsonb_build_object('delivery_date', @extschema@._odoo_day(p_date_planned)) END
+$$;
+
 CREATE OR REPLACE FUNCTION @extschema@._canonical_local(p_doc jsonb) RETURNS jsonb
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -1255,6 +1302,11 @@ AS $$
             LEFT JOIN @extschema@.product_map m ON m.local_product_id = i ->> 'product_id'), '{}'))
         || CASE WHEN p_doc -> 'order' ? 'notes'
                 THEN jsonb_build_object('notes', @extschema@._note_text(p_doc -> 'order' ->> 'notes'))
+                ELSE '{}' END
+        -- null when the mapped column is empty: the local side then has no opinion (_diff3).
+        || CASE WHEN p_doc -> 'order' ? 'requested_delivery_date'
+                THEN jsonb_build_object('delivery_date',
+                         left(@extschema@._odoo_datetime(p_doc -> 'order' ->> 'requested_delivery_date'), 10))
                 ELSE '{}' END
     END
 $$;
@@ -1288,6 +1340,7 @@ AS $$
             FROM jsonb_array_elements(COALESCE(r -> 'lines', '[]')) l), '{}'))
         -- The worker reads Odoo's notes HTML as notes_html; the base keeps it for the next push.
         || CASE WHEN r ? 'notes_html' THEN @extschema@._odoo_notes(r -> 'notes_html') ELSE '{}' END
+        || @extschema@._odoo_delivery(r -> 'date_planned')
 $$;
 
 CREATE OR REPLACE FUNCTION @extschema@._noted_attempts(snapshot jsonb) RETURNS SETOF jsonb
@@ -1322,8 +1375,14 @@ DECLARE
     bl jsonb; ll jsonb; rl jsonb;
     v_side text;
 BEGIN
-    FOREACH v_field IN ARRAY ARRAY['state', 'partner_id', 'notes'] LOOP
+    FOREACH v_field IN ARRAY ARRAY['state', 'partner_id', 'notes', 'delivery_date'] LOOP
         bv := b -> v_field; lv := l -> v_field; rv := r -> v_field;
+        -- The delivery date only when the tracking maps the column and Odoo has one; an empty
+        -- local date takes Odoo's (it is the base's value: no local change).
+        CONTINUE WHEN v_field = 'delivery_date' AND NOT COALESCE(l ? v_field AND r ? v_field, false);
+        IF v_field = 'delivery_date' AND jsonb_typeof(lv) = 'null' THEN
+            lv := COALESCE(bv, rv);
+        END IF;
         -- Without a status column (or with statuses odoo_sync does not know) the local side
         -- has no state: Odoo's is taken as it is.
         CONTINUE WHEN v_field = 'state' AND (lv IS NULL OR jsonb_typeof(lv) = 'null');
@@ -1338,6 +1397,7 @@ BEGIN
         CONTINUE WHEN v_side IS NULL;
         v_out := v_out || jsonb_build_object('field', v_field,
             'group', CASE WHEN v_field = 'partner_id' THEN 'supplier' WHEN v_field = 'notes' THEN 'notes'
+                          WHEN v_field = 'delivery_date' THEN 'dates'
                           WHEN rv #>> '{}' IN ('partial', 'received') THEN 'received' ELSE 'state' END,
             'base', bv, 'local', lv, 'remote', rv, 'side', v_side);
     END LOOP;
@@ -1517,6 +1577,18 @@ BEGIN
 END
 $$;
 
+CREATE OR REPLACE FUNCTION @extschema@._local_delivery(t @extschema@.tracked_tables, p_day text, p_date_planned jsonb)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE
+        WHEN p_day IS NULL THEN NULL
+        WHEN @extschema@._coltype(t.orders_table, t.mapping -> 'orders' ->> 'requested_delivery_date') = 'date' THEN p_day
+        WHEN @extschema@._odoo_day(p_date_planned) = p_day THEN (p_date_planned #>> '{}') || '+00'
+        ELSE p_day || ' 12:00:00+00' END
+$$;
+
 CREATE OR REPLACE FUNCTION @extschema@._apply_to_local(t @extschema@.tracked_tables, p_order_key text, p_entries jsonb,
                                             r jsonb, p_local_status text)
 RETURNS jsonb
@@ -1551,6 +1623,9 @@ BEGIN
                 WHEN NOT COALESCE(@extschema@._looks_like_html(v_notes), false) THEN e ->> 'remote'
                 WHEN @extschema@._html_text(r ->> 'notes_html') IS NOT DISTINCT FROM e ->> 'remote' THEN r ->> 'notes_html'
                 ELSE @extschema@._text_html(e ->> 'remote') END);
+        ELSIF e ->> 'field' = 'delivery_date' AND t.mapping -> 'orders' ? 'requested_delivery_date' THEN
+            v_order := v_order || jsonb_build_object('requested_delivery_date',
+                @extschema@._local_delivery(t, e ->> 'remote', r -> 'date_planned'));
         END IF;
     END LOOP;
     IF v_order <> '{}' THEN
@@ -1661,7 +1736,8 @@ DECLARE
     v_line jsonb;
 BEGIN
     FOREACH v_canon IN ARRAY ARRAY['order_number', 'supplier_id', 'supplier_name', 'status', 'subtotal', 'sales_tax',
-                                   'grand_total', 'notes', 'odoo_order_id', 'last_synced_at', 'sync_status'] LOOP
+                                   'grand_total', 'notes', 'requested_delivery_date', 'odoo_order_id',
+                                   'last_synced_at', 'sync_status'] LOOP
         CONTINUE WHEN m ->> v_canon IS NULL;
         v_value := CASE v_canon
             WHEN 'order_number' THEN r ->> 'name'
@@ -1672,6 +1748,8 @@ BEGIN
             WHEN 'sales_tax' THEN r -> 'amounts' ->> 'sales_tax'
             WHEN 'grand_total' THEN r -> 'amounts' ->> 'grand_total'
             WHEN 'notes' THEN @extschema@._html_text(r ->> 'notes_html')
+            WHEN 'requested_delivery_date' THEN @extschema@._local_delivery(t, @extschema@._odoo_day(r -> 'date_planned'),
+                                                                             r -> 'date_planned')
             WHEN 'odoo_order_id' THEN r ->> 'odoo_id'
             WHEN 'last_synced_at' THEN now()::text
             WHEN 'sync_status' THEN 'SYNCED' END;

@@ -296,3 +296,94 @@ async fn notes_travel_as_html_and_are_written_only_when_changed_since_the_last_s
     assert_eq!(notes_to_write().await, serde_json::Value::Null);
     db.finish().await;
 }
+
+#[tokio::test]
+async fn delivery_dates_become_odoo_utc_datetimes_whatever_the_column_type() {
+    let mut db = TestDb::new("document_dates").await;
+    db.client
+        .batch_execute(
+            "SET TimeZone = 'America/New_York';
+             CREATE TABLE po (id bigint PRIMARY KEY, vendor text NOT NULL, due date, due_at timestamptz,
+                              due_local timestamp);
+             CREATE TABLE po_line (id int PRIMARY KEY, order_id bigint REFERENCES po, product_id text,
+                                   quantity numeric, unit_price numeric);",
+        )
+        .await
+        .unwrap();
+    let worker = db.create_role("worker", &["odoo_sync_worker"]).await;
+    let client = db.connect_as(&worker).await;
+    // The worker's session zone must not matter either.
+    client
+        .batch_execute("SET TimeZone = 'Asia/Tokyo'")
+        .await
+        .unwrap();
+    // One tracking at a time: track, read, untrack.
+    let cases = [
+        ("due", "'2026-12-15'", Some("2026-12-15 12:00:00")),
+        (
+            "due_at",
+            "'2026-12-15 23:30-05'",
+            Some("2026-12-16 04:30:00"),
+        ),
+        (
+            "due_at",
+            "'2026-12-15 09:15:42.5+01'",
+            Some("2026-12-15 08:15:42"),
+        ),
+        (
+            "due_local",
+            "'2026-12-15 23:30'",
+            Some("2026-12-15 23:30:00"),
+        ),
+        ("due", "'infinity'", None),
+        ("due_at", "NULL", None),
+    ];
+    for (n, (column, value, expected)) in cases.into_iter().enumerate() {
+        let mapping =
+            json!({"orders": {"supplier_id": "vendor", "requested_delivery_date": column}});
+        db.client
+            .query_one(
+                "SELECT odoo_sync.track_orders('po', 'po_line', $1)",
+                &[&mapping],
+            )
+            .await
+            .unwrap();
+        db.client
+            .batch_execute(&format!(
+                "INSERT INTO po (id, vendor, {column}) VALUES ({n}, 'V', {value})"
+            ))
+            .await
+            .unwrap();
+        let doc: serde_json::Value = client
+            .query_one(
+                "SELECT odoo_sync.order_document(t.id, $1)
+                 FROM odoo_sync.tracked_tables t WHERE t.orders_table = 'po'::regclass",
+                &[&n.to_string()],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(
+            doc["odoo_date_planned"].as_str(),
+            expected,
+            "{column} = {value}: {doc}"
+        );
+        // The day the merge compares is that datetime's UTC date.
+        let canonical: serde_json::Value = db
+            .client
+            .query_one("SELECT odoo_sync._canonical_local($1)", &[&doc])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(
+            canonical["delivery_date"].as_str(),
+            expected.map(|e| &e[..10]),
+            "{canonical}"
+        );
+        db.client
+            .batch_execute("SELECT odoo_sync.untrack_orders('po'); DELETE FROM po;")
+            .await
+            .unwrap();
+    }
+    db.finish().await;
+}

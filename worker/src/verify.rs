@@ -88,6 +88,8 @@ pub enum Kind {
     Line,
     /// The notes' texts differ.
     Notes,
+    /// The delivery days differ (the local requested date, Odoo's expected arrival).
+    DeliveryDate,
 }
 
 impl Kind {
@@ -100,6 +102,7 @@ impl Kind {
             Kind::Partner => "PARTNER",
             Kind::Line => "LINE",
             Kind::Notes => "NOTES",
+            Kind::DeliveryDate => "DELIVERY_DATE",
         }
     }
 }
@@ -185,6 +188,8 @@ pub struct Summary {
     pub line_differences: usize,
     /// With different notes.
     pub notes_differences: usize,
+    /// With a different delivery day.
+    pub date_differences: usize,
     /// With a job still to do (of all compared orders).
     pub pending: usize,
     /// Odoo orders with our external id that belong to no local order.
@@ -259,7 +264,8 @@ impl Report {
             out,
             "verify: {} orders compared: {} equal, {} differing ({} missing in Odoo, {} with duplicate Odoo orders, \
              {} unlinked, {} with state differences, {} with partner differences, {} with line differences, \
-             {} with notes differences); {} with a job still pending; {} orphan Odoo orders",
+             {} with notes differences, {} with delivery date differences); {} with a job still pending; \
+             {} orphan Odoo orders",
             s.compared,
             s.equal,
             s.differing,
@@ -270,6 +276,7 @@ impl Report {
             s.partner_differences,
             s.line_differences,
             s.notes_differences,
+            s.date_differences,
             s.pending,
             s.orphans
         );
@@ -516,6 +523,7 @@ pub async fn verify(pg: &Client, odoo: &OdooClient) -> Result<Report, VerifyErro
                 (Kind::Partner, &mut s.partner_differences),
                 (Kind::Line, &mut s.line_differences),
                 (Kind::Notes, &mut s.notes_differences),
+                (Kind::DeliveryDate, &mut s.date_differences),
             ] {
                 if r.has(kind) {
                     *count += 1;
@@ -789,6 +797,25 @@ fn compare(
                 odoo: odoo.as_str().map(str::to_string),
                 odoo_ids: Vec::new(),
                 message: format!("notes: local {}, Odoo {}", shown(local), shown(odoo)),
+            });
+        }
+    }
+    // The day the merge compares: that of the datetime a push writes (odoo_date_planned), and
+    // Odoo's expected arrival's UTC date. An empty local date leaves Odoo's alone: no finding.
+    let day = |v: &Value| v.as_str().and_then(|t| t.get(..10)).map(str::to_string);
+    if let Some(local) = day(&doc["odoo_date_planned"]) {
+        let odoo = day(&remote["date_planned"]);
+        if odoo.as_deref() != Some(local.as_str()) {
+            findings.push(Finding {
+                kind: Kind::DeliveryDate,
+                field: Some("delivery_date".into()),
+                message: format!(
+                    "delivery_date: local {local}, Odoo {}",
+                    odoo.as_deref().unwrap_or("none")
+                ),
+                local: Some(local),
+                odoo,
+                odoo_ids: Vec::new(),
             });
         }
     }

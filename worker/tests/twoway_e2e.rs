@@ -1545,3 +1545,183 @@ async fn order_notes_sync_both_ways_as_text_against_odoos_html() {
         env.finish().await;
     }
 }
+
+/// Odoo's expected arrival of an order and of each of its lines (UTC datetimes).
+async fn odoo_dates(env: &Env, odoo_id: i64) -> (Value, Vec<Value>) {
+    let order = env
+        .odoo
+        .read(
+            "purchase.order",
+            &[odoo_id],
+            &["date_planned", "order_line"],
+        )
+        .await
+        .expect("read order")[0]
+        .clone();
+    let line_ids: Vec<i64> = order["order_line"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_i64).collect())
+        .unwrap_or_default();
+    let lines = env
+        .odoo
+        .read("purchase.order.line", &line_ids, &["date_planned"])
+        .await
+        .expect("read lines")
+        .into_iter()
+        .map(|l| l.get("date_planned").cloned().unwrap_or(Value::Null))
+        .collect();
+    (order["date_planned"].clone(), lines)
+}
+
+async fn local_date(env: &Env, order: i64) -> Option<String> {
+    env.one(&format!(
+        "SELECT requested_delivery_date::text FROM orders WHERE id = {order}"
+    ))
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_dates_sync_both_ways_as_odoos_expected_arrival() {
+    for version in [17, 19] {
+        let env = setup_version(&format!("tw_dates{version}"), version).await;
+
+        // A local date reaches every line as noon UTC. The simulator's admin lives at UTC+05:30,
+        // where `load` would read the datetime unless the call says UTC: 06:30 would show it.
+        let id = env
+            .insert_order(
+                "PO-DATES",
+                &[("FURN_0001", "2", "10.00"), ("FURN_0269", "3", "20.00")],
+            )
+            .await;
+        env.sql(&format!(
+            "UPDATE orders SET requested_delivery_date = '2026-12-15' WHERE id = {id}"
+        ))
+        .await;
+        env.drain().await;
+        let odoo_id = env.odoo_id(id).await;
+        let noon = json!("2026-12-15 12:00:00");
+        assert_eq!(
+            odoo_dates(&env, odoo_id).await,
+            (noon.clone(), vec![noon.clone(), noon.clone()]),
+            "Odoo {version}"
+        );
+        let first = env.poll().await;
+        assert_eq!(first.outcomes.get("applied"), None, "{first:?}");
+
+        // A quantity change sends the date with it: the lines keep it.
+        env.sql(&format!(
+            "UPDATE order_items SET quantity = quantity + 1 WHERE order_id = {id}"
+        ))
+        .await;
+        env.drain().await;
+        assert_eq!(
+            odoo_dates(&env, odoo_id).await,
+            (noon.clone(), vec![noon.clone(), noon.clone()])
+        );
+        env.poll().await;
+
+        // Moved in Odoo (the form's onchange writes every line): the local day follows, and
+        // nothing goes back.
+        let lines = env.odoo_lines(odoo_id).await;
+        let moved: Vec<Value> = lines
+            .iter()
+            .map(|l| json!([1, l.0, {"date_planned": "2026-12-20 09:30:00"}]))
+            .collect();
+        env.odoo
+            .write("purchase.order", &[odoo_id], &json!({"order_line": moved}))
+            .await
+            .expect("move the date in Odoo");
+        let report = env.poll().await;
+        assert_eq!(report.outcomes.get("applied"), Some(&1), "{report:?}");
+        assert_eq!(local_date(&env, id).await.as_deref(), Some("2026-12-20"));
+        let queued: i64 = env.one("SELECT count(*) FROM odoo_sync.jobs").await;
+        assert_eq!(queued, 0, "no echo");
+
+        // Changed on both sides: a conflict on the date (policy `manual`); keeping Odoo's
+        // takes its day.
+        env.sql(&format!(
+            "UPDATE orders SET requested_delivery_date = '2027-01-05' WHERE id = {id}"
+        ))
+        .await;
+        let moved: Vec<Value> = lines
+            .iter()
+            .map(|l| json!([1, l.0, {"date_planned": "2027-01-07 08:00:00"}]))
+            .collect();
+        env.odoo
+            .write("purchase.order", &[odoo_id], &json!({"order_line": moved}))
+            .await
+            .expect("move the date in Odoo");
+        env.poll().await;
+        let conflicts = env.open_conflicts().await;
+        assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+        let diff = &conflicts[0].2;
+        assert_eq!(diff[0]["field"], "delivery_date", "{diff}");
+        assert_eq!(diff[0]["local"], "2027-01-05", "{diff}");
+        assert_eq!(diff[0]["remote"], "2027-01-07", "{diff}");
+        resolve(&env, &conflicts[0].0, "KEEP_REMOTE", None).await;
+        env.drain().await;
+        assert_eq!(local_date(&env, id).await.as_deref(), Some("2027-01-07"));
+        let sync: String = env
+            .one(&format!("SELECT sync_status FROM orders WHERE id = {id}"))
+            .await;
+        assert_eq!(sync, "SYNCED");
+
+        // Emptied locally: Odoo keeps its dates, and the next poll changes nothing.
+        env.sql(&format!(
+            "UPDATE orders SET requested_delivery_date = NULL, notes = 'no date' WHERE id = {id}"
+        ))
+        .await;
+        env.drain().await;
+        let kept = json!("2027-01-07 08:00:00");
+        assert_eq!(
+            odoo_dates(&env, odoo_id).await,
+            (kept.clone(), vec![kept.clone(), kept.clone()])
+        );
+        let again = env.poll().await;
+        assert_eq!(again.outcomes.get("applied"), None, "{again:?}");
+        assert_eq!(env.open_conflicts().await.len(), 0);
+
+        // An order made in Odoo arrives with its day; a local change of the day is written to
+        // its lines by id (the path of orders linked by their Odoo id).
+        let (made, _) = odoo_orders(&env, 1).await;
+        let line = env.odoo_lines(made[0]).await[0].0;
+        env.odoo
+            .write(
+                "purchase.order.line",
+                &[line],
+                &json!({"date_planned": "2026-11-30 21:00:00"}),
+            )
+            .await
+            .expect("date the line in Odoo");
+        env.sql(&format!(
+            "SELECT odoo_sync.sync_order_from_odoo({})",
+            made[0]
+        ))
+        .await;
+        env.drain().await;
+        let imported: i64 = env
+            .one(&format!(
+                "SELECT id FROM orders WHERE odoo_order_id = {}",
+                made[0]
+            ))
+            .await;
+        assert_eq!(
+            local_date(&env, imported).await.as_deref(),
+            Some("2026-11-30")
+        );
+        env.sql(&format!(
+            "UPDATE orders SET requested_delivery_date = '2026-12-02' WHERE id = {imported}"
+        ))
+        .await;
+        env.drain().await;
+        let moved = json!("2026-12-02 12:00:00");
+        assert_eq!(
+            odoo_dates(&env, made[0]).await,
+            (moved.clone(), vec![moved.clone()])
+        );
+        let last = env.poll().await;
+        assert_eq!(last.outcomes.get("applied"), None, "{last:?}");
+        assert_eq!(env.open_conflicts().await.len(), 0);
+        env.finish().await;
+    }
+}

@@ -134,6 +134,14 @@ async fn orders_pushed_by_the_worker_verify_equal() {
 async fn odoo_side_edits_are_reported_with_the_exact_field() {
     let mut env = setup("v_edits", 19).await;
     env.insert_orders(0, 8, 3).await;
+    // Orders 2 and 8 ask for a delivery day: 8 stays equal, 2's moves in Odoo below.
+    env.db
+        .client
+        .batch_execute(
+            "UPDATE orders SET requested_delivery_date = '2026-12-15' WHERE id IN (2, 8)",
+        )
+        .await
+        .expect("dates");
     let mut w = env.spawn_worker(&["run"], &[]);
     env.wait_all_synced(WAIT, &mut [&mut w]).await;
     w.kill();
@@ -160,7 +168,7 @@ async fn odoo_side_edits_are_reported_with_the_exact_field() {
     env.odoo_call(
         "purchase.order.line",
         "write",
-        json!([[line2], {"price_unit": 999.25}]),
+        json!([[line2], {"price_unit": 999.25, "date_planned": "2026-12-14 20:00:00"}]),
         json!({}),
     )
     .await;
@@ -258,7 +266,13 @@ async fn odoo_side_edits_are_reported_with_the_exact_field() {
         (f.local.clone(), f.odoo.clone()),
         (Some(norm(&price2)), Some("999.25".into()))
     );
-    assert_eq!(o2.findings.len(), 1, "{o2:#?}");
+    let f = o2.finding("delivery_date").expect("delivery date");
+    assert_eq!(
+        (f.local.as_deref(), f.odoo.as_deref()),
+        (Some("2026-12-15"), Some("2026-12-14"))
+    );
+    assert_eq!(o2.findings.len(), 2, "{o2:#?}");
+    assert_eq!(s.date_differences, 1, "{s:?}");
     let o3 = report.order("3").expect("order 3 differs");
     let f = o3.finding("partner_id").expect("partner");
     assert_eq!(f.odoo.as_deref(), Some(ready.to_string().as_str()));

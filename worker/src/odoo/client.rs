@@ -625,6 +625,8 @@ impl OdooClient {
 
     /// Imports `rows` (one value per name of `fields`, external ids in `id` columns) in one
     /// transaction: records with known external ids are updated, the others created.
+    /// Datetimes in `rows` are UTC: `load` reads them in the context's time zone, else in the
+    /// user's, so the call names UTC.
     pub async fn load(
         &self,
         model: &str,
@@ -633,11 +635,13 @@ impl OdooClient {
     ) -> OdooResult<LoadResult> {
         let fields_v = json!(fields);
         let rows_v = json!(rows);
-        let mut named = Map::new();
+        let mut kwargs = Map::new();
+        kwargs.insert("context".into(), json!({"tz": "UTC"}));
+        let mut named = kwargs.clone();
         named.insert("fields".into(), fields_v.clone());
         named.insert("data".into(), rows_v.clone());
         let r = self
-            .call(model, "load", vec![fields_v, rows_v], Map::new(), named)
+            .call(model, "load", vec![fields_v, rows_v], kwargs, named)
             .await?
             .unwrap_or(Value::Null);
         parse_load(model, &r)

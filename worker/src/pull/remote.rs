@@ -29,6 +29,7 @@ pub async fn order_fields(odoo: &OdooClient) -> Result<Vec<&'static str>, PullEr
         "origin",
         "write_date",
         "date_order",
+        "date_planned",
         "amount_untaxed",
         "amount_tax",
         "amount_total",
@@ -190,6 +191,8 @@ pub async fn documents(
             "partner_name": o.get("partner_id").and_then(many2one_name),
             "partner_ref": partner.and_then(|p| refs.get(&p)),
             "origin": text(o.get("origin")),
+            // Expected arrival (UTC), false without lines: the extension compares its day.
+            "date_planned": o.get("date_planned").cloned().unwrap_or(Value::Bool(false)),
             "xmlid": order_xmlids.get(&id),
             "amounts": {
                 "subtotal": money(o.get("amount_untaxed").unwrap_or(&Value::Null), &what("amount_untaxed"))?.to_string(),

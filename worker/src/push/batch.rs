@@ -27,8 +27,9 @@ use tokio_postgres::Client;
 
 use super::linked_push::{needs_linked_push, push_linked};
 use super::order_push::{
-    canonical_snapshot, decimal, line_xmlid_name, maps_notes, notes_to_write, order_xmlid_name,
-    push_order, text, with_notes, Amounts, LoadOrder, LoadShape, PushOutcome, XMLID_MODULE,
+    canonical_snapshot, date_planned_to_write, decimal, line_xmlid_name, maps_notes,
+    notes_to_write, order_xmlid_name, push_order, text, with_date_planned, with_notes, Amounts,
+    LoadOrder, LoadShape, PushOutcome, XMLID_MODULE,
 };
 use super::resolve::{Resolver, Wanted};
 use super::status_action::StatusAction;
@@ -99,6 +100,8 @@ struct Prepared {
     notes: Option<Value>,
     /// The tracking maps a notes column (the snapshot then carries Odoo's notes).
     maps_notes: bool,
+    /// Every line's expected arrival (None: leave Odoo's dates alone).
+    date_planned: Option<String>,
 }
 
 /// An order ready for `load`: references resolved.
@@ -113,6 +116,7 @@ struct Ready {
     lines: Vec<(String, i64, Decimal, Decimal)>,
     notes: Option<Value>,
     maps_notes: bool,
+    date_planned: Option<String>,
 }
 
 fn prepare(doc: &Value) -> Result<Prepared, PushError> {
@@ -159,6 +163,7 @@ fn prepare(doc: &Value) -> Result<Prepared, PushError> {
         items,
         notes: notes_to_write(doc),
         maps_notes: maps_notes(doc),
+        date_planned: date_planned_to_write(doc),
     })
 }
 
@@ -270,6 +275,7 @@ pub async fn push_orders(
             lines,
             notes: p.notes,
             maps_notes: p.maps_notes,
+            date_planned: p.date_planned,
         });
     }
 
@@ -473,6 +479,7 @@ impl Ready {
             partner: self.partner,
             origin: &self.origin,
             notes: self.notes.as_ref(),
+            date_planned: self.date_planned.as_deref(),
             lines: &self.lines,
         }
     }
@@ -567,7 +574,8 @@ fn amounts_of(rec: &Map<String, Value>) -> Result<Amounts, PushError> {
     })
 }
 
-const READ_FIELDS: [&str; 7] = [
+const READ_FIELDS: [&str; 8] = [
+    "date_planned",
     "name",
     "state",
     "write_date",
@@ -799,10 +807,13 @@ async fn write_chunk(odoo: &OdooClient, chunk: &[Ready]) -> Vec<Result<PushOutco
                 continue;
             }
         };
-        let snapshot = with_notes(
-            canonical_snapshot(r.partner, &r.lines),
-            r.maps_notes,
-            rec.get(notes_field),
+        let snapshot = with_date_planned(
+            with_notes(
+                canonical_snapshot(r.partner, &r.lines),
+                r.maps_notes,
+                rec.get(notes_field),
+            ),
+            rec.get("date_planned"),
         );
         results[i] = Ok(PushOutcome {
             odoo_order_id: Some(id),

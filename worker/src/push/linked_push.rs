@@ -22,8 +22,9 @@ use serde_json::{json, Value};
 use tokio_postgres::Client;
 
 use super::order_push::{
-    canonical_snapshot, decimal, line_xmlid_name, maps_notes, notes_to_write, read_back_fields,
-    text, with_notes, Amounts, PushOutcome, XMLID_MODULE,
+    canonical_snapshot, date_planned_to_write, decimal, line_xmlid_name, maps_notes,
+    notes_to_write, read_back_fields, text, with_date_planned, with_notes, Amounts, PushOutcome,
+    XMLID_MODULE,
 };
 use super::resolve::{ProductRef, Resolver};
 use super::status_action::StatusAction;
@@ -163,6 +164,7 @@ pub async fn push_linked(
         }
     }
 
+    let date_planned = date_planned_to_write(doc);
     // 1. Lines added here: upserted by external id.
     let new_lines: Vec<&Line> = lines.iter().filter(|l| l.odoo_line_id.is_none()).collect();
     let mut keep: HashSet<i64> = lines.iter().filter_map(|l| l.odoo_line_id).collect();
@@ -170,27 +172,29 @@ pub async fn push_linked(
         let rows: Vec<Vec<Value>> = new_lines
             .iter()
             .map(|l| {
-                vec![
+                let mut row = vec![
                     json!(format!("{XMLID_MODULE}.{}", l.xmlid)),
                     json!(odoo_id.to_string()),
                     json!(l.product.to_string()),
                     json!(l.qty.to_string()),
                     json!(l.price.to_string()),
-                ]
+                ];
+                row.extend(date_planned.iter().map(|d| json!(d)));
+                row
             })
             .collect();
+        let mut fields = vec![
+            "id",
+            "order_id/.id",
+            "product_id/.id",
+            "product_qty",
+            "price_unit",
+        ];
+        if date_planned.is_some() {
+            fields.push("date_planned");
+        }
         let ids = odoo
-            .load(
-                "purchase.order.line",
-                &[
-                    "id",
-                    "order_id/.id",
-                    "product_id/.id",
-                    "product_qty",
-                    "price_unit",
-                ],
-                &rows,
-            )
+            .load("purchase.order.line", &fields, &rows)
             .await?
             .into_ids("purchase.order.line")?;
         keep.extend(ids);
@@ -202,9 +206,13 @@ pub async fn push_linked(
         .filter_map(|l| {
             let id = l.odoo_line_id?;
             present.contains(&id).then(|| {
-                json!([1, id, {"product_id": l.product,
-                               "product_qty": crate::odoo::money::to_json(l.qty),
-                               "price_unit": crate::odoo::money::to_json(l.price)}])
+                let mut vals = json!({"product_id": l.product,
+                                      "product_qty": crate::odoo::money::to_json(l.qty),
+                                      "price_unit": crate::odoo::money::to_json(l.price)});
+                if let (Some(d), Some(fields)) = (&date_planned, vals.as_object_mut()) {
+                    fields.insert("date_planned".into(), json!(d));
+                }
+                json!([1, id, vals])
             })
         })
         .collect();
@@ -252,10 +260,13 @@ pub async fn push_linked(
         odoo_name: rec.get("name").and_then(Value::as_str).map(str::to_string),
         operation: "UPDATE",
         version: doc["version"].as_i64(),
-        snapshot: with_notes(
-            canonical_snapshot(partner, &snapshot_lines),
-            maps_notes(doc),
-            rec.get(notes_field),
+        snapshot: with_date_planned(
+            with_notes(
+                canonical_snapshot(partner, &snapshot_lines),
+                maps_notes(doc),
+                rec.get(notes_field),
+            ),
+            rec.get("date_planned"),
         ),
         amounts: Some(amounts),
         duration_ms: started.elapsed().as_millis(),

@@ -103,14 +103,16 @@ const LOAD_LINE_FIELDS: [&str; 4] = [
 ];
 
 /// Which columns one `purchase.order.load` call carries: every order of the call has lines or
-/// none has, and every order writes its notes or none does (a notes column empties the notes
-/// of an order that leaves its cell empty).
+/// none has, every order writes its notes or none does (a notes column empties the notes of an
+/// order that leaves its cell empty), and every order dates its lines or none does.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct LoadShape {
     /// The orders have lines.
     pub with_lines: bool,
     /// The notes field (`notes` or `note`), when the orders write their notes.
     pub notes_field: Option<&'static str>,
+    /// The lines carry `date_planned`.
+    pub with_dates: bool,
 }
 
 /// One order as `purchase.order.load` rows carry it.
@@ -123,6 +125,8 @@ pub(crate) struct LoadOrder<'a> {
     pub origin: &'a str,
     /// The HTML, or `false` to empty the notes (see [`notes_to_write`]).
     pub notes: Option<&'a Value>,
+    /// Every line's expected arrival (see [`date_planned_to_write`]).
+    pub date_planned: Option<&'a str>,
     /// (line external id name, product, quantity, price).
     pub lines: &'a [(String, i64, Decimal, Decimal)],
 }
@@ -130,9 +134,11 @@ pub(crate) struct LoadOrder<'a> {
 impl LoadShape {
     /// The shape of a call carrying `order` alone.
     pub fn of(order: &LoadOrder<'_>, notes_field: &'static str) -> LoadShape {
+        let with_lines = !order.lines.is_empty();
         LoadShape {
-            with_lines: !order.lines.is_empty(),
+            with_lines,
             notes_field: order.notes.map(|_| notes_field),
+            with_dates: with_lines && order.date_planned.is_some(),
         }
     }
 
@@ -142,6 +148,9 @@ impl LoadShape {
         fields.extend(self.notes_field);
         if self.with_lines {
             fields.extend(LOAD_LINE_FIELDS);
+            if self.with_dates {
+                fields.push("order_line/date_planned");
+            }
         }
         fields
     }
@@ -177,6 +186,9 @@ impl LoadShape {
                     json!(qty.to_string()),
                     json!(price.to_string()),
                 ]);
+                if self.with_dates {
+                    row.push(json!(order.date_planned.unwrap_or_default()));
+                }
                 row
             })
             .collect()
@@ -193,14 +205,21 @@ pub(crate) fn notes_to_write(doc: &Value) -> Option<Value> {
     })
 }
 
+/// The UTC datetime to write into every line's `date_planned` (`odoo_sync.order_document`'s
+/// `odoo_date_planned`): None leaves Odoo's dates alone. Sent with every write of the lines,
+/// because a quantity written without it can move a line's date to Odoo's own computation.
+pub(crate) fn date_planned_to_write(doc: &Value) -> Option<String> {
+    text(&doc["odoo_date_planned"])
+}
+
 /// True when the tracking maps a notes column: the push then reads Odoo's notes back, and the
 /// snapshot carries them (the base of the next comparison of notes).
 pub(crate) fn maps_notes(doc: &Value) -> bool {
     doc["order"].get("notes").is_some()
 }
 
-/// The fields of an Odoo order read back after a push: name, state, write_date, totals, and
-/// the notes when the tracking maps them.
+/// The fields of an Odoo order read back after a push: name, state, write_date, totals,
+/// expected arrival, and the notes when the tracking maps them.
 pub(crate) fn read_back_fields(doc: &Value, notes_field: &'static str) -> Vec<&'static str> {
     let mut fields = vec![
         "name",
@@ -209,6 +228,7 @@ pub(crate) fn read_back_fields(doc: &Value, notes_field: &'static str) -> Vec<&'
         "amount_untaxed",
         "amount_tax",
         "amount_total",
+        "date_planned",
     ];
     if maps_notes(doc) {
         fields.push(notes_field);
@@ -222,6 +242,18 @@ pub(crate) fn with_notes(mut snapshot: Value, maps: bool, read: Option<&Value>) 
     if let (true, Some(fields)) = (maps, snapshot.as_object_mut()) {
         let html = read.filter(|v| v.is_string()).cloned();
         fields.insert("notes_html".into(), html.unwrap_or(Value::Null));
+    }
+    snapshot
+}
+
+/// The snapshot with Odoo's expected arrival as read after the push (`date_planned`, false
+/// when the order has no lines): the base of the next comparison of delivery dates.
+pub(crate) fn with_date_planned(mut snapshot: Value, read: Option<&Value>) -> Value {
+    if let Some(fields) = snapshot.as_object_mut() {
+        fields.insert(
+            "date_planned".into(),
+            read.cloned().unwrap_or(Value::Bool(false)),
+        );
     }
     snapshot
 }
@@ -407,11 +439,13 @@ pub async fn push_order(
 
     let notes_field = odoo.field_names().await?.order_notes;
     let notes = notes_to_write(doc);
+    let date_planned = date_planned_to_write(doc);
     let load_order = LoadOrder {
         xmlid: &order_name,
         partner,
         origin: &origin,
         notes: notes.as_ref(),
+        date_planned: date_planned.as_deref(),
         lines: &lines,
     };
     let shape = LoadShape::of(&load_order, notes_field);
@@ -497,10 +531,13 @@ pub async fn push_order(
             "amount_total",
         )?,
     };
-    let snapshot = with_notes(
-        canonical_snapshot(partner, &lines),
-        maps_notes(doc),
-        rec.get(notes_field),
+    let snapshot = with_date_planned(
+        with_notes(
+            canonical_snapshot(partner, &lines),
+            maps_notes(doc),
+            rec.get(notes_field),
+        ),
+        rec.get("date_planned"),
     );
     Ok(PushOutcome {
         odoo_order_id: Some(odoo_id),
@@ -521,4 +558,60 @@ pub async fn push_order(
             .and_then(Value::as_str)
             .map(str::to_string),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_line_row_carries_the_date_and_the_head_row_the_order() {
+        let lines = vec![
+            (
+                "pol_1_a".to_string(),
+                7,
+                Decimal::from(2),
+                Decimal::from(10),
+            ),
+            ("pol_1_b".to_string(), 8, Decimal::from(1), Decimal::from(3)),
+        ];
+        let order = LoadOrder {
+            xmlid: "po_1_9",
+            partner: 5,
+            origin: "PO-9",
+            notes: None,
+            date_planned: Some("2026-12-15 12:00:00"),
+            lines: &lines,
+        };
+        let shape = LoadShape::of(&order, "note");
+        assert_eq!(
+            shape.fields(),
+            vec![
+                "id",
+                "partner_id/.id",
+                "origin",
+                "order_line/id",
+                "order_line/product_id/.id",
+                "order_line/product_qty",
+                "order_line/price_unit",
+                "order_line/date_planned"
+            ]
+        );
+        let rows = shape.rows(&order);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0][0], json!("odoo_sync.po_1_9"));
+        assert_eq!(rows[1][0], json!(""));
+        assert!(rows
+            .iter()
+            .all(|r| r.last() == Some(&json!("2026-12-15 12:00:00"))));
+
+        // Without lines there is nothing to date: the order's date is Odoo's to compute.
+        let bare = LoadOrder {
+            lines: &[],
+            ..order
+        };
+        let shape = LoadShape::of(&bare, "note");
+        assert!(!shape.with_dates);
+        assert_eq!(shape.fields(), vec!["id", "partner_id/.id", "origin"]);
+    }
 }
