@@ -455,8 +455,11 @@ async fn chaos_client(
             let tx = pg.transaction().await?;
             if create {
                 let vendor = pick(&mut rng, VENDORS.len());
+                // Two orders in three ask for a delivery day (from the id: the random draws,
+                // and so each seed's workload, stay as they were); verify compares it.
                 tx.execute(
-                    "INSERT INTO orders (id, order_number, supplier_id, supplier_name) VALUES ($1, $2, $3, $4)",
+                    "INSERT INTO orders (id, order_number, supplier_id, supplier_name, requested_delivery_date) \
+                     VALUES ($1, $2, $3, $4, CASE WHEN $1::bigint % 3 <> 0 THEN DATE '2026-12-01' + ($1::bigint % 60)::int END)",
                     &[&id, &format!("PO-{id}"), &VENDORS[vendor].0, &VENDORS[vendor].1],
                 )
                 .await?;
@@ -809,7 +812,8 @@ async fn chaos(label: &str, eager: bool) {
         + s.line_differences
         + s.state_differences
         + s.partner_differences
-        + s.notes_differences;
+        + s.notes_differences
+        + s.date_differences;
     let duplicated = s.duplicates + dups.len();
     println!(
         "{label}: {} orders ({deleted} deleted) by {CLIENTS} {} clients, {transactions} transactions ({edits} edits, {failed_tx} failed by the restart); \
