@@ -418,6 +418,9 @@ async fn chaos_client(
     // Edits still planned per open order.
     let mut open: BTreeMap<i64, usize> = BTreeMap::new();
     let mut next = first;
+    // Transactions refused in a row on a live connection: the chaos closes connections, so a
+    // refusal that repeats is a bug of the workload itself, and must fail the test, not hang it.
+    let mut refused_in_a_row = 0;
     let last = first + count as i64;
     while next < last || !open.is_empty() {
         let editable: Vec<i64> = if eager {
@@ -561,13 +564,22 @@ async fn chaos_client(
         }
         .await;
         report.transactions += 1;
+        if result.is_ok() {
+            refused_in_a_row = 0;
+        }
         if let Err(e) = result {
             // PostgreSQL went away mid-transaction (or refused it): whether it committed is
             // unknown, so read the order back once connected again.
             report.failed_transactions += 1;
             if pg.is_closed() {
+                refused_in_a_row = 0;
                 pg = connect_retry(&conninfo).await;
             } else {
+                refused_in_a_row += 1;
+                assert!(
+                    refused_in_a_row < 50,
+                    "50 transactions in a row refused on a live connection; the last: {e:?}"
+                );
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             let deadline = Instant::now() + Duration::from_secs(60);

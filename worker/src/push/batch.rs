@@ -28,8 +28,8 @@ use tokio_postgres::Client;
 use super::linked_push::{needs_linked_push, push_linked};
 use super::order_push::{
     canonical_snapshot, date_planned_to_write, decimal, line_xmlid_name, maps_notes,
-    notes_to_write, order_xmlid_name, push_order, text, with_date_planned, with_notes, Amounts,
-    LoadOrder, LoadShape, PushOutcome, XMLID_MODULE,
+    notes_to_write, order_xmlid_name, push_order, pushed_snapshot, text, Amounts, LoadOrder,
+    LoadShape, PushOutcome, XMLID_MODULE,
 };
 use super::resolve::{Resolver, Wanted};
 use super::status_action::StatusAction;
@@ -807,14 +807,7 @@ async fn write_chunk(odoo: &OdooClient, chunk: &[Ready]) -> Vec<Result<PushOutco
                 continue;
             }
         };
-        let snapshot = with_date_planned(
-            with_notes(
-                canonical_snapshot(r.partner, &r.lines),
-                r.maps_notes,
-                rec.get(notes_field),
-            ),
-            rec.get("date_planned"),
-        );
+        let snapshot = pushed_snapshot(r.partner, &r.lines, rec, r.maps_notes, notes_field);
         results[i] = Ok(PushOutcome {
             odoo_order_id: Some(id),
             odoo_name: rec.get("name").and_then(Value::as_str).map(str::to_string),

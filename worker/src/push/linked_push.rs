@@ -23,8 +23,7 @@ use tokio_postgres::Client;
 
 use super::order_push::{
     canonical_snapshot, date_planned_to_write, decimal, line_xmlid_name, maps_notes,
-    notes_to_write, read_back_fields, text, with_date_planned, with_notes, Amounts, PushOutcome,
-    XMLID_MODULE,
+    notes_to_write, pushed_snapshot, read_back_fields, text, Amounts, PushOutcome, XMLID_MODULE,
 };
 use super::resolve::{ProductRef, Resolver};
 use super::status_action::StatusAction;
@@ -260,14 +259,7 @@ pub async fn push_linked(
         odoo_name: rec.get("name").and_then(Value::as_str).map(str::to_string),
         operation: "UPDATE",
         version: doc["version"].as_i64(),
-        snapshot: with_date_planned(
-            with_notes(
-                canonical_snapshot(partner, &snapshot_lines),
-                maps_notes(doc),
-                rec.get(notes_field),
-            ),
-            rec.get("date_planned"),
-        ),
+        snapshot: pushed_snapshot(partner, &snapshot_lines, rec, maps_notes(doc), notes_field),
         amounts: Some(amounts),
         duration_ms: started.elapsed().as_millis(),
         warnings: Vec::new(),

@@ -236,24 +236,29 @@ pub(crate) fn read_back_fields(doc: &Value, notes_field: &'static str) -> Vec<&'
     fields
 }
 
-/// The snapshot with Odoo's notes as read after the push (`notes_html`, null when empty),
-/// when the tracking maps notes (`maps`); else the snapshot as it is.
-pub(crate) fn with_notes(mut snapshot: Value, maps: bool, read: Option<&Value>) -> Value {
-    if let (true, Some(fields)) = (maps, snapshot.as_object_mut()) {
-        let html = read.filter(|v| v.is_string()).cloned();
-        fields.insert("notes_html".into(), html.unwrap_or(Value::Null));
-    }
-    snapshot
-}
-
-/// The snapshot with Odoo's expected arrival as read after the push (`date_planned`, false
-/// when the order has no lines): the base of the next comparison of delivery dates.
-pub(crate) fn with_date_planned(mut snapshot: Value, read: Option<&Value>) -> Value {
+/// What a push wrote, read back: the base of the next three-way merge. The partner and lines
+/// as written (see [`canonical_snapshot`]), Odoo's expected arrival as read (`date_planned`,
+/// false when the order has no lines), and Odoo's notes (`notes_html`, null when empty) when
+/// the tracking maps notes (`maps_notes`).
+pub(crate) fn pushed_snapshot(
+    partner: i64,
+    lines: &[(String, i64, Decimal, Decimal)],
+    read: &serde_json::Map<String, Value>,
+    maps_notes: bool,
+    notes_field: &str,
+) -> Value {
+    let mut snapshot = canonical_snapshot(partner, lines);
     if let Some(fields) = snapshot.as_object_mut() {
         fields.insert(
             "date_planned".into(),
-            read.cloned().unwrap_or(Value::Bool(false)),
+            read.get("date_planned")
+                .cloned()
+                .unwrap_or(Value::Bool(false)),
         );
+        if maps_notes {
+            let html = read.get(notes_field).filter(|v| v.is_string()).cloned();
+            fields.insert("notes_html".into(), html.unwrap_or(Value::Null));
+        }
     }
     snapshot
 }
@@ -531,14 +536,7 @@ pub async fn push_order(
             "amount_total",
         )?,
     };
-    let snapshot = with_date_planned(
-        with_notes(
-            canonical_snapshot(partner, &lines),
-            maps_notes(doc),
-            rec.get(notes_field),
-        ),
-        rec.get("date_planned"),
-    );
+    let snapshot = pushed_snapshot(partner, &lines, rec, maps_notes(doc), notes_field);
     Ok(PushOutcome {
         odoo_order_id: Some(odoo_id),
         odoo_name: rec.get("name").and_then(Value::as_str).map(str::to_string),
