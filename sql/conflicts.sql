@@ -150,6 +150,7 @@ BEGIN
         RAISE EXCEPTION '% takes no values (only MERGE does)', resolution USING ERRCODE = '22023';
     END IF;
 
+    PERFORM @extschema@._require_read_committed('resolve_conflict');
     PERFORM @extschema@._lock_order(c.tracking_id, c.order_key);
     SELECT * INTO c FROM @extschema@.conflicts x WHERE x.id = conflict_id FOR UPDATE;
     IF c.resolved_at IS NOT NULL THEN
@@ -219,8 +220,11 @@ BEGIN
         IF st.job_id IS NOT NULL THEN
             SELECT * INTO j FROM @extschema@.jobs q WHERE q.id = st.job_id AND q.state <> 'running' FOR UPDATE;
         END IF;
-        IF (c.conflict_type = 'DATA_MISMATCH'
-            OR (st.base_snapshot IS NOT NULL AND NOT st.deleted
+        -- A DATA_MISMATCH is about totals only: Odoo holds what the push that found it wrote,
+        -- unless the order changed (or was deleted) while the conflict was open.
+        IF ((c.conflict_type = 'DATA_MISMATCH' AND NOT st.deleted
+             AND COALESCE(@extschema@._current_version(c.tracking_id, c.order_key) <= st.synced_version, false))
+            OR (c.conflict_type <> 'DATA_MISMATCH' AND st.base_snapshot IS NOT NULL AND NOT st.deleted
                 AND @extschema@._same_content(@extschema@._canonical_local(@extschema@.order_document(c.tracking_id, c.order_key)),
                                               st.base_snapshot)))
            AND (st.job_id IS NULL OR j.id IS NOT NULL) THEN

@@ -137,6 +137,26 @@ BEGIN
 END
 $$;
 
+-- Refuses to run p_function in a REPEATABLE READ or SERIALIZABLE transaction. The functions
+-- that decide "this order is in sync" wait for the order's row lock and must then see every
+-- change committed meanwhile; a snapshot taken before the wait would not, and an application
+-- change that only locked the row (an item write) raises no serialization error, so the change
+-- would be left without a push.
+CREATE FUNCTION @extschema@._require_read_committed(p_function text) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'odoo_sync.% must run at READ COMMITTED, not %', p_function,
+            upper(current_setting('transaction_isolation'))
+            USING ERRCODE = '25000',
+                  DETAIL = 'It waits for the order''s row lock and must then see every change committed meanwhile, which an earlier snapshot does not.',
+                  HINT = 'Call it outside a REPEATABLE READ or SERIALIZABLE transaction; if the role or database sets default_transaction_isolation, SET default_transaction_isolation = ''read committed'' in the session (odoo-sync-worker does).';
+    END IF;
+END
+$$;
+
 -- Locks a running job and checks the caller's attempt token; raises 55000 otherwise. For a
 -- push, the order's row is locked first (see _lock_order): lock order is always order row,
 -- then state row, then job row, for every party, so they cannot deadlock.
@@ -148,6 +168,7 @@ AS $$
 DECLARE
     j @extschema@.jobs;
 BEGIN
+    PERFORM @extschema@._require_read_committed('complete_job, fail_job and report_progress');
     IF p_job_id IS NULL OR p_attempt_token IS NULL THEN
         RAISE EXCEPTION 'job id and attempt token are required' USING ERRCODE = '22004';
     END IF;
@@ -207,6 +228,7 @@ DECLARE
     v_lease interval := COALESCE(lease, make_interval(secs => @extschema@._setting('lease_seconds')::text::int));
     v_max_attempts integer := @extschema@._setting('max_attempts')::text::int;
     j @extschema@.jobs;
+    v_error jsonb;
 BEGIN
     IF worker_id IS NULL OR length(worker_id) = 0 OR length(worker_id) > 200 THEN
         RAISE EXCEPTION 'worker_id must be a non-empty name of at most 200 characters' USING ERRCODE = '22023';
@@ -218,9 +240,12 @@ BEGIN
     IF v_lease < interval '1 second' OR v_lease > interval '1 hour' THEN
         RAISE EXCEPTION 'lease must be between 1 second and 1 hour, got %', v_lease USING ERRCODE = '22023';
     END IF;
+    PERFORM @extschema@._require_read_committed('claim_jobs');
 
     -- A job whose worker died on every one of its attempts is poison: dead-letter it instead
-    -- of handing it to the next worker.
+    -- of handing it to the next worker. An order that changed during that last attempt gets a
+    -- fresh try instead, as in fail_job: its new data may not kill the worker, and a dead
+    -- letter would leave the change without a push.
     FOR j IN
         SELECT * FROM @extschema@.jobs q
         WHERE q.state = 'running' AND q.run_after <= now() AND q.attempts >= v_max_attempts
@@ -232,9 +257,17 @@ BEGIN
         WHERE q.id = j.id AND q.state = 'running' AND q.run_after <= now() AND q.attempts >= v_max_attempts
         FOR UPDATE SKIP LOCKED;
         CONTINUE WHEN NOT FOUND;
-        PERFORM @extschema@._dead_letter(j, jsonb_build_object(
-            'type', 'LeaseExpired', 'permanent', false,
-            'message', format('worker %s did not finish attempt %s within its lease', j.lease_owner, j.attempts)));
+        v_error := jsonb_build_object('type', 'LeaseExpired', 'permanent', false,
+            'message', format('worker %s did not finish attempt %s within its lease', j.lease_owner, j.attempts));
+        IF j.kind = 'push'
+           AND COALESCE(@extschema@._current_version(j.tracking_id, j.order_key) > j.claimed_version, false) THEN
+            UPDATE @extschema@.jobs q
+            SET state = 'queued', run_after = now(), lease_owner = NULL, lease_until = NULL, attempt_token = NULL,
+                attempts = 0, last_error = v_error || jsonb_build_object('attempt', j.attempts, 'at', now())
+            WHERE q.id = j.id;
+            CONTINUE;
+        END IF;
+        PERFORM @extschema@._dead_letter(j, v_error);
     END LOOP;
 
     RETURN QUERY

@@ -792,6 +792,7 @@ DECLARE
     v_same boolean;
     v_matched bigint;
 BEGIN
+    PERFORM @extschema@._require_read_committed('apply_remote');
     IF r IS NULL OR jsonb_typeof(r) <> 'object' OR jsonb_typeof(r -> 'odoo_id') <> 'number'
        OR jsonb_typeof(r -> 'lines') <> 'array' OR jsonb_typeof(r -> 'state') <> 'string' THEN
         RAISE EXCEPTION 'apply_remote expects an Odoo order with odoo_id, state and lines'
@@ -979,6 +980,7 @@ DECLARE
     st @extschema@.order_state;
     t @extschema@.tracked_tables;
 BEGIN
+    PERFORM @extschema@._require_read_committed('remote_deleted');
     SELECT * INTO st FROM @extschema@.order_state s WHERE s.odoo_id = odoo_order_id LIMIT 1;
     IF NOT FOUND THEN
         RETURN jsonb_build_object('outcome', 'unlinked');

@@ -438,6 +438,133 @@ BEGIN
 END
 $$;
 
+CREATE OR REPLACE FUNCTION @extschema@._require_read_committed(p_function text) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'odoo_sync.% must run at READ COMMITTED, not %', p_function,
+            upper(current_setting('transaction_isolation'))
+            USING ERRCODE = '25000',
+                  DETAIL = 'It waits for the order''s row lock and must then see every change committed meanwhile, which an earlier snapshot does not.',
+                  HINT = 'Call it outside a REPEATABLE READ or SERIALIZABLE transaction; if the role or database sets default_transaction_isolation, SET default_transaction_isolation = ''read committed'' in the session (odoo-sync-worker does).';
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION @extschema@._lock_running_job(p_job_id bigint, p_attempt_token bigint)
+RETURNS @extschema@.jobs
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    j @extschema@.jobs;
+BEGIN
+    PERFORM @extschema@._require_read_committed('complete_job, fail_job and report_progress');
+    IF p_job_id IS NULL OR p_attempt_token IS NULL THEN
+        RAISE EXCEPTION 'job id and attempt token are required' USING ERRCODE = '22004';
+    END IF;
+    SELECT * INTO j FROM @extschema@.jobs WHERE id = p_job_id;
+    IF FOUND AND j.kind = 'push' THEN
+        PERFORM @extschema@._lock_order(j.tracking_id, j.order_key);
+    END IF;
+    SELECT * INTO j FROM @extschema@.jobs WHERE id = p_job_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'job % is not in the queue (finished, or never existed)', p_job_id
+            USING ERRCODE = '55000', HINT = 'A job is finished once; see odoo_sync.job_history.';
+    END IF;
+    IF j.state <> 'running' OR j.attempt_token IS DISTINCT FROM p_attempt_token THEN
+        RAISE EXCEPTION 'stale attempt token % for job %', p_attempt_token, p_job_id
+            USING ERRCODE = '55000',
+                  DETAIL = format('The job is %s with attempt token %s: its lease expired and it was handed out again.',
+                                  j.state, COALESCE(j.attempt_token::text, 'none')),
+                  HINT = 'Drop the result of this attempt; the current holder of the job will report it.';
+    END IF;
+    RETURN j;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION @extschema@.claim_jobs(worker_id text, max_jobs integer DEFAULT 10, lease interval DEFAULT NULL)
+RETURNS TABLE (job_id bigint, kind text, order_key text, payload jsonb, attempt_token bigint,
+               tracking_id integer, odoo_id integer, attempt integer, version bigint)
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_lease interval := COALESCE(lease, make_interval(secs => @extschema@._setting('lease_seconds')::text::int));
+    v_max_attempts integer := @extschema@._setting('max_attempts')::text::int;
+    j @extschema@.jobs;
+    v_error jsonb;
+BEGIN
+    IF worker_id IS NULL OR length(worker_id) = 0 OR length(worker_id) > 200 THEN
+        RAISE EXCEPTION 'worker_id must be a non-empty name of at most 200 characters' USING ERRCODE = '22023';
+    END IF;
+    IF max_jobs IS NULL OR max_jobs < 1 OR max_jobs > 1000 THEN
+        RAISE EXCEPTION 'max_jobs must be between 1 and 1000, got %', COALESCE(max_jobs::text, 'NULL')
+            USING ERRCODE = '22023';
+    END IF;
+    IF v_lease < interval '1 second' OR v_lease > interval '1 hour' THEN
+        RAISE EXCEPTION 'lease must be between 1 second and 1 hour, got %', v_lease USING ERRCODE = '22023';
+    END IF;
+    PERFORM @extschema@._require_read_committed('claim_jobs');
+
+    -- A job whose worker died on every one of its attempts is poison: dead-letter it instead
+    -- of handing it to the next worker. An order that changed during that last attempt gets a
+    -- fresh try instead, as in fail_job: its new data may not kill the worker, and a dead
+    -- letter would leave the change without a push.
+    FOR j IN
+        SELECT * FROM @extschema@.jobs q
+        WHERE q.state = 'running' AND q.run_after <= now() AND q.attempts >= v_max_attempts
+    LOOP
+        IF j.kind = 'push' THEN
+            PERFORM @extschema@._lock_order(j.tracking_id, j.order_key);
+        END IF;
+        SELECT * INTO j FROM @extschema@.jobs q
+        WHERE q.id = j.id AND q.state = 'running' AND q.run_after <= now() AND q.attempts >= v_max_attempts
+        FOR UPDATE SKIP LOCKED;
+        CONTINUE WHEN NOT FOUND;
+        v_error := jsonb_build_object('type', 'LeaseExpired', 'permanent', false,
+            'message', format('worker %s did not finish attempt %s within its lease', j.lease_owner, j.attempts));
+        IF j.kind = 'push'
+           AND COALESCE(@extschema@._current_version(j.tracking_id, j.order_key) > j.claimed_version, false) THEN
+            UPDATE @extschema@.jobs q
+            SET state = 'queued', run_after = now(), lease_owner = NULL, lease_until = NULL, attempt_token = NULL,
+                attempts = 0, last_error = v_error || jsonb_build_object('attempt', j.attempts, 'at', now())
+            WHERE q.id = j.id;
+            CONTINUE;
+        END IF;
+        PERFORM @extschema@._dead_letter(j, v_error);
+    END LOOP;
+
+    RETURN QUERY
+    WITH ready AS (
+        SELECT q.id FROM @extschema@.jobs q
+        WHERE q.run_after <= now()
+        ORDER BY q.run_after, q.id
+        LIMIT max_jobs
+        FOR UPDATE SKIP LOCKED
+    ), claimed AS (
+        UPDATE @extschema@.jobs q
+        SET state = 'running',
+            attempts = q.attempts + 1,
+            lease_owner = claim_jobs.worker_id,
+            lease_until = now() + v_lease,
+            run_after = now() + v_lease,
+            attempt_token = nextval('@extschema@.attempt_token_seq'),
+            claimed_version = CASE WHEN q.kind = 'push' THEN @extschema@._current_version(q.tracking_id, q.order_key) END,
+            claimed_at = now(),
+            started_at = COALESCE(q.started_at, now())
+        FROM ready WHERE q.id = ready.id
+        RETURNING q.*
+    )
+    SELECT c.id, c.kind, c.order_key, c.payload, c.attempt_token, c.tracking_id, c.odoo_id, c.attempts,
+           c.claimed_version
+    FROM claimed c ORDER BY c.id;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION @extschema@.release_jobs(worker_id text) RETURNS integer
 LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -1804,6 +1931,7 @@ DECLARE
     v_same boolean;
     v_matched bigint;
 BEGIN
+    PERFORM @extschema@._require_read_committed('apply_remote');
     IF r IS NULL OR jsonb_typeof(r) <> 'object' OR jsonb_typeof(r -> 'odoo_id') <> 'number'
        OR jsonb_typeof(r -> 'lines') <> 'array' OR jsonb_typeof(r -> 'state') <> 'string' THEN
         RAISE EXCEPTION 'apply_remote expects an Odoo order with odoo_id, state and lines'
@@ -1988,6 +2116,7 @@ DECLARE
     st @extschema@.order_state;
     t @extschema@.tracked_tables;
 BEGIN
+    PERFORM @extschema@._require_read_committed('remote_deleted');
     SELECT * INTO st FROM @extschema@.order_state s WHERE s.odoo_id = odoo_order_id LIMIT 1;
     IF NOT FOUND THEN
         RETURN jsonb_build_object('outcome', 'unlinked');
@@ -2274,6 +2403,7 @@ BEGIN
         RAISE EXCEPTION '% takes no values (only MERGE does)', resolution USING ERRCODE = '22023';
     END IF;
 
+    PERFORM @extschema@._require_read_committed('resolve_conflict');
     PERFORM @extschema@._lock_order(c.tracking_id, c.order_key);
     SELECT * INTO c FROM @extschema@.conflicts x WHERE x.id = conflict_id FOR UPDATE;
     IF c.resolved_at IS NOT NULL THEN
@@ -2343,8 +2473,11 @@ BEGIN
         IF st.job_id IS NOT NULL THEN
             SELECT * INTO j FROM @extschema@.jobs q WHERE q.id = st.job_id AND q.state <> 'running' FOR UPDATE;
         END IF;
-        IF (c.conflict_type = 'DATA_MISMATCH'
-            OR (st.base_snapshot IS NOT NULL AND NOT st.deleted
+        -- A DATA_MISMATCH is about totals only: Odoo holds what the push that found it wrote,
+        -- unless the order changed (or was deleted) while the conflict was open.
+        IF ((c.conflict_type = 'DATA_MISMATCH' AND NOT st.deleted
+             AND COALESCE(@extschema@._current_version(c.tracking_id, c.order_key) <= st.synced_version, false))
+            OR (c.conflict_type <> 'DATA_MISMATCH' AND st.base_snapshot IS NOT NULL AND NOT st.deleted
                 AND @extschema@._same_content(@extschema@._canonical_local(@extschema@.order_document(c.tracking_id, c.order_key)),
                                               st.base_snapshot)))
            AND (st.job_id IS NULL OR j.id IS NOT NULL) THEN

@@ -35,6 +35,18 @@ async fn new_order(client: &Client, number: &str) -> String {
         .get(0)
 }
 
+/// Claims the one ready job as worker 'w': (job id, attempt token, version).
+async fn claim_one(client: &Client) -> (i64, i64, i64) {
+    let claim = client
+        .query_one(
+            "SELECT job_id, attempt_token, version FROM odoo_sync.claim_jobs('w', 1, '1 minute')",
+            &[],
+        )
+        .await
+        .unwrap();
+    (claim.get(0), claim.get(1), claim.get(2))
+}
+
 /// The test plays the worker: claim the order's job and report success.
 async fn sync_as_worker(client: &Client, odoo_id: i32) {
     let rows = client
@@ -496,15 +508,7 @@ async fn change_during_push_is_pushed_again() {
         )
         .await
         .unwrap();
-    let claim = db
-        .client
-        .query_one(
-            "SELECT job_id, attempt_token, version FROM odoo_sync.claim_jobs('w', 1, '1 minute')",
-            &[],
-        )
-        .await
-        .unwrap();
-    let (job, token, version): (i64, i64, i64) = (claim.get(0), claim.get(1), claim.get(2));
+    let (job, token, version) = claim_one(&db.client).await;
     db.client
         .execute("UPDATE orders SET notes = 'while pushing'", &[])
         .await
@@ -702,15 +706,7 @@ async fn uncommitted_item_change_during_completion_is_not_lost() {
         )
         .await
         .unwrap();
-    let claim = db
-        .client
-        .query_one(
-            "SELECT job_id, attempt_token, version FROM odoo_sync.claim_jobs('w', 1, '1 minute')",
-            &[],
-        )
-        .await
-        .unwrap();
-    let (job, token, version): (i64, i64, i64) = (claim.get(0), claim.get(1), claim.get(2));
+    let (job, token, version) = claim_one(&db.client).await;
 
     let worker = db.connect().await;
     // The application changes an item and has not committed yet.
@@ -744,6 +740,75 @@ async fn uncommitted_item_change_during_completion_is_not_lost() {
         .unwrap()
         .get(0);
     assert_eq!(pending, "PENDING_SYNC");
+    db.finish().await;
+}
+
+/// The same race, with a worker session whose default isolation is REPEATABLE READ (a role or
+/// database setting): its snapshot, taken before it waits for the order's lock, would miss the
+/// item change committed meanwhile, which raises no serialization error since it only locked
+/// the order's row. complete_job refuses to run there, and changes nothing.
+#[tokio::test]
+async fn completion_refuses_a_repeatable_read_session() {
+    let db = tracked_db("rrworker", "bigint").await;
+    let id = new_order(&db.client, "PO-RR").await;
+    let (job, token, version) = claim_one(&db.client).await;
+    let worker = db.connect().await;
+    worker
+        .batch_execute("SET default_transaction_isolation = 'repeatable read'")
+        .await
+        .unwrap();
+    let result = serde_json::json!({"odoo_order_id": 8, "version": version});
+    for call in [
+        "SELECT odoo_sync.complete_job($1, $2, $3)",
+        "SELECT odoo_sync.fail_job($1, $2, $3)",
+    ] {
+        let refused = worker
+            .query_one(call, &[&job, &token, &result])
+            .await
+            .expect_err("refused at REPEATABLE READ");
+        let refused = refused.as_db_error().expect("a database error");
+        assert_eq!(refused.code().code(), "25000", "{call}");
+        assert!(
+            refused
+                .message()
+                .contains("must run at READ COMMITTED, not REPEATABLE READ"),
+            "{}",
+            refused.message()
+        );
+        assert!(refused
+            .hint()
+            .unwrap_or_default()
+            .contains("default_transaction_isolation"));
+    }
+    let state: String = db
+        .client
+        .query_one("SELECT state FROM odoo_sync.jobs WHERE id = $1", &[&job])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(state, "running", "nothing changed");
+
+    // odoo-sync-worker sets READ COMMITTED for its sessions; then the report goes through.
+    worker
+        .batch_execute("SET default_transaction_isolation = 'read committed'")
+        .await
+        .unwrap();
+    db.client
+        .execute(
+            &format!("UPDATE orders SET notes = 'x' WHERE id = {id}"),
+            &[],
+        )
+        .await
+        .unwrap();
+    let outcome: String = worker
+        .query_one(
+            "SELECT odoo_sync.complete_job($1, $2, $3)",
+            &[&job, &token, &result],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(outcome, "requeued");
     db.finish().await;
 }
 

@@ -417,6 +417,50 @@ async fn poison_job_whose_worker_keeps_dying_is_dead_lettered() {
     db.finish().await;
 }
 
+/// The last allowed attempt's worker dies, but the order changed during that attempt: the
+/// change gets a fresh try (as fail_job gives one) instead of a dead letter that would leave it
+/// without a push.
+#[tokio::test]
+async fn poison_job_whose_order_changed_during_the_last_attempt_gets_a_fresh_try() {
+    let db = db_with_orders("poisonchg", 1).await;
+    db.client
+        .execute(
+            "SELECT odoo_sync.update_settings('{\"max_attempts\": 1}')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let first = claim(&db.client, "dies", 1, "1 second").await;
+    assert_eq!(first.len(), 1);
+    db.client
+        .execute("UPDATE orders SET supplier_id = 'S2'", &[])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    let again = claim(&db.client, "next", 1, "1 minute").await;
+    assert_eq!(again.len(), 1, "the changed order is handed out again");
+    assert_eq!(again[0].0, first[0].0, "the same job, not a second one");
+    let (attempt, error): (i32, String) = {
+        let row = db
+            .client
+            .query_one(
+                "SELECT attempts, last_error ->> 'message' FROM odoo_sync.jobs",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(attempt, 1, "a fresh count of attempts");
+    assert!(error.contains("did not finish attempt 1"), "{error}");
+    assert_eq!(
+        scalar_i64(&db.client, "SELECT count(*) FROM odoo_sync.dead_letters").await,
+        0
+    );
+    db.finish().await;
+}
+
 #[tokio::test]
 async fn finished_jobs_leave_the_queue_and_retention_removes_them() {
     let db = db_with_orders("retention", 20).await;

@@ -173,6 +173,15 @@ async fn connect_pg(url: &str) -> Result<tokio_postgres::Client, CliError> {
             tracing::error!(error = %odoo_sync_worker::queue::describe_pg(&e), "PostgreSQL connection ended");
         }
     });
+    // complete_job and the other functions that decide "this order is in sync" refuse to run
+    // at REPEATABLE READ or SERIALIZABLE, which a role or database default could impose.
+    client
+        .batch_execute("SET default_transaction_isolation = 'read committed'")
+        .await
+        .map_err(|source| CliError::Pg {
+            what: "cannot set the session's isolation level to READ COMMITTED".into(),
+            source,
+        })?;
     Ok(client)
 }
 

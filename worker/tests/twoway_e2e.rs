@@ -1148,6 +1148,76 @@ async fn a_data_mismatch_can_keep_the_local_totals_or_take_given_ones() {
     env.finish().await;
 }
 
+/// A DATA_MISMATCH is about totals, but the order can change while it is open: resolving it
+/// pushes those changes (a quantity, a deleted order) instead of finishing their waiting job as
+/// if Odoo already had them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_made_while_a_data_mismatch_is_open_are_pushed_once_it_is_resolved() {
+    let env = setup("tw_mismatch_edit").await;
+    let edited = env
+        .insert_order("PO-DE", &[("FURN_0001", "2", "10.00")])
+        .await;
+    let deleted = env
+        .insert_order("PO-DX", &[("FURN_0001", "2", "10.00")])
+        .await;
+    env.sql(&format!(
+        "UPDATE orders SET subtotal = 20, sales_tax = 0, grand_total = 20 WHERE id IN ({edited}, {deleted})"
+    ))
+    .await;
+    env.drain().await;
+    let conflicts = env.open_conflicts().await;
+    assert_eq!(conflicts.len(), 2);
+    let deleted_odoo = env.odoo_id(deleted).await;
+
+    env.sql(&format!(
+        "UPDATE order_items SET quantity = 5 WHERE order_id = {edited};
+         DELETE FROM order_items WHERE order_id = {deleted}; DELETE FROM orders WHERE id = {deleted}"
+    ))
+    .await;
+    env.drain().await;
+    assert_eq!(
+        env.odoo_lines(env.odoo_id(edited).await).await[0].1,
+        Decimal::from(2),
+        "nothing is pushed while the conflict is open"
+    );
+    for (cid, kind, _) in &conflicts {
+        assert_eq!(kind, "DATA_MISMATCH");
+        let r = resolve(&env, cid, "KEEP_LOCAL", None).await;
+        assert_eq!(r["sync_status"], "PENDING_SYNC", "{r}");
+        assert!(r["push_job"].is_i64(), "{r}");
+    }
+    env.drain().await;
+
+    assert_eq!(
+        env.odoo_lines(env.odoo_id(edited).await).await[0].1,
+        Decimal::from(5)
+    );
+    let status: String = env
+        .one(&format!(
+            "SELECT sync_status FROM orders WHERE id = {edited}"
+        ))
+        .await;
+    assert_eq!(status, "SYNCED");
+    let state = env
+        .odoo
+        .search_read(
+            "purchase.order",
+            &Domain::eq("id", deleted_odoo),
+            &["state"],
+            0,
+            None,
+            None,
+        )
+        .await
+        .expect("read");
+    assert_eq!(
+        state[0]["state"], "cancel",
+        "the deleted order is cancelled"
+    );
+    assert!(env.open_conflicts().await.is_empty());
+    env.finish().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keeping_a_local_write_odoo_forbids_fails_with_odoos_reason() {
     let env = setup("tw_rule_local").await;
