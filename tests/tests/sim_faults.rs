@@ -108,6 +108,47 @@ async fn error_kind_serialization_is_an_odoo_error() {
     );
 }
 
+/// On `load` the same fault is what Odoo's `load` makes of a concurrency error: it flushes each
+/// record in a savepoint, so the error becomes a message of a successful call that wrote
+/// nothing.
+#[tokio::test]
+async fn error_kind_serialization_on_load_is_a_message_of_load() {
+    let o = start_version(19).await;
+    set_faults(
+        &o,
+        json!({"error_rate": 1.0, "error_kind": "serialization"}),
+    )
+    .await;
+    let fields = json!(["id", "partner_id/.id"]);
+    let data = json!([["__odoo_sync__.po_1_x", "1"]]);
+    let env = o
+        .call("purchase.order", "load", json!([fields, data]), json!({}))
+        .await;
+    let j2 = o
+        .j2(
+            "purchase.order",
+            "load",
+            json!({"fields": fields, "data": data}),
+        )
+        .await;
+    assert_eq!(j2.status, 200, "{}", j2.text);
+    let j2 = j2.json.expect("a JSON body");
+    for result in [&env["result"], &j2] {
+        assert_eq!(result["ids"], json!(false), "{env}");
+        assert_eq!(result["messages"][0]["type"], "error");
+        assert_eq!(result["messages"][0]["record"], 0);
+        assert_eq!(
+            result["messages"][0]["message"],
+            "could not serialize access due to concurrent update"
+        );
+    }
+    assert_eq!(o.c.delete("/__sim/faults").await.unwrap().status, 200);
+    let count = o
+        .call("purchase.order", "search_count", json!([[]]), json!({}))
+        .await;
+    assert_eq!(count["result"], 0, "nothing was written");
+}
+
 #[tokio::test]
 async fn error_rate_draws_are_reproducible_with_a_seed() {
     let o = start().await;

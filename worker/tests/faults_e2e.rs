@@ -54,6 +54,49 @@ async fn an_outage_is_retried_then_everything_arrives_once() {
     env.finish().await;
 }
 
+/// A concurrency error inside Odoo's `load` is not an exception: `load` reports it as a
+/// message of a call that wrote nothing. Such a push is retried, never dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_concurrency_error_inside_load_is_retried() {
+    let mut env = setup("f_load_contended", 17).await;
+    env.settings(json!({"backoff_base_seconds": 0.2, "backoff_max_seconds": 1}))
+        .await;
+    // Ten orders synced first: every vendor and product is then in the map tables, so under
+    // the fault the worker's first call for the next orders is their load.
+    env.insert_orders(0, 10, 3).await;
+    let mut w = env.spawn_worker(&["run"], &[]);
+    env.wait_all_synced(WAIT, &mut [&mut w]).await;
+
+    env.faults(json!({"error_rate": 1.0, "error_kind": "serialization"}))
+        .await;
+    env.insert_orders(10, 10, 3).await;
+    let contended = "SELECT count(*) FROM odoo_sync.sync_log \
+                     WHERE NOT success AND error ->> 'type' = 'contended'";
+    let deadline = Instant::now() + WAIT;
+    while env.count(contended).await < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "no load refused for contention; failures by type: {}",
+            env.db
+                .client
+                .query_one("SELECT string_agg(t || ' ' || n, ', ') FROM (SELECT error ->> 'type' AS t, count(*) AS n FROM odoo_sync.sync_log WHERE NOT success GROUP BY 1) x", &[])
+                .await
+                .map(|r| r.get::<_, Option<String>>(0).unwrap_or_default())
+                .unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    env.faults(json!({"error_rate": 0.0})).await;
+    env.wait_all_synced(WAIT, &mut [&mut w]).await;
+    env.assert_odoo_matches().await;
+    let dead = env
+        .count("SELECT count(*) FROM odoo_sync.job_history WHERE state = 'dead'")
+        .await;
+    assert_eq!(dead, 0, "no push gave up");
+    drop(w);
+    env.finish().await;
+}
+
 /// Writes committed in Odoo whose reply never arrives: the retry finds what was written.
 async fn drop_after_commit(label: &str, version: u8, orders: usize) {
     let mut env = setup(label, version).await;

@@ -147,6 +147,19 @@ pub async fn run(sim: Arc<Sim>, listener: TcpListener, shutdown: impl Future<Out
     tasks.abort_all();
 }
 
+/// When the request calls `load`: Some(the JSON-RPC request id), or Some(None) on JSON-2.
+fn load_call(path: &str, body: &[u8]) -> Option<Option<Value>> {
+    if path.starts_with("/json/2/") {
+        return path.ends_with("/load").then_some(None);
+    }
+    let request: Value = serde_json::from_slice(body).ok()?;
+    let params = request.get("params")?;
+    let calls_load = params.get("service")?.as_str()? == "object"
+        && matches!(params.get("method")?.as_str()?, "execute_kw" | "execute")
+        && params.get("args")?.get(4)?.as_str()? == "load";
+    calls_load.then(|| Some(request.get("id").cloned().unwrap_or(Value::Null)))
+}
+
 async fn handle(
     sim: Arc<Sim>,
     req: Request<Incoming>,
@@ -223,6 +236,20 @@ async fn handle(
                 super::errors::ErrorKind::Serialization,
                 "could not serialize access due to concurrent update",
             );
+            if let Some(id) = load_call(&path, &body) {
+                // `load` flushes each record in a savepoint and reports a failed flush among
+                // its messages (the text of the database error): the call itself succeeds,
+                // with nothing written, and Odoo's retry of concurrency errors never sees it.
+                let result = json!({"ids": false, "nextrow": 0, "messages": [{
+                    "type": "error", "record": 0, "rows": {"from": 0, "to": 0}, "message": err.message}]});
+                return Ok(json_resp(
+                    200,
+                    &match id {
+                        Some(id) => json!({"jsonrpc": "2.0", "id": id, "result": result}),
+                        None => result,
+                    },
+                ));
+            }
             return Ok(if is_json2 {
                 json_resp(err.json2_status(), &err.to_data())
             } else {

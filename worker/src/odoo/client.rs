@@ -73,7 +73,9 @@ pub struct LoadResult {
 }
 
 impl LoadResult {
-    /// The ids, or a permanent error listing Odoo's messages.
+    /// The ids; or, when Odoo refused the call, an error listing Odoo's messages: transient
+    /// ([`OdooError::Contended`]) when one of them is a concurrency error of Odoo's database,
+    /// else permanent ([`OdooError::Rejected`]).
     pub fn into_ids(self, model: &str) -> OdooResult<Vec<i64>> {
         match self.ids {
             Some(ids) => Ok(ids),
@@ -86,18 +88,42 @@ impl LoadResult {
                         None => format!("{}: {}", m.kind, m.message),
                     })
                     .collect();
-                Err(OdooError::Rejected {
-                    call: format!("{model}.load"),
-                    reasons: if text.is_empty() {
-                        "no reason given".to_string()
-                    } else {
-                        text.join("; ")
-                    },
+                let call = format!("{model}.load");
+                let reasons = if text.is_empty() {
+                    "no reason given".to_string()
+                } else {
+                    text.join("; ")
+                };
+                Err(if self.contended() {
+                    OdooError::Contended { call, reasons }
+                } else {
+                    OdooError::Rejected { call, reasons }
                 })
             }
         }
     }
+
+    /// True when an error message is one of PostgreSQL's concurrency errors: `load` writes
+    /// each record in a savepoint and reports a failed flush with the error's text
+    /// (`str(e)` in Odoo 16, `_sql_error_to_message` in 17+), which for these has no
+    /// constraint of its own to name. (The texts are PostgreSQL's English ones; a server with
+    /// translated `lc_messages` reports them in its language, and they then count as refusals.)
+    fn contended(&self) -> bool {
+        self.messages
+            .iter()
+            .filter(|m| m.kind == "error")
+            .any(|m| CONCURRENCY_MESSAGES.iter().any(|c| m.message.contains(c)))
+    }
 }
+
+/// Starts of PostgreSQL's messages for serialization failures (40001), deadlocks (40P01), locks
+/// not available (55P03) and lock timeouts (57014).
+const CONCURRENCY_MESSAGES: &[&str] = &[
+    "could not serialize access",
+    "deadlock detected",
+    "could not obtain lock",
+    "canceling statement due to lock timeout",
+];
 
 /// A client of one Odoo database.
 #[derive(Clone, Debug)]
@@ -761,8 +787,45 @@ mod tests {
         let e = failed.into_ids("m").unwrap_err();
         assert!(e.to_string().contains("error (partner_id): bad"), "{e}");
         assert_eq!(e.kind(), "rejected");
+        assert!(e.is_permanent());
         assert!(parse_load("m", &json!([1])).is_err());
         assert!(parse_load("m", &json!({"ids": "x"})).is_err());
+    }
+
+    /// `load` reports a record's failed flush as a message, concurrency errors included:
+    /// those are worth another attempt, unlike a refusal of the data.
+    #[test]
+    fn load_refused_for_a_concurrent_transaction_is_transient() {
+        for text in [
+            "could not serialize access due to concurrent update\n",
+            "deadlock detected\nDETAIL:  Process 1 waits for ShareLock on transaction 2",
+            "could not obtain lock on row in relation \"purchase_order\"",
+            "canceling statement due to lock timeout",
+        ] {
+            let failed = parse_load(
+                "purchase.order",
+                &json!({"ids": false, "messages": [
+                    {"type": "warning", "message": "a warning first", "record": 0},
+                    {"type": "error", "message": text, "record": 0, "rows": {"from": 0, "to": 1}}]}),
+            )
+            .unwrap();
+            let e = failed.into_ids("purchase.order").unwrap_err();
+            assert_eq!(e.kind(), "contended", "{text}");
+            assert!(e.is_transient(), "{text}");
+            assert!(e.to_string().contains("purchase.order.load"), "{e}");
+        }
+        // The same words in a warning, or a constraint's own message, refuse the data.
+        let refused = parse_load(
+            "purchase.order",
+            &json!({"ids": false, "messages": [
+                {"type": "warning", "message": "could not serialize access", "record": 0},
+                {"type": "error", "message": "External IDs cannot contain spaces", "record": 0}]}),
+        )
+        .unwrap();
+        assert_eq!(
+            refused.into_ids("purchase.order").unwrap_err().kind(),
+            "rejected"
+        );
     }
 
     #[test]

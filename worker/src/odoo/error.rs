@@ -135,6 +135,17 @@ pub enum OdooError {
         /// Odoo's messages, joined.
         reasons: String,
     },
+    /// A `load` whose `ids` is `false` because Odoo's database refused a record's write
+    /// for a concurrent transaction (serialization failure, deadlock, lock not available).
+    /// `load` catches those per record and reports them as messages, so Odoo's own retry of
+    /// concurrency errors never sees them; nothing of the call was written.
+    #[error("Odoo's database refused {call} because of a concurrent transaction (nothing was written; a later attempt can succeed): {reasons}")]
+    Contended {
+        /// `model.method`.
+        call: String,
+        /// Odoo's messages, joined.
+        reasons: String,
+    },
     /// The request cannot be expressed with the chosen protocol or server.
     #[error("{0}")]
     Unsupported(String),
@@ -262,9 +273,10 @@ impl OdooError {
     /// Worth retrying later with the same request.
     pub fn is_transient(&self) -> bool {
         match self {
-            OdooError::Timeout { .. } | OdooError::Connect { .. } | OdooError::Transport { .. } => {
-                true
-            }
+            OdooError::Timeout { .. }
+            | OdooError::Connect { .. }
+            | OdooError::Transport { .. }
+            | OdooError::Contended { .. } => true,
             OdooError::Http { status, .. } | OdooError::Protocol { status, .. } => {
                 status_is_transient(*status)
             }
@@ -352,6 +364,7 @@ impl OdooError {
             OdooError::Protocol { .. } => "protocol",
             OdooError::ResponseTooLarge { .. } => "too_large",
             OdooError::Rejected { .. } => "rejected",
+            OdooError::Contended { .. } => "contended",
             OdooError::Unsupported(_) => "unsupported",
         }
     }
@@ -420,6 +433,10 @@ impl OdooError {
                 OdooError::ResponseTooLarge { url: r(url), limit }
             }
             OdooError::Rejected { call, reasons } => OdooError::Rejected {
+                call,
+                reasons: r(reasons),
+            },
+            OdooError::Contended { call, reasons } => OdooError::Contended {
                 call,
                 reasons: r(reasons),
             },
