@@ -189,7 +189,7 @@ BEGIN
         v_remote := COALESCE(c.remote_version, st.base_snapshot, '{}');
         v_raw := jsonb_build_object('partner_ref', NULL, 'lines', COALESCE((
             SELECT jsonb_agg(jsonb_build_object(
-                'xmlid', CASE WHEN starts_with(k, 'odoo:') THEN NULL ELSE format('pol_%s_%s', c.tracking_id, k) END,
+                'xmlid', CASE WHEN starts_with(k, 'odoo:') THEN NULL ELSE @extschema@._xmlid_name('pol', c.tracking_id, k) END,
                 'odoo_line_id', v -> 'odoo_line_id',
                 'product_id', COALESCE(o -> 'product_id', v -> 'product_id') #>> '{}',
                 'quantity', COALESCE(o -> 'quantity', v -> 'quantity') #>> '{}',

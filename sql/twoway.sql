@@ -252,6 +252,31 @@ AS $$
     END
 $$;
 
+-- Name of our external id (module odoo_sync) of a local key: <kind>_<tracking>_<key>, kind 'po'
+-- for orders and 'pol' for lines. A key with a space goes under <kind>x_ with '%' and the space
+-- percent-encoded (Odoo refuses external ids with spaces); other keys keep the plain form.
+-- The worker's order_push::xmlid_name is the same rule.
+CREATE FUNCTION @extschema@._xmlid_name(p_kind text, p_tracking_id integer, p_key text) RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN strpos(p_key, ' ') = 0 THEN p_kind || '_' || p_tracking_id || '_' || p_key
+                ELSE p_kind || 'x_' || p_tracking_id || '_' || replace(replace(p_key, '%', '%25'), ' ', '%20') END
+$$;
+
+-- The local key of one of our external id names of tracking p_tracking_id (NULL if it is not one).
+CREATE FUNCTION @extschema@._xmlid_key(p_kind text, p_tracking_id integer, p_name text) RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE
+        WHEN starts_with(p_name, p_kind || '_' || p_tracking_id || '_')
+            THEN substr(p_name, length(p_kind || '_' || p_tracking_id || '_') + 1)
+        WHEN starts_with(p_name, p_kind || 'x_' || p_tracking_id || '_')
+            THEN replace(replace(substr(p_name, length(p_kind || 'x_' || p_tracking_id || '_') + 1), '%20', ' '), '%25', '%')
+    END
+$$;
+
 -- Key of an Odoo line among the local items: our external id (pushed from here), a learned
 -- link (created from Odoo), or "odoo:<line id>" for a line the local side has never seen.
 CREATE FUNCTION @extschema@._line_key(p_tracking_id integer, l jsonb) RETURNS text
@@ -259,8 +284,7 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT COALESCE(
-        CASE WHEN starts_with(COALESCE(l ->> 'xmlid', ''), 'pol_' || p_tracking_id || '_')
-             THEN substr(l ->> 'xmlid', length('pol_' || p_tracking_id || '_') + 1) END,
+        @extschema@._xmlid_key('pol', p_tracking_id, l ->> 'xmlid'),
         (SELECT k.item_key FROM @extschema@.line_links k
          WHERE k.tracking_id = p_tracking_id AND k.odoo_line_id = (l ->> 'odoo_line_id')::integer),
         'odoo:' || (l ->> 'odoo_line_id'))
@@ -801,9 +825,9 @@ BEGIN
     v_odoo_id := (r ->> 'odoo_id')::integer;
 
     -- Which local order: our external id, else the Odoo id a previous sync stored.
-    IF r ->> 'xmlid' ~ '^po_[0-9]+_' THEN
-        v_tracking := substring(r ->> 'xmlid' FROM '^po_([0-9]+)_')::integer;
-        v_key := substr(r ->> 'xmlid', length('po_' || v_tracking || '_') + 1);
+    IF r ->> 'xmlid' ~ '^pox?_[0-9]+_' THEN
+        v_tracking := substring(r ->> 'xmlid' FROM '^pox?_([0-9]+)_')::integer;
+        v_key := @extschema@._xmlid_key('po', v_tracking, r ->> 'xmlid');
         IF NOT EXISTS (SELECT 1 FROM @extschema@.tracked_tables tt WHERE tt.id = v_tracking) THEN
             v_tracking := NULL; v_key := NULL;
         END IF;
@@ -900,7 +924,7 @@ BEGIN
                          OR ((v_base -> 'lines' -> (x.entry ->> 'line')) IS NULL
                              AND x.entry ->> 'attr' IS NULL AND jsonb_typeof(x.entry -> 'local') = 'null'
                              AND EXISTS (SELECT 1 FROM jsonb_array_elements(COALESCE(r -> 'lines', '[]')) ol
-                                         WHERE ol ->> 'xmlid' = 'pol_' || v_tracking || '_' || (x.entry ->> 'line'))))
+                                         WHERE ol ->> 'xmlid' = @extschema@._xmlid_name('pol', v_tracking, x.entry ->> 'line'))))
                THEN x.entry || jsonb_build_object('side', 'local')
                ELSE x.entry END ORDER BY x.ord), '[]')
     INTO v_entries

@@ -426,6 +426,45 @@ async fn load_upserts_by_external_id() {
     assert_eq!(x[0]["complete_name"], "odoo_sync.po_a");
 }
 
+/// ir.model.data refuses names with a space (its `name_nospaces` constraint): `load` reports
+/// PostgreSQL's message for the record and writes nothing.
+#[tokio::test]
+async fn load_refuses_an_external_id_with_a_space() {
+    let o = start().await;
+    let gemini = o.find("res.partner", "ref", "V-GEMINI").await.to_string();
+    let chair = o
+        .find("product.product", "default_code", "FURN_7777")
+        .await
+        .to_string();
+    for (order, line) in [
+        ("odoo_sync.po_a b", "odoo_sync.pol_ok"),
+        ("odoo_sync.po_ok", "odoo_sync.pol_a b"),
+    ] {
+        let rows = json!([[order, gemini, "ORD-1", line, chair, "1", "1"]]);
+        let res = o
+            .ok(
+                "purchase.order",
+                "load",
+                json!([load_fields(), rows]),
+                json!({}),
+            )
+            .await;
+        assert_eq!(res["ids"], false, "{order} {line}");
+        assert_eq!(res["messages"][0]["record"], 0);
+        assert!(
+            res["messages"][0]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("violates check constraint \"ir_model_data_name_nospaces\""),
+            "{res}"
+        );
+    }
+    let count = o
+        .ok("purchase.order", "search_count", json!([[]]), json!({}))
+        .await;
+    assert_eq!(count, 0, "nothing was written");
+}
+
 #[tokio::test]
 async fn load_is_all_or_nothing() {
     let o = start().await;

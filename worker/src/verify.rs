@@ -36,7 +36,7 @@ use tokio_postgres::Client;
 use crate::odoo::{Domain, OdooClient, OdooError, Op};
 use crate::pull::remote;
 use crate::pull::PullError;
-use crate::push::order_push::{order_xmlid_name, XMLID_MODULE};
+use crate::push::order_push::{order_xmlid_name, xmlid_key, XMLID_MODULE};
 use crate::queue;
 
 /// Local orders compared per page (one `order_documents` statement, a few Odoo calls).
@@ -939,14 +939,14 @@ fn lines_of(
             },
         );
     }
-    let prefix = format!("pol_{tracking_id}_");
     let mut remote_lines = BTreeMap::new();
     for l in remote["lines"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
         let line_id = l["odoo_line_id"].as_i64().unwrap_or_default();
         let key = l["xmlid"]
             .as_str()
-            .and_then(|x| x.strip_prefix(&prefix))
-            .map(str::to_string)
+            .and_then(|x| xmlid_key("pol", x))
+            .filter(|(tracking, _)| *tracking == i64::from(tracking_id))
+            .map(|(_, key)| key)
             .or_else(|| by_odoo_line.get(&line_id).cloned())
             .unwrap_or_else(|| format!("odoo:{line_id}"));
         remote_lines.insert(

@@ -119,6 +119,13 @@ impl<'a> Env<'a> {
     fn check_xmlid_unique(&self, rec: &Record, own_id: Option<i64>) -> OdooResult<()> {
         let module = rec.get("module").and_then(Val::str).unwrap_or("");
         let name = rec.get("name").and_then(Val::str).unwrap_or("");
+        if name.contains(' ') {
+            // ir.model.data's `name_nospaces` CHECK constraint ("External IDs cannot contain
+            // spaces"); inside `load` the record's message is PostgreSQL's text of it.
+            return Err(OdooError::validation(
+                "new row for relation \"ir_model_data\" violates check constraint \"ir_model_data_name_nospaces\"",
+            ));
+        }
         let taken = self
             .txn
             .store()

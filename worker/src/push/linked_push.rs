@@ -23,7 +23,8 @@ use tokio_postgres::Client;
 
 use super::order_push::{
     canonical_snapshot, date_planned_to_write, decimal, line_xmlid_name, maps_notes,
-    notes_to_write, pushed_snapshot, read_back_fields, text, Amounts, PushOutcome, XMLID_MODULE,
+    notes_to_write, pushed_snapshot, read_back_fields, text, xmlid_key, Amounts, PushOutcome,
+    XMLID_MODULE,
 };
 use super::resolve::{ProductRef, Resolver};
 use super::status_action::StatusAction;
@@ -148,18 +149,13 @@ pub async fn push_linked(
             .await?
             .iter()
             .filter_map(|r| {
-                let name = r.get("name")?.as_str()?;
-                let item = name.strip_prefix("pol_")?.split_once('_')?.1;
-                Some((item.to_string(), r.get("res_id")?.as_i64()?))
+                let (_, item) = xmlid_key("pol", r.get("name")?.as_str()?)?;
+                Some((item, r.get("res_id")?.as_i64()?))
             })
             .collect();
         for l in lines.iter_mut().filter(|l| l.odoo_line_id.is_none()) {
-            let item = l
-                .xmlid
-                .strip_prefix("pol_")
-                .and_then(|x| x.split_once('_'))
-                .map(|x| x.1);
-            l.odoo_line_id = item.and_then(|i| known.get(i)).copied();
+            let item = xmlid_key("pol", &l.xmlid).map(|(_, item)| item);
+            l.odoo_line_id = item.and_then(|i| known.get(&i)).copied();
         }
     }
 

@@ -27,14 +27,45 @@ use crate::odoo::{Domain, OdooClient, Op};
 /// Module of our external ids.
 pub const XMLID_MODULE: &str = "odoo_sync";
 
-/// External id name (without module) of an order.
+/// External id name (without module) of an order: `po_<tracking>_<key>`.
 pub fn order_xmlid_name(tracking_id: i64, order_key: &str) -> String {
-    format!("po_{tracking_id}_{order_key}")
+    xmlid_name("po", tracking_id, order_key)
 }
 
-/// External id name (without module) of an order line.
+/// External id name (without module) of an order line: `pol_<tracking>_<item id>`.
 pub fn line_xmlid_name(tracking_id: i64, item_id: &str) -> String {
-    format!("pol_{tracking_id}_{item_id}")
+    xmlid_name("pol", tracking_id, item_id)
+}
+
+/// `<kind>_<tracking>_<key>`; a key with a space goes under `<kind>x_` with `%` and the space
+/// percent-encoded, because Odoo refuses external ids with spaces (`ir.model.data`'s
+/// `name_nospaces` constraint). Keys without one keep the plain form, so the names of orders
+/// pushed before stay what they were, and the `x` keeps the two forms apart.
+/// `odoo_sync._xmlid_name` in sql/twoway.sql is the same rule.
+fn xmlid_name(kind: &str, tracking_id: i64, key: &str) -> String {
+    if key.contains(' ') {
+        let encoded = key.replace('%', "%25").replace(' ', "%20");
+        format!("{kind}x_{tracking_id}_{encoded}")
+    } else {
+        format!("{kind}_{tracking_id}_{key}")
+    }
+}
+
+/// The tracking id and local key of one of our external id names of `kind` (`po` for orders,
+/// `pol` for lines), the inverse of [`order_xmlid_name`] / [`line_xmlid_name`].
+pub fn xmlid_key(kind: &str, name: &str) -> Option<(i64, String)> {
+    let rest = name.strip_prefix(kind)?;
+    let (encoded, rest) = match rest.strip_prefix('_') {
+        Some(plain) => (false, plain),
+        None => (true, rest.strip_prefix("x_")?),
+    };
+    let (tracking, key) = rest.split_once('_')?;
+    let tracking = tracking.parse().ok()?;
+    Some(if encoded {
+        (tracking, key.replace("%20", " ").replace("%25", "%"))
+    } else {
+        (tracking, key.to_string())
+    })
 }
 
 /// Amounts as Odoo computed them.
@@ -78,12 +109,7 @@ pub struct PushOutcome {
 pub fn canonical_snapshot(partner: i64, lines: &[(String, i64, Decimal, Decimal)]) -> Value {
     let mut by_key = serde_json::Map::new();
     for (xmlid, product, qty, price) in lines {
-        // pol_<tracking>_<item key>
-        let key = xmlid
-            .splitn(3, '_')
-            .nth(2)
-            .unwrap_or(xmlid.as_str())
-            .to_string();
+        let key = xmlid_key("pol", xmlid).map_or_else(|| xmlid.clone(), |(_, key)| key);
         by_key.insert(
             key,
             json!({"product_id": product.to_string(),
@@ -561,6 +587,37 @@ pub async fn push_order(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Names Odoo accepts (no space) for every key, read back as the same key, and the
+    /// names of keys without a space unchanged.
+    #[test]
+    fn external_id_names_have_no_space_and_map_back() {
+        for key in [
+            "9", "a_b", "a b", "a%20b", "a %20 b", "%", " ", "x_1_y", "é ü",
+        ] {
+            for (kind, name) in [
+                ("po", order_xmlid_name(12, key)),
+                ("pol", line_xmlid_name(12, key)),
+            ] {
+                assert!(!name.contains(' '), "{name}");
+                assert_eq!(
+                    xmlid_key(kind, &name),
+                    Some((12, key.to_string())),
+                    "{name}"
+                );
+                if !key.contains(' ') {
+                    assert_eq!(name, format!("{kind}_12_{key}"));
+                }
+            }
+        }
+        assert_eq!(line_xmlid_name(1, "a b"), "polx_1_a%20b");
+        // An order's name is not a line's, and names of others are not ours.
+        assert_eq!(xmlid_key("po", "pol_1_a"), None);
+        assert_eq!(xmlid_key("pol", "po_1_a"), None);
+        assert_eq!(xmlid_key("po", "pox_1_a%20b"), Some((1, "a b".to_string())));
+        assert_eq!(xmlid_key("po", "po_x_a"), None);
+        assert_eq!(xmlid_key("po", "purchase_order_1"), None);
+    }
 
     #[test]
     fn every_line_row_carries_the_date_and_the_head_row_the_order() {
