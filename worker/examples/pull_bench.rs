@@ -32,6 +32,7 @@ fn settings() -> PollSettings {
         interval: Duration::from_secs(1),
         overlap: Duration::from_secs(120),
         reconcile_every: Duration::from_secs(3600),
+        max_pages: odoo_sync_worker::pull::poll::MAX_PAGES,
     }
 }
 

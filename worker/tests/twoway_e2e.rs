@@ -78,6 +78,7 @@ fn settings() -> PollSettings {
         interval: Duration::from_secs(1),
         overlap: Duration::from_secs(120),
         reconcile_every: Duration::from_secs(300),
+        max_pages: odoo_sync_worker::pull::poll::MAX_PAGES,
     }
 }
 
@@ -769,6 +770,135 @@ async fn odoo_orders(env: &Env, count: usize) -> (Vec<i64>, Vec<i64>) {
         .await
         .expect("create in Odoo");
     (ids, partners)
+}
+
+/// `count` Odoo orders imported and polled once, then one Odoo write changing every line's
+/// price to 6.5 a second later: all of them then share one `write_date`, newer than the
+/// watermark. Returns the Odoo order ids.
+async fn imported_orders_then_one_odoo_write(env: &Env, count: usize) -> Vec<i64> {
+    let (ids, _) = odoo_orders(env, count).await;
+    env.sql(r#"SELECT odoo_sync.import_orders('{"date_from": "2000-01-01"}')"#)
+        .await;
+    env.drain().await;
+    let imported: i64 = env.one("SELECT count(*) FROM orders").await;
+    assert_eq!(imported, count as i64);
+    env.poll().await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let lines = env
+        .odoo
+        .search(
+            "purchase.order.line",
+            &Domain::is_in("order_id", ids.clone()),
+            None,
+            None,
+        )
+        .await
+        .expect("lines");
+    env.odoo
+        .write("purchase.order.line", &lines, &json!({"price_unit": 6.5}))
+        .await
+        .expect("one write");
+    ids
+}
+
+/// An order edited in Odoo while a poll pages through many orders moves to the end of the
+/// order. Pages that follow the last key read (not an offset) still read every other order in
+/// that same poll, and the edited one again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_odoo_edit_during_a_paged_poll_skips_no_order() {
+    let env = setup("tw_paging").await;
+    let ids = imported_orders_then_one_odoo_write(&env, 450).await;
+    let first_line = env
+        .odoo
+        .search(
+            "purchase.order.line",
+            &Domain::eq("order_id", ids[0]),
+            None,
+            None,
+        )
+        .await
+        .expect("line")[0];
+    // Every Odoo request takes a second: the edit lands after the poll's first page and
+    // before its second, in a later second than the write above.
+    let faults = |spec: Value| {
+        env.sim
+            .sim
+            .faults
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .apply(&serde_json::from_value(spec).expect("spec"))
+            .expect("faults");
+    };
+    faults(json!({"latency_ms": 1000}));
+    let pages_before = env.calls("purchase.order.search_read").await;
+    let edit = async {
+        while env.calls("purchase.order.search_read").await == pages_before {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        env.odoo
+            .write(
+                "purchase.order.line",
+                &[first_line],
+                &json!({"price_unit": 7.5}),
+            )
+            .await
+            .expect("edit");
+    };
+    let poll_settings = settings();
+    let (report, ()) = tokio::join!(poll_once(&env.worker, &env.odoo, &poll_settings), edit);
+    faults(json!({"latency_ms": 0}));
+    let report = report.expect("poll");
+    assert_eq!(report.orders, 450, "{report:?}");
+    assert!(!report.resumes);
+    let missed: i64 = env
+        .one("SELECT count(*) FROM order_items WHERE unit_price NOT IN (6.5, 7.5)")
+        .await;
+    assert_eq!(missed, 0, "orders the poll skipped: {report:?}");
+    let edited: String = env
+        .one(&format!(
+            "SELECT i.unit_price::text FROM order_items i JOIN orders o ON o.id = i.order_id \
+             WHERE o.odoo_order_id = {}",
+            ids[0]
+        ))
+        .await;
+    assert_eq!(edited, "7.50", "the edit is read in the same poll");
+    env.finish().await;
+}
+
+/// More changed orders than one poll reads (here one page of 200 per poll, 25 by default):
+/// each poll goes on where the last one stopped, instead of reading the same first pages of
+/// the overlap window again and never getting past them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_goes_on_where_the_last_one_stopped() {
+    let env = setup("tw_resume").await;
+    imported_orders_then_one_odoo_write(&env, 450).await;
+    let one_page = PollSettings {
+        max_pages: 1,
+        ..settings()
+    };
+    let mut reports = Vec::new();
+    for _ in 0..3 {
+        let r = poll_once(&env.worker, &env.odoo, &one_page)
+            .await
+            .expect("poll");
+        reports.push((r.orders, r.handed, r.resumes));
+    }
+    assert_eq!(
+        reports,
+        [(200, 200, true), (200, 200, true), (50, 50, false)]
+    );
+    let stale: i64 = env
+        .one("SELECT count(*) FROM order_items WHERE unit_price <> 6.5")
+        .await;
+    assert_eq!(stale, 0);
+    // The pass is over: the next one reads the window again from its start (the newest
+    // second is never taken as seen), and finds nothing to change.
+    let again = poll_once(&env.worker, &env.odoo, &one_page)
+        .await
+        .expect("poll");
+    assert_eq!(again.orders, 200, "{again:?}");
+    assert_eq!(again.outcomes.get("unchanged"), Some(&200), "{again:?}");
+    env.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

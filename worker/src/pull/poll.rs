@@ -1,15 +1,26 @@
 //! Realtime pull: Odoo orders changed since the watermark (odoo-api.md "Batching and polling").
 //!
-//! Each poll asks for `write_date >= watermark - overlap`, ordered by `write_date asc, id asc`,
-//! page by page. Odoo stamps `write_date` with the writing transaction's start, so a long
-//! transaction can commit rows dated before the watermark: the overlap window catches them,
-//! and the `(id, write_date)` pairs already applied inside the window are skipped. The
-//! watermark is only ever a value Odoo returned, and it is stored in the database with the
+//! Each poll asks for `write_date >= watermark - overlap`, ordered by `write_date asc, id asc`.
+//! Odoo stamps `write_date` with the writing transaction's start, so a long transaction can
+//! commit rows dated before the watermark: the overlap window catches them. Rows already
+//! applied inside the window are skipped when they come back with the same `write_date` and the
+//! same content (a fingerprint of the row): a second transaction that started in the same
+//! second as the first and committed later has the same `write_date`, but not the same row.
+//! The watermark is only ever a value Odoo returned, and it is stored in the database with the
 //! pairs, after the orders were applied: a worker killed mid-poll reads the same orders again
 //! (applying one twice changes nothing), never fewer. Odoo's `write_date` has one-second
 //! resolution, so rows of the newest second are never counted as seen.
+//!
+//! Pages follow a key, not an offset: the next page starts at the second of the last row read,
+//! leaving out the ids already read in that second. An order edited in Odoo while the poll
+//! pages moves to the end of the order, which with offsets shifted every later row and skipped
+//! one at each page boundary. A pass that runs out of pages saves where it stopped, and the
+//! next poll goes on from there rather than from the overlap again: otherwise a window holding
+//! more rows than one poll reads (a mass edit in Odoo) would be read again and again, and the
+//! watermark would never pass it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::Duration;
 
 use chrono::NaiveDateTime;
@@ -30,6 +41,11 @@ const ODOO_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
 pub struct PollReport {
     /// Orders Odoo returned (overlap included).
     pub seen: usize,
+    /// Distinct Odoo orders among them.
+    pub orders: usize,
+    /// True when the poll ran out of pages before the end of the changes: the next poll goes
+    /// on from where this one stopped.
+    pub resumes: bool,
     /// Orders handed to apply_remote (not skipped as already applied).
     pub handed: usize,
     /// Outcome counts (applied, unchanged, conflict, unlinked, busy, stale, failed).
@@ -51,6 +67,8 @@ pub struct PollSettings {
     pub overlap: Duration,
     /// `reconcile_interval_seconds`.
     pub reconcile_every: Duration,
+    /// Most pages one poll reads ([`MAX_PAGES`]); the rest is for the next poll.
+    pub max_pages: usize,
 }
 
 impl PollSettings {
@@ -70,14 +88,99 @@ impl PollSettings {
             interval: secs("poll_interval_seconds", 10),
             overlap: secs("pull_overlap_seconds", 120),
             reconcile_every: secs("reconcile_interval_seconds", 300),
+            max_pages: MAX_PAGES,
         })
     }
 }
 
-fn shift(watermark: &str, back: Duration) -> Option<String> {
+/// Key of the `seen` entry that holds where an unfinished pass stopped (the other keys are
+/// Odoo order ids).
+const RESUME_KEY: &str = "resume";
+
+/// Where paging goes on: rows from the second `second` on, except the ids already read in it.
+#[derive(Debug, Clone, PartialEq)]
+struct Cursor {
+    second: String,
+    ids: Vec<i64>,
+}
+
+impl Cursor {
+    /// The rows after the cursor: those of later seconds, and those of its second not read
+    /// yet. (Odoo stores `write_date` with microseconds but returns it cut to the second, so a
+    /// row of the same second can compare greater than the second's value: the later seconds
+    /// are asked for from the next second on.) An order read in the cursor's second and
+    /// edited since has a later second: it is read again.
+    fn domain(&self) -> Domain {
+        let from = Domain::leaf("write_date", Op::Ge, self.second.as_str());
+        if self.ids.is_empty() {
+            return from;
+        }
+        let same_second = from.and(Domain::leaf("id", Op::NotIn, json!(self.ids)));
+        match shift(&self.second, Duration::from_secs(1), true) {
+            Some(next) => Domain::leaf("write_date", Op::Ge, next.as_str()).or(same_second),
+            None => same_second,
+        }
+    }
+
+    /// Moves past `rows` (a page, in `write_date, id` order).
+    fn advance(&mut self, rows: &[serde_json::Map<String, Value>]) {
+        for r in rows {
+            let (Some(wd), Some(id)) = (
+                r.get("write_date").and_then(Value::as_str),
+                r.get("id").and_then(Value::as_i64),
+            ) else {
+                continue;
+            };
+            if wd != self.second {
+                self.second = wd.to_string();
+                self.ids.clear();
+            }
+            self.ids.push(id);
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        json!({"second": self.second, "ids": self.ids})
+    }
+
+    fn from_json(v: &Value) -> Option<Cursor> {
+        Some(Cursor {
+            second: v.get("second")?.as_str()?.to_string(),
+            ids: v
+                .get("ids")?
+                .as_array()?
+                .iter()
+                .filter_map(Value::as_i64)
+                .collect(),
+        })
+    }
+}
+
+/// What `seen` remembers of an applied row: its `write_date` and a fingerprint of the row.
+fn seen_value(row: &serde_json::Map<String, Value>) -> String {
+    let mut h = DefaultHasher::new();
+    Value::Object(row.clone()).to_string().hash(&mut h);
+    let wd = row
+        .get("write_date")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    format!("{wd} {:016x}", h.finish())
+}
+
+/// The `write_date` part of a `seen` value (`YYYY-MM-DD HH:MM:SS`, then the fingerprint).
+fn seen_write_date(v: &str) -> &str {
+    v.get(..ODOO_FORMAT_LEN).unwrap_or(v)
+}
+
+/// Length of an Odoo datetime, `YYYY-MM-DD HH:MM:SS`.
+const ODOO_FORMAT_LEN: usize = 19;
+
+/// `watermark` moved by `by`, back or (`forward`) ahead.
+fn shift(watermark: &str, by: Duration, forward: bool) -> Option<String> {
     let t = NaiveDateTime::parse_from_str(watermark, ODOO_FORMAT).ok()?;
-    let back = chrono::Duration::from_std(back).ok()?;
-    Some((t - back).format(ODOO_FORMAT).to_string())
+    let by = chrono::Duration::from_std(by).ok()?;
+    let t = if forward { t + by } else { t - by };
+    Some(t.format(ODOO_FORMAT).to_string())
 }
 
 /// One poll: changed orders applied, position saved, deleted orders reconciled when due.
@@ -99,6 +202,7 @@ pub async fn poll_once(
         ),
         None => (None, json!({}), true),
     };
+    let resume = seen.get(RESUME_KEY).and_then(Cursor::from_json);
     let mut seen: HashMap<String, String> = seen
         .as_object()
         .map(|m| {
@@ -142,18 +246,23 @@ pub async fn poll_once(
             }
         }
     };
-    let from = shift(&start, settings.overlap).ok_or_else(|| {
+    let from = shift(&start, settings.overlap, false).ok_or_else(|| {
         PullError::Unexpected(format!("write_date {start:?} is not an Odoo datetime"))
     })?;
-    let domain = Domain::leaf("write_date", Op::Ge, from.as_str());
+    let mut cursor = resume.unwrap_or(Cursor {
+        second: from,
+        ids: Vec::new(),
+    });
     let mut new_watermark = start.clone();
-    for page in 0..MAX_PAGES {
+    let mut orders = HashSet::new();
+    report.resumes = true;
+    for _ in 0..settings.max_pages.max(1) {
         let rows = odoo
             .search_read(
                 "purchase.order",
-                &domain,
+                &cursor.domain(),
                 &fields,
-                page * PAGE,
+                0,
                 Some(PAGE),
                 Some(order),
             )
@@ -162,18 +271,15 @@ pub async fn poll_once(
         let fresh: Vec<_> = rows
             .iter()
             .filter(|r| {
-                let id = r
-                    .get("id")
-                    .and_then(Value::as_i64)
-                    .unwrap_or_default()
-                    .to_string();
-                let wd = r
-                    .get("write_date")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                seen.get(&id).map(String::as_str) != Some(wd)
+                let id = r.get("id").and_then(Value::as_i64).unwrap_or_default();
+                orders.insert(id);
+                seen.get(&id.to_string()) != Some(&seen_value(r))
             })
             .cloned()
+            .collect();
+        let fingerprints: HashMap<i64, String> = fresh
+            .iter()
+            .filter_map(|r| Some((r.get("id")?.as_i64()?, seen_value(r))))
             .collect();
         for doc in documents(odoo, &fresh).await? {
             let odoo_id = doc["odoo_id"].as_i64().unwrap_or_default() as i32;
@@ -195,8 +301,8 @@ pub async fn poll_once(
             }
             *report.outcomes.entry(outcome).or_default() += 1;
             report.handed += 1;
-            if let (Some(id), Some(wd)) = (doc["odoo_id"].as_i64(), doc["write_date"].as_str()) {
-                seen.insert(id.to_string(), wd.to_string());
+            if let Some(fingerprint) = fingerprints.get(&i64::from(odoo_id)) {
+                seen.insert(odoo_id.to_string(), fingerprint.clone());
             }
         }
         for r in &rows {
@@ -206,20 +312,29 @@ pub async fn poll_once(
                 }
             }
         }
+        cursor.advance(&rows);
         if rows.len() < PAGE {
+            report.resumes = false;
             break;
         }
     }
+    report.orders = orders.len();
     // Only the pairs inside the next window matter, and not those of the newest second: a
     // record written again within that second keeps the same write_date, so those rows are
     // applied again by the next poll (unchanged ones cost one comparison in the database).
-    let floor = shift(&new_watermark, settings.overlap).unwrap_or_default();
-    seen.retain(|_, wd| wd.as_str() >= floor.as_str() && wd.as_str() < new_watermark.as_str());
-    let seen_json = Value::Object(
-        seen.into_iter()
-            .map(|(k, v)| (k, Value::String(v)))
-            .collect(),
-    );
+    let floor = shift(&new_watermark, settings.overlap, false).unwrap_or_default();
+    seen.retain(|_, v| {
+        let wd = seen_write_date(v);
+        wd >= floor.as_str() && wd < new_watermark.as_str()
+    });
+    let mut seen_json: serde_json::Map<String, Value> = seen
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
+    if report.resumes {
+        seen_json.insert(RESUME_KEY.to_string(), cursor.to_json());
+    }
+    let seen_json = Value::Object(seen_json);
 
     if reconcile_due {
         report.deleted = reconcile(pg, odoo).await?;
@@ -263,4 +378,65 @@ pub async fn reconcile(pg: &Client, odoo: &OdooClient) -> Result<usize, PullErro
         }
     }
     Ok(gone)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: i64, write_date: &str, state: &str) -> serde_json::Map<String, Value> {
+        json!({"id": id, "write_date": write_date, "state": state})
+            .as_object()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn the_cursor_goes_on_after_the_ids_of_its_second() {
+        let mut c = Cursor {
+            second: "2026-01-01 09:59:00".into(),
+            ids: vec![],
+        };
+        assert_eq!(
+            c.domain().to_value(),
+            json!([["write_date", ">=", "2026-01-01 09:59:00"]])
+        );
+        c.advance(&[
+            row(4, "2026-01-01 09:59:30", "draft"),
+            row(2, "2026-01-01 10:00:00", "draft"),
+            row(3, "2026-01-01 10:00:00", "draft"),
+        ]);
+        assert_eq!(c.second, "2026-01-01 10:00:00");
+        assert_eq!(c.ids, [2, 3]);
+        assert_eq!(
+            c.domain().to_value(),
+            json!([
+                "|",
+                ["write_date", ">=", "2026-01-01 10:00:01"],
+                "&",
+                ["write_date", ">=", "2026-01-01 10:00:00"],
+                ["id", "not in", [2, 3]]
+            ])
+        );
+        c.advance(&[row(1, "2026-01-01 10:00:00", "draft")]);
+        assert_eq!(c.ids, [2, 3, 1]);
+        assert_eq!(Cursor::from_json(&c.to_json()), Some(c));
+        assert_eq!(Cursor::from_json(&json!({"second": 5})), None);
+    }
+
+    #[test]
+    fn seen_tells_a_changed_row_of_the_same_second() {
+        let first = seen_value(&row(7, "2026-01-01 10:00:00", "draft"));
+        assert_eq!(first, seen_value(&row(7, "2026-01-01 10:00:00", "draft")));
+        assert_ne!(
+            first,
+            seen_value(&row(7, "2026-01-01 10:00:00", "purchase"))
+        );
+        assert_eq!(seen_write_date(&first), "2026-01-01 10:00:00");
+        // Positions saved before fingerprints hold the write_date alone.
+        assert_eq!(
+            seen_write_date("2026-01-01 10:00:00"),
+            "2026-01-01 10:00:00"
+        );
+    }
 }
