@@ -1034,30 +1034,8 @@ async fn import_brings_exactly_the_matching_orders_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pull_interrupted_midway_loses_no_odoo_change() {
     let env = setup("tw_watermark").await;
-    // 450 imported orders: three pages of the poll.
-    let (ids, _) = odoo_orders(&env, 450).await;
-    env.sql(r#"SELECT odoo_sync.import_orders('{"date_from": "2000-01-01"}')"#)
-        .await;
-    env.drain().await;
-    let imported: i64 = env.one("SELECT count(*) FROM orders").await;
-    assert_eq!(imported, 450);
-    env.poll().await;
-    // One Odoo write changes every line: all 450 orders share one write_date.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let lines = env
-        .odoo
-        .search(
-            "purchase.order.line",
-            &Domain::is_in("order_id", ids.clone()),
-            None,
-            None,
-        )
-        .await
-        .expect("lines");
-    env.odoo
-        .write("purchase.order.line", &lines, &json!({"price_unit": 6.5}))
-        .await
-        .expect("one write");
+    // 450 imported orders (three pages of the poll) sharing one write_date.
+    imported_orders_then_one_odoo_write(&env, 450).await;
     // Polls fail part way (some of Odoo's answers are errors) until one completes.
     env.sim
         .sim
