@@ -1104,6 +1104,43 @@ async fn an_order_deleted_in_odoo_is_cancelled_here_by_the_reconciliation() {
     env.finish().await;
 }
 
+/// An order that record rules hide from the API user (a company it lost access to) is missing
+/// from `search` without a word, but it is not deleted: the reconciliation asks `read`, which
+/// refuses it, and stops instead of cancelling the local order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_hidden_by_record_rules_is_not_taken_as_deleted() {
+    let env = setup("tw_reconcile_hidden").await;
+    let (id, odoo_id, _) = synced_order(&env, "PO-H").await;
+    let hide = |hidden: &[i64]| {
+        let mut world = env.sim.sim.world.lock().unwrap_or_else(|p| p.into_inner());
+        for user in world.users.iter_mut().filter(|u| u.login == "admin") {
+            user.hidden
+                .insert("purchase.order".into(), hidden.iter().copied().collect());
+        }
+    };
+    hide(&[odoo_id]);
+    env.sql("UPDATE odoo_sync.pull_cursor SET reconciled_at = now() - interval '1 hour'")
+        .await;
+    let refused = poll_once(&env.worker, &env.odoo, &settings())
+        .await
+        .expect_err("the reconciliation stops at the refusal");
+    assert!(
+        refused.to_string().contains("Due to security restrictions"),
+        "{refused}"
+    );
+    let status: String = env
+        .one(&format!("SELECT status FROM orders WHERE id = {id}"))
+        .await;
+    assert_eq!(status, "DRAFT", "not cancelled");
+    assert_eq!(env.odoo_id(id).await, odoo_id, "still linked");
+
+    // Access back: nothing is taken as deleted.
+    hide(&[]);
+    let report = env.poll().await;
+    assert_eq!(report.deleted, 0, "{report:?}");
+    env.finish().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_run_loop_pulls_in_realtime_mode_only() {
     let env = setup("tw_realtime").await;

@@ -198,7 +198,7 @@ impl Sim {
         } else {
             vec![]
         };
-        let params = bind(call)?;
+        let mut params = bind(call)?;
         let mut world = self.world.lock().unwrap_or_else(|p| p.into_inner());
         let world = &mut *world;
         let mut env = Env {
@@ -228,6 +228,22 @@ impl Sim {
         }
         if denied && call.method != "fields_get" {
             return Err(env.access_error(def, operation(&call.method)));
+        }
+        if let Some(hidden) = user.hidden.get(&call.model).filter(|h| !h.is_empty()) {
+            if ids.iter().any(|id| hidden.contains(id)) {
+                return Err(env.record_rule_error(def, &ids, hidden));
+            }
+            if matches!(
+                call.method.as_str(),
+                "search" | "search_read" | "search_count"
+            ) {
+                // Record rules add their domain to every search.
+                let mut domain = vec![json!(["id", "not in", hidden])];
+                if let Some(Value::Array(terms)) = params.get("domain") {
+                    domain.extend(terms.iter().cloned());
+                }
+                params.insert("domain".into(), Value::Array(domain));
+            }
         }
         match run(&mut env, call, &ids, &params) {
             Ok((value, rollback)) => {

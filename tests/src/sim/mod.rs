@@ -110,6 +110,7 @@ impl Sim {
             api_key: Some(config.api_key.clone()),
             purchase_manager: true,
             denied_models: vec![],
+            hidden: Default::default(),
         };
         let pristine = config
             .seed

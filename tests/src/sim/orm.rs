@@ -737,7 +737,32 @@ impl<'a> Env<'a> {
         Ok(Value::Object(out))
     }
 
-    /// Checks the caller's right on the model (see `world::UserAuth::denied_models`).
+    /// The `AccessError` of a call on records that record rules hide from the user (see
+    /// `world::UserAuth::hidden`).
+    pub fn record_rule_error(
+        &self,
+        def: &ModelDef,
+        ids: &[i64],
+        hidden: &std::collections::BTreeSet<i64>,
+    ) -> OdooError {
+        let records: Vec<String> = ids
+            .iter()
+            .filter(|id| hidden.contains(id))
+            .map(|id| format!("id={id}"))
+            .collect();
+        OdooError::new(
+            ErrorKind::Access,
+            format!(
+                "Due to security restrictions, you are not allowed to access '{}' ({}) records.\n\nRecords: {}\n\nNote: this might be a multi-company issue. Switching company may help.",
+                def.description,
+                def.name,
+                records.join(", ")
+            ),
+        )
+    }
+
+    /// The `AccessError` of a call on a model the user may not touch (see
+    /// `world::UserAuth::denied_models`).
     pub fn access_error(&self, def: &ModelDef, operation: &str) -> OdooError {
         let verb = match operation {
             "read" => "access",

@@ -295,6 +295,7 @@ impl Seed {
                     api_key: user.api_key.clone(),
                     purchase_manager: user.purchase_manager,
                     denied_models: user.denied_models.clone(),
+                    hidden: Default::default(),
                 });
             }
             env.create_one(

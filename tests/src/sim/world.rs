@@ -39,6 +39,11 @@ pub struct UserAuth {
     pub purchase_manager: bool,
     /// Models this user may not touch at all: every call on them raises `AccessError`.
     pub denied_models: Vec<String>,
+    /// Records that record rules hide from this user, by model (an order of a company the user
+    /// has no access to): searches leave them out without a word, and a call on them raises
+    /// `AccessError`. Set by tests on the in-process simulator.
+    #[serde(default)]
+    pub hidden: std::collections::BTreeMap<String, std::collections::BTreeSet<i64>>,
 }
 
 /// All state of one simulated database.

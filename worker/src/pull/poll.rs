@@ -363,13 +363,23 @@ pub async fn reconcile(pg: &Client, odoo: &OdooClient) -> Result<usize, PullErro
         let Some(last) = ids.last() else { break };
         after = *last;
         let wanted: Vec<i64> = ids.iter().map(|i| i64::from(*i)).collect();
-        let found: std::collections::HashSet<i64> = odoo
+        let found: HashSet<i64> = odoo
             .search("purchase.order", &Domain::ids(&wanted), None, None)
             .await?
             .into_iter()
             .collect();
-        for id in wanted.iter().filter(|i| !found.contains(i)) {
-            pg.execute("SELECT odoo_sync.remote_deleted($1)", &[&(*id as i32)])
+        let missing: Vec<i64> = wanted
+            .iter()
+            .copied()
+            .filter(|i| !found.contains(i))
+            .collect();
+        // `search` leaves out, without a word, what record rules hide from the API user (an
+        // order of a company it lost access to); `read` answers a deleted id with nothing and
+        // a hidden one with an AccessError, which stops the reconciliation here instead of
+        // cancelling orders that still exist.
+        let still_there = odoo.read("purchase.order", &missing, &["id"]).await?;
+        for id in deleted_ids(&missing, &still_there) {
+            pg.execute("SELECT odoo_sync.remote_deleted($1)", &[&(id as i32)])
                 .await?;
             gone += 1;
         }
@@ -378,6 +388,19 @@ pub async fn reconcile(pg: &Client, odoo: &OdooClient) -> Result<usize, PullErro
         }
     }
     Ok(gone)
+}
+
+/// The ids of `missing` (not found by `search`) that `read` did not return either.
+fn deleted_ids(missing: &[i64], read: &[serde_json::Map<String, Value>]) -> Vec<i64> {
+    let read: HashSet<i64> = read
+        .iter()
+        .filter_map(|r| r.get("id").and_then(Value::as_i64))
+        .collect();
+    missing
+        .iter()
+        .copied()
+        .filter(|i| !read.contains(i))
+        .collect()
 }
 
 #[cfg(test)]
@@ -422,6 +445,13 @@ mod tests {
         assert_eq!(c.ids, [2, 3, 1]);
         assert_eq!(Cursor::from_json(&c.to_json()), Some(c));
         assert_eq!(Cursor::from_json(&json!({"second": 5})), None);
+    }
+
+    #[test]
+    fn only_what_read_does_not_return_is_deleted() {
+        let read = [row(5, "2026-01-01 10:00:00", "draft")];
+        assert_eq!(deleted_ids(&[4, 5, 6], &read), [4, 6]);
+        assert!(deleted_ids(&[], &read).is_empty());
     }
 
     #[test]
