@@ -100,8 +100,7 @@ BEGIN
     END IF;
     PERFORM @extschema@._exec_as_owner(t.orders_table,
         format('SELECT 1 FROM %s WHERE %I = $1[1]::%s FOR NO KEY UPDATE', t.orders_table, t.mapping -> 'orders' ->> 'id',
-               (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
-                WHERE a.attrelid = t.orders_table AND a.attname = t.mapping -> 'orders' ->> 'id')),
+               @extschema@._coltype(t.orders_table, t.mapping -> 'orders' ->> 'id')),
         ARRAY[p_order_key]);
 END
 $$;

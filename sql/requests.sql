@@ -17,8 +17,7 @@ BEGIN
         BEGIN
             EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s WHERE %I = $1::%s)', t.orders_table,
                            t.mapping -> 'orders' ->> 'id',
-                           (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
-                            WHERE a.attrelid = t.orders_table AND a.attname = t.mapping -> 'orders' ->> 'id'))
+                           @extschema@._coltype(t.orders_table, t.mapping -> 'orders' ->> 'id'))
             INTO v_found USING p_key;
         EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range THEN
             v_found := false;
@@ -67,6 +66,30 @@ BEGIN
 END
 $$;
 
+-- The order's key as odoo_sync records it (the key column's text) for a key given in any
+-- spelling its type accepts (' 42' or '042' for a bigint, an uppercase uuid); as given when no
+-- row has it (a deleted order, known by its state row).
+CREATE FUNCTION @extschema@._stored_key(p_tracking_id integer, p_key text) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t @extschema@.tracked_tables;
+    v_key text;
+BEGIN
+    SELECT * INTO t FROM @extschema@.tracked_tables tt WHERE tt.id = p_tracking_id;
+    BEGIN
+        EXECUTE format('SELECT %I::text FROM %s WHERE %I = $1::%s LIMIT 1',
+                       t.mapping -> 'orders' ->> 'id', t.orders_table, t.mapping -> 'orders' ->> 'id',
+                       @extschema@._coltype(t.orders_table, t.mapping -> 'orders' ->> 'id'))
+            INTO v_key USING p_key;
+    EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range THEN
+        v_key := NULL;
+    END;
+    RETURN COALESCE(v_key, p_key);
+END
+$$;
+
 CREATE FUNCTION @extschema@._sync_order(p_key text, p_key_types text[]) RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -87,7 +110,8 @@ BEGIN
             (SELECT string_agg(orders_table::text, ', ') FROM @extschema@.tracked_tables WHERE id = ANY (v_tables))
             USING ERRCODE = '21000';
     END IF;
-    RETURN @extschema@._ensure_push_job(v_tables[1], p_key, NULL);
+    -- The recorded spelling: another one would be a second order, and a second Odoo order.
+    RETURN @extschema@._ensure_push_job(v_tables[1], @extschema@._stored_key(v_tables[1], p_key), NULL);
 END
 $$;
 

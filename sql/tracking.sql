@@ -190,6 +190,19 @@ BEGIN
         END IF;
         v_result := v_result || jsonb_build_object(spec.canonical, v_column);
     END LOOP;
+    -- One column for two things would have odoo_sync overwrite it: sync_status mapped onto the
+    -- business status, or odoo_order_id onto the key (linking orders to unrelated Odoo orders).
+    FOR spec IN SELECT c.* FROM @extschema@.column_spec c
+                JOIN jsonb_each_text(v_result) a ON a.key = c.canonical
+                JOIN jsonb_each_text(v_result) b ON b.value = a.value AND b.key < a.key
+                WHERE c.table_role = p_role LIMIT 1 LOOP
+        RAISE EXCEPTION 'mapping uses column "%" of % for both "%.%" and "%.%"', v_result ->> spec.canonical, p_rel,
+                p_role, (SELECT b.key FROM jsonb_each_text(v_result) b
+                         WHERE b.value = v_result ->> spec.canonical AND b.key < spec.canonical ORDER BY b.key LIMIT 1),
+                p_role, spec.canonical
+            USING ERRCODE = '22023',
+                  HINT = 'Each of them needs a column of its own: map one of them to another column.';
+    END LOOP;
     RETURN v_result;
 END
 $$;

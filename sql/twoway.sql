@@ -836,6 +836,14 @@ BEGIN
         SELECT s.tracking_id, s.order_key INTO v_tracking, v_key FROM @extschema@.order_state s
         WHERE s.odoo_id = v_odoo_id ORDER BY s.tracking_id LIMIT 1;
     END IF;
+    IF v_key IS NULL AND import THEN
+        -- Two imports of one Odoo order (two workers' import batches, an import and a
+        -- sync_order_from_odoo) must not both create it: the second waits here until the first
+        -- commits, then finds its order. (Lock class 1329876815 is 'ODOO' in ASCII.)
+        PERFORM pg_advisory_xact_lock(1329876815, v_odoo_id);
+        SELECT s.tracking_id, s.order_key INTO v_tracking, v_key FROM @extschema@.order_state s
+        WHERE s.odoo_id = v_odoo_id ORDER BY s.tracking_id LIMIT 1;
+    END IF;
 
     IF v_key IS NULL THEN
         IF NOT import THEN

@@ -251,6 +251,19 @@ BEGIN
         END IF;
         v_result := v_result || jsonb_build_object(spec.canonical, v_column);
     END LOOP;
+    -- One column for two things would have odoo_sync overwrite it: sync_status mapped onto the
+    -- business status, or odoo_order_id onto the key (linking orders to unrelated Odoo orders).
+    FOR spec IN SELECT c.* FROM @extschema@.column_spec c
+                JOIN jsonb_each_text(v_result) a ON a.key = c.canonical
+                JOIN jsonb_each_text(v_result) b ON b.value = a.value AND b.key < a.key
+                WHERE c.table_role = p_role LIMIT 1 LOOP
+        RAISE EXCEPTION 'mapping uses column "%" of % for both "%.%" and "%.%"', v_result ->> spec.canonical, p_rel,
+                p_role, (SELECT b.key FROM jsonb_each_text(v_result) b
+                         WHERE b.value = v_result ->> spec.canonical AND b.key < spec.canonical ORDER BY b.key LIMIT 1),
+                p_role, spec.canonical
+            USING ERRCODE = '22023',
+                  HINT = 'Each of them needs a column of its own: map one of them to another column.';
+    END LOOP;
     RETURN v_result;
 END
 $$;
@@ -435,6 +448,24 @@ BEGIN
     INSERT INTO @extschema@.event_log (event_type, tracking_id, entity_id, payload)
     VALUES (p_type, p_tracking_id, p_entity, COALESCE(p_payload, '{}'));
     PERFORM @extschema@._notify('event');
+END
+$$;
+
+CREATE OR REPLACE FUNCTION @extschema@._lock_order(p_tracking_id integer, p_order_key text) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t @extschema@.tracked_tables;
+BEGIN
+    SELECT * INTO t FROM @extschema@.tracked_tables WHERE id = p_tracking_id;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    PERFORM @extschema@._exec_as_owner(t.orders_table,
+        format('SELECT 1 FROM %s WHERE %I = $1[1]::%s FOR NO KEY UPDATE', t.orders_table, t.mapping -> 'orders' ->> 'id',
+               @extschema@._coltype(t.orders_table, t.mapping -> 'orders' ->> 'id')),
+        ARRAY[p_order_key]);
 END
 $$;
 
@@ -982,8 +1013,7 @@ BEGIN
         BEGIN
             EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s WHERE %I = $1::%s)', t.orders_table,
                            t.mapping -> 'orders' ->> 'id',
-                           (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
-                            WHERE a.attrelid = t.orders_table AND a.attname = t.mapping -> 'orders' ->> 'id'))
+                           @extschema@._coltype(t.orders_table, t.mapping -> 'orders' ->> 'id'))
             INTO v_found USING p_key;
         EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range THEN
             v_found := false;
@@ -1028,6 +1058,52 @@ BEGIN
         (SELECT sync_status FROM @extschema@.order_state WHERE tracking_id = p_tracking_id AND order_key = p_order_key)));
     PERFORM @extschema@._notify('queue');
     RETURN v_job;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION @extschema@._stored_key(p_tracking_id integer, p_key text) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t @extschema@.tracked_tables;
+    v_key text;
+BEGIN
+    SELECT * INTO t FROM @extschema@.tracked_tables tt WHERE tt.id = p_tracking_id;
+    BEGIN
+        EXECUTE format('SELECT %I::text FROM %s WHERE %I = $1::%s LIMIT 1',
+                       t.mapping -> 'orders' ->> 'id', t.orders_table, t.mapping -> 'orders' ->> 'id',
+                       @extschema@._coltype(t.orders_table, t.mapping -> 'orders' ->> 'id'))
+            INTO v_key USING p_key;
+    EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range THEN
+        v_key := NULL;
+    END;
+    RETURN COALESCE(v_key, p_key);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION @extschema@._sync_order(p_key text, p_key_types text[]) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_tables integer[];
+BEGIN
+    IF p_key IS NULL THEN
+        RAISE EXCEPTION 'sync_order needs an order id, got NULL' USING ERRCODE = '22004';
+    END IF;
+    v_tables := ARRAY(SELECT @extschema@._find_order(p_key, p_key_types));
+    IF cardinality(v_tables) = 0 THEN
+        RAISE EXCEPTION 'order % not found in any tracked orders table', p_key
+            USING ERRCODE = 'P0002',
+                  HINT = 'Check the id; SELECT orders_table FROM odoo_sync.tracked_tables lists the tracked tables.';
+    ELSIF cardinality(v_tables) > 1 THEN
+        RAISE EXCEPTION 'order % exists in several tracked tables: %', p_key,
+            (SELECT string_agg(orders_table::text, ', ') FROM @extschema@.tracked_tables WHERE id = ANY (v_tables))
+            USING ERRCODE = '21000';
+    END IF;
+    -- The recorded spelling: another one would be a second order, and a second Odoo order.
+    RETURN @extschema@._ensure_push_job(v_tables[1], @extschema@._stored_key(v_tables[1], p_key), NULL);
 END
 $$;
 
@@ -1967,6 +2043,14 @@ BEGIN
         END IF;
     END IF;
     IF v_key IS NULL THEN
+        SELECT s.tracking_id, s.order_key INTO v_tracking, v_key FROM @extschema@.order_state s
+        WHERE s.odoo_id = v_odoo_id ORDER BY s.tracking_id LIMIT 1;
+    END IF;
+    IF v_key IS NULL AND import THEN
+        -- Two imports of one Odoo order (two workers' import batches, an import and a
+        -- sync_order_from_odoo) must not both create it: the second waits here until the first
+        -- commits, then finds its order. (Lock class 1329876815 is 'ODOO' in ASCII.)
+        PERFORM pg_advisory_xact_lock(1329876815, v_odoo_id);
         SELECT s.tracking_id, s.order_key INTO v_tracking, v_key FROM @extschema@.order_state s
         WHERE s.odoo_id = v_odoo_id ORDER BY s.tracking_id LIMIT 1;
     END IF;

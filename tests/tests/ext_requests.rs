@@ -112,6 +112,55 @@ async fn sync_order_overloads_find_the_order_and_reuse_its_job() {
     db.finish().await;
 }
 
+/// A key in another spelling of its type (an uppercase uuid, a bigint with a sign, spaces or
+/// leading zeros) is the same order: the request joins its job, and no second order (which
+/// would become a second Odoo order) appears.
+#[tokio::test]
+async fn sync_order_takes_any_spelling_of_the_key_as_the_same_order() {
+    for (key_type, spellings) in [
+        ("uuid", vec!["upper"]),
+        ("bigint", vec![" {k}", "0{k}", "+{k}", "{k} "]),
+    ] {
+        let db = tracked(&format!("syncspell_{key_type}"), key_type).await;
+        let key: String = scalar(
+            &db.client,
+            "INSERT INTO orders (supplier_id) VALUES ('S') RETURNING id::text",
+        )
+        .await;
+        work_all(&db.client, |_| false).await;
+        let job: i64 = db
+            .client
+            .query_one("SELECT odoo_sync.sync_order($1::text)", &[&key])
+            .await
+            .unwrap()
+            .get(0);
+        for spelling in spellings {
+            let other = if spelling == "upper" {
+                key.to_uppercase()
+            } else {
+                spelling.replace("{k}", &key)
+            };
+            assert_ne!(other, key);
+            let again: i64 = db
+                .client
+                .query_one("SELECT odoo_sync.sync_order($1::text)", &[&other])
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(again, job, "{key_type} {other:?}");
+        }
+        assert_eq!(
+            scalar::<i64>(&db.client, "SELECT count(*) FROM odoo_sync.order_state").await,
+            1
+        );
+        assert_eq!(
+            scalar::<i64>(&db.client, "SELECT count(*) FROM odoo_sync.jobs").await,
+            1
+        );
+        db.finish().await;
+    }
+}
+
 #[tokio::test]
 async fn batch_sync_pending_and_batch_status() {
     let db = TestDb::new("batch").await;

@@ -106,6 +106,24 @@ async fn invalid_tracking_requests_are_refused_with_nothing_attached() {
         ),
         (
             "SELECT odoo_sync.track_orders('orders', 'order_items', $1)",
+            json!({"orders": {"sync_status": "status"}}),
+            "22023",
+            "mapping uses column \"status\" of public.orders for both \"orders.status\" and \"orders.sync_status\"",
+        ),
+        (
+            "SELECT odoo_sync.track_orders('orders', 'order_items', $1)",
+            json!({"orders": {"order_number": "notes"}}),
+            "22023",
+            "for both \"orders.notes\" and \"orders.order_number\"",
+        ),
+        (
+            "SELECT odoo_sync.track_orders('orders', 'order_items', $1)",
+            json!({"items": {"notes": "product_id"}}),
+            "22023",
+            "for both \"items.notes\" and \"items.product_id\"",
+        ),
+        (
+            "SELECT odoo_sync.track_orders('orders', 'order_items', $1)",
             json!({"orders": {"notes": 5}}),
             "22023",
             "non-empty column name",

@@ -901,6 +901,52 @@ async fn a_poll_goes_on_where_the_last_one_stopped() {
     env.finish().await;
 }
 
+/// Two imports of one Odoo order at once (two workers' import batches, or an import and a
+/// `sync_order_from_odoo`): the second waits for the first and finds its order, instead of
+/// creating a second local order linked to the same Odoo order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_imports_of_one_odoo_order_at_once_make_one_local_order() {
+    let env = setup("tw_import_race").await;
+    let (ids, _) = odoo_orders(&env, 1).await;
+    let doc = odoo_sync_worker::pull::remote::fetch(&env.odoo, &ids)
+        .await
+        .expect("document")
+        .remove(0);
+    let first = env.db.connect().await;
+    let second = env.db.connect().await;
+    first.batch_execute("BEGIN").await.expect("begin");
+    let outcome = |v: Value| v["outcome"].as_str().unwrap_or_default().to_string();
+    let a: Value = first
+        .query_one("SELECT odoo_sync.apply_remote($1, true)", &[&doc])
+        .await
+        .expect("first import")
+        .get(0);
+    assert_eq!(outcome(a), "imported");
+    let doc2 = doc.clone();
+    let racing = tokio::spawn(async move {
+        second
+            .query_one("SELECT odoo_sync.apply_remote($1, true)", &[&doc2])
+            .await
+            .map(|r| r.get::<_, Value>(0))
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !racing.is_finished(),
+        "the second import waits for the first"
+    );
+    first.batch_execute("COMMIT").await.expect("commit");
+    let b = racing.await.expect("task").expect("second import");
+    assert_ne!(outcome(b.clone()), "imported", "{b}");
+    let linked: i64 = env
+        .one(&format!(
+            "SELECT count(*) FROM orders WHERE odoo_order_id = {}",
+            ids[0]
+        ))
+        .await;
+    assert_eq!(linked, 1);
+    env.finish().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_brings_exactly_the_matching_orders_once() {
     let env = setup("tw_import").await;
