@@ -215,9 +215,13 @@ BEGIN
     SELECT count(*) INTO v_pending FROM @extschema@.jobs j WHERE j.batch_id = b.id;
     IF b.kind = 'import' AND b.progress <> '{}' THEN
         v_done := COALESCE((b.progress ->> 'imported')::int, 0);
-        v_dead := COALESCE((b.progress ->> 'failed')::int, 0);
         b.skipped := COALESCE((b.progress ->> 'skipped')::int, 0);
         b.total := COALESCE((b.progress ->> 'found')::int, b.total);
+        -- An import job that ended dead stopped part way: the orders it did not get to failed
+        -- too, or the batch would read as a success with nothing pending.
+        v_dead := CASE WHEN v_pending = 0 AND v_dead > 0
+                       THEN GREATEST(b.total - v_done - b.skipped, COALESCE((b.progress ->> 'failed')::int, 0))
+                       ELSE COALESCE((b.progress ->> 'failed')::int, 0) END;
     END IF;
     RETURN QUERY SELECT v_done + v_dead, v_done, v_dead, b.skipped,
         CASE WHEN v_pending = 0 AND v_last IS NOT NULL THEN v_last - b.created_at ELSE now() - b.created_at END,

@@ -1127,6 +1127,41 @@ BEGIN
 END
 $$;
 
+CREATE OR REPLACE FUNCTION @extschema@.batch_status(batch_id bigint)
+RETURNS TABLE (total_processed integer, successful integer, failed integer, skipped integer,
+               duration interval, next_batch_token text, total integer, pending integer)
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    b @extschema@.batches;
+    v_done integer; v_dead integer; v_pending integer; v_last timestamptz;
+BEGIN
+    SELECT * INTO b FROM @extschema@.batches WHERE id = batch_status.batch_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'batch % does not exist', COALESCE(batch_status.batch_id::text, 'NULL') USING ERRCODE = 'P0002';
+    END IF;
+    SELECT count(*) FILTER (WHERE h.state = 'done'), count(*) FILTER (WHERE h.state = 'dead'), max(h.finished_at)
+    INTO v_done, v_dead, v_last
+    FROM @extschema@.job_history h WHERE h.batch_id = b.id;
+    SELECT count(*) INTO v_pending FROM @extschema@.jobs j WHERE j.batch_id = b.id;
+    IF b.kind = 'import' AND b.progress <> '{}' THEN
+        v_done := COALESCE((b.progress ->> 'imported')::int, 0);
+        b.skipped := COALESCE((b.progress ->> 'skipped')::int, 0);
+        b.total := COALESCE((b.progress ->> 'found')::int, b.total);
+        -- An import job that ended dead stopped part way: the orders it did not get to failed
+        -- too, or the batch would read as a success with nothing pending.
+        v_dead := CASE WHEN v_pending = 0 AND v_dead > 0
+                       THEN GREATEST(b.total - v_done - b.skipped, COALESCE((b.progress ->> 'failed')::int, 0))
+                       ELSE COALESCE((b.progress ->> 'failed')::int, 0) END;
+    END IF;
+    RETURN QUERY SELECT v_done + v_dead, v_done, v_dead, b.skipped,
+        CASE WHEN v_pending = 0 AND v_last IS NOT NULL THEN v_last - b.created_at ELSE now() - b.created_at END,
+        b.next_token, b.total, v_pending;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION @extschema@.import_orders(filter jsonb) RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp

@@ -330,6 +330,65 @@ async fn import_orders_validates_its_filter() {
     db.finish().await;
 }
 
+/// total, successful, failed, skipped and pending of `batch_status(batch)`.
+async fn import_counts(client: &Client, batch: i64) -> Vec<i32> {
+    let r = client
+        .query_one(
+            "SELECT total, successful, failed, skipped, pending FROM odoo_sync.batch_status($1)",
+            &[&batch],
+        )
+        .await
+        .unwrap();
+    (0..5).map(|i| r.get::<_, i32>(i)).collect()
+}
+
+/// An import job that dies part way (an outage outlasting its attempts, a permanent error)
+/// leaves the orders it did not get to: they count as failed, not as a success.
+#[tokio::test]
+async fn an_import_that_died_part_way_counts_what_it_left_as_failed() {
+    let db = tracked("importdead", "bigint").await;
+    let batch: i64 = scalar(
+        &db.client,
+        r#"SELECT odoo_sync.import_orders('{"date_from": "2026-01-01"}')"#,
+    )
+    .await;
+    let claim = db
+        .client
+        .query_one(
+            "SELECT job_id, attempt_token FROM odoo_sync.claim_jobs('w', 1, '1 minute')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (job, token): (i64, i64) = (claim.get(0), claim.get(1));
+    db.client
+        .execute(
+            r#"SELECT odoo_sync.report_progress($1, $2, '{"found": 500, "imported": 200, "failed": 1, "skipped": 4}')"#,
+            &[&job, &token],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        import_counts(&db.client, batch).await,
+        [500, 200, 1, 4, 1],
+        "running"
+    );
+    let outcome: String = scalar(
+        &db.client,
+        &format!(
+            r#"SELECT odoo_sync.fail_job({job}, {token}, '{{"message": "Odoo is down"}}', true)"#
+        ),
+    )
+    .await;
+    assert_eq!(outcome, "dead");
+    assert_eq!(
+        import_counts(&db.client, batch).await,
+        [500, 200, 296, 4, 0],
+        "the 295 orders it did not get to failed too"
+    );
+    db.finish().await;
+}
+
 #[tokio::test]
 async fn sync_order_from_odoo_coalesces_per_odoo_order() {
     let db = tracked("pull", "uuid").await;
