@@ -1580,6 +1580,17 @@ AS $$
         'odoo:' || (l ->> 'odoo_line_id'))
 $$;
 
+CREATE OR REPLACE FUNCTION @extschema@._item_scale(p_tracking_id integer, p_column text) RETURNS integer
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype) THEN 0
+                WHEN a.atttypid = 'numeric'::regtype AND a.atttypmod >= 4 THEN (a.atttypmod - 4) & 65535 END
+    FROM @extschema@.tracked_tables t
+    JOIN pg_attribute a ON a.attrelid = t.items_table AND a.attname = t.mapping -> 'items' ->> p_column
+    WHERE t.id = p_tracking_id
+$$;
+
 CREATE OR REPLACE FUNCTION @extschema@._canonical_remote(p_tracking_id integer, r jsonb) RETURNS jsonb
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -1590,11 +1601,15 @@ AS $$
         'lines', COALESCE((
             SELECT jsonb_object_agg(@extschema@._line_key(p_tracking_id, l), jsonb_build_object(
                        'product_id', l ->> 'product_id',
-                       'quantity', (l ->> 'quantity')::numeric,
-                       'unit_price', (l ->> 'unit_price')::numeric,
+                       'quantity', CASE WHEN sc.qty IS NULL THEN (l ->> 'quantity')::numeric
+                                        ELSE round((l ->> 'quantity')::numeric, sc.qty) END,
+                       'unit_price', CASE WHEN sc.price IS NULL THEN (l ->> 'unit_price')::numeric
+                                          ELSE round((l ->> 'unit_price')::numeric, sc.price) END,
                        'qty_received', COALESCE((l ->> 'qty_received')::numeric, 0),
                        'odoo_line_id', (l ->> 'odoo_line_id')::integer))
-            FROM jsonb_array_elements(COALESCE(r -> 'lines', '[]')) l), '{}'))
+            FROM jsonb_array_elements(COALESCE(r -> 'lines', '[]')) l
+            CROSS JOIN (SELECT @extschema@._item_scale(p_tracking_id, 'quantity') AS qty,
+                               @extschema@._item_scale(p_tracking_id, 'unit_price') AS price) sc), '{}'))
         -- The worker reads Odoo's notes HTML as notes_html; the base keeps it for the next push.
         || CASE WHEN r ? 'notes_html' THEN @extschema@._odoo_notes(r -> 'notes_html') ELSE '{}' END
         || @extschema@._odoo_delivery(r -> 'date_planned')

@@ -342,16 +342,7 @@ async fn edits_of_different_fields_on_both_sides_merge_without_a_conflict() {
     .await;
     env.write_line(lines[1], json!({"product_qty": 3, "price_unit": 25.0}))
         .await;
-    let product = env
-        .odoo
-        .search(
-            "product.product",
-            &Domain::eq("default_code", "FURN_8220"),
-            None,
-            None,
-        )
-        .await
-        .expect("product")[0];
+    let product = odoo_record(&env, "product.product", "default_code", "FURN_8220").await;
     env.odoo
         .write(
             "purchase.order",
@@ -748,16 +739,7 @@ async fn odoo_orders(env: &Env, count: usize) -> (Vec<i64>, Vec<i64>) {
         )
         .await
         .expect("partners");
-    let product = env
-        .odoo
-        .search(
-            "product.product",
-            &Domain::eq("default_code", "FURN_0001"),
-            None,
-            None,
-        )
-        .await
-        .expect("product")[0];
+    let product = odoo_record(env, "product.product", "default_code", "FURN_0001").await;
     let vals: Vec<Value> = (0..count)
         .map(|n| {
             json!({"partner_id": partners[(n / 2) % 2],
@@ -770,6 +752,14 @@ async fn odoo_orders(env: &Env, count: usize) -> (Vec<i64>, Vec<i64>) {
         .await
         .expect("create in Odoo");
     (ids, partners)
+}
+
+/// The Odoo id of the record of `model` whose `field` is `value` (seeded partners, products).
+async fn odoo_record(env: &Env, model: &str, field: &str, value: &str) -> i64 {
+    env.odoo
+        .search(model, &Domain::eq(field, value), None, None)
+        .await
+        .expect(model)[0]
 }
 
 /// `count` Odoo orders imported and polled once, then one Odoo write changing every line's
@@ -944,6 +934,50 @@ async fn two_imports_of_one_odoo_order_at_once_make_one_local_order() {
         ))
         .await;
     assert_eq!(linked, 1);
+    env.finish().await;
+}
+
+/// An Odoo price with more digits than the local column keeps (12.345 in a numeric(12,2)
+/// column) is stored rounded; the merge does not take that rounding for a local edit, so
+/// nothing is pushed back and Odoo keeps its price.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rounding_by_a_local_column_is_not_pushed_back_to_odoo() {
+    let env = setup("tw_rounding").await;
+    let partner = odoo_record(&env, "res.partner", "ref", "V-WOOD").await;
+    let product = odoo_record(&env, "product.product", "default_code", "FURN_0001").await;
+    let odoo_id = env
+        .odoo
+        .create(
+            "purchase.order",
+            &[json!({"partner_id": partner, "order_line": [[0, 0,
+                {"product_id": product, "product_qty": 2, "price_unit": 12.345}]]})],
+        )
+        .await
+        .expect("create")[0];
+    env.sql(r#"SELECT odoo_sync.import_orders('{"date_from": "2000-01-01"}')"#)
+        .await;
+    env.drain().await;
+    let local: String = env.one("SELECT unit_price::text FROM order_items").await;
+    assert_eq!(local, "12.35");
+    // The pull reads the order again, and again after an Odoo edit elsewhere on it.
+    env.poll().await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    env.odoo
+        .write(
+            "purchase.order",
+            &[odoo_id],
+            &json!({"origin": "edited in Odoo"}),
+        )
+        .await
+        .expect("edit");
+    env.poll().await;
+    let pushes: i64 = env
+        .one("SELECT count(*) FROM odoo_sync.jobs WHERE kind = 'push'")
+        .await;
+    assert_eq!(pushes, 0, "nothing to push");
+    env.drain().await;
+    assert_eq!(env.odoo_lines(odoo_id).await[0].2, d("12.345"));
+    assert!(env.open_conflicts().await.is_empty());
     env.finish().await;
 }
 
@@ -1542,11 +1576,7 @@ async fn an_odoo_order_the_database_refuses_does_not_stop_the_pull() {
     let (b, _odoo_b, lines_b) = synced_order(&env, "PO-B1").await;
     // Deco Addict's ref already stands for another Odoo partner here: a vendor change to it
     // cannot be mapped to a local supplier.
-    let deco = env
-        .odoo
-        .search("res.partner", &Domain::eq("ref", "V-DECO"), None, None)
-        .await
-        .expect("partner")[0];
+    let deco = odoo_record(&env, "res.partner", "ref", "V-DECO").await;
     env.sql("INSERT INTO odoo_sync.partner_map (local_supplier_id, odoo_partner_id) \
              SELECT 'V-DECO', odoo_partner_id FROM odoo_sync.partner_map WHERE local_supplier_id = 'V-WOOD'")
         .await;
