@@ -942,8 +942,18 @@ BEGIN
     --    meeting it as a conflict or being undone by it;
     --  * a line under our own external id (pol_<tracking>_<item>; nobody else creates those)
     --    that the base does not have, and whose local item is gone, was deleted here since: a
-    --    local deletion, which the next push carries to Odoo, not a line added in Odoo.
+    --    local deletion, which the next push carries to Odoo, not a line added in Odoo;
+    --  * the same for the vendor, the notes and the delivery date: Odoo holding a noted
+    --    attempt's value is our own write, and the local value stands. (Not the state: Odoo
+    --    moves it by itself, on confirmation.)
     SELECT COALESCE(jsonb_agg(CASE
+               WHEN x.entry ->> 'field' IN ('partner_id', 'notes', 'delivery_date')
+                    AND x.entry ->> 'side' IN ('remote', 'both')
+                    AND EXISTS (
+                        SELECT 1 FROM @extschema@._noted_attempts(st.attempt_snapshot) a(attempt)
+                        WHERE a.attempt ? (x.entry ->> 'field')
+                          AND a.attempt -> (x.entry ->> 'field') = v_remote -> (x.entry ->> 'field'))
+               THEN x.entry || jsonb_build_object('side', 'local')
                WHEN x.entry ->> 'group' = 'lines' AND x.entry ->> 'side' IN ('remote', 'both')
                     AND (EXISTS (
                              SELECT 1 FROM @extschema@._noted_attempts(st.attempt_snapshot) a(attempt)

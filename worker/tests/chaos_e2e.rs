@@ -1558,6 +1558,57 @@ async fn local_edit_wins(env: Env, mut w: WorkerProc, item: i64) {
     env.finish().await;
 }
 
+/// A vendor change whose push committed in Odoo and lost its reply, while Odoo matches no noted
+/// attempt as a whole (a push cut between its calls), then another local vendor change (found
+/// by the eager chaos run in CI: a false VERSION_CONFLICT on partner_id). Odoo's vendor is
+/// the noted attempt's: our own write, so the local vendor stands and is pushed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_vendor_change_after_a_partial_unacknowledged_push_stands() {
+    let _heavy = HEAVY.lock().await;
+    let (env, mut w, order) = line_written_without_reply(
+        "c_bug_partial_vendor",
+        "UPDATE orders SET supplier_id = 'V-AZURE', supplier_name = 'Azure Interior' \
+         WHERE id = 1 RETURNING id",
+    )
+    .await;
+    // The noted attempt matches Odoo's vendor, not its lines.
+    env.db
+        .client
+        .batch_execute(
+            "UPDATE odoo_sync.order_state
+             SET attempt_snapshot = (SELECT jsonb_agg(jsonb_set(a, '{lines}', '{}'))
+                                     FROM jsonb_array_elements(attempt_snapshot) a)
+             WHERE order_key = '1'",
+        )
+        .await
+        .expect("make the noted attempt a partial one");
+    env.db
+        .client
+        .execute(
+            "UPDATE orders SET supplier_id = 'V-DECO', supplier_name = 'Deco Addict' WHERE id = $1",
+            &[&order],
+        )
+        .await
+        .expect("change the vendor again");
+    settle_without_conflict(&env).await;
+    let vendor = env
+        .odoo_call(
+            "purchase.order",
+            "search_read",
+            json!([[]]),
+            json!({"fields": ["partner_id"]}),
+        )
+        .await;
+    assert_eq!(
+        vendor[0]["partner_id"][1],
+        "Deco Addict",
+        "{vendor}:\n{}",
+        order_history(&env.db.client, 1).await
+    );
+    w.kill();
+    env.finish().await;
+}
+
 /// A push whose Odoo write committed but whose reply was lost, then a local change, then the
 /// retry: the retry finds Odoo's write_date moved by its own earlier write. That write must not
 /// be merged as an Odoo edit. (It was: the line the lost write added came back into the local
