@@ -1509,16 +1509,22 @@ async fn line_written_without_reply(label: &str, change: &str) -> (Env, WorkerPr
 /// Makes what the worker noted of its unacknowledged push match Odoo only line by line, not as
 /// a whole (its vendor differs), as after a push cut between its calls.
 async fn make_noted_attempt_partial(env: &Env) {
+    set_in_noted_attempts(env, "{partner_id}", "\"999999\"").await;
+}
+
+/// Sets `path` of every noted attempt of order 1 to `value` (JSON).
+async fn set_in_noted_attempts(env: &Env, path: &str, value: &str) {
     env.db
         .client
-        .batch_execute(
+        .execute(
             "UPDATE odoo_sync.order_state
-             SET attempt_snapshot = (SELECT jsonb_agg(jsonb_set(a, '{partner_id}', '\"999999\"'))
+             SET attempt_snapshot = (SELECT jsonb_agg(jsonb_set(a, $1::text::text[], $2::text::jsonb))
                                      FROM jsonb_array_elements(attempt_snapshot) a)
              WHERE order_key = '1'",
+            &[&path, &value],
         )
         .await
-        .expect("make the noted attempt a partial one");
+        .expect("change the noted attempts");
 }
 
 /// Waits for the queue to settle and checks that no conflict is open: nobody edited in Odoo.
@@ -1572,16 +1578,7 @@ async fn a_local_vendor_change_after_a_partial_unacknowledged_push_stands() {
     )
     .await;
     // The noted attempt matches Odoo's vendor, not its lines.
-    env.db
-        .client
-        .batch_execute(
-            "UPDATE odoo_sync.order_state
-             SET attempt_snapshot = (SELECT jsonb_agg(jsonb_set(a, '{lines}', '{}'))
-                                     FROM jsonb_array_elements(attempt_snapshot) a)
-             WHERE order_key = '1'",
-        )
-        .await
-        .expect("make the noted attempt a partial one");
+    set_in_noted_attempts(&env, "{lines}", "{}").await;
     env.db
         .client
         .execute(
