@@ -80,8 +80,10 @@ CREATE TABLE @extschema@.line_links (
     UNIQUE (tracking_id, odoo_line_id)
 );
 
--- Where the realtime pull stands: the highest write_date Odoo returned, and the (id,
--- write_date) pairs already applied inside the overlap window (odoo-api.md, polling).
+-- Where the realtime pull stands: the highest write_date Odoo returned; in `seen`, the orders
+-- already applied inside the overlap window (Odoo id -> their write_date and a fingerprint of
+-- the row, see worker/src/pull/poll.rs), and under "resume" where a poll that ran out of pages
+-- stopped.
 CREATE TABLE @extschema@.pull_cursor (
     id            integer PRIMARY KEY DEFAULT 1 CHECK (id = 1),
     watermark     text,
