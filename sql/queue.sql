@@ -156,6 +156,22 @@ BEGIN
 END
 $$;
 
+-- Puts a job back in the queue, ready now, with a fresh count of attempts: its order changed
+-- during the attempt, and new data deserves its own tries. last_error keeps what the attempt
+-- ended with (NULL after a success).
+CREATE FUNCTION @extschema@._requeue_fresh(p_job_id bigint, p_error jsonb) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE @extschema@.jobs q
+    SET state = 'queued', run_after = now(), lease_owner = NULL, lease_until = NULL, attempt_token = NULL,
+        attempts = 0, last_error = p_error
+    WHERE q.id = p_job_id;
+    PERFORM @extschema@._notify('queue');
+END
+$$;
+
 -- Locks a running job and checks the caller's attempt token; raises 55000 otherwise. For a
 -- push, the order's row is locked first (see _lock_order): lock order is always order row,
 -- then state row, then job row, for every party, so they cannot deadlock.
@@ -167,7 +183,7 @@ AS $$
 DECLARE
     j @extschema@.jobs;
 BEGIN
-    PERFORM @extschema@._require_read_committed('complete_job, fail_job and report_progress');
+    PERFORM @extschema@._require_read_committed('complete_job, fail_job, report_progress and requeue_job');
     IF p_job_id IS NULL OR p_attempt_token IS NULL THEN
         RAISE EXCEPTION 'job id and attempt token are required' USING ERRCODE = '22004';
     END IF;
@@ -260,10 +276,7 @@ BEGIN
             'message', format('worker %s did not finish attempt %s within its lease', j.lease_owner, j.attempts));
         IF j.kind = 'push'
            AND COALESCE(@extschema@._current_version(j.tracking_id, j.order_key) > j.claimed_version, false) THEN
-            UPDATE @extschema@.jobs q
-            SET state = 'queued', run_after = now(), lease_owner = NULL, lease_until = NULL, attempt_token = NULL,
-                attempts = 0, last_error = v_error || jsonb_build_object('attempt', j.attempts, 'at', now())
-            WHERE q.id = j.id;
+            PERFORM @extschema@._requeue_fresh(j.id, v_error || jsonb_build_object('attempt', j.attempts, 'at', now()));
             CONTINUE;
         END IF;
         PERFORM @extschema@._dead_letter(j, v_error);
@@ -541,11 +554,7 @@ BEGIN
 
     PERFORM @extschema@._log_attempt(j, v_operation, true, NULL, v_result);
     IF v_requeue THEN
-        UPDATE @extschema@.jobs q
-        SET state = 'queued', run_after = now(), lease_owner = NULL, lease_until = NULL, attempt_token = NULL,
-            attempts = 0, last_error = NULL
-        WHERE q.id = j.id;
-        PERFORM @extschema@._notify('queue');
+        PERFORM @extschema@._requeue_fresh(j.id, NULL);
         RETURN 'requeued';
     END IF;
     PERFORM @extschema@._finish_job(j, 'done', NULL);
@@ -590,11 +599,7 @@ BEGIN
     IF j.kind = 'push' THEN
         v_version := @extschema@._current_version(j.tracking_id, j.order_key);
         IF v_version > j.claimed_version THEN
-            UPDATE @extschema@.jobs q
-            SET state = 'queued', run_after = now(), lease_owner = NULL, lease_until = NULL, attempt_token = NULL,
-                attempts = 0, last_error = v_error
-            WHERE q.id = j.id;
-            PERFORM @extschema@._notify('queue');
+            PERFORM @extschema@._requeue_fresh(j.id, v_error);
             RETURN 'requeued';
         END IF;
     END IF;

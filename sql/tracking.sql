@@ -138,6 +138,7 @@ DECLARE
     v_column text;
     v_type regtype;
     v_result jsonb := '{}';
+    v_shared record;
 BEGIN
     IF p_overrides IS NOT NULL AND jsonb_typeof(p_overrides) <> 'object' THEN
         RAISE EXCEPTION 'mapping for "%" must be an object of column renames, got %', p_role, jsonb_typeof(p_overrides)
@@ -192,17 +193,15 @@ BEGIN
     END LOOP;
     -- One column for two things would have odoo_sync overwrite it: sync_status mapped onto the
     -- business status, or odoo_order_id onto the key (linking orders to unrelated Odoo orders).
-    FOR spec IN SELECT c.* FROM @extschema@.column_spec c
-                JOIN jsonb_each_text(v_result) a ON a.key = c.canonical
-                JOIN jsonb_each_text(v_result) b ON b.value = a.value AND b.key < a.key
-                WHERE c.table_role = p_role LIMIT 1 LOOP
-        RAISE EXCEPTION 'mapping uses column "%" of % for both "%.%" and "%.%"', v_result ->> spec.canonical, p_rel,
-                p_role, (SELECT b.key FROM jsonb_each_text(v_result) b
-                         WHERE b.value = v_result ->> spec.canonical AND b.key < spec.canonical ORDER BY b.key LIMIT 1),
-                p_role, spec.canonical
+    SELECT a.value AS col, b.key AS first, a.key AS second INTO v_shared
+    FROM jsonb_each_text(v_result) a JOIN jsonb_each_text(v_result) b ON b.value = a.value AND b.key < a.key
+    ORDER BY b.key, a.key LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'mapping uses column "%" of % for both "%.%" and "%.%"', v_shared.col, p_rel,
+                p_role, v_shared.first, p_role, v_shared.second
             USING ERRCODE = '22023',
                   HINT = 'Each of them needs a column of its own: map one of them to another column.';
-    END LOOP;
+    END IF;
     RETURN v_result;
 END
 $$;

@@ -304,9 +304,9 @@ AS $$
 $$;
 
 -- Canonical form of Odoo's version of an order (as the worker sends it to apply_remote).
--- Quantities and prices are rounded as the local
--- columns store them: a price of 12.345 in Odoo is 12.35 in a numeric(12,2) column, and the
--- merge must not take that rounding for a local change and push 12.35 back to Odoo.
+-- Quantities and prices are rounded as the local columns store them: a price of 12.345 in Odoo
+-- is 12.35 in a numeric(12,2) column, and the merge must not take that rounding for a local
+-- change and push 12.35 back to Odoo.
 CREATE FUNCTION @extschema@._canonical_remote(p_tracking_id integer, r jsonb) RETURNS jsonb
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp

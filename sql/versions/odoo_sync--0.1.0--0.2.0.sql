@@ -199,6 +199,7 @@ DECLARE
     v_column text;
     v_type regtype;
     v_result jsonb := '{}';
+    v_shared record;
 BEGIN
     IF p_overrides IS NOT NULL AND jsonb_typeof(p_overrides) <> 'object' THEN
         RAISE EXCEPTION 'mapping for "%" must be an object of column renames, got %', p_role, jsonb_typeof(p_overrides)
@@ -253,17 +254,15 @@ BEGIN
     END LOOP;
     -- One column for two things would have odoo_sync overwrite it: sync_status mapped onto the
     -- business status, or odoo_order_id onto the key (linking orders to unrelated Odoo orders).
-    FOR spec IN SELECT c.* FROM @extschema@.column_spec c
-                JOIN jsonb_each_text(v_result) a ON a.key = c.canonical
-                JOIN jsonb_each_text(v_result) b ON b.value = a.value AND b.key < a.key
-                WHERE c.table_role = p_role LIMIT 1 LOOP
-        RAISE EXCEPTION 'mapping uses column "%" of % for both "%.%" and "%.%"', v_result ->> spec.canonical, p_rel,
-                p_role, (SELECT b.key FROM jsonb_each_text(v_result) b
-                         WHERE b.value = v_result ->> spec.canonical AND b.key < spec.canonical ORDER BY b.key LIMIT 1),
-                p_role, spec.canonical
+    SELECT a.value AS col, b.key AS first, a.key AS second INTO v_shared
+    FROM jsonb_each_text(v_result) a JOIN jsonb_each_text(v_result) b ON b.value = a.value AND b.key < a.key
+    ORDER BY b.key, a.key LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'mapping uses column "%" of % for both "%.%" and "%.%"', v_shared.col, p_rel,
+                p_role, v_shared.first, p_role, v_shared.second
             USING ERRCODE = '22023',
                   HINT = 'Each of them needs a column of its own: map one of them to another column.';
-    END LOOP;
+    END IF;
     RETURN v_result;
 END
 $$;
@@ -484,6 +483,19 @@ BEGIN
 END
 $$;
 
+CREATE OR REPLACE FUNCTION @extschema@._requeue_fresh(p_job_id bigint, p_error jsonb) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE @extschema@.jobs q
+    SET state = 'queued', run_after = now(), lease_owner = NULL, lease_until = NULL, attempt_token = NULL,
+        attempts = 0, last_error = p_error
+    WHERE q.id = p_job_id;
+    PERFORM @extschema@._notify('queue');
+END
+$$;
+
 CREATE OR REPLACE FUNCTION @extschema@._lock_running_job(p_job_id bigint, p_attempt_token bigint)
 RETURNS @extschema@.jobs
 LANGUAGE plpgsql VOLATILE
@@ -492,7 +504,7 @@ AS $$
 DECLARE
     j @extschema@.jobs;
 BEGIN
-    PERFORM @extschema@._require_read_committed('complete_job, fail_job and report_progress');
+    PERFORM @extschema@._require_read_committed('complete_job, fail_job, report_progress and requeue_job');
     IF p_job_id IS NULL OR p_attempt_token IS NULL THEN
         RAISE EXCEPTION 'job id and attempt token are required' USING ERRCODE = '22004';
     END IF;
@@ -560,10 +572,7 @@ BEGIN
             'message', format('worker %s did not finish attempt %s within its lease', j.lease_owner, j.attempts));
         IF j.kind = 'push'
            AND COALESCE(@extschema@._current_version(j.tracking_id, j.order_key) > j.claimed_version, false) THEN
-            UPDATE @extschema@.jobs q
-            SET state = 'queued', run_after = now(), lease_owner = NULL, lease_until = NULL, attempt_token = NULL,
-                attempts = 0, last_error = v_error || jsonb_build_object('attempt', j.attempts, 'at', now())
-            WHERE q.id = j.id;
+            PERFORM @extschema@._requeue_fresh(j.id, v_error || jsonb_build_object('attempt', j.attempts, 'at', now()));
             CONTINUE;
         END IF;
         PERFORM @extschema@._dead_letter(j, v_error);
@@ -811,11 +820,7 @@ BEGIN
 
     PERFORM @extschema@._log_attempt(j, v_operation, true, NULL, v_result);
     IF v_requeue THEN
-        UPDATE @extschema@.jobs q
-        SET state = 'queued', run_after = now(), lease_owner = NULL, lease_until = NULL, attempt_token = NULL,
-            attempts = 0, last_error = NULL
-        WHERE q.id = j.id;
-        PERFORM @extschema@._notify('queue');
+        PERFORM @extschema@._requeue_fresh(j.id, NULL);
         RETURN 'requeued';
     END IF;
     PERFORM @extschema@._finish_job(j, 'done', NULL);
@@ -855,11 +860,7 @@ BEGIN
     IF j.kind = 'push' THEN
         v_version := @extschema@._current_version(j.tracking_id, j.order_key);
         IF v_version > j.claimed_version THEN
-            UPDATE @extschema@.jobs q
-            SET state = 'queued', run_after = now(), lease_owner = NULL, lease_until = NULL, attempt_token = NULL,
-                attempts = 0, last_error = v_error
-            WHERE q.id = j.id;
-            PERFORM @extschema@._notify('queue');
+            PERFORM @extschema@._requeue_fresh(j.id, v_error);
             RETURN 'requeued';
         END IF;
     END IF;

@@ -1208,6 +1208,12 @@ async fn an_order_hidden_by_record_rules_is_not_taken_as_deleted() {
         refused.to_string().contains("Due to security restrictions"),
         "{refused}"
     );
+    assert!(
+        refused.to_string().contains(&format!(
+            "nothing cancelled: Odoo no longer lists 1 linked order(s) (ids {odoo_id})"
+        )),
+        "{refused}"
+    );
     let status: String = env
         .one(&format!("SELECT status FROM orders WHERE id = {id}"))
         .await;

@@ -34,13 +34,24 @@ pub enum PullError {
     /// The job asks for something that does not exist (permanent).
     #[error("{0}")]
     NotFound(String),
+    /// The reconciliation found linked orders that `search` no longer lists but that Odoo
+    /// refuses to read: record rules hide them from the API user; they are not deleted.
+    #[error("reconciliation stopped, nothing cancelled: Odoo no longer lists {count} linked order(s) (ids {ids}) but refuses to read them, so the API user lost access to them (allowed companies, record rules) rather than they were deleted; give it access again. Odoo said: {source}")]
+    Hidden {
+        /// How many linked orders search missed.
+        count: usize,
+        /// Their Odoo ids (the first 20).
+        ids: String,
+        /// Odoo's refusal of the read.
+        source: OdooError,
+    },
 }
 
 impl PullError {
     /// Whether a later attempt may succeed.
     pub fn is_transient(&self) -> bool {
         match self {
-            PullError::Odoo(e) => e.is_transient(),
+            PullError::Odoo(e) | PullError::Hidden { source: e, .. } => e.is_transient(),
             PullError::Db(_) | PullError::Busy(_) => true,
             PullError::Unexpected(_) | PullError::NotFound(_) => false,
         }
@@ -54,7 +65,7 @@ impl PullError {
     /// Short type name for the error JSON.
     pub fn type_name(&self) -> &'static str {
         match self {
-            PullError::Odoo(e) => e.kind(),
+            PullError::Odoo(e) | PullError::Hidden { source: e, .. } => e.kind(),
             PullError::Db(_) => "database",
             PullError::Unexpected(_) => "unexpected_answer",
             PullError::Busy(_) => "busy",

@@ -268,19 +268,17 @@ pub async fn poll_once(
             )
             .await?;
         report.seen += rows.len();
-        let fresh: Vec<_> = rows
-            .iter()
-            .filter(|r| {
-                let id = r.get("id").and_then(Value::as_i64).unwrap_or_default();
-                orders.insert(id);
-                seen.get(&id.to_string()) != Some(&seen_value(r))
-            })
-            .cloned()
-            .collect();
-        let fingerprints: HashMap<i64, String> = fresh
-            .iter()
-            .filter_map(|r| Some((r.get("id")?.as_i64()?, seen_value(r))))
-            .collect();
+        let mut fresh = Vec::new();
+        let mut fingerprints: HashMap<i64, String> = HashMap::new();
+        for r in &rows {
+            let id = r.get("id").and_then(Value::as_i64).unwrap_or_default();
+            orders.insert(id);
+            let fingerprint = seen_value(r);
+            if seen.get(&id.to_string()) != Some(&fingerprint) {
+                fresh.push(r.clone());
+                fingerprints.insert(id, fingerprint);
+            }
+        }
         for doc in documents(odoo, &fresh).await? {
             let odoo_id = doc["odoo_id"].as_i64().unwrap_or_default() as i32;
             let outcome = match apply(pg, &doc, false, None).await {
@@ -336,15 +334,17 @@ pub async fn poll_once(
     }
     let seen_json = Value::Object(seen_json);
 
+    // The position first: a reconciliation that fails (Odoo refusing to read hidden orders)
+    // must not hold the pull back, or every later poll would read a growing window again.
+    let save = "SELECT odoo_sync.save_pull_position($1, $2, $3)";
+    pg.execute(save, &[&new_watermark, &seen_json, &false])
+        .await?;
+    report.watermark = Some(new_watermark.clone());
     if reconcile_due {
         report.deleted = reconcile(pg, odoo).await?;
+        pg.execute(save, &[&new_watermark, &seen_json, &true])
+            .await?;
     }
-    pg.execute(
-        "SELECT odoo_sync.save_pull_position($1, $2, $3)",
-        &[&new_watermark, &seen_json, &reconcile_due],
-    )
-    .await?;
-    report.watermark = Some(new_watermark);
     Ok(report)
 }
 
@@ -377,7 +377,18 @@ pub async fn reconcile(pg: &Client, odoo: &OdooClient) -> Result<usize, PullErro
         // order of a company it lost access to); `read` answers a deleted id with nothing and
         // a hidden one with an AccessError, which stops the reconciliation here instead of
         // cancelling orders that still exist.
-        let still_there = odoo.read("purchase.order", &missing, &["id"]).await?;
+        let still_there = match odoo.read("purchase.order", &missing, &["id"]).await {
+            Ok(rows) => rows,
+            Err(e) if e.odoo_name() == Some("odoo.exceptions.AccessError") => {
+                let ids: Vec<String> = missing.iter().take(20).map(i64::to_string).collect();
+                return Err(PullError::Hidden {
+                    count: missing.len(),
+                    ids: ids.join(", "),
+                    source: e,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
         for id in deleted_ids(&missing, &still_there) {
             pg.execute("SELECT odoo_sync.remote_deleted($1)", &[&(id as i32)])
                 .await?;
