@@ -517,6 +517,7 @@ BEGIN
             base_snapshot = v_base,
             attempt_snapshot = NULL,
             odoo_write_date = COALESCE(v_result ->> 'odoo_write_date', s.odoo_write_date),
+            odoo_seen_at = now(),
             odoo_state = COALESCE(v_result ->> 'odoo_state', s.odoo_state),
             odoo_locked = COALESCE(COALESCE(v_result ->> 'odoo_state', s.odoo_state) IN ('purchase', 'done'), false),
             job_id = CASE WHEN v_requeue THEN s.job_id ELSE NULL END,

@@ -65,6 +65,10 @@ CREATE TABLE @extschema@.order_state (
     -- per distinct content, newest last, see _with_attempt), noted before each write: if a
     -- reply is lost, finding one of these in Odoo means our own write, not an Odoo edit.
     attempt_snapshot jsonb,
+    -- When the Odoo version in odoo_write_date was seen (database clock): written by a push's
+    -- completion or a pull's read. A read of Odoo that began earlier, with the same one-second
+    -- write_date, may predate that version: apply_remote takes it as stale.
+    odoo_seen_at    timestamptz,
     PRIMARY KEY (tracking_id, order_key)
 ) WITH (fillfactor = 80);
 CREATE INDEX order_state_odoo_id ON @extschema@.order_state (odoo_id) WHERE odoo_id IS NOT NULL;

@@ -835,6 +835,7 @@ DECLARE
     v_status text;
     v_same boolean;
     v_matched bigint;
+    v_read_at timestamptz;
 BEGIN
     PERFORM @extschema@._require_read_committed('apply_remote');
     IF r IS NULL OR jsonb_typeof(r) <> 'object' OR jsonb_typeof(r -> 'odoo_id') <> 'number'
@@ -843,6 +844,13 @@ BEGIN
             USING ERRCODE = '22023', DETAIL = left(COALESCE(r::text, 'NULL'), 200);
     END IF;
     v_odoo_id := (r ->> 'odoo_id')::integer;
+    -- When the worker began to read Odoo (database clock; absent: now).
+    BEGIN
+        v_read_at := COALESCE((r ->> 'read_at')::timestamptz, now());
+    EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow THEN
+        RAISE EXCEPTION 'apply_remote: read_at must be a timestamp, got %', r -> 'read_at'
+            USING ERRCODE = '22007', HINT = 'The worker stamps it with clock_timestamp() before it reads Odoo.';
+    END;
 
     -- Which local order: our external id, else the Odoo id a previous sync stored.
     IF r ->> 'xmlid' ~ '^pox?_[0-9]+_' THEN
@@ -878,13 +886,13 @@ BEGIN
         v_key := @extschema@._import_remote(t, r);
         v_remote := @extschema@._canonical_remote(t.id, r);
         INSERT INTO @extschema@.order_state AS s (tracking_id, order_key, order_number, version, sync_status, odoo_id,
-            odoo_name, last_synced_at, base_snapshot, odoo_write_date, odoo_state, odoo_locked, link)
+            odoo_name, last_synced_at, base_snapshot, odoo_write_date, odoo_seen_at, odoo_state, odoo_locked, link)
         VALUES (t.id, v_key, r ->> 'name', 0, 'SYNCED', v_odoo_id, r ->> 'name', now(),
                 v_remote || jsonb_build_object('amounts', @extschema@._numeric_amounts(r -> 'amounts')),
-                r ->> 'write_date', r ->> 'state', r ->> 'state' IN ('purchase', 'done'), 'dbid')
+                r ->> 'write_date', v_read_at, r ->> 'state', r ->> 'state' IN ('purchase', 'done'), 'dbid')
         ON CONFLICT (tracking_id, order_key) DO UPDATE SET odoo_id = EXCLUDED.odoo_id, link = 'dbid',
             base_snapshot = EXCLUDED.base_snapshot, sync_status = 'SYNCED', odoo_write_date = EXCLUDED.odoo_write_date,
-            odoo_state = EXCLUDED.odoo_state, odoo_locked = EXCLUDED.odoo_locked;
+            odoo_seen_at = EXCLUDED.odoo_seen_at, odoo_state = EXCLUDED.odoo_state, odoo_locked = EXCLUDED.odoo_locked;
         PERFORM @extschema@._event('ORDER_IMPORTED_FROM_ODOO', t.id, v_key,
             jsonb_build_object('odoo_order_id', v_odoo_id, 'odoo_name', r ->> 'name', 'lines', jsonb_array_length(r -> 'lines')));
         RETURN jsonb_build_object('outcome', 'imported', 'tracking_id', t.id, 'order_key', v_key, 'odoo_id', v_odoo_id);
@@ -902,14 +910,20 @@ BEGIN
             RETURN jsonb_build_object('outcome', 'busy', 'tracking_id', v_tracking, 'order_key', v_key, 'odoo_id', v_odoo_id);
         END IF;
     END IF;
-    IF st.odoo_write_date IS NOT NULL AND r ->> 'write_date' < st.odoo_write_date THEN
+    -- Older than what the last sync saw; or of the same second (write_date cannot tell them
+    -- apart) but read before that sync, so possibly from before a push it acknowledged. The
+    -- realtime pull then reads the order again (a pull job).
+    IF st.odoo_write_date IS NOT NULL
+       AND (r ->> 'write_date' < st.odoo_write_date
+            OR (r ->> 'write_date' = st.odoo_write_date AND v_read_at < st.odoo_seen_at)) THEN
         RETURN jsonb_build_object('outcome', 'stale', 'tracking_id', v_tracking, 'order_key', v_key, 'odoo_id', v_odoo_id);
     END IF;
 
     v_doc := @extschema@.order_document(v_tracking, v_key);
     IF (v_doc ->> 'deleted')::boolean THEN
         -- Deleted here: its push cancels the Odoo order; nothing to apply.
-        UPDATE @extschema@.order_state s SET odoo_write_date = r ->> 'write_date', odoo_state = r ->> 'state'
+        UPDATE @extschema@.order_state s SET odoo_write_date = r ->> 'write_date', odoo_seen_at = GREATEST(s.odoo_seen_at, v_read_at),
+            odoo_state = r ->> 'state'
         WHERE s.tracking_id = v_tracking AND s.order_key = v_key;
         RETURN jsonb_build_object('outcome', 'unchanged', 'tracking_id', v_tracking, 'order_key', v_key, 'odoo_id', v_odoo_id);
     END IF;
@@ -999,8 +1013,8 @@ BEGIN
     UPDATE @extschema@.order_state s
     SET base_snapshot = v_remote || jsonb_build_object('amounts',
             CASE WHEN v_same THEN @extschema@._numeric_amounts(r -> 'amounts') ELSE s.base_snapshot -> 'amounts' END),
-        odoo_write_date = r ->> 'write_date', odoo_state = r ->> 'state',
-        odoo_locked = r ->> 'state' IN ('purchase', 'done'), odoo_id = v_odoo_id,
+        odoo_write_date = r ->> 'write_date', odoo_seen_at = GREATEST(s.odoo_seen_at, v_read_at),
+        odoo_state = r ->> 'state', odoo_locked = r ->> 'state' IN ('purchase', 'done'), odoo_id = v_odoo_id,
         odoo_name = COALESCE(r ->> 'name', s.odoo_name)
     WHERE s.tracking_id = v_tracking AND s.order_key = v_key;
 
@@ -1053,7 +1067,7 @@ BEGIN
         PERFORM @extschema@._write_back(st.tracking_id, st.order_key, '{"status": "CANCELLED"}');
     END IF;
     UPDATE @extschema@.order_state s
-    SET odoo_id = NULL, odoo_name = NULL, odoo_state = NULL, odoo_write_date = NULL, odoo_locked = false,
+    SET odoo_id = NULL, odoo_name = NULL, odoo_state = NULL, odoo_write_date = NULL, odoo_seen_at = NULL, odoo_locked = false,
         base_snapshot = NULL, link = 'xmlid'
     WHERE s.tracking_id = st.tracking_id AND s.order_key = st.order_key;
     DELETE FROM @extschema@.line_links WHERE tracking_id = st.tracking_id AND order_key = st.order_key;

@@ -117,7 +117,7 @@ async fn main() {
         .search("purchase.order", &Domain::all(), None, Some("id"))
         .await
         .expect("ids");
-    let mut docs = fetch(&odoo, &ids).await.expect("fetch");
+    let mut docs = fetch(&worker, &odoo, &ids).await.expect("fetch");
     for d in &mut docs {
         // One price changed in Odoo: a real merge writes one local line.
         d["lines"][0]["unit_price"] = json!("99.5");

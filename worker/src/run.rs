@@ -215,7 +215,7 @@ pub async fn run_batch_with(
             // Optimistic lock: an order Odoo changed since our last sync is merged first
             // (apply_remote, conflicts recorded as VERSION_CONFLICT) and pushed on the next claim,
             // so a push never overwrites an Odoo change nobody has seen.
-            let changed = changed_in_odoo(odoo, &docs).await;
+            let changed = changed_in_odoo(pg, odoo, &docs).await;
             let mut docs = docs;
             let mut diverted: Vec<(usize, serde_json::Value)> = Vec::new();
             for (n, d) in docs.iter_mut().enumerate() {
@@ -329,6 +329,7 @@ pub async fn run_batch_with(
 /// resolution) the one stored at our last sync, as apply_remote documents. One `read` for the batch (none when no order is linked);
 /// when Odoo cannot be asked, nothing is diverted (the push itself will fail the same way).
 async fn changed_in_odoo(
+    pg: &Client,
     odoo: &OdooClient,
     docs: &[Result<serde_json::Value, PushError>],
 ) -> std::collections::HashMap<i64, serde_json::Value> {
@@ -363,7 +364,7 @@ async fn changed_in_odoo(
     if moved.is_empty() {
         return Default::default();
     }
-    match crate::pull::remote::fetch(odoo, &moved).await {
+    match crate::pull::remote::fetch(pg, odoo, &moved).await {
         Ok(remote) => remote
             .into_iter()
             .filter_map(|d| Some((d["odoo_id"].as_i64()?, d)))

@@ -497,7 +497,7 @@ pub async fn verify(pg: &Client, odoo: &OdooClient) -> Result<Report, VerifyErro
             candidates.push(found);
         }
         let ids: Vec<i64> = wanted.into_iter().collect();
-        let mut remote_docs: HashMap<i64, Value> = remote::fetch(odoo, &ids)
+        let mut remote_docs: HashMap<i64, Value> = remote::fetch(pg, odoo, &ids)
             .await?
             .into_iter()
             .filter_map(|d| Some((d["odoo_id"].as_i64()?, d)))

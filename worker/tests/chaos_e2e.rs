@@ -175,15 +175,28 @@ async fn order_history(pg: &Client, id: i64) -> String {
 
 /// The first conflicts, with the three sides, for failure messages.
 async fn conflicts_report(pg: &Client) -> String {
-    pg.query(
-        "SELECT format('  %s %s: %s\n    base %s\n    local %s\n    remote %s', order_key, conflict_type, \
-                field_diff, base_version, local_version, remote_version) \
-         FROM odoo_sync.conflicts ORDER BY detected_at LIMIT 3",
-        &[],
-    )
-    .await
-    .map(|rows| rows.iter().map(|r| r.get::<_, String>(0) + "\n").collect())
-    .unwrap_or_else(|e| format!("cannot read the conflicts: {e}"))
+    let rows = match pg
+        .query(
+            "SELECT format('  %s %s: %s\n    base %s\n    local %s\n    remote %s', order_key, conflict_type, \
+                    field_diff, base_version, local_version, remote_version), order_key \
+             FROM odoo_sync.conflicts ORDER BY detected_at LIMIT 3",
+            &[],
+        )
+        .await
+    {
+        Ok(rows) => rows,
+        Err(e) => return format!("cannot read the conflicts: {e}"),
+    };
+    let mut out = String::new();
+    for r in rows {
+        out.push_str(&r.get::<_, String>(0));
+        out.push('\n');
+        // The order's events and push attempts say which write Odoo holds.
+        if let Some(id) = r.get::<_, Option<String>>(1).and_then(|k| k.parse().ok()) {
+            out.push_str(&order_history(pg, id).await);
+        }
+    }
+    out
 }
 
 /// `(odoo_connection_status, queue_status)` of health().

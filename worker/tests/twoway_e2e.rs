@@ -898,7 +898,7 @@ async fn a_poll_goes_on_where_the_last_one_stopped() {
 async fn two_imports_of_one_odoo_order_at_once_make_one_local_order() {
     let env = setup("tw_import_race").await;
     let (ids, _) = odoo_orders(&env, 1).await;
-    let doc = odoo_sync_worker::pull::remote::fetch(&env.odoo, &ids)
+    let doc = odoo_sync_worker::pull::remote::fetch(&env.db.client, &env.odoo, &ids)
         .await
         .expect("document")
         .remove(0);
@@ -978,6 +978,90 @@ async fn rounding_by_a_local_column_is_not_pushed_back_to_odoo() {
     env.drain().await;
     assert_eq!(env.odoo_lines(odoo_id).await[0].2, d("12.345"));
     assert!(env.open_conflicts().await.is_empty());
+    env.finish().await;
+}
+
+/// A pull reads an order, a push of a local edit lands in Odoo in the same second, and only
+/// then does the pull hand over what it read. Odoo's `write_date` (one-second resolution)
+/// cannot tell the two versions apart, so the read looked current: it undid the local edit and
+/// became the base, and the next local edit met our own push as a VERSION_CONFLICT (found by
+/// the eager chaos run in CI). A read that began before the order's last sync is stale now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_of_odoo_older_than_a_push_of_the_same_second_undoes_nothing() {
+    let env = setup("tw_stale_read").await;
+    let (id, odoo_id, _) = synced_order(&env, "PO-STALE").await;
+    let item: i64 = env
+        .one(&format!(
+            "SELECT min(id) FROM order_items WHERE order_id = {id}"
+        ))
+        .await;
+    let write_date = |docs: Vec<Value>| docs[0]["write_date"].as_str().map(str::to_string);
+    // Until the read and the push fall in one second (a try takes a fraction of one).
+    let mut tries = 0;
+    let (stale, qty) = loop {
+        tries += 1;
+        let qty = 10 + tries;
+        let stale = odoo_sync_worker::pull::remote::fetch(&env.db.client, &env.odoo, &[odoo_id])
+            .await
+            .expect("read")
+            .remove(0);
+        env.sql(&format!(
+            "UPDATE order_items SET quantity = {qty} WHERE id = {item}"
+        ))
+        .await;
+        env.drain().await;
+        let now = odoo_sync_worker::pull::remote::fetch(&env.db.client, &env.odoo, &[odoo_id])
+            .await
+            .expect("read");
+        assert_eq!(env.odoo_lines(odoo_id).await[0].1, d(&qty.to_string()));
+        if write_date(now) == stale["write_date"].as_str().map(str::to_string) {
+            break (stale, qty);
+        }
+        assert!(tries < 10, "no read and push within one second in 10 tries");
+    };
+    let applied = odoo_sync_worker::pull::remote::apply(&env.db.client, &stale, false, None)
+        .await
+        .expect("apply_remote");
+    assert_eq!(applied.outcome, "stale", "{:?}", applied.answer);
+    // A read_at that is no time is refused, and changes nothing either.
+    let mut bad = stale.clone();
+    bad["read_at"] = json!("yesterday at noon");
+    let err = env
+        .db
+        .client
+        .query_one("SELECT odoo_sync.apply_remote($1)", &[&bad])
+        .await
+        .expect_err("a read_at that is no time");
+    assert_eq!(err.code().map(|c| c.code()), Some("22007"), "{err:?}");
+    assert_eq!(env.local_lines(id).await[0].0, d(&qty.to_string()));
+    let base: Value = env
+        .one(&format!(
+            "SELECT base_snapshot -> 'lines' -> '{item}' -> 'quantity' FROM odoo_sync.order_state WHERE order_key = '{id}'"
+        ))
+        .await;
+    assert_eq!(
+        base.as_f64(),
+        Some(f64::from(qty)),
+        "the base is still the push"
+    );
+    // The next local edit is pushed, not met as a conflict.
+    env.sql(&format!(
+        "UPDATE order_items SET quantity = 4 WHERE id = {item}"
+    ))
+    .await;
+    env.drain().await;
+    assert!(env.open_conflicts().await.is_empty());
+    assert_eq!(env.odoo_lines(odoo_id).await[0].1, d("4"));
+    env.assert_equal(id).await;
+    // A read that began after the sync is current, even within the same second.
+    let fresh = odoo_sync_worker::pull::remote::fetch(&env.db.client, &env.odoo, &[odoo_id])
+        .await
+        .expect("read")
+        .remove(0);
+    let again = odoo_sync_worker::pull::remote::apply(&env.db.client, &fresh, false, None)
+        .await
+        .expect("apply_remote");
+    assert_eq!(again.outcome, "unchanged", "{:?}", again.answer);
     env.finish().await;
 }
 

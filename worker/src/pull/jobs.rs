@@ -26,7 +26,7 @@ pub async fn pull_job(pg: &Client, odoo: &OdooClient, job: &Job) -> JobResult {
         .map(i64::from)
         .or_else(|| job.payload.as_ref()?.get("odoo_order_id")?.as_i64())
         .ok_or_else(|| PullError::NotFound("pull job without an Odoo order id".into()))?;
-    let docs = fetch(odoo, &[id]).await?;
+    let docs = fetch(pg, odoo, &[id]).await?;
     let Some(doc) = docs.first() else {
         return Err(PullError::NotFound(format!(
             "Odoo purchase.order {id} does not exist (deleted, or not readable by this user)"
@@ -36,6 +36,12 @@ pub async fn pull_job(pg: &Client, odoo: &OdooClient, job: &Job) -> JobResult {
     if applied.outcome == "busy" {
         return Err(PullError::Busy(format!(
             "the local order of Odoo order {id} is being pushed right now; pulling it again shortly"
+        )));
+    }
+    if applied.outcome == "stale" {
+        // A push of the order finished while Odoo was being read: a fresh read says more.
+        return Err(PullError::Busy(format!(
+            "Odoo order {id} was read while its local order was being synced; reading it again shortly"
         )));
     }
     Ok(json!({"odoo_order_id": id, "outcome": applied.outcome, "apply": applied.answer}))
@@ -91,7 +97,7 @@ pub async fn import_job(pg: &Client, odoo: &OdooClient, job: &Job) -> JobResult 
     };
     report(pg, job, &progress(0, 0, 0, &errors)).await?;
     for page in ids.chunks(PAGE) {
-        for doc in fetch(odoo, page).await? {
+        for doc in fetch(pg, odoo, page).await? {
             match apply(pg, &doc, true, None).await {
                 Ok(a) if a.outcome == "imported" => imported += 1,
                 Ok(_) => skipped += 1,

@@ -27,7 +27,7 @@ use chrono::NaiveDateTime;
 use serde_json::{json, Value};
 use tokio_postgres::Client;
 
-use super::remote::{apply, documents, order_fields, PAGE};
+use super::remote::{apply, database_clock, documents, order_fields, PAGE};
 use super::PullError;
 use crate::odoo::{Domain, OdooClient, Op};
 
@@ -257,6 +257,7 @@ pub async fn poll_once(
     let mut orders = HashSet::new();
     report.resumes = true;
     for _ in 0..settings.max_pages.max(1) {
+        let read_at = database_clock(pg).await?;
         let rows = odoo
             .search_read(
                 "purchase.order",
@@ -279,7 +280,7 @@ pub async fn poll_once(
                 fingerprints.insert(id, fingerprint);
             }
         }
-        for doc in documents(odoo, &fresh).await? {
+        for doc in documents(odoo, &fresh, &read_at).await? {
             let odoo_id = doc["odoo_id"].as_i64().unwrap_or_default() as i32;
             let outcome = match apply(pg, &doc, false, None).await {
                 Ok(applied) => applied.outcome,
@@ -292,14 +293,17 @@ pub async fn poll_once(
                 }
                 Err(e) => return Err(e.into()),
             };
-            if outcome == "busy" || outcome == "failed" {
-                // Busy: its push is running; a pull job takes it up after the push.
+            if outcome == "busy" || outcome == "failed" || outcome == "stale" {
+                // Busy: its push is running; a pull job takes it up after the push. Stale: a
+                // push finished while this page was read; the pull job reads it afresh, and
+                // it is not marked seen, so a later poll applies it too.
                 pg.execute("SELECT odoo_sync.queue_pull($1)", &[&odoo_id])
                     .await?;
             }
+            let stale = outcome == "stale";
             *report.outcomes.entry(outcome).or_default() += 1;
             report.handed += 1;
-            if let Some(fingerprint) = fingerprints.get(&i64::from(odoo_id)) {
+            if let Some(fingerprint) = fingerprints.get(&i64::from(odoo_id)).filter(|_| !stale) {
                 seen.insert(odoo_id.to_string(), fingerprint.clone());
             }
         }

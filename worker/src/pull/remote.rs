@@ -88,10 +88,21 @@ async fn xmlids(
         .collect())
 }
 
-/// Builds the documents of `orders` (records read with [`order_fields`]).
+/// The database's clock, taken just before Odoo is read: the documents carry it as `read_at`.
+/// Odoo's `write_date` has one-second resolution, so a read and one of our pushes in the same
+/// second cannot be ordered by it; `apply_remote` orders them by this time instead, and takes a
+/// read that began before the order's last sync as stale rather than undoing that sync with it.
+pub async fn database_clock(pg: &tokio_postgres::Client) -> Result<String, PullError> {
+    let row = pg.query_one("SELECT clock_timestamp()::text", &[]).await?;
+    Ok(row.try_get(0)?)
+}
+
+/// Builds the documents of `orders` (records read with [`order_fields`], after the database
+/// clock showed `read_at`, see [`database_clock`]).
 pub async fn documents(
     odoo: &OdooClient,
     orders: &[Map<String, Value>],
+    read_at: &str,
 ) -> Result<Vec<Value>, PullError> {
     let order_ids: Vec<i64> = orders
         .iter()
@@ -200,6 +211,7 @@ pub async fn documents(
                 "grand_total": money(o.get("amount_total").unwrap_or(&Value::Null), &what("amount_total"))?.to_string(),
             },
             "lines": doc_lines,
+            "read_at": read_at,
         });
         // The notes' HTML as Odoo keeps it (null when empty); the extension compares its text.
         // Only when they were read: an absent key leaves them out of the comparison.
@@ -212,12 +224,17 @@ pub async fn documents(
 }
 
 /// The documents of the Odoo orders `ids` (missing ids are absent).
-pub async fn fetch(odoo: &OdooClient, ids: &[i64]) -> Result<Vec<Value>, PullError> {
+pub async fn fetch(
+    pg: &tokio_postgres::Client,
+    odoo: &OdooClient,
+    ids: &[i64],
+) -> Result<Vec<Value>, PullError> {
     let fields = order_fields(odoo).await?;
     let mut docs = Vec::new();
     for page in ids.chunks(PAGE) {
+        let read_at = database_clock(pg).await?;
         let orders = odoo.read("purchase.order", page, &fields).await?;
-        docs.extend(documents(odoo, &orders).await?);
+        docs.extend(documents(odoo, &orders, &read_at).await?);
     }
     Ok(docs)
 }
