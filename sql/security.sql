@@ -35,7 +35,7 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.apply_remote(jsonb, boolean, bigint, bigint), @extschema@.remote_deleted(integer),
     @extschema@.linked_odoo_ids(integer, integer), @extschema@.pull_position(),
     @extschema@.save_pull_position(text, jsonb, boolean), @extschema@.report_progress(bigint, bigint, jsonb),
-    @extschema@.requeue_job(bigint, bigint), @extschema@.queue_pull(integer),
+    @extschema@.requeue_job(bigint, bigint, interval), @extschema@.queue_pull(integer),
     @extschema@.note_attempts(jsonb), @extschema@.notes_text(text, boolean)
     TO odoo_sync_worker;
 GRANT SELECT, INSERT, UPDATE ON @extschema@.partner_map, @extschema@.product_map TO odoo_sync_worker;

@@ -1142,8 +1142,11 @@ $$;
 
 -- Hands a running job back to the queue without counting an attempt: its worker found the
 -- order changed in Odoo and merged it first (the next attempt pushes the merged order), or the
--- order is in conflict (the job then waits until the conflict is resolved).
-CREATE FUNCTION @extschema@.requeue_job(job_id bigint, attempt_token bigint) RETURNS text
+-- order is in conflict (the job then waits until the conflict is resolved), or a pull found the
+-- order busy (its push running, or a push finished while Odoo was read): it runs again after
+-- retry_in. Being busy is no failure, so it never leads to the dead letters.
+CREATE FUNCTION @extschema@.requeue_job(job_id bigint, attempt_token bigint, retry_in interval DEFAULT NULL)
+RETURNS text
 LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
@@ -1151,12 +1154,15 @@ DECLARE
     j @extschema@.jobs;
     v_held boolean;
 BEGIN
+    IF retry_in IS NOT NULL AND (retry_in < interval '0' OR retry_in > interval '1 hour') THEN
+        RAISE EXCEPTION 'retry_in must be between 0 and 1 hour, got %', retry_in USING ERRCODE = '22023';
+    END IF;
     j := @extschema@._lock_running_job(job_id, attempt_token);
     v_held := j.kind = 'push' AND EXISTS (SELECT 1 FROM @extschema@.order_state s
         WHERE s.tracking_id = j.tracking_id AND s.order_key = j.order_key AND s.sync_status = 'CONFLICT');
     UPDATE @extschema@.jobs q
     SET state = 'queued', attempts = GREATEST(q.attempts - 1, 0), lease_owner = NULL, lease_until = NULL,
-        attempt_token = NULL, run_after = CASE WHEN v_held THEN 'infinity' ELSE now() END
+        attempt_token = NULL, run_after = CASE WHEN v_held THEN 'infinity' ELSE now() + COALESCE(retry_in, interval '0') END
     WHERE q.id = j.id;
     IF NOT v_held THEN
         PERFORM @extschema@._notify('queue');
@@ -1178,7 +1184,10 @@ BEGIN
     END IF;
     INSERT INTO @extschema@.jobs AS j (kind, odoo_id, payload, run_after)
     VALUES ('pull', odoo_order_id, jsonb_build_object('odoo_order_id', odoo_order_id), now() + interval '1 second')
-    ON CONFLICT (odoo_id) WHERE kind = 'pull' DO UPDATE SET run_after = LEAST(j.run_after, EXCLUDED.run_after)
+    -- A running pull job keeps its run_after (its lease): moving it up would hand the job to a
+    -- second worker while the first still runs it.
+    ON CONFLICT (odoo_id) WHERE kind = 'pull' DO UPDATE
+        SET run_after = CASE WHEN j.state = 'running' THEN j.run_after ELSE LEAST(j.run_after, EXCLUDED.run_after) END
     RETURNING id INTO v_job;
     RETURN v_job;
 END

@@ -563,6 +563,8 @@ async fn bad_worker_calls_are_refused_and_change_nothing() {
         "SELECT odoo_sync.fail_job($1, $2, '{}')",
         "SELECT odoo_sync.fail_job($1, $2, '\"boom\"')",
         "SELECT odoo_sync.fail_job($1, $2, '{\"message\": \"x\"}', false, '-1 hour')",
+        "SELECT odoo_sync.requeue_job($1, $2, '-1 second')",
+        "SELECT odoo_sync.requeue_job($1, $2, '2 hours')",
     ] {
         let err = db
             .client
@@ -580,6 +582,79 @@ async fn bad_worker_calls_are_refused_and_change_nothing() {
     assert_eq!(
         scalar_i64(&db.client, "SELECT count(*) FROM odoo_sync.sync_log").await,
         0
+    );
+    db.finish().await;
+}
+
+/// A pull asked for again while its job runs must not hand the job to a second worker (the
+/// running one keeps its lease); a pull that finds its order busy goes back to the queue for a
+/// while without using up an attempt.
+#[tokio::test]
+async fn a_pull_requested_while_its_job_runs_keeps_its_lease() {
+    let db = db_with_orders("pull_running", 0).await;
+    db.client
+        .execute("SELECT odoo_sync.queue_pull(42)", &[])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let claim_pull = |worker: &'static str| {
+        let client = &db.client;
+        async move {
+            client
+                .query(
+                    "SELECT job_id, attempt_token FROM odoo_sync.claim_jobs($1, 10, '1 minute')",
+                    &[&worker],
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1)))
+                .collect::<Vec<_>>()
+        }
+    };
+    let jobs = claim_pull("w1").await;
+    assert_eq!(jobs.len(), 1);
+    db.client
+        .execute("SELECT odoo_sync.queue_pull(42)", &[])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(claim_pull("w2").await.is_empty());
+    assert_eq!(
+        scalar_i64(
+            &db.client,
+            "SELECT count(*) FROM odoo_sync.jobs WHERE state = 'running' AND lease_owner = 'w1' \
+             AND run_after > now() + interval '50 seconds'"
+        )
+        .await,
+        1
+    );
+    // Busy: back to the queue for 5 s, the attempt not counted.
+    let state: String = db
+        .client
+        .query_one(
+            "SELECT odoo_sync.requeue_job($1, $2, '5 seconds')",
+            &[&jobs[0].0, &jobs[0].1],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(state, "queued");
+    let row = db
+        .client
+        .query_one(
+            "SELECT state, attempts, run_after > now() + interval '4 seconds' FROM odoo_sync.jobs",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            row.get::<_, String>(0),
+            row.get::<_, i32>(1),
+            row.get::<_, bool>(2)
+        ),
+        ("queued".to_string(), 0, true)
     );
     db.finish().await;
 }

@@ -173,6 +173,22 @@ pub async fn fail(
     row.try_get(0)
 }
 
+/// `odoo_sync.requeue_job`: hands a running job back without counting an attempt, to run
+/// again after `retry_in`. 'queued', or 'held' while its order is in conflict.
+pub async fn requeue(
+    pg: &Client,
+    job: &Job,
+    retry_in: Duration,
+) -> Result<String, tokio_postgres::Error> {
+    let row = pg
+        .query_one(
+            "SELECT odoo_sync.requeue_job($1, $2, $3::text::interval)",
+            &[&job.job_id, &job.attempt_token, &interval(retry_in)],
+        )
+        .await?;
+    row.try_get(0)
+}
+
 /// `odoo_sync.heartbeat`.
 pub async fn heartbeat(
     pg: &Client,

@@ -27,6 +27,9 @@ use crate::queue::{self, Job};
 /// How long a claimed job stays ours before another worker may take it.
 pub const LEASE: Duration = Duration::from_secs(60);
 
+/// How long a pull job waits when its order is busy (its push running, or just finished).
+pub const PULL_BUSY_DELAY: Duration = Duration::from_secs(2);
+
 /// How long jobs wait, and how often the loop asks Odoo again, after Odoo refused our
 /// credentials (an expired API key must not dead-letter every order).
 pub const CREDENTIALS_PAUSE: Duration = Duration::from_secs(60);
@@ -440,6 +443,12 @@ pub async fn process(
         };
         let finished = match result {
             Ok(result) => queue::complete(pg, job, &result).await,
+            // Not a failure: the order's push is running (or just finished). Again shortly,
+            // without using up an attempt.
+            Err(PullError::Busy(message)) => {
+                tracing::debug!(job_id = job.job_id, reason = %message, "pull deferred");
+                queue::requeue(pg, job, PULL_BUSY_DELAY).await
+            }
             Err(e) => {
                 let message = e.to_string();
                 tracing::warn!(job_id = job.job_id, kind = %job.kind, error = %message, "pull failed");

@@ -100,7 +100,18 @@ pub async fn import_job(pg: &Client, odoo: &OdooClient, job: &Job) -> JobResult 
         for doc in fetch(pg, odoo, page).await? {
             match apply(pg, &doc, true, None).await {
                 Ok(a) if a.outcome == "imported" => imported += 1,
-                Ok(_) => skipped += 1,
+                Ok(a) => {
+                    skipped += 1;
+                    if a.outcome == "stale" || a.outcome == "busy" {
+                        // Linked already, and being synced right now: a pull reads it again.
+                        if let Some(id) =
+                            doc["odoo_id"].as_i64().and_then(|i| i32::try_from(i).ok())
+                        {
+                            pg.execute("SELECT odoo_sync.queue_pull($1)", &[&id])
+                                .await?;
+                        }
+                    }
+                }
                 Err(e) => {
                     // One order that cannot be created here (a key without a default, a
                     // value that does not fit a column) does not stop the others.
