@@ -7,14 +7,14 @@
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, Client};
 
-use crate::odoo::OdooClient;
+use crate::odoo::{OdooClient, WriteFence};
 use crate::pull::jobs::{import_job, pull_job};
 use crate::pull::poll::{poll_once, PollSettings};
 use crate::pull::PullError;
@@ -153,11 +153,16 @@ pub async fn run_batch_with(
     worker_id: &str,
     options: &RunOptions,
 ) -> Result<Vec<JobReport>, tokio_postgres::Error> {
+    let asked_at = Instant::now();
     let jobs = queue::claim(pg, worker_id, options.max_jobs, options.lease).await?;
     crate::metrics::global().jobs_claimed(jobs.len());
     if jobs.is_empty() {
         return Ok(Vec::new());
     }
+    // No writes to Odoo once these leases may have run out (see WriteFence).
+    let fence = Arc::new(WriteFence::new(asked_at, options.lease));
+    let fenced = odoo.fenced(fence.clone());
+    let odoo = &fenced;
     let lost: Mutex<HashSet<i64>> = Mutex::new(HashSet::new());
     let ids: Vec<i64> = jobs.iter().map(|j| j.job_id).collect();
     let extender = async {
@@ -171,9 +176,15 @@ pub async fn run_batch_with(
                     .copied()
                     .collect()
             };
+            let asked_at = Instant::now();
             match queue::extend_leases(pg, worker_id, &held, options.lease).await {
                 Ok(kept) => {
                     let kept: HashSet<i64> = kept.into_iter().collect();
+                    // A lease already lost means this batch ran late: its other writes stop
+                    // at the old deadline too (their jobs fail, transiently, and run again).
+                    if held.iter().all(|id| kept.contains(id)) {
+                        fence.extended(asked_at, options.lease);
+                    }
                     let mut lost = lost.lock().unwrap_or_else(|e| e.into_inner());
                     for id in held.iter().filter(|id| !kept.contains(id)) {
                         tracing::warn!(job_id = id, "lease lost; dropping the job");

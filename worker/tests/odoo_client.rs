@@ -1099,3 +1099,52 @@ async fn tls_is_verified_against_a_plain_http_server() {
         "{e:?}"
     );
 }
+
+/// A client fenced for a batch whose leases may have run out sends no call that can write
+/// (nothing reaches Odoo), while reads go on; an extension of the leases lets writes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_client_sends_no_write_after_its_deadline() {
+    use odoo_sync_worker::odoo::WriteFence;
+    use std::sync::Arc;
+    let h = start(17).await;
+    let c = admin(&h);
+    let vendor = partner(&c, "V-WOOD").await;
+    let lease = Duration::from_secs(3);
+    // Asked 5 s ago for 3 s: past the deadline.
+    let fence = Arc::new(WriteFence::new(
+        Instant::now() - Duration::from_secs(5),
+        lease,
+    ));
+    let fenced = c.fenced(fence.clone());
+    let ids = fenced
+        .search("res.partner", &Domain::eq("id", vendor), None, None)
+        .await
+        .expect("reads go on");
+    assert_eq!(ids, vec![vendor]);
+    let stats_url = format!("{}/__sim/stats", h.url());
+    let writes = || async {
+        let stats: Value = reqwest::get(&stats_url)
+            .await
+            .expect("stats")
+            .json()
+            .await
+            .expect("json");
+        stats["calls"]["res.partner.write"].as_u64().unwrap_or(0)
+    };
+    let before = writes().await;
+    let err = fenced
+        .write("res.partner", &[vendor], &json!({"phone": "late"}))
+        .await
+        .expect_err("no write after the deadline");
+    assert!(matches!(err, OdooError::LeaseExpiring { .. }), "{err:?}");
+    assert!(err.is_transient());
+    assert_eq!(writes().await, before, "nothing was sent");
+    // The unfenced client, and the fenced one once the leases are extended, write.
+    fence.extended(Instant::now(), lease);
+    fenced
+        .write("res.partner", &[vendor], &json!({"phone": "in time"}))
+        .await
+        .expect("write within the lease");
+    assert_eq!(writes().await, before + 1);
+    h.stop().await.expect("stop");
+}

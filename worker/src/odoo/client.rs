@@ -8,6 +8,7 @@
 use super::config::{OdooConfig, ProtocolChoice, SecretKind};
 use super::domain::Domain;
 use super::error::{excerpt, OdooError, OdooResult};
+use super::fence::WriteFence;
 use super::http::{http_error, protocol_error, Http, EXCERPT_CHARS};
 use super::json2::{self, check_identifier};
 use super::jsonrpc;
@@ -129,6 +130,8 @@ const CONCURRENCY_MESSAGES: &[&str] = &[
 #[derive(Clone, Debug)]
 pub struct OdooClient {
     inner: Arc<Inner>,
+    /// Set on the clones that serve one batch of jobs (see [`OdooClient::fenced`]).
+    fence: Option<Arc<WriteFence>>,
 }
 
 #[derive(Debug)]
@@ -161,7 +164,17 @@ impl OdooClient {
                 field_names: OnceCell::new(),
                 credentials_refused: std::sync::atomic::AtomicBool::new(false),
             }),
+            fence: None,
         })
+    }
+
+    /// This client, refusing every call that can write once `fence`'s deadline has passed
+    /// ([`OdooError::LeaseExpiring`]). Shares the session and connections of `self`.
+    pub fn fenced(&self, fence: Arc<WriteFence>) -> OdooClient {
+        OdooClient {
+            inner: self.inner.clone(),
+            fence: Some(fence),
+        }
     }
 
     /// Whether Odoo refused this client's credentials and has not accepted them since (the
@@ -386,6 +399,9 @@ impl OdooClient {
     ) -> OdooResult<Option<Value>> {
         check_identifier("model", model, true)?;
         check_identifier("method", method, false)?;
+        if let Some(fence) = &self.fence {
+            fence.check(model, method)?;
+        }
         let session = self.connect().await?;
         let started = Instant::now();
         let result = match session.protocol {

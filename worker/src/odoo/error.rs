@@ -146,6 +146,15 @@ pub enum OdooError {
         /// Odoo's messages, joined.
         reasons: String,
     },
+    /// A call that can write, not sent: the lease of the job it serves may have run out, and
+    /// another worker may be pushing a newer version of the order (see [`super::WriteFence`]).
+    #[error("{call} not sent: the job's lease may have run out {late:?} ago (the worker could not extend it in time); the order is pushed again by whoever holds it")]
+    LeaseExpiring {
+        /// `model.method`.
+        call: String,
+        /// How far past the deadline.
+        late: Duration,
+    },
     /// The request cannot be expressed with the chosen protocol or server.
     #[error("{0}")]
     Unsupported(String),
@@ -276,7 +285,8 @@ impl OdooError {
             OdooError::Timeout { .. }
             | OdooError::Connect { .. }
             | OdooError::Transport { .. }
-            | OdooError::Contended { .. } => true,
+            | OdooError::Contended { .. }
+            | OdooError::LeaseExpiring { .. } => true,
             OdooError::Http { status, .. } | OdooError::Protocol { status, .. } => {
                 status_is_transient(*status)
             }
@@ -365,6 +375,7 @@ impl OdooError {
             OdooError::ResponseTooLarge { .. } => "too_large",
             OdooError::Rejected { .. } => "rejected",
             OdooError::Contended { .. } => "contended",
+            OdooError::LeaseExpiring { .. } => "lease_expiring",
             OdooError::Unsupported(_) => "unsupported",
         }
     }
@@ -440,6 +451,7 @@ impl OdooError {
                 call,
                 reasons: r(reasons),
             },
+            OdooError::LeaseExpiring { call, late } => OdooError::LeaseExpiring { call, late },
             OdooError::Unsupported(s) => OdooError::Unsupported(r(s)),
         }
     }

@@ -7,6 +7,7 @@
 //! - [`jsonrpc`], [`json2`]: the two wire formats and the reading of their replies;
 //! - [`client`]: [`OdooClient`], the typed calls used by the worker;
 //! - [`domain`]: [`Domain`], search domains built without splicing text;
+//! - [`fence`]: [`WriteFence`], no writes once a batch's leases may have run out;
 //! - [`money`]: floats from Odoo to [`rust_decimal::Decimal`] at the edge;
 //! - [`version`]: [`OdooVersion`] and the [`FieldNames`] renamed in Odoo 19.
 
@@ -14,6 +15,7 @@ pub mod client;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod fence;
 pub mod http;
 pub mod json2;
 pub mod jsonrpc;
@@ -24,4 +26,5 @@ pub use client::{LoadMessage, LoadResult, OdooClient, Protocol, Session};
 pub use config::{OdooConfig, ProtocolChoice, Secret, SecretKind};
 pub use domain::{Domain, Op};
 pub use error::{OdooError, OdooResult, ServerError};
+pub use fence::WriteFence;
 pub use version::{FieldNames, OdooVersion};
