@@ -1065,6 +1065,46 @@ async fn a_read_of_odoo_older_than_a_push_of_the_same_second_undoes_nothing() {
     env.finish().await;
 }
 
+/// An imported order keeps Odoo's `origin` (its Source Document: the sales order or
+/// replenishment that made it) when a local edit is pushed. Its local order number is Odoo's
+/// `name`, so writing it into `origin`, as for orders created here, erased that link in Odoo.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushing_an_imported_order_keeps_its_odoo_origin() {
+    let env = setup("tw_origin").await;
+    let partner = odoo_record(&env, "res.partner", "ref", "V-WOOD").await;
+    let product = odoo_record(&env, "product.product", "default_code", "FURN_0001").await;
+    let odoo_id = env
+        .odoo
+        .create(
+            "purchase.order",
+            &[
+                json!({"partner_id": partner, "origin": "S00042", "order_line": [[0, 0,
+                {"product_id": product, "product_qty": 2, "price_unit": 10}]]}),
+            ],
+        )
+        .await
+        .expect("create")[0];
+    env.sql(r#"SELECT odoo_sync.import_orders('{"date_from": "2000-01-01"}')"#)
+        .await;
+    env.drain().await;
+    env.sql("UPDATE order_items SET quantity = 5").await;
+    env.drain().await;
+    assert_eq!(
+        env.odoo_lines(odoo_id).await[0].1,
+        d("5"),
+        "the edit is in Odoo"
+    );
+    let origin = env
+        .odoo
+        .read("purchase.order", &[odoo_id], &["origin"])
+        .await
+        .expect("read")[0]["origin"]
+        .clone();
+    assert_eq!(origin, json!("S00042"));
+    assert!(env.open_conflicts().await.is_empty());
+    env.finish().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_brings_exactly_the_matching_orders_once() {
     let env = setup("tw_import").await;

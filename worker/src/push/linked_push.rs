@@ -6,7 +6,8 @@
 //! same thing again and creates nothing twice:
 //! 1. lines added locally: `purchase.order.line.load` under external ids
 //!    `odoo_sync.pol_<tracking>_<item id>` with `order_id/.id` (an upsert);
-//! 2. one `write` of the order: partner, origin, `[1, id, vals]` for lines known by id and
+//! 2. one `write` of the order: partner, origin (not for imported orders: theirs is Odoo's),
+//!    `[1, id, vals]` for lines known by id and
 //!    `[2, id, 0]` for Odoo lines the document no longer has (filtered against the lines
 //!    Odoo has now, so a repeated removal is not an error);
 //! 3. status buttons, as for pushed orders; 4. one `read` of name, state and amounts.
@@ -218,7 +219,12 @@ pub async fn push_linked(
             .map(|id| json!([2, id, 0])),
     );
     let notes_field = odoo.field_names().await?.order_notes;
-    let mut vals = json!({"partner_id": partner, "origin": origin, "order_line": commands});
+    let mut vals = json!({"partner_id": partner, "order_line": commands});
+    // An order created here carries its number as `origin`. An imported order's number is
+    // Odoo's `name`, and its `origin` (the sales order or replenishment that made it) is Odoo's.
+    if let (true, Some(fields)) = (doc["link"].as_str() != Some("dbid"), vals.as_object_mut()) {
+        fields.insert("origin".into(), json!(origin));
+    }
     if let (Some(notes), Some(fields)) = (notes_to_write(doc), vals.as_object_mut()) {
         fields.insert(notes_field.into(), notes);
     }
