@@ -998,7 +998,11 @@ BEGIN
         -- {"html": ...} to write into Odoo's notes; absent (NULL) to leave them alone.
         'odoo_notes', CASE WHEN v_order ? 'notes' THEN @extschema@._notes_to_write(v_order ->> 'notes', st.base_snapshot) END,
         -- Odoo's datetime for every line's date_planned; absent (NULL) to leave Odoo's dates alone.
-        'odoo_date_planned', @extschema@._odoo_datetime(v_order ->> 'requested_delivery_date'));
+        'odoo_date_planned', @extschema@._odoo_datetime(v_order ->> 'requested_delivery_date'),
+        -- Decimals the item columns keep (NULL: as given): a push by id leaves an Odoo value
+        -- alone that only differs from the local one by this rounding.
+        'item_scales', jsonb_build_object('quantity', @extschema@._item_scale(t.id, 'quantity'),
+                                          'unit_price', @extschema@._item_scale(t.id, 'unit_price')));
 END
 $$;
 

@@ -33,7 +33,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio_postgres::Client;
 
-use crate::odoo::{Domain, OdooClient, OdooError, Op};
+use crate::odoo::{money, Domain, OdooClient, OdooError, Op};
 use crate::pull::remote;
 use crate::pull::PullError;
 use crate::push::order_push::{order_xmlid_name, xmlid_key, XMLID_MODULE};
@@ -939,6 +939,10 @@ fn lines_of(
             },
         );
     }
+    // Odoo's numbers as the local columns store them: 12.345 in Odoo is 12.35 in a
+    // numeric(12,2) column, which is no difference (the merge compares them the same way).
+    let (qty_scale, price_scale) = crate::push::order_push::item_scales(doc);
+    let stored = |v: &Value, scale| dec(v).map(|d| money::as_stored(d, scale).normalize());
     let mut remote_lines = BTreeMap::new();
     for l in remote["lines"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
         let line_id = l["odoo_line_id"].as_i64().unwrap_or_default();
@@ -956,8 +960,8 @@ fn lines_of(
                     .as_i64()
                     .map(|p| p.to_string())
                     .unwrap_or_default(),
-                quantity: dec(&l["quantity"]),
-                unit_price: dec(&l["unit_price"]),
+                quantity: stored(&l["quantity"], qty_scale),
+                unit_price: stored(&l["unit_price"], price_scale),
                 product_label: l["product_code"]
                     .as_str()
                     .or_else(|| l["name"].as_str())

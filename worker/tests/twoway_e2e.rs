@@ -1105,6 +1105,80 @@ async fn pushing_an_imported_order_keeps_its_odoo_origin() {
     env.finish().await;
 }
 
+/// A local edit of one line of an imported order changes that line in Odoo, and nothing else:
+/// Odoo's sections and notes stay (the pull never brings them here; the push removed them, and
+/// on a confirmed order Odoo refused the whole write), and a price that only a local column
+/// rounded (12.345 kept as 12.35) is not replaced by the rounded one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pushed_edit_of_an_imported_order_leaves_the_rest_as_odoo_has_it() {
+    let env = setup("tw_linked_diff").await;
+    let partner = odoo_record(&env, "res.partner", "ref", "V-WOOD").await;
+    let desk = odoo_record(&env, "product.product", "default_code", "FURN_0001").await;
+    let chair = odoo_record(&env, "product.product", "default_code", "FURN_0269").await;
+    let odoo_id = env
+        .odoo
+        .create(
+            "purchase.order",
+            &[json!({"partner_id": partner, "order_line": [
+                [0, 0, {"display_type": "line_section", "name": "Furniture"}],
+                [0, 0, {"product_id": desk, "product_qty": 2, "price_unit": 12.345}],
+                [0, 0, {"display_type": "line_note", "name": "Deliver to gate 4"}],
+                [0, 0, {"product_id": chair, "product_qty": 1, "price_unit": 10}]]})],
+        )
+        .await
+        .expect("create")[0];
+    env.sql(r#"SELECT odoo_sync.import_orders('{"date_from": "2000-01-01"}')"#)
+        .await;
+    env.drain().await;
+    let items: i64 = env.one("SELECT count(*) FROM order_items").await;
+    assert_eq!(items, 2, "sections and notes are not goods");
+    env.sql("UPDATE order_items SET quantity = 3 WHERE unit_price = 10")
+        .await;
+    env.drain().await;
+    let lines = env
+        .odoo
+        .search_read(
+            "purchase.order.line",
+            &Domain::eq("order_id", odoo_id),
+            &["display_type", "name", "product_qty", "price_unit"],
+            0,
+            None,
+            Some("id"),
+        )
+        .await
+        .expect("lines");
+    // Sections and notes by their text, goods by quantity and price.
+    let shape: Vec<String> = lines
+        .iter()
+        .map(|l| match l["display_type"].as_str() {
+            Some(kind) => format!("{kind}: {}", l["name"].as_str().unwrap_or_default()),
+            None => format!("{} x {}", l["product_qty"], l["price_unit"]),
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            "line_section: Furniture",
+            "2.0 x 12.345",
+            "line_note: Deliver to gate 4",
+            "3.0 x 10.0"
+        ],
+        "{lines:?}"
+    );
+    assert!(env.open_conflicts().await.is_empty());
+    // The product's own comparison (goods only, through the local rounding) finds them equal.
+    let report = odoo_sync_worker::verify::verify(&env.db.client, &env.odoo)
+        .await
+        .expect("verify");
+    assert_eq!(
+        (report.summary.compared, report.summary.equal),
+        (1, 1),
+        "{}",
+        report.render_text()
+    );
+    env.finish().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_brings_exactly_the_matching_orders_once() {
     let env = setup("tw_import").await;

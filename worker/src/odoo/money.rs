@@ -49,6 +49,18 @@ pub fn quantity(value: &Value, what: &str) -> OdooResult<Decimal> {
     }
 }
 
+/// Odoo's `value` as a local numeric column of `scale` decimals stores it (PostgreSQL rounds
+/// halves away from zero); as it is without a scale. A local value equal to this is Odoo's
+/// value, only rounded by the local column.
+pub fn as_stored(value: Decimal, scale: Option<u32>) -> Decimal {
+    match scale {
+        Some(s) => {
+            value.round_dp_with_strategy(s, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
+        }
+        None => value,
+    }
+}
+
 /// A decimal as the JSON number Odoo expects (Odoo's ORM takes floats for monetary fields).
 pub fn to_json(value: Decimal) -> Value {
     use rust_decimal::prelude::ToPrimitive;

@@ -42,7 +42,8 @@ pub async fn order_fields(odoo: &OdooClient) -> Result<Vec<&'static str>, PullEr
     Ok(fields)
 }
 
-fn many2one_id(v: &Value) -> Option<i64> {
+/// The id of a many2one value (`[id, name]` on JSON-RPC, `id` on JSON-2).
+pub(crate) fn many2one_id(v: &Value) -> Option<i64> {
     match v {
         Value::Array(a) => a.first().and_then(Value::as_i64),
         Value::Number(n) => n.as_i64(),

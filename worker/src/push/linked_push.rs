@@ -19,19 +19,20 @@ use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use rust_decimal::Decimal;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use tokio_postgres::Client;
 
 use super::order_push::{
-    canonical_snapshot, date_planned_to_write, decimal, line_xmlid_name, maps_notes,
+    canonical_snapshot, date_planned_to_write, decimal, item_scales, line_xmlid_name, maps_notes,
     notes_to_write, pushed_snapshot, read_back_fields, text, xmlid_key, Amounts, PushOutcome,
     XMLID_MODULE,
 };
 use super::resolve::{ProductRef, Resolver};
 use super::status_action::StatusAction;
 use super::PushError;
-use crate::odoo::money::money;
+use crate::odoo::money::{self, money, quantity};
 use crate::odoo::{Domain, OdooClient, OdooError};
+use crate::pull::remote::many2one_id;
 
 /// Whether `doc` must be written by id (see the module documentation).
 pub fn needs_linked_push(doc: &Value) -> bool {
@@ -115,7 +116,11 @@ pub async fn push_linked(
     super::note_attempts(pg, &[(doc, canonical_snapshot(partner, &snapshot_lines))]).await?;
 
     let current = odoo
-        .read("purchase.order", &[odoo_id], &["state", "order_line"])
+        .read(
+            "purchase.order",
+            &[odoo_id],
+            &["state", "order_line", "partner_id", "date_planned"],
+        )
         .await?;
     let Some(current) = current.first() else {
         return Err(PushError::Odoo(OdooError::Rejected {
@@ -127,11 +132,18 @@ pub async fn push_linked(
         odoo.call_button("purchase.order", "button_draft", &[odoo_id])
             .await?;
     }
-    let present: Vec<i64> = current
+    let all_lines: Vec<i64> = current
         .get("order_line")
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_i64).collect())
         .unwrap_or_default();
+    let in_odoo = odoo_lines(odoo, &all_lines).await?;
+    // Goods only: sections and notes are layout the pull never brings here, and stay as they are.
+    let present: Vec<i64> = all_lines
+        .iter()
+        .copied()
+        .filter(|id| in_odoo.get(id).is_some_and(|l| !l.layout))
+        .collect();
 
     // Lines pushed under an earlier tracking of the same tables carry our external id with
     // another tracking number (pol_<tracking>_<item>): they are this order's lines by item key.
@@ -196,20 +208,31 @@ pub async fn push_linked(
         keep.extend(ids);
     }
 
-    // 2. The order and the lines known by id, in one write.
+    // 2. The order and the lines known by id, in one write, with only what differs from Odoo:
+    // writing a value Odoo already has is not neutral there (it recomputes what depends on it),
+    // and a value a local column rounded must not replace Odoo's.
+    let (qty_scale, price_scale) = item_scales(doc);
+    let dates_differ = date_planned.as_deref().map(day)
+        != current.get("date_planned").and_then(Value::as_str).map(day);
     let mut commands: Vec<Value> = lines
         .iter()
         .filter_map(|l| {
-            let id = l.odoo_line_id?;
-            present.contains(&id).then(|| {
-                let mut vals = json!({"product_id": l.product,
-                                      "product_qty": crate::odoo::money::to_json(l.qty),
-                                      "price_unit": crate::odoo::money::to_json(l.price)});
-                if let (Some(d), Some(fields)) = (&date_planned, vals.as_object_mut()) {
-                    fields.insert("date_planned".into(), json!(d));
-                }
-                json!([1, id, vals])
-            })
+            let id = l.odoo_line_id.filter(|id| present.contains(id))?;
+            let now = in_odoo.get(&id)?;
+            let mut vals = Map::new();
+            if now.product != Some(l.product) || money::as_stored(now.qty, qty_scale) != l.qty {
+                // A product or quantity change makes Odoo price the line again: the price
+                // goes with it.
+                vals.insert("product_id".into(), json!(l.product));
+                vals.insert("product_qty".into(), money::to_json(l.qty));
+                vals.insert("price_unit".into(), money::to_json(l.price));
+            } else if money::as_stored(now.price, price_scale) != l.price {
+                vals.insert("price_unit".into(), money::to_json(l.price));
+            }
+            if let Some(d) = date_planned.as_ref().filter(|_| dates_differ) {
+                vals.insert("date_planned".into(), json!(d));
+            }
+            (!vals.is_empty()).then(|| json!([1, id, vals]))
         })
         .collect();
     commands.extend(
@@ -219,16 +242,25 @@ pub async fn push_linked(
             .map(|id| json!([2, id, 0])),
     );
     let notes_field = odoo.field_names().await?.order_notes;
-    let mut vals = json!({"partner_id": partner, "order_line": commands});
+    let mut vals = Map::new();
+    if !commands.is_empty() {
+        vals.insert("order_line".into(), Value::Array(commands));
+    }
+    if current.get("partner_id").and_then(many2one_id) != Some(partner) {
+        vals.insert("partner_id".into(), json!(partner));
+    }
     // An order created here carries its number as `origin`. An imported order's number is
     // Odoo's `name`, and its `origin` (the sales order or replenishment that made it) is Odoo's.
-    if let (true, Some(fields)) = (doc["link"].as_str() != Some("dbid"), vals.as_object_mut()) {
-        fields.insert("origin".into(), json!(origin));
+    if doc["link"].as_str() != Some("dbid") {
+        vals.insert("origin".into(), json!(origin));
     }
-    if let (Some(notes), Some(fields)) = (notes_to_write(doc), vals.as_object_mut()) {
-        fields.insert(notes_field.into(), notes);
+    if let Some(notes) = notes_to_write(doc) {
+        vals.insert(notes_field.into(), notes);
     }
-    odoo.write("purchase.order", &[odoo_id], &vals).await?;
+    if !vals.is_empty() {
+        odoo.write("purchase.order", &[odoo_id], &Value::Object(vals))
+            .await?;
+    }
 
     // 3. Status call.
     let state = current.get("state").and_then(Value::as_str).unwrap_or("");
@@ -271,4 +303,77 @@ pub async fn push_linked(
             .and_then(Value::as_str)
             .map(str::to_string),
     })
+}
+
+/// An Odoo line as the push compares it.
+struct OdooLine {
+    product: Option<i64>,
+    qty: Decimal,
+    price: Decimal,
+    /// A section or a note: layout, not goods.
+    layout: bool,
+}
+
+/// The lines `ids` as Odoo holds them now (one `read`).
+async fn odoo_lines(odoo: &OdooClient, ids: &[i64]) -> Result<HashMap<i64, OdooLine>, PushError> {
+    let mut out = HashMap::new();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let rows = odoo
+        .read(
+            "purchase.order.line",
+            ids,
+            &["product_id", "product_qty", "price_unit", "display_type"],
+        )
+        .await?;
+    for r in rows {
+        let Some(id) = r.get("id").and_then(Value::as_i64) else {
+            continue;
+        };
+        let what = |f: &str| format!("purchase.order.line {id} {f}");
+        out.insert(
+            id,
+            OdooLine {
+                product: r.get("product_id").and_then(many2one_id),
+                qty: quantity(
+                    r.get("product_qty").unwrap_or(&Value::Null),
+                    &what("product_qty"),
+                )?,
+                price: quantity(
+                    r.get("price_unit").unwrap_or(&Value::Null),
+                    &what("price_unit"),
+                )?,
+                layout: r.get("display_type").and_then(Value::as_str).is_some(),
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// The day of an Odoo datetime (`YYYY-MM-DD HH:MM:SS`), as the merge compares delivery dates.
+fn day(datetime: &str) -> &str {
+    datetime.get(..10).unwrap_or(datetime)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    fn d(s: &str) -> Decimal {
+        Decimal::from_str(s).expect("decimal")
+    }
+
+    #[test]
+    fn a_value_only_a_local_column_rounded_is_the_same() {
+        let same = |local: &str, odoo: &str, scale| money::as_stored(d(odoo), scale) == d(local);
+        assert!(same("12.35", "12.345", Some(2)));
+        assert!(same("0.01", "0.0125", Some(2)));
+        assert!(same("2", "2.000", None));
+        assert!(!same("12.35", "12.345", None));
+        assert!(!same("12.34", "12.345", Some(2)));
+        assert!(!same("10", "10.5", Some(2)));
+        assert_eq!(day("2026-03-01 08:00:00"), "2026-03-01");
+    }
 }

@@ -238,6 +238,17 @@ pub(crate) fn date_planned_to_write(doc: &Value) -> Option<String> {
     text(&doc["odoo_date_planned"])
 }
 
+/// Decimals the local item columns keep, `(quantity, unit_price)` (`order_document`'s
+/// `item_scales`; None: a column that keeps what it is given).
+pub fn item_scales(doc: &Value) -> (Option<u32>, Option<u32>) {
+    let scale = |k: &str| {
+        doc["item_scales"][k]
+            .as_u64()
+            .and_then(|s| u32::try_from(s).ok())
+    };
+    (scale("quantity"), scale("unit_price"))
+}
+
 /// True when the tracking maps a notes column: the push then reads Odoo's notes back, and the
 /// snapshot carries them (the base of the next comparison of notes).
 pub(crate) fn maps_notes(doc: &Value) -> bool {
