@@ -762,6 +762,9 @@ BEGIN
         'order', v_order, 'items', v_items,
         'odoo_id', st.odoo_id, 'odoo_name', st.odoo_name, 'sync_status', st.sync_status,
         'base_snapshot', st.base_snapshot, 'tombstone', st.tombstone,
+        -- An earlier push was noted and not acknowledged: it may have written to Odoo, even an
+        -- order this one creates.
+        'attempted', st.attempt_snapshot IS NOT NULL,
         -- {"html": ...} to write into Odoo's notes; absent (NULL) to leave them alone.
         'odoo_notes', CASE WHEN v_order ? 'notes' THEN @extschema@._notes_to_write(v_order ->> 'notes', st.base_snapshot) END,
         -- Odoo's datetime for every line's date_planned; absent (NULL) to leave Odoo's dates alone.

@@ -960,6 +960,12 @@ BEGIN
     --  * the same for the vendor, the notes and the delivery date: Odoo holding a noted
     --    attempt's value is our own write, and the local value stands. (Not the state: Odoo
     --    moves it by itself, on confirmation.)
+    --  * Odoo 18+ prices every line again from the price list when the vendor is written (and
+    --    dates them from its lead time); a push that changes the vendor then writes the prices
+    --    again, in a call of its own. Between the two calls, a line priced anew under a vendor
+    --    change of ours (Odoo's vendor is a noted attempt's, not the base's), with the
+    --    attempt's product and quantity, and the delivery date, are that repricing: the local
+    --    values stand. So is a line deleted here, still in Odoo with only its price changed.
     SELECT COALESCE(jsonb_agg(CASE
                WHEN x.entry ->> 'field' IN ('partner_id', 'notes', 'delivery_date')
                     AND x.entry ->> 'side' IN ('remote', 'both')
@@ -967,6 +973,24 @@ BEGIN
                         SELECT 1 FROM @extschema@._noted_attempts(st.attempt_snapshot) a(attempt)
                         WHERE a.attempt ? (x.entry ->> 'field')
                           AND a.attempt -> (x.entry ->> 'field') = v_remote -> (x.entry ->> 'field'))
+               THEN x.entry || jsonb_build_object('side', 'local')
+               WHEN (x.entry ->> 'field' = 'delivery_date' OR x.entry ->> 'attr' = 'unit_price'
+                     OR (x.entry ->> 'group' = 'lines' AND x.entry ->> 'attr' IS NULL
+                         AND jsonb_typeof(x.entry -> 'local') = 'null'
+                         AND v_base #> ARRAY['lines', x.entry ->> 'line', 'product_id']
+                             = v_remote #> ARRAY['lines', x.entry ->> 'line', 'product_id']
+                         AND v_base #> ARRAY['lines', x.entry ->> 'line', 'quantity']
+                             = v_remote #> ARRAY['lines', x.entry ->> 'line', 'quantity']))
+                    AND x.entry ->> 'side' IN ('remote', 'both')
+                    AND v_remote -> 'partner_id' IS DISTINCT FROM v_base -> 'partner_id'
+                    AND EXISTS (
+                        SELECT 1 FROM @extschema@._noted_attempts(st.attempt_snapshot) a(attempt)
+                        WHERE a.attempt -> 'partner_id' = v_remote -> 'partner_id'
+                          AND (x.entry ->> 'field' = 'delivery_date' OR x.entry ->> 'attr' IS NULL
+                               OR (a.attempt #> ARRAY['lines', x.entry ->> 'line', 'product_id']
+                                       = v_remote #> ARRAY['lines', x.entry ->> 'line', 'product_id']
+                                   AND a.attempt #> ARRAY['lines', x.entry ->> 'line', 'quantity']
+                                       = v_remote #> ARRAY['lines', x.entry ->> 'line', 'quantity'])))
                THEN x.entry || jsonb_build_object('side', 'local')
                WHEN x.entry ->> 'group' = 'lines' AND x.entry ->> 'side' IN ('remote', 'both')
                     AND (EXISTS (

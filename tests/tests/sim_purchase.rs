@@ -252,6 +252,54 @@ async fn quantity_write_without_price_applies_the_vendor_price_list() {
     );
 }
 
+/// From 18.0 the lines' prices are computed from the order's vendor too, and `write` marks
+/// what depends on every field it is given, changed or not (read in Odoo's source: 18.0 adds
+/// `order_id.partner_id` to the depends of `_compute_price_unit_and_date_planned_and_name`;
+/// `BaseModel.write` calls `modified(vals)` for all of `vals`). Writing the vendor, even the
+/// same one, prices every line again from the price list at the end of the call, over a price
+/// written in the same call; a price alone is kept. 17 has no such dependency.
+#[tokio::test]
+async fn writing_the_vendor_prices_the_lines_again_from_18() {
+    for (version, expected) in [(17, 410.0), (18, 480.0), (19, 480.0)] {
+        let o = start_version(version).await;
+        let wood = o.find("res.partner", "ref", "V-WOOD").await;
+        let desk = o.find("product.product", "default_code", "FURN_8220").await;
+        let po = o.order(wood, &[(desk, 2.0, 400.0)]).await;
+        let line = o.read1("purchase.order", po, &["order_line"]).await["order_line"][0]
+            .as_i64()
+            .unwrap();
+        assert_eq!(
+            o.read1("purchase.order.line", line, &["price_unit"]).await["price_unit"],
+            400.0,
+            "a price given at create is kept ({version})"
+        );
+        o.ok(
+            "purchase.order",
+            "write",
+            json!([[po], {"partner_id": wood, "order_line": [[1, line, {"price_unit": 410}]]}]),
+            json!({}),
+        )
+        .await;
+        assert_eq!(
+            o.read1("purchase.order.line", line, &["price_unit"]).await["price_unit"],
+            expected,
+            "the same vendor written again ({version})"
+        );
+        o.ok(
+            "purchase.order",
+            "write",
+            json!([[po], {"order_line": [[1, line, {"price_unit": 420}]]}]),
+            json!({}),
+        )
+        .await;
+        assert_eq!(
+            o.read1("purchase.order", po, &["amount_untaxed"]).await["amount_untaxed"],
+            840.0,
+            "a price alone is kept ({version})"
+        );
+    }
+}
+
 #[tokio::test]
 async fn writing_a_line_moves_the_order_write_date() {
     let o = start().await;

@@ -945,18 +945,12 @@ async fn rounding_by_a_local_column_is_not_pushed_back_to_odoo() {
     let env = setup("tw_rounding").await;
     let partner = odoo_record(&env, "res.partner", "ref", "V-WOOD").await;
     let product = odoo_record(&env, "product.product", "default_code", "FURN_0001").await;
-    let odoo_id = env
-        .odoo
-        .create(
-            "purchase.order",
-            &[json!({"partner_id": partner, "order_line": [[0, 0,
-                {"product_id": product, "product_qty": 2, "price_unit": 12.345}]]})],
-        )
-        .await
-        .expect("create")[0];
-    env.sql(r#"SELECT odoo_sync.import_orders('{"date_from": "2000-01-01"}')"#)
-        .await;
-    env.drain().await;
+    let odoo_id = imported_order(
+        &env,
+        json!({"partner_id": partner, "order_line": [[0, 0,
+                {"product_id": product, "product_qty": 2, "price_unit": 12.345}]]}),
+    )
+    .await;
     let local: String = env.one("SELECT unit_price::text FROM order_items").await;
     assert_eq!(local, "12.35");
     // The pull reads the order again, and again after an Odoo edit elsewhere on it.
@@ -1115,21 +1109,15 @@ async fn a_pushed_edit_of_an_imported_order_leaves_the_rest_as_odoo_has_it() {
     let partner = odoo_record(&env, "res.partner", "ref", "V-WOOD").await;
     let desk = odoo_record(&env, "product.product", "default_code", "FURN_0001").await;
     let chair = odoo_record(&env, "product.product", "default_code", "FURN_0269").await;
-    let odoo_id = env
-        .odoo
-        .create(
-            "purchase.order",
-            &[json!({"partner_id": partner, "order_line": [
+    let odoo_id = imported_order(
+        &env,
+        json!({"partner_id": partner, "order_line": [
                 [0, 0, {"display_type": "line_section", "name": "Furniture"}],
                 [0, 0, {"product_id": desk, "product_qty": 2, "price_unit": 12.345}],
                 [0, 0, {"display_type": "line_note", "name": "Deliver to gate 4"}],
-                [0, 0, {"product_id": chair, "product_qty": 1, "price_unit": 10}]]})],
-        )
-        .await
-        .expect("create")[0];
-    env.sql(r#"SELECT odoo_sync.import_orders('{"date_from": "2000-01-01"}')"#)
-        .await;
-    env.drain().await;
+                [0, 0, {"product_id": chair, "product_qty": 1, "price_unit": 10}]]}),
+    )
+    .await;
     let items: i64 = env.one("SELECT count(*) FROM order_items").await;
     assert_eq!(items, 2, "sections and notes are not goods");
     env.sql("UPDATE order_items SET quantity = 3 WHERE unit_price = 10")
@@ -1176,6 +1164,278 @@ async fn a_pushed_edit_of_an_imported_order_leaves_the_rest_as_odoo_has_it() {
         "{}",
         report.render_text()
     );
+    env.finish().await;
+}
+
+/// A section an Odoo user added to an order created here survives a push that removes a
+/// line: sections and notes are layout the pull never brings here, so they are not lines
+/// removed locally.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_that_removes_a_line_keeps_odoos_sections() {
+    let env = setup("tw_sections").await;
+    let order = env
+        .insert_order(
+            "PO-SECT",
+            &[("FURN_0001", "2", "10.00"), ("FURN_0269", "3", "20.00")],
+        )
+        .await;
+    env.drain().await;
+    let odoo_id = env.odoo_id(order).await;
+    env.odoo
+        .write(
+            "purchase.order",
+            &[odoo_id],
+            &json!({"order_line": [[0, 0, {"display_type": "line_section", "name": "Chairs"}]]}),
+        )
+        .await
+        .expect("add a section");
+    env.poll().await;
+    env.sql(&format!(
+        "DELETE FROM order_items WHERE order_id = {order} AND product_id = 'FURN_0001'"
+    ))
+    .await;
+    env.drain().await;
+    let lines = env
+        .odoo
+        .search_read(
+            "purchase.order.line",
+            &Domain::eq("order_id", odoo_id),
+            &["display_type", "name", "product_qty"],
+            0,
+            None,
+            Some("id"),
+        )
+        .await
+        .expect("lines");
+    let shape: Vec<String> = lines
+        .iter()
+        .map(|l| match l["display_type"].as_str() {
+            Some(kind) => format!("{kind}: {}", l["name"].as_str().unwrap_or_default()),
+            None => format!("{}", l["product_qty"]),
+        })
+        .collect();
+    assert_eq!(shape, ["3.0", "line_section: Chairs"], "{lines:?}");
+    assert!(env.open_conflicts().await.is_empty());
+    env.finish().await;
+}
+
+/// Creates the Odoo order `vals`, imports it and drains the queue; returns its Odoo id.
+async fn imported_order(env: &Env, vals: Value) -> i64 {
+    let odoo_id = env
+        .odoo
+        .create("purchase.order", &[vals])
+        .await
+        .expect("create")[0];
+    env.sql(r#"SELECT odoo_sync.import_orders('{"date_from": "2000-01-01"}')"#)
+        .await;
+    env.drain().await;
+    odoo_id
+}
+
+/// The vendor of an Odoo order, and the quantity and price of its first line.
+async fn vendor_and_first_line(env: &Env, odoo_id: i64) -> (i64, Decimal, Decimal) {
+    let order = env
+        .odoo
+        .read("purchase.order", &[odoo_id], &["partner_id"])
+        .await
+        .expect("read order");
+    let vendor = order[0]["partner_id"][0].as_i64().expect("vendor");
+    let line = env.odoo_lines(odoo_id).await[0];
+    (vendor, line.1, line.2)
+}
+
+/// Edits the first item of `order` locally, then changes the vendor to Gemini and back to
+/// Wood Corner, pushing after each step: Odoo keeps the local price 400 throughout, although
+/// Wood Corner's price list sells the Large Desk (FURN_8220) at 480.
+async fn local_prices_survive_vendor_writes(env: &Env, order: i64, odoo_id: i64) {
+    let wood = odoo_record(env, "res.partner", "ref", "V-WOOD").await;
+    let gemini = odoo_record(env, "res.partner", "ref", "V-GEMINI").await;
+    env.sql(&format!(
+        "UPDATE order_items SET quantity = 3 WHERE order_id = {order}"
+    ))
+    .await;
+    env.drain().await;
+    assert_eq!(
+        vendor_and_first_line(env, odoo_id).await,
+        (wood, d("3"), d("400")),
+        "a quantity edit"
+    );
+    for (supplier, name, vendor) in [
+        ("V-GEMINI", "Gemini Furniture", gemini),
+        ("V-WOOD", "Wood Corner", wood),
+    ] {
+        env.sql(&format!(
+            "UPDATE orders SET supplier_id = '{supplier}', supplier_name = '{name}' WHERE id = {order}"
+        ))
+        .await;
+        env.drain().await;
+        assert_eq!(
+            vendor_and_first_line(env, odoo_id).await,
+            (vendor, d("3"), d("400")),
+            "vendor {supplier}"
+        );
+    }
+    // The pull finds nothing to bring back, and both sides agree.
+    env.poll().await;
+    env.drain().await;
+    assert_eq!(env.local_lines(order).await[0], (d("3"), d("400")));
+    assert!(env.open_conflicts().await.is_empty());
+    let report = odoo_sync_worker::verify::verify(&env.db.client, &env.odoo)
+        .await
+        .expect("verify");
+    assert_eq!(report.summary.equal, 1, "{}", report.render_text());
+}
+
+/// From Odoo 18 writing an order's vendor, even the same one, prices its lines again from the
+/// vendor's price list at the end of the call, over the prices written with it. A push wrote
+/// the vendor every time, so any local edit turned the application's negotiated prices into
+/// the price list's. It now writes the vendor only when it changed, then the prices again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_keeps_local_prices_against_the_vendors_price_list() {
+    for version in [18, 19] {
+        let env = setup_version(&format!("tw_price_list_{version}"), version).await;
+        let order = env
+            .insert_order("PO-PRICES", &[("FURN_8220", "2", "400.00")])
+            .await;
+        env.drain().await;
+        let odoo_id = env.odoo_id(order).await;
+        assert_eq!(env.odoo_lines(odoo_id).await[0].2, d("400"), "created");
+        local_prices_survive_vendor_writes(&env, order, odoo_id).await;
+        env.finish().await;
+    }
+}
+
+/// A push that changes the vendor writes it (Odoo 18+ then prices the lines from the new
+/// vendor's price list), then the prices again in a second call. A pull between the two calls
+/// (the second one failed, or has not run yet) sees our vendor with the price list's prices:
+/// that is our own write's doing, not an Odoo edit, and the local price stands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prices_odoo_set_for_our_vendor_change_are_not_taken_for_odoo_edits() {
+    let env = setup_version("tw_vendor_between", 19).await;
+    let wood = odoo_record(&env, "res.partner", "ref", "V-WOOD").await;
+    let order = env
+        .insert_order(
+            "PO-BETWEEN",
+            &[("FURN_8220", "2", "400.00"), ("FURN_8220", "1", "390.00")],
+        )
+        .await;
+    env.sql(&format!(
+        "UPDATE orders SET supplier_id = 'V-GEMINI', supplier_name = 'Gemini Furniture' WHERE id = {order}"
+    ))
+    .await;
+    env.drain().await;
+    let odoo_id = env.odoo_id(order).await;
+    env.poll().await;
+    // Back to Wood Corner here, and the second line deleted; the push's first call lands in
+    // Odoo (noted first, as the worker does), its second does not, nor the line's removal.
+    let gone: i64 = env
+        .one(&format!(
+            "SELECT max(id) FROM order_items WHERE order_id = {order}"
+        ))
+        .await;
+    env.sql(&format!(
+        "UPDATE orders SET supplier_id = 'V-WOOD', supplier_name = 'Wood Corner' WHERE id = {order};
+         DELETE FROM order_items WHERE id = {gone}"
+    ))
+    .await;
+    env.sql(&format!(
+        "SELECT odoo_sync.note_attempts(jsonb_build_array(jsonb_build_object(
+             'tracking_id', s.tracking_id, 'order_key', s.order_key, 'status', 'DRAFT',
+             'snapshot', jsonb_build_object('partner_id', '{wood}',
+                                            'lines', (s.base_snapshot -> 'lines') - '{gone}'))))
+         FROM odoo_sync.order_state s WHERE s.order_key = '{order}'"
+    ))
+    .await;
+    env.odoo
+        .write("purchase.order", &[odoo_id], &json!({"partner_id": wood}))
+        .await
+        .expect("the first call");
+    assert_eq!(
+        vendor_and_first_line(&env, odoo_id).await,
+        (wood, d("2"), d("480")),
+        "Odoo priced the line from Wood Corner's price list"
+    );
+    let report = env.poll().await;
+    assert_eq!(report.outcomes.get("conflict"), None, "{report:?}");
+    assert_eq!(env.local_lines(order).await, [(d("2"), d("400"))]);
+    env.drain().await;
+    assert_eq!(
+        vendor_and_first_line(&env, odoo_id).await,
+        (wood, d("2"), d("400"))
+    );
+    assert_eq!(
+        env.odoo_lines(odoo_id).await.len(),
+        1,
+        "the deletion went through"
+    );
+    assert!(env.open_conflicts().await.is_empty());
+    env.finish().await;
+}
+
+/// A create whose reply was lost, pushed again: Odoo has the order, so the second `load` is a
+/// write, and writing the vendor there priced its lines from the price list. The retry knows an
+/// earlier attempt may have landed and writes the prices again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_create_keeps_local_prices_against_the_vendors_price_list() {
+    let env = setup_version("tw_vendor_retry", 19).await;
+    let wood = odoo_record(&env, "res.partner", "ref", "V-WOOD").await;
+    env.sim
+        .sim
+        .faults
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .apply(&serde_json::from_value(json!({"drop_after_commit": 1})).expect("spec"))
+        .expect("faults");
+    let order = env
+        .insert_order("PO-RETRY", &[("FURN_8220", "2", "400.00")])
+        .await;
+    // Until the retry (after its backoff) has pushed it.
+    for _ in 0..100 {
+        env.drain().await;
+        let synced: i64 = env
+            .one(&format!(
+                "SELECT count(*) FROM orders WHERE id = {order} AND sync_status = 'SYNCED'"
+            ))
+            .await;
+        if synced == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let odoo_id = env.odoo_id(order).await;
+    let orders = env
+        .odoo
+        .search(
+            "purchase.order",
+            &Domain::eq("origin", "PO-RETRY"),
+            None,
+            None,
+        )
+        .await
+        .expect("search");
+    assert_eq!(orders, vec![odoo_id], "one Odoo order");
+    assert!(env.calls(".load").await >= 2, "the create was pushed again");
+    assert_eq!(
+        vendor_and_first_line(&env, odoo_id).await,
+        (wood, d("2"), d("400"))
+    );
+    env.finish().await;
+}
+
+/// The same for an order imported from Odoo, which is pushed by id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_by_id_keeps_local_prices_against_the_vendors_price_list() {
+    let env = setup_version("tw_price_list_dbid", 19).await;
+    let wood = odoo_record(&env, "res.partner", "ref", "V-WOOD").await;
+    let desk = odoo_record(&env, "product.product", "default_code", "FURN_8220").await;
+    let odoo_id = imported_order(
+        &env,
+        json!({"partner_id": wood, "order_line": [[0, 0,
+                {"product_id": desk, "product_qty": 2, "price_unit": 400}]]}),
+    )
+    .await;
+    let order: i64 = env.one("SELECT id FROM orders").await;
+    local_prices_survive_vendor_writes(&env, order, odoo_id).await;
     env.finish().await;
 }
 

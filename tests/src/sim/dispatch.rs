@@ -210,6 +210,7 @@ impl Sim {
             now: format_now(chrono::Utc::now()),
             touched_orders: BTreeSet::new(),
             planned_kept: BTreeSet::new(),
+            vendor_written: BTreeSet::new(),
             input_tz: None,
         };
         let context_tz = call

@@ -165,6 +165,7 @@ impl Sim {
             now: String::new(),
             touched_orders: BTreeSet::new(),
             planned_kept: BTreeSet::new(),
+            vendor_written: BTreeSet::new(),
             input_tz: None,
         };
         let mut models = Map::new();

@@ -31,6 +31,8 @@ pub struct Env<'a> {
     pub touched_orders: BTreeSet<i64>,
     /// Orders whose `date_planned` the call wrote: it is kept, not computed from the lines.
     pub planned_kept: BTreeSet<i64>,
+    /// Orders whose `partner_id` the call wrote (18+: their lines are priced again at the end).
+    pub vendor_written: BTreeSet<i64>,
     /// The time zone `load` reads datetimes in (the context's, else the user's; UTC without).
     pub input_tz: Option<String>,
 }

@@ -414,6 +414,9 @@ impl<'a> Env<'a> {
         match model {
             "purchase.order" => {
                 self.touched_orders.insert(id);
+                if vals.contains_key("partner_id") && self.schema.version >= 18 {
+                    self.vendor_written.insert(id);
+                }
                 if vals.contains_key("date_planned") {
                     // Stored as written: only the form's onchange copies it to the lines, and
                     // the order keeps it until a line's date changes (the compute's dependency).
@@ -477,6 +480,29 @@ impl<'a> Env<'a> {
     /// Recomputes the amounts of every order touched by the call and moves its `write_date`
     /// (a line write moves the parent order's `write_date`, seen on 19.0).
     pub fn finish(&mut self) {
+        // From 18.0 a line's price, expected date and description are computed from the
+        // order's vendor too (`_compute_price_unit_and_date_planned_and_name` depends on
+        // `order_id.partner_id`), and `write` marks what depends on every field it is given,
+        // changed or not: writing the vendor, even the same one, prices every line again from
+        // the vendor's price list at the end of the call, over prices written in the same call.
+        for order in std::mem::take(&mut self.vendor_written) {
+            let lines = self
+                .get("purchase.order", order, "order_line")
+                .ids()
+                .to_vec();
+            for l in lines {
+                let Some(mut rec) = self.txn.store().get("purchase.order.line", l).cloned() else {
+                    continue;
+                };
+                if rec.get("display_type").is_some_and(Val::truthy) {
+                    continue;
+                }
+                self.apply_price_rule(&mut rec, false);
+                self.recompute_date_planned(&mut rec);
+                self.after_compute("purchase.order.line", &mut rec);
+                self.txn.put("purchase.order.line", l, rec);
+            }
+        }
         let orders: Vec<i64> = std::mem::take(&mut self.touched_orders)
             .into_iter()
             .collect();

@@ -403,6 +403,7 @@ fn new_env<'a>(
         now: now.to_string(),
         touched_orders: BTreeSet::new(),
         planned_kept: BTreeSet::new(),
+        vendor_written: BTreeSet::new(),
         input_tz: None,
     }
 }

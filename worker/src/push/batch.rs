@@ -27,9 +27,9 @@ use tokio_postgres::Client;
 
 use super::linked_push::{needs_linked_push, push_linked};
 use super::order_push::{
-    canonical_snapshot, date_planned_to_write, decimal, line_xmlid_name, maps_notes,
-    notes_to_write, order_xmlid_name, push_order, pushed_snapshot, text, Amounts, LoadOrder,
-    LoadShape, PushOutcome, XMLID_MODULE,
+    canonical_snapshot, date_planned_to_write, decimal, goods_lines, line_xmlid_name, maps_notes,
+    may_exist, notes_to_write, order_xmlid_name, push_order, pushed_snapshot, reprice_lines, text,
+    writes_vendor, Amounts, LoadOrder, LoadShape, PushOutcome, XMLID_MODULE,
 };
 use super::resolve::{Resolver, Wanted};
 use super::status_action::StatusAction;
@@ -102,6 +102,8 @@ struct Prepared {
     maps_notes: bool,
     /// Every line's expected arrival (None: leave Odoo's dates alone).
     date_planned: Option<String>,
+    /// The order document (for [`writes_vendor`]).
+    doc_index: usize,
 }
 
 /// An order ready for `load`: references resolved.
@@ -117,9 +119,13 @@ struct Ready {
     notes: Option<Value>,
     maps_notes: bool,
     date_planned: Option<String>,
+    /// The load writes the vendor (see [`writes_vendor`]).
+    writes_vendor: bool,
+    /// The Odoo order may exist already (see [`may_exist`]).
+    may_exist: bool,
 }
 
-fn prepare(doc: &Value) -> Result<Prepared, PushError> {
+fn prepare(doc: &Value, doc_index: usize) -> Result<Prepared, PushError> {
     let tracking_id = doc["tracking_id"]
         .as_i64()
         .ok_or_else(|| PushError::Document("tracking_id is missing".into()))?;
@@ -164,6 +170,7 @@ fn prepare(doc: &Value) -> Result<Prepared, PushError> {
         notes: notes_to_write(doc),
         maps_notes: maps_notes(doc),
         date_planned: date_planned_to_write(doc),
+        doc_index,
     })
 }
 
@@ -188,7 +195,7 @@ pub async fn push_orders(
         } else if doc["deleted"].as_bool().unwrap_or(false) || doc["order"].is_null() {
             deleted.push(i);
         } else {
-            match prepare(doc) {
+            match prepare(doc, i) {
                 Ok(p) => live.push((i, p)),
                 Err(e) => results[i] = Some(Err(e)),
             }
@@ -269,6 +276,8 @@ pub async fn push_orders(
             version: p.version,
             known_id: p.known_id,
             xmlid: p.xmlid,
+            writes_vendor: writes_vendor(&docs[p.doc_index], partner),
+            may_exist: may_exist(&docs[p.doc_index]),
             partner,
             origin: p.origin,
             status: p.status,
@@ -476,7 +485,7 @@ impl Ready {
     fn load_order(&self) -> LoadOrder<'_> {
         LoadOrder {
             xmlid: &self.xmlid,
-            partner: self.partner,
+            partner: self.writes_vendor.then_some(self.partner),
             origin: &self.origin,
             notes: self.notes.as_ref(),
             date_planned: self.date_planned.as_deref(),
@@ -574,7 +583,8 @@ fn amounts_of(rec: &Map<String, Value>) -> Result<Amounts, PushError> {
     })
 }
 
-const READ_FIELDS: [&str; 8] = [
+const READ_FIELDS: [&str; 9] = [
+    "partner_id",
     "date_planned",
     "name",
     "state",
@@ -627,6 +637,41 @@ async fn write_chunk(odoo: &OdooClient, chunk: &[Ready]) -> Vec<Result<PushOutco
         let members: Vec<&Ready> = idx.iter().map(|i| &chunk[*i]).collect();
         for (i, r) in idx.iter().zip(load_isolating(odoo, &members, shape).await) {
             loaded[*i] = Some(r);
+        }
+    }
+    // Orders whose vendor the load wrote: their prices again (see writes_vendor), unless the
+    // load surely created them (Odoo prices nothing again on create).
+    let reprices = match crate::push::order_push::vendor_write_reprices(odoo).await {
+        Ok(r) => r,
+        Err(e) => {
+            return chunk
+                .iter()
+                .map(|_| Err(PushError::Odoo(e.clone())))
+                .collect()
+        }
+    };
+    let repriced: Vec<usize> = loaded
+        .iter()
+        .enumerate()
+        .filter(|(i, l)| {
+            reprices && matches!(l, Some(Ok(_))) && chunk[*i].writes_vendor && chunk[*i].may_exist
+        })
+        .map(|(i, _)| i)
+        .collect();
+    if !repriced.is_empty() {
+        let prices: Vec<(&str, Decimal, Option<&str>)> = repriced
+            .iter()
+            .flat_map(|i| {
+                let r = &chunk[*i];
+                r.lines
+                    .iter()
+                    .map(|l| (l.0.as_str(), l.3, r.date_planned.as_deref()))
+            })
+            .collect();
+        if let Err(e) = reprice_lines(odoo, &prices).await {
+            for i in &repriced {
+                loaded[*i] = Some(Err(PushError::Odoo(e.clone())));
+            }
         }
     }
     let mut results: Vec<Result<PushOutcome, PushError>> = Vec::with_capacity(chunk.len());
@@ -700,22 +745,24 @@ async fn write_chunk(odoo: &OdooClient, chunk: &[Ready]) -> Vec<Result<PushOutco
                     .collect()
             })
         };
-        match keep {
+        let extra_ids: Vec<i64> = extra.iter().map(|(_, id)| *id).collect();
+        let goods = match keep {
+            Ok(keep) => goods_lines(odoo, &extra_ids).await.map(|g| (keep, g)),
+            Err(e) => Err(e),
+        };
+        match goods {
             Err(e) => {
                 for (i, _) in &extra {
                     failed.insert(*i, PushError::Odoo(e.clone()));
                 }
             }
-            Ok(keep) => {
+            Ok((keep, goods)) => {
                 let mut rewritten = Vec::new();
                 for (i, id) in &extra {
-                    let removed: Vec<Value> = records
-                        .get(id)
-                        .map(line_ids)
-                        .unwrap_or_default()
-                        .into_iter()
-                        .filter(|l| !keep.contains(l))
-                        .map(|l| json!([2, l, 0]))
+                    let removed: Vec<Value> = goods
+                        .iter()
+                        .filter(|(l, order)| order == id && !keep.contains(l))
+                        .map(|(l, _)| json!([2, l, 0]))
                         .collect();
                     if removed.is_empty() {
                         continue;

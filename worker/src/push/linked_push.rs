@@ -10,7 +10,9 @@
 //!    `[1, id, vals]` for lines known by id and
 //!    `[2, id, 0]` for Odoo lines the document no longer has (filtered against the lines
 //!    Odoo has now, so a repeated removal is not an error);
-//! 3. status buttons, as for pushed orders; 4. one `read` of name, state and amounts.
+//! 3. after a vendor change, the lines' prices again (Odoo 18+ priced them from the new
+//!    vendor's price list); 4. status buttons, as for pushed orders; 5. one `read` of name,
+//!    state and amounts.
 //!
 //! An order re-tracked after `untrack_orders` keeps its Odoo id (track_orders links it by the
 //! `odoo_order_id` column) and its lines are found by the item key in their external ids.
@@ -24,8 +26,8 @@ use tokio_postgres::Client;
 
 use super::order_push::{
     canonical_snapshot, date_planned_to_write, decimal, item_scales, line_xmlid_name, maps_notes,
-    notes_to_write, pushed_snapshot, read_back_fields, text, xmlid_key, Amounts, PushOutcome,
-    XMLID_MODULE,
+    notes_to_write, pushed_snapshot, read_back_fields, text, vendor_write_reprices, xmlid_key,
+    Amounts, PushOutcome, XMLID_MODULE,
 };
 use super::resolve::{ProductRef, Resolver};
 use super::status_action::StatusAction;
@@ -176,6 +178,11 @@ pub async fn push_linked(
     // 1. Lines added here: upserted by external id.
     let new_lines: Vec<&Line> = lines.iter().filter(|l| l.odoo_line_id.is_none()).collect();
     let mut keep: HashSet<i64> = lines.iter().filter_map(|l| l.odoo_line_id).collect();
+    // Every goods line of the order with its local price (for a vendor change, below).
+    let mut priced: Vec<(i64, Decimal)> = lines
+        .iter()
+        .filter_map(|l| Some((l.odoo_line_id.filter(|id| present.contains(id))?, l.price)))
+        .collect();
     if !new_lines.is_empty() {
         let rows: Vec<Vec<Value>> = new_lines
             .iter()
@@ -205,6 +212,9 @@ pub async fn push_linked(
             .load("purchase.order.line", &fields, &rows)
             .await?
             .into_ids("purchase.order.line")?;
+        for (l, id) in new_lines.iter().zip(&ids) {
+            priced.push((*id, l.price));
+        }
         keep.extend(ids);
     }
 
@@ -246,7 +256,8 @@ pub async fn push_linked(
     if !commands.is_empty() {
         vals.insert("order_line".into(), Value::Array(commands));
     }
-    if current.get("partner_id").and_then(many2one_id) != Some(partner) {
+    let vendor_changed = current.get("partner_id").and_then(many2one_id) != Some(partner);
+    if vendor_changed {
         vals.insert("partner_id".into(), json!(partner));
     }
     // An order created here carries its number as `origin`. An imported order's number is
@@ -261,14 +272,34 @@ pub async fn push_linked(
         odoo.write("purchase.order", &[odoo_id], &Value::Object(vals))
             .await?;
     }
+    if vendor_changed && !priced.is_empty() && vendor_write_reprices(odoo).await? {
+        // 3. Odoo 18+ priced every line from the new vendor's price list (see writes_vendor):
+        // the local prices (and dates) again, alone.
+        let commands: Vec<Value> = priced
+            .iter()
+            .map(|(id, price)| {
+                let mut vals = json!({"price_unit": money::to_json(*price)});
+                if let (Some(d), Some(fields)) = (&date_planned, vals.as_object_mut()) {
+                    fields.insert("date_planned".into(), json!(d));
+                }
+                json!([1, id, vals])
+            })
+            .collect();
+        odoo.write(
+            "purchase.order",
+            &[odoo_id],
+            &json!({ "order_line": commands }),
+        )
+        .await?;
+    }
 
-    // 3. Status call.
+    // 4. Status call.
     let state = current.get("state").and_then(Value::as_str).unwrap_or("");
     if let Some(action) = StatusAction::for_status(&status, state) {
         action.run(odoo, &[odoo_id]).await?;
     }
 
-    // 4. What Odoo made of it.
+    // 5. What Odoo made of it.
     let read = odoo
         .read(
             "purchase.order",

@@ -22,7 +22,7 @@ use super::resolve::{ProductRef, Resolver};
 use super::status_action::StatusAction;
 use super::PushError;
 use crate::odoo::money::money;
-use crate::odoo::{Domain, OdooClient, Op};
+use crate::odoo::{Domain, OdooClient, OdooError, Op};
 
 /// Module of our external ids.
 pub const XMLID_MODULE: &str = "odoo_sync";
@@ -139,14 +139,16 @@ pub(crate) struct LoadShape {
     pub notes_field: Option<&'static str>,
     /// The lines carry `date_planned`.
     pub with_dates: bool,
+    /// The orders write their vendor.
+    pub with_partner: bool,
 }
 
 /// One order as `purchase.order.load` rows carry it.
 pub(crate) struct LoadOrder<'a> {
     /// External id name (without module).
     pub xmlid: &'a str,
-    /// Odoo partner id.
-    pub partner: i64,
+    /// Odoo partner id to write; None leaves the vendor alone (see [`writes_vendor`]).
+    pub partner: Option<i64>,
     /// `origin`: the order number.
     pub origin: &'a str,
     /// The HTML, or `false` to empty the notes (see [`notes_to_write`]).
@@ -165,12 +167,17 @@ impl LoadShape {
             with_lines,
             notes_field: order.notes.map(|_| notes_field),
             with_dates: with_lines && order.date_planned.is_some(),
+            with_partner: order.partner.is_some(),
         }
     }
 
     /// The column names.
     pub fn fields(self) -> Vec<&'static str> {
-        let mut fields = vec!["id", "partner_id/.id", "origin"];
+        let mut fields = vec!["id"];
+        if self.with_partner {
+            fields.push("partner_id/.id");
+        }
+        fields.push("origin");
         fields.extend(self.notes_field);
         if self.with_lines {
             fields.extend(LOAD_LINE_FIELDS);
@@ -184,11 +191,14 @@ impl LoadShape {
     /// The rows of one order: its head (external id, partner, origin, notes) on the row of its
     /// first line, each further line on a row whose head cells are empty.
     pub fn rows(self, order: &LoadOrder<'_>) -> Vec<Vec<Value>> {
-        let mut head = vec![
-            json!(format!("{XMLID_MODULE}.{}", order.xmlid)),
-            json!(order.partner.to_string()),
-            json!(order.origin),
-        ];
+        let mut head = vec![json!(format!("{XMLID_MODULE}.{}", order.xmlid))];
+        if self.with_partner {
+            head.push(json!(order
+                .partner
+                .map(|p| p.to_string())
+                .unwrap_or_default()));
+        }
+        head.push(json!(order.origin));
         if self.notes_field.is_some() {
             // An empty cell empties the field.
             head.push(match order.notes {
@@ -231,6 +241,96 @@ pub(crate) fn notes_to_write(doc: &Value) -> Option<Value> {
     })
 }
 
+/// Whether the Odoo order of `doc` may exist already: its id is known, or an earlier push was
+/// noted and not acknowledged (its create may have landed with its reply lost). A `load` of it
+/// is then perhaps a write, not a create.
+pub(crate) fn may_exist(doc: &Value) -> bool {
+    doc["odoo_id"].as_i64().is_some() || doc["attempted"].as_bool() == Some(true)
+}
+
+/// Whether a push writes the vendor: when it creates the order, or when the vendor differs
+/// from the one of the last sync (the base). From Odoo 18 writing the vendor, even the same
+/// one, prices every line again from the vendor's price list at the end of the call, over the
+/// prices written with it (`_compute_price_unit_and_date_planned_and_name` depends on
+/// `order_id.partner_id`, and `write` marks what depends on every field it is given).
+pub(crate) fn writes_vendor(doc: &Value, partner: i64) -> bool {
+    doc["odoo_id"].as_i64().is_none()
+        || doc["base_snapshot"]["partner_id"]
+            .as_str()
+            .and_then(|p| p.parse::<i64>().ok())
+            != Some(partner)
+}
+
+/// Whether writing an order's vendor prices its lines again on this server (Odoo 18 and
+/// later, see [`writes_vendor`]).
+pub(crate) async fn vendor_write_reprices(odoo: &OdooClient) -> Result<bool, OdooError> {
+    Ok(odoo.version().await?.major >= 18)
+}
+
+/// Writes the lines' prices (and dates, when given) again by their external ids, in a call of
+/// their own: after a call that wrote the vendor of existing orders, which on Odoo 18+ priced
+/// the lines from the vendor's price list (see [`writes_vendor`]). A price written alone
+/// triggers no such computation.
+pub(crate) async fn reprice_lines(
+    odoo: &OdooClient,
+    lines: &[(&str, Decimal, Option<&str>)],
+) -> Result<(), OdooError> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let with_dates = lines.iter().any(|l| l.2.is_some());
+    let mut fields = vec!["id", "price_unit"];
+    if with_dates {
+        fields.push("date_planned");
+    }
+    let rows: Vec<Vec<Value>> = lines
+        .iter()
+        .map(|(xmlid, price, date)| {
+            let mut row = vec![
+                json!(format!("{XMLID_MODULE}.{xmlid}")),
+                json!(price.to_string()),
+            ];
+            if with_dates {
+                row.push(json!(date.unwrap_or_default()));
+            }
+            row
+        })
+        .collect();
+    odoo.load("purchase.order.line", &fields, &rows)
+        .await?
+        .into_ids("purchase.order.line")?;
+    Ok(())
+}
+
+/// The goods lines of the orders `ids` (sections and notes left out: the pull never brings
+/// those here, so a push must never take them for lines removed locally): (line, order).
+pub(crate) async fn goods_lines(
+    odoo: &OdooClient,
+    ids: &[i64],
+) -> Result<Vec<(i64, i64)>, OdooError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(odoo
+        .search_read(
+            "purchase.order.line",
+            &Domain::is_in("order_id", ids.iter().copied()).and(Domain::eq("display_type", false)),
+            &["order_id"],
+            0,
+            None,
+            Some("id"),
+        )
+        .await?
+        .iter()
+        .filter_map(|r| {
+            let order = r
+                .get("order_id")
+                .and_then(crate::pull::remote::many2one_id)?;
+            Some((r.get("id").and_then(Value::as_i64)?, order))
+        })
+        .collect())
+}
+
 /// The UTC datetime to write into every line's `date_planned` (`odoo_sync.order_document`'s
 /// `odoo_date_planned`): None leaves Odoo's dates alone. Sent with every write of the lines,
 /// because a quantity written without it can move a line's date to Odoo's own computation.
@@ -266,6 +366,7 @@ pub(crate) fn read_back_fields(doc: &Value, notes_field: &'static str) -> Vec<&'
         "amount_tax",
         "amount_total",
         "date_planned",
+        "partner_id",
     ];
     if maps_notes(doc) {
         fields.push(notes_field);
@@ -284,6 +385,12 @@ pub(crate) fn pushed_snapshot(
     maps_notes: bool,
     notes_field: &str,
 ) -> Value {
+    // The vendor Odoo holds after the push: the one written, or, when the push left it alone
+    // as unchanged since the last sync, the one Odoo had.
+    let partner = read
+        .get("partner_id")
+        .and_then(crate::pull::remote::many2one_id)
+        .unwrap_or(partner);
     let mut snapshot = canonical_snapshot(partner, lines);
     if let Some(fields) = snapshot.as_object_mut() {
         fields.insert(
@@ -482,9 +589,10 @@ pub async fn push_order(
     let notes_field = odoo.field_names().await?.order_notes;
     let notes = notes_to_write(doc);
     let date_planned = date_planned_to_write(doc);
+    let vendor = writes_vendor(doc, partner);
     let load_order = LoadOrder {
         xmlid: &order_name,
-        partner,
+        partner: vendor.then_some(partner),
         origin: &origin,
         notes: notes.as_ref(),
         date_planned: date_planned.as_deref(),
@@ -522,18 +630,18 @@ pub async fn push_order(
         .filter_map(|r| r.get("res_id").and_then(Value::as_i64))
         .collect()
     };
-    let present = odoo
-        .search(
-            "purchase.order.line",
-            &Domain::eq("order_id", odoo_id),
-            None,
-            Some("id"),
-        )
-        .await?;
-    let removed: Vec<Value> = present
+    if vendor && may_exist(doc) && vendor_write_reprices(odoo).await? {
+        let prices: Vec<(&str, Decimal, Option<&str>)> = lines
+            .iter()
+            .map(|l| (l.0.as_str(), l.3, date_planned.as_deref()))
+            .collect();
+        reprice_lines(odoo, &prices).await?;
+    }
+    let removed: Vec<Value> = goods_lines(odoo, &[odoo_id])
+        .await?
         .iter()
-        .filter(|id| !keep.contains(id))
-        .map(|id| json!([2, id, 0]))
+        .filter(|(id, _)| !keep.contains(id))
+        .map(|(id, _)| json!([2, id, 0]))
         .collect();
     if !removed.is_empty() {
         odoo.write(
@@ -643,7 +751,7 @@ mod tests {
         ];
         let order = LoadOrder {
             xmlid: "po_1_9",
-            partner: 5,
+            partner: Some(5),
             origin: "PO-9",
             notes: None,
             date_planned: Some("2026-12-15 12:00:00"),
