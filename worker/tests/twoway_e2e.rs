@@ -1422,6 +1422,75 @@ async fn a_retried_create_keeps_local_prices_against_the_vendors_price_list() {
     env.finish().await;
 }
 
+/// A quantity edit of one line of an imported order sends the line's date with it: Odoo moves
+/// a line's date to the vendor's lead time when its quantity changes without one, and the
+/// order's date (the earliest of its lines) would not show that line moved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quantity_pushed_by_id_keeps_the_lines_date() {
+    let env = setup_version("tw_dbid_dates", 19).await;
+    let wood = odoo_record(&env, "res.partner", "ref", "V-WOOD").await;
+    let chair = odoo_record(&env, "product.product", "default_code", "FURN_0269").await;
+    let desk = odoo_record(&env, "product.product", "default_code", "FURN_8220").await;
+    let date = "2026-03-01 12:00:00";
+    let odoo_id = imported_order(
+        &env,
+        json!({"partner_id": wood, "order_line": [
+            [0, 0, {"product_id": chair, "product_qty": 1, "price_unit": 20, "date_planned": date}],
+            [0, 0, {"product_id": desk, "product_qty": 5, "price_unit": 400, "date_planned": date}]]}),
+    )
+    .await;
+    let local: String = env
+        .one("SELECT requested_delivery_date::text FROM orders")
+        .await;
+    assert_eq!(local, "2026-03-01");
+    env.sql("UPDATE order_items SET quantity = 10 WHERE unit_price = 400")
+        .await;
+    env.drain().await;
+    assert_eq!(env.odoo_lines(odoo_id).await[1].1, d("10"));
+    assert_eq!(
+        odoo_dates(&env, odoo_id).await.1,
+        vec![json!(date), json!(date)],
+        "both lines keep their date"
+    );
+    env.finish().await;
+}
+
+/// Orders with and without a delivery date change vendor in one batch: the prices go again
+/// per kind (a line without a date in a call that carries dates would have its date emptied).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vendor_change_of_orders_with_and_without_dates_in_one_batch() {
+    let env = setup_version("tw_vendor_dates", 19).await;
+    let mut orders = Vec::new();
+    for n in 0..6 {
+        let order = env
+            .insert_order(&format!("PO-VD{n}"), &[("FURN_8220", "2", "400.00")])
+            .await;
+        let date = if n % 2 == 0 { "'2026-12-15'" } else { "NULL" };
+        env.sql(&format!(
+            "UPDATE orders SET supplier_id = 'V-GEMINI', supplier_name = 'Gemini Furniture', \
+             requested_delivery_date = {date} WHERE id = {order}"
+        ))
+        .await;
+        orders.push(order);
+    }
+    env.drain().await;
+    env.sql("UPDATE orders SET supplier_id = 'V-WOOD', supplier_name = 'Wood Corner'")
+        .await;
+    env.drain().await;
+    for (n, order) in orders.iter().enumerate() {
+        let odoo_id = env.odoo_id(*order).await;
+        assert_eq!(env.odoo_lines(odoo_id).await[0].2, d("400"), "order {n}");
+        let (_, dates) = odoo_dates(&env, odoo_id).await;
+        if n % 2 == 0 {
+            assert_eq!(dates, vec![json!("2026-12-15 12:00:00")], "order {n}");
+        } else {
+            assert!(dates[0].is_string(), "order {n} keeps a date: {dates:?}");
+        }
+    }
+    assert!(env.open_conflicts().await.is_empty());
+    env.finish().await;
+}
+
 /// The same for an order imported from Odoo, which is pushed by id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_by_id_keeps_local_prices_against_the_vendors_price_list() {

@@ -230,16 +230,18 @@ pub async fn push_linked(
             let id = l.odoo_line_id.filter(|id| present.contains(id))?;
             let now = in_odoo.get(&id)?;
             let mut vals = Map::new();
+            let mut dated = dates_differ;
             if now.product != Some(l.product) || money::as_stored(now.qty, qty_scale) != l.qty {
-                // A product or quantity change makes Odoo price the line again: the price
-                // goes with it.
+                // A product or quantity change makes Odoo price and date the line again: the
+                // price and the date go with it.
                 vals.insert("product_id".into(), json!(l.product));
                 vals.insert("product_qty".into(), money::to_json(l.qty));
                 vals.insert("price_unit".into(), money::to_json(l.price));
+                dated = true;
             } else if money::as_stored(now.price, price_scale) != l.price {
                 vals.insert("price_unit".into(), money::to_json(l.price));
             }
-            if let Some(d) = date_planned.as_ref().filter(|_| dates_differ) {
+            if let Some(d) = date_planned.as_ref().filter(|_| dated) {
                 vals.insert("date_planned".into(), json!(d));
             }
             (!vals.is_empty()).then(|| json!([1, id, vals]))

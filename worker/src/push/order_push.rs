@@ -275,30 +275,32 @@ pub(crate) async fn reprice_lines(
     odoo: &OdooClient,
     lines: &[(&str, Decimal, Option<&str>)],
 ) -> Result<(), OdooError> {
-    if lines.is_empty() {
-        return Ok(());
+    // One call for the lines with a date and one for those without: an empty date cell would
+    // empty the line's date.
+    for with_dates in [true, false] {
+        let rows: Vec<Vec<Value>> = lines
+            .iter()
+            .filter(|l| l.2.is_some() == with_dates)
+            .map(|(xmlid, price, date)| {
+                let mut row = vec![
+                    json!(format!("{XMLID_MODULE}.{xmlid}")),
+                    json!(price.to_string()),
+                ];
+                row.extend(date.map(|d| json!(d)));
+                row
+            })
+            .collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let mut fields = vec!["id", "price_unit"];
+        if with_dates {
+            fields.push("date_planned");
+        }
+        odoo.load("purchase.order.line", &fields, &rows)
+            .await?
+            .into_ids("purchase.order.line")?;
     }
-    let with_dates = lines.iter().any(|l| l.2.is_some());
-    let mut fields = vec!["id", "price_unit"];
-    if with_dates {
-        fields.push("date_planned");
-    }
-    let rows: Vec<Vec<Value>> = lines
-        .iter()
-        .map(|(xmlid, price, date)| {
-            let mut row = vec![
-                json!(format!("{XMLID_MODULE}.{xmlid}")),
-                json!(price.to_string()),
-            ];
-            if with_dates {
-                row.push(json!(date.unwrap_or_default()));
-            }
-            row
-        })
-        .collect();
-    odoo.load("purchase.order.line", &fields, &rows)
-        .await?
-        .into_ids("purchase.order.line")?;
     Ok(())
 }
 
