@@ -965,7 +965,8 @@ BEGIN
     --    again, in a call of its own. Between the two calls, a line priced anew under a vendor
     --    change of ours (Odoo's vendor is a noted attempt's, not the base's), with the
     --    attempt's product and quantity, and the delivery date, are that repricing: the local
-    --    values stand. So is a line deleted here, still in Odoo with only its price changed.
+    --    values stand. So is a line deleted here and still in Odoo, whose product and quantity
+    --    are the base's or a noted attempt's.
     SELECT COALESCE(jsonb_agg(CASE
                WHEN x.entry ->> 'field' IN ('partner_id', 'notes', 'delivery_date')
                     AND x.entry ->> 'side' IN ('remote', 'both')
@@ -976,21 +977,22 @@ BEGIN
                THEN x.entry || jsonb_build_object('side', 'local')
                WHEN (x.entry ->> 'field' = 'delivery_date' OR x.entry ->> 'attr' = 'unit_price'
                      OR (x.entry ->> 'group' = 'lines' AND x.entry ->> 'attr' IS NULL
-                         AND jsonb_typeof(x.entry -> 'local') = 'null'
-                         AND v_base #> ARRAY['lines', x.entry ->> 'line', 'product_id']
-                             = v_remote #> ARRAY['lines', x.entry ->> 'line', 'product_id']
-                         AND v_base #> ARRAY['lines', x.entry ->> 'line', 'quantity']
-                             = v_remote #> ARRAY['lines', x.entry ->> 'line', 'quantity']))
+                         AND jsonb_typeof(x.entry -> 'local') = 'null'))
                     AND x.entry ->> 'side' IN ('remote', 'both')
                     AND v_remote -> 'partner_id' IS DISTINCT FROM v_base -> 'partner_id'
-                    AND EXISTS (
-                        SELECT 1 FROM @extschema@._noted_attempts(st.attempt_snapshot) a(attempt)
-                        WHERE a.attempt -> 'partner_id' = v_remote -> 'partner_id'
-                          AND (x.entry ->> 'field' = 'delivery_date' OR x.entry ->> 'attr' IS NULL
-                               OR (a.attempt #> ARRAY['lines', x.entry ->> 'line', 'product_id']
-                                       = v_remote #> ARRAY['lines', x.entry ->> 'line', 'product_id']
-                                   AND a.attempt #> ARRAY['lines', x.entry ->> 'line', 'quantity']
-                                       = v_remote #> ARRAY['lines', x.entry ->> 'line', 'quantity'])))
+                    AND EXISTS (SELECT 1 FROM @extschema@._noted_attempts(st.attempt_snapshot) a(attempt)
+                                WHERE a.attempt -> 'partner_id' = v_remote -> 'partner_id')
+                    -- The line's product and quantity in Odoo are the base's or a noted
+                    -- attempt's: only its price is Odoo's doing.
+                    AND (x.entry ->> 'field' = 'delivery_date'
+                         OR EXISTS (
+                             SELECT 1 FROM (SELECT v_base AS side
+                                            UNION ALL
+                                            SELECT a.attempt FROM @extschema@._noted_attempts(st.attempt_snapshot) a(attempt)) known
+                             WHERE known.side #> ARRAY['lines', x.entry ->> 'line', 'product_id']
+                                   = v_remote #> ARRAY['lines', x.entry ->> 'line', 'product_id']
+                               AND known.side #> ARRAY['lines', x.entry ->> 'line', 'quantity']
+                                   = v_remote #> ARRAY['lines', x.entry ->> 'line', 'quantity']))
                THEN x.entry || jsonb_build_object('side', 'local')
                WHEN x.entry ->> 'group' = 'lines' AND x.entry ->> 'side' IN ('remote', 'both')
                     AND (EXISTS (

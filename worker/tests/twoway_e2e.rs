@@ -1338,16 +1338,28 @@ async fn prices_odoo_set_for_our_vendor_change_are_not_taken_for_odoo_edits() {
          DELETE FROM order_items WHERE id = {gone}"
     ))
     .await;
+    // Two attempts: one with the second line's quantity at 4 (its first call landed), one
+    // without the line (nothing of it landed).
     env.sql(&format!(
-        "SELECT odoo_sync.note_attempts(jsonb_build_array(jsonb_build_object(
-             'tracking_id', s.tracking_id, 'order_key', s.order_key, 'status', 'DRAFT',
-             'snapshot', jsonb_build_object('partner_id', '{wood}',
-                                            'lines', (s.base_snapshot -> 'lines') - '{gone}'))))
+        "SELECT odoo_sync.note_attempts(jsonb_build_array(
+             jsonb_build_object('tracking_id', s.tracking_id, 'order_key', s.order_key, 'status', 'DRAFT',
+                 'snapshot', jsonb_build_object('partner_id', '{wood}',
+                     'lines', jsonb_set(s.base_snapshot -> 'lines', '{{{gone},quantity}}', '4')))))
+         FROM odoo_sync.order_state s WHERE s.order_key = '{order}';
+         SELECT odoo_sync.note_attempts(jsonb_build_array(
+             jsonb_build_object('tracking_id', s.tracking_id, 'order_key', s.order_key, 'status', 'DRAFT',
+                 'snapshot', jsonb_build_object('partner_id', '{wood}',
+                     'lines', (s.base_snapshot -> 'lines') - '{gone}'))))
          FROM odoo_sync.order_state s WHERE s.order_key = '{order}'"
     ))
     .await;
+    let second_line = env.odoo_lines(odoo_id).await[1].0;
     env.odoo
-        .write("purchase.order", &[odoo_id], &json!({"partner_id": wood}))
+        .write(
+            "purchase.order",
+            &[odoo_id],
+            &json!({"partner_id": wood, "order_line": [[1, second_line, {"product_qty": 4}]]}),
+        )
         .await
         .expect("the first call");
     assert_eq!(
