@@ -962,11 +962,11 @@ BEGIN
     --    moves it by itself, on confirmation.)
     --  * Odoo 18+ prices every line again from the price list when the vendor is written (and
     --    dates them from its lead time); a push that changes the vendor then writes the prices
-    --    again, in a call of its own. Between the two calls, a line priced anew under a vendor
-    --    change of ours (Odoo's vendor is a noted attempt's, not the base's), with the
-    --    attempt's product and quantity, and the delivery date, are that repricing: the local
-    --    values stand. So is a line deleted here and still in Odoo, whose product and quantity
-    --    are the base's or a noted attempt's.
+    --    again, in a call of its own. Between the two calls, under a vendor change of ours
+    --    (Odoo's vendor is a noted attempt's, not the base's), the delivery date and every line
+    --    whose product and quantity in Odoo are the base's or a noted attempt's are that
+    --    repricing (whatever changed here since, a line deleted here included): the local
+    --    values stand.
     SELECT COALESCE(jsonb_agg(CASE
                WHEN x.entry ->> 'field' IN ('partner_id', 'notes', 'delivery_date')
                     AND x.entry ->> 'side' IN ('remote', 'both')
@@ -975,9 +975,7 @@ BEGIN
                         WHERE a.attempt ? (x.entry ->> 'field')
                           AND a.attempt -> (x.entry ->> 'field') = v_remote -> (x.entry ->> 'field'))
                THEN x.entry || jsonb_build_object('side', 'local')
-               WHEN (x.entry ->> 'field' = 'delivery_date' OR x.entry ->> 'attr' = 'unit_price'
-                     OR (x.entry ->> 'group' = 'lines' AND x.entry ->> 'attr' IS NULL
-                         AND jsonb_typeof(x.entry -> 'local') = 'null'))
+               WHEN (x.entry ->> 'field' = 'delivery_date' OR x.entry ->> 'group' = 'lines')
                     AND x.entry ->> 'side' IN ('remote', 'both')
                     AND v_remote -> 'partner_id' IS DISTINCT FROM v_base -> 'partner_id'
                     AND EXISTS (SELECT 1 FROM @extschema@._noted_attempts(st.attempt_snapshot) a(attempt)

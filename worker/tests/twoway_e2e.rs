@@ -1338,13 +1338,21 @@ async fn prices_odoo_set_for_our_vendor_change_are_not_taken_for_odoo_edits() {
          DELETE FROM order_items WHERE id = {gone}"
     ))
     .await;
-    // Two attempts: one with the second line's quantity at 4 (its first call landed), one
-    // without the line (nothing of it landed).
+    // Two attempts: one with the first line's quantity at 5 and the second's at 4 (its first
+    // call landed), one without the second line (nothing of it landed). The first line's
+    // quantity is 3 here since.
+    let first: i64 = env
+        .one(&format!(
+            "SELECT min(id) FROM order_items WHERE order_id = {order}"
+        ))
+        .await;
     env.sql(&format!(
-        "SELECT odoo_sync.note_attempts(jsonb_build_array(
+        "UPDATE order_items SET quantity = 3 WHERE id = {first};
+         SELECT odoo_sync.note_attempts(jsonb_build_array(
              jsonb_build_object('tracking_id', s.tracking_id, 'order_key', s.order_key, 'status', 'DRAFT',
                  'snapshot', jsonb_build_object('partner_id', '{wood}',
-                     'lines', jsonb_set(s.base_snapshot -> 'lines', '{{{gone},quantity}}', '4')))))
+                     'lines', jsonb_set(jsonb_set(s.base_snapshot -> 'lines', '{{{gone},quantity}}', '4'),
+                                        '{{{first},quantity}}', '5')))))
          FROM odoo_sync.order_state s WHERE s.order_key = '{order}';
          SELECT odoo_sync.note_attempts(jsonb_build_array(
              jsonb_build_object('tracking_id', s.tracking_id, 'order_key', s.order_key, 'status', 'DRAFT',
@@ -1353,27 +1361,28 @@ async fn prices_odoo_set_for_our_vendor_change_are_not_taken_for_odoo_edits() {
          FROM odoo_sync.order_state s WHERE s.order_key = '{order}'"
     ))
     .await;
-    let second_line = env.odoo_lines(odoo_id).await[1].0;
+    let odoo_lines = env.odoo_lines(odoo_id).await;
     env.odoo
         .write(
             "purchase.order",
             &[odoo_id],
-            &json!({"partner_id": wood, "order_line": [[1, second_line, {"product_qty": 4}]]}),
+            &json!({"partner_id": wood, "order_line": [
+                [1, odoo_lines[0].0, {"product_qty": 5}], [1, odoo_lines[1].0, {"product_qty": 4}]]}),
         )
         .await
         .expect("the first call");
     assert_eq!(
         vendor_and_first_line(&env, odoo_id).await,
-        (wood, d("2"), d("480")),
+        (wood, d("5"), d("480")),
         "Odoo priced the line from Wood Corner's price list"
     );
     let report = env.poll().await;
     assert_eq!(report.outcomes.get("conflict"), None, "{report:?}");
-    assert_eq!(env.local_lines(order).await, [(d("2"), d("400"))]);
+    assert_eq!(env.local_lines(order).await, [(d("3"), d("400"))]);
     env.drain().await;
     assert_eq!(
         vendor_and_first_line(&env, odoo_id).await,
-        (wood, d("2"), d("400"))
+        (wood, d("3"), d("400"))
     );
     assert_eq!(
         env.odoo_lines(odoo_id).await.len(),
