@@ -102,8 +102,6 @@ struct Prepared {
     maps_notes: bool,
     /// Every line's expected arrival (None: leave Odoo's dates alone).
     date_planned: Option<String>,
-    /// The order document (for [`writes_vendor`]).
-    doc_index: usize,
 }
 
 /// An order ready for `load`: references resolved.
@@ -125,7 +123,7 @@ struct Ready {
     may_exist: bool,
 }
 
-fn prepare(doc: &Value, doc_index: usize) -> Result<Prepared, PushError> {
+fn prepare(doc: &Value) -> Result<Prepared, PushError> {
     let tracking_id = doc["tracking_id"]
         .as_i64()
         .ok_or_else(|| PushError::Document("tracking_id is missing".into()))?;
@@ -170,7 +168,6 @@ fn prepare(doc: &Value, doc_index: usize) -> Result<Prepared, PushError> {
         notes: notes_to_write(doc),
         maps_notes: maps_notes(doc),
         date_planned: date_planned_to_write(doc),
-        doc_index,
     })
 }
 
@@ -195,7 +192,7 @@ pub async fn push_orders(
         } else if doc["deleted"].as_bool().unwrap_or(false) || doc["order"].is_null() {
             deleted.push(i);
         } else {
-            match prepare(doc, i) {
+            match prepare(doc) {
                 Ok(p) => live.push((i, p)),
                 Err(e) => results[i] = Some(Err(e)),
             }
@@ -276,8 +273,8 @@ pub async fn push_orders(
             version: p.version,
             known_id: p.known_id,
             xmlid: p.xmlid,
-            writes_vendor: writes_vendor(&docs[p.doc_index], partner),
-            may_exist: may_exist(&docs[p.doc_index]),
+            writes_vendor: writes_vendor(&docs[i], partner),
+            may_exist: may_exist(&docs[i]),
             partner,
             origin: p.origin,
             status: p.status,
