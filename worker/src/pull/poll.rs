@@ -293,17 +293,18 @@ pub async fn poll_once(
                 }
                 Err(e) => return Err(e.into()),
             };
-            if outcome == "busy" || outcome == "failed" || outcome == "stale" {
-                // Busy: its push is running; a pull job takes it up after the push. Stale: a
-                // push finished while this page was read; the pull job reads it afresh, and
-                // it is not marked seen, so a later poll applies it too.
+            // Busy: its push is running. Stale: a push finished while this page was read.
+            // Either way a pull job reads it afresh after the push, and it is not marked seen,
+            // so the next poll applies it too (a pull job already running may have read it
+            // before this change). Failed: the pull job retries it and reports the error.
+            let again = outcome == "busy" || outcome == "stale";
+            if again || outcome == "failed" {
                 pg.execute("SELECT odoo_sync.queue_pull($1)", &[&odoo_id])
                     .await?;
             }
-            let stale = outcome == "stale";
             *report.outcomes.entry(outcome).or_default() += 1;
             report.handed += 1;
-            if let Some(fingerprint) = fingerprints.get(&i64::from(odoo_id)).filter(|_| !stale) {
+            if let Some(fingerprint) = fingerprints.get(&i64::from(odoo_id)).filter(|_| !again) {
                 seen.insert(odoo_id.to_string(), fingerprint.clone());
             }
         }

@@ -94,7 +94,10 @@ async fn xmlids(
 /// second cannot be ordered by it; `apply_remote` orders them by this time instead, and takes a
 /// read that began before the order's last sync as stale rather than undoing that sync with it.
 pub async fn database_clock(pg: &tokio_postgres::Client) -> Result<String, PullError> {
-    let row = pg.query_one("SELECT clock_timestamp()::text", &[]).await?;
+    // JSON's ISO 8601 form: independent of the session's DateStyle and time zone names.
+    let row = pg
+        .query_one("SELECT to_json(clock_timestamp()) #>> '{}'", &[])
+        .await?;
     Ok(row.try_get(0)?)
 }
 
