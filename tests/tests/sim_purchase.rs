@@ -301,6 +301,97 @@ async fn writing_the_vendor_prices_the_lines_again_from_18() {
 }
 
 #[tokio::test]
+async fn a_lines_discount_comes_from_the_vendor_price_list_with_its_price_from_17() {
+    for version in [17u8, 18, 19] {
+        let o = start_version(version).await;
+        let wood = o.find("res.partner", "ref", "V-WOOD").await;
+        let desk = o.find("product.product", "default_code", "FURN_8220").await;
+        let entries = o
+            .ok(
+                "product.supplierinfo",
+                "search",
+                json!([[["partner_id", "=", wood]]]),
+                json!({}),
+            )
+            .await;
+        o.ok(
+            "product.supplierinfo",
+            "write",
+            json!([entries, {"discount": 10}]),
+            json!({}),
+        )
+        .await;
+        let discount = |line: i64| {
+            let o = &o;
+            async move {
+                o.read1("purchase.order.line", line, &["discount"]).await["discount"]
+                    .as_f64()
+                    .unwrap()
+            }
+        };
+        // At create the entry's discount applies, even with a price given; a discount given
+        // with the line is kept.
+        let po = o.order(wood, &[(desk, 2.0, 400.0)]).await;
+        let line = o.read1("purchase.order", po, &["order_line"]).await["order_line"][0]
+            .as_i64()
+            .unwrap();
+        assert_eq!(discount(line).await, 10.0, "create ({version})");
+        assert_eq!(
+            o.read1("purchase.order", po, &["amount_untaxed"]).await["amount_untaxed"],
+            720.0,
+            "the subtotal is discounted ({version})"
+        );
+        o.ok(
+            "purchase.order",
+            "write",
+            json!([[po], {"order_line": [[0, 0, {"product_id": desk, "product_qty": 1,
+                                                  "price_unit": 400, "discount": 0}]]}]),
+            json!({}),
+        )
+        .await;
+        let lines = o.read1("purchase.order", po, &["order_line"]).await["order_line"].clone();
+        assert_eq!(
+            discount(lines[1].as_i64().unwrap()).await,
+            0.0,
+            "given ({version})"
+        );
+
+        // A purchaser's discount stays until the quantity changes without one: (write,
+        // discount after it).
+        for (vals, after) in [
+            (json!({"discount": 3}), 3.0),
+            (json!({"price_unit": 390}), 3.0),
+            (
+                json!({"product_qty": 3, "price_unit": 390, "discount": 3}),
+                3.0,
+            ),
+            (json!({"product_qty": 4, "price_unit": 390}), 10.0),
+            (json!({"discount": 3}), 3.0),
+        ] {
+            o.ok(
+                "purchase.order.line",
+                "write",
+                json!([[line], vals]),
+                json!({}),
+            )
+            .await;
+            assert_eq!(discount(line).await, after, "{vals} ({version})");
+        }
+
+        // From 18 writing the vendor applies the entry's discount over one written with it.
+        o.ok(
+            "purchase.order",
+            "write",
+            json!([[po], {"partner_id": wood, "order_line": [[1, line, {"discount": 5}]]}]),
+            json!({}),
+        )
+        .await;
+        let expected = if version >= 18 { 10.0 } else { 5.0 };
+        assert_eq!(discount(line).await, expected, "vendor written ({version})");
+    }
+}
+
+#[tokio::test]
 async fn writing_a_line_moves_the_order_write_date() {
     let o = start().await;
     let gemini = o.find("res.partner", "ref", "V-GEMINI").await;

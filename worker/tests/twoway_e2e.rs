@@ -1244,10 +1244,48 @@ async fn vendor_and_first_line(env: &Env, odoo_id: i64) -> (i64, Decimal, Decima
     (vendor, line.1, line.2)
 }
 
+/// Gives Wood Corner's price-list entries a 10 % discount, which Odoo 17+ puts on the lines
+/// it prices from them (at create, on a quantity written without a discount, from 18 on a
+/// vendor written).
+async fn wood_corner_discounts_10_percent(env: &Env) {
+    let wood = odoo_record(env, "res.partner", "ref", "V-WOOD").await;
+    let entries = env
+        .odoo
+        .search(
+            "product.supplierinfo",
+            &Domain::eq("partner_id", wood),
+            None,
+            None,
+        )
+        .await
+        .expect("entries");
+    env.odoo
+        .write("product.supplierinfo", &entries, &json!({"discount": 10}))
+        .await
+        .expect("discount");
+}
+
+/// The discount of an Odoo order's first line.
+async fn first_line_discount(env: &Env, odoo_id: i64) -> Decimal {
+    let line = env.odoo_lines(odoo_id).await[0].0;
+    let read = env
+        .odoo
+        .read("purchase.order.line", &[line], &["discount"])
+        .await
+        .expect("read line");
+    quantity(&read[0]["discount"], "discount").expect("discount")
+}
+
 /// Edits the first item of `order` locally, then changes the vendor to Gemini and back to
 /// Wood Corner, pushing after each step: Odoo keeps the local price 400 throughout, although
-/// Wood Corner's price list sells the Large Desk (FURN_8220) at 480.
-async fn local_prices_survive_vendor_writes(env: &Env, order: i64, odoo_id: i64) {
+/// Wood Corner's price list sells the Large Desk (FURN_8220) at 480 less 10 %, and the first
+/// line keeps its `discount`, which odoo_sync does not sync.
+async fn local_prices_survive_vendor_writes(
+    env: &Env,
+    order: i64,
+    odoo_id: i64,
+    discount: Decimal,
+) {
     let wood = odoo_record(env, "res.partner", "ref", "V-WOOD").await;
     let gemini = odoo_record(env, "res.partner", "ref", "V-GEMINI").await;
     env.sql(&format!(
@@ -1260,6 +1298,7 @@ async fn local_prices_survive_vendor_writes(env: &Env, order: i64, odoo_id: i64)
         (wood, d("3"), d("400")),
         "a quantity edit"
     );
+    assert_eq!(first_line_discount(env, odoo_id).await, discount);
     for (supplier, name, vendor) in [
         ("V-GEMINI", "Gemini Furniture", gemini),
         ("V-WOOD", "Wood Corner", wood),
@@ -1272,6 +1311,11 @@ async fn local_prices_survive_vendor_writes(env: &Env, order: i64, odoo_id: i64)
         assert_eq!(
             vendor_and_first_line(env, odoo_id).await,
             (vendor, d("3"), d("400")),
+            "vendor {supplier}"
+        );
+        assert_eq!(
+            first_line_discount(env, odoo_id).await,
+            discount,
             "vendor {supplier}"
         );
     }
@@ -1294,13 +1338,16 @@ async fn local_prices_survive_vendor_writes(env: &Env, order: i64, odoo_id: i64)
 async fn a_push_keeps_local_prices_against_the_vendors_price_list() {
     for version in [18, 19] {
         let env = setup_version(&format!("tw_price_list_{version}"), version).await;
+        wood_corner_discounts_10_percent(&env).await;
         let order = env
             .insert_order("PO-PRICES", &[("FURN_8220", "2", "400.00")])
             .await;
         env.drain().await;
         let odoo_id = env.odoo_id(order).await;
         assert_eq!(env.odoo_lines(odoo_id).await[0].2, d("400"), "created");
-        local_prices_survive_vendor_writes(&env, order, odoo_id).await;
+        // The local price is the price paid: no price-list discount over it.
+        assert_eq!(first_line_discount(&env, odoo_id).await, d("0"), "created");
+        local_prices_survive_vendor_writes(&env, order, odoo_id, d("0")).await;
         env.finish().await;
     }
 }
@@ -1516,16 +1563,19 @@ async fn a_vendor_change_of_orders_with_and_without_dates_in_one_batch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_by_id_keeps_local_prices_against_the_vendors_price_list() {
     let env = setup_version("tw_price_list_dbid", 19).await;
+    wood_corner_discounts_10_percent(&env).await;
     let wood = odoo_record(&env, "res.partner", "ref", "V-WOOD").await;
     let desk = odoo_record(&env, "product.product", "default_code", "FURN_8220").await;
+    // The purchaser's own discount, which Odoo would replace with the price list's (or none)
+    // on every quantity or vendor written without it.
     let odoo_id = imported_order(
         &env,
         json!({"partner_id": wood, "order_line": [[0, 0,
-                {"product_id": desk, "product_qty": 2, "price_unit": 400}]]}),
+                {"product_id": desk, "product_qty": 2, "price_unit": 400, "discount": 3}]]}),
     )
     .await;
     let order: i64 = env.one("SELECT id FROM orders").await;
-    local_prices_survive_vendor_writes(&env, order, odoo_id).await;
+    local_prices_survive_vendor_writes(&env, order, odoo_id, d("3")).await;
     env.finish().await;
 }
 

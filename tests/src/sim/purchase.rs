@@ -169,6 +169,9 @@ impl<'a> Env<'a> {
             if !vals.contains_key("price_unit") {
                 self.apply_price_rule(rec, true);
             }
+            if !vals.contains_key("discount") {
+                self.apply_discount_rule(rec);
+            }
         }
         if !is_display && !rec.get("date_planned").is_some_and(Val::truthy) {
             // The order's date plus the vendor's lead time (none without a price-list entry).
@@ -216,6 +219,22 @@ impl<'a> Env<'a> {
         rec.insert("price_unit".into(), Val::Num(price));
     }
 
+    /// The vendor price-list rule for `discount` (17+, the same compute as the price): the
+    /// applying entry's discount, else 0, whether or not a price was given with the line.
+    pub(crate) fn apply_discount_rule(&self, rec: &mut Record) {
+        if self.schema.version < 17 {
+            return;
+        }
+        let Some((_, seller)) = self.select_seller(rec) else {
+            return;
+        };
+        let discount = match seller {
+            Seller::Chosen { discount, .. } => discount,
+            Seller::None | Seller::NotReached => Decimal::ZERO,
+        };
+        rec.insert("discount".into(), Val::Num(discount));
+    }
+
     /// Odoo's `_select_seller` for a line: None without product or order; else the product and
     /// what the order's vendor's price list gives for the line's quantity.
     fn select_seller(&self, rec: &Record) -> Option<(i64, Seller)> {
@@ -261,6 +280,7 @@ impl<'a> Env<'a> {
             match chosen {
                 Some(r) => Seller::Chosen {
                     price: r.get("price").map(Val::num).unwrap_or_default(),
+                    discount: r.get("discount").map(Val::num).unwrap_or_default(),
                     delay: r.get("delay").map(Val::num).unwrap_or_default(),
                 },
                 None => Seller::NotReached,
@@ -401,6 +421,9 @@ impl<'a> Env<'a> {
             if qty_changed && !vals.contains_key("date_planned") {
                 self.recompute_date_planned(rec);
             }
+            if qty_changed && !vals.contains_key("discount") {
+                self.apply_discount_rule(rec);
+            }
         }
         Ok(())
     }
@@ -498,6 +521,7 @@ impl<'a> Env<'a> {
                     continue;
                 }
                 self.apply_price_rule(&mut rec, false);
+                self.apply_discount_rule(&mut rec);
                 self.recompute_date_planned(&mut rec);
                 self.after_compute("purchase.order.line", &mut rec);
                 self.txn.put("purchase.order.line", l, rec);
@@ -695,6 +719,10 @@ enum Seller {
     None,
     /// The vendor has entries, none of which the quantity reaches.
     NotReached,
-    /// The entry that applies: its price and lead time (days).
-    Chosen { price: Decimal, delay: Decimal },
+    /// The entry that applies: its price, discount (%) and lead time (days).
+    Chosen {
+        price: Decimal,
+        discount: Decimal,
+        delay: Decimal,
+    },
 }

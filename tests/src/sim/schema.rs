@@ -315,6 +315,7 @@ impl Schema {
             .add("product_id", "Product Variant", Many2one("product.product"))
             .add("min_qty", "Quantity", Float)
             .add("price", "Unit Price", Float)
+            .when(version >= 17, |b| b.add("discount", "Discount (%)", Float))
             .add("delay", "Delivery Lead Time", Integer)
             .add("sequence", "Sequence", Integer)
             .add("currency_id", "Currency", Many2one("res.currency"))

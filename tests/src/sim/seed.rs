@@ -154,6 +154,9 @@ pub struct SeedSupplierInfo {
     pub min_qty: Decimal,
     /// Unit price.
     pub price: Decimal,
+    /// Discount in percent (17+; Odoo's lines take it with the price).
+    #[serde(default)]
+    pub discount: Decimal,
     /// Lead time in days.
     #[serde(default = "one")]
     pub delay: i64,
@@ -185,6 +188,7 @@ impl Seed {
             product: product.into(),
             min_qty: d(min),
             price: d(price),
+            discount: Decimal::ZERO,
             delay: 1,
         };
         Seed {
@@ -366,14 +370,15 @@ impl Seed {
                     OdooError::value(format!("seed: unknown product '{}'", s.product))
                 })?;
             let tmpl = env.get("product.product", product, "product_tmpl_id");
-            env.create_one(
-                "product.supplierinfo",
-                &obj(
-                    json!({"partner_id": vendor, "product_tmpl_id": tmpl.ref_id(),
-                    "min_qty": dec_f64(s.min_qty), "price": dec_f64(s.price), "delay": s.delay,
-                    "sequence": seq as i64 + 1}),
-                ),
-            )?;
+            let mut vals = obj(
+                json!({"partner_id": vendor, "product_tmpl_id": tmpl.ref_id(),
+                "min_qty": dec_f64(s.min_qty), "price": dec_f64(s.price), "delay": s.delay,
+                "sequence": seq as i64 + 1}),
+            );
+            if !s.discount.is_zero() {
+                vals.insert("discount".into(), json!(dec_f64(s.discount)));
+            }
+            env.create_one("product.supplierinfo", &vals)?;
         }
         drop(env);
         Ok(World {

@@ -612,8 +612,8 @@ async fn read_orders(
 async fn write_chunk(odoo: &OdooClient, chunk: &[Ready]) -> Vec<Result<PushOutcome, PushError>> {
     let started = Instant::now();
     let mut loaded: Vec<Option<Result<i64, PushError>>> = chunk.iter().map(|_| None).collect();
-    let notes_field = match odoo.field_names().await {
-        Ok(names) => names.order_notes,
+    let names = match odoo.field_names().await {
+        Ok(names) => names,
         Err(e) => {
             return chunk
                 .iter()
@@ -624,7 +624,7 @@ async fn write_chunk(odoo: &OdooClient, chunk: &[Ready]) -> Vec<Result<PushOutco
     // One load per shape: the orders of the chunk grouped by the columns they need.
     let mut groups: Vec<(LoadShape, Vec<usize>)> = Vec::new();
     for (i, r) in chunk.iter().enumerate() {
-        let shape = LoadShape::of(&r.load_order(), notes_field);
+        let shape = LoadShape::of(&r.load_order(), &names);
         match groups.iter_mut().find(|(s, _)| *s == shape) {
             Some((_, idx)) => idx.push(i),
             None => groups.push((shape, vec![i])),
@@ -692,7 +692,7 @@ async fn write_chunk(odoo: &OdooClient, chunk: &[Ready]) -> Vec<Result<PushOutco
             results[*i] = Err(PushError::Odoo(e.clone()));
         }
     };
-    let mut records = match read_orders(odoo, &ids, notes_field).await {
+    let mut records = match read_orders(odoo, &ids, names.order_notes).await {
         Ok(r) => r,
         Err(e) => {
             fail_all(&mut results, &e);
@@ -775,7 +775,7 @@ async fn write_chunk(odoo: &OdooClient, chunk: &[Ready]) -> Vec<Result<PushOutco
                     }
                 }
                 if !rewritten.is_empty() {
-                    match read_orders(odoo, &rewritten, notes_field).await {
+                    match read_orders(odoo, &rewritten, names.order_notes).await {
                         Ok(r) => records.extend(r),
                         Err(e) => {
                             for (i, id) in &extra {
@@ -820,7 +820,7 @@ async fn write_chunk(odoo: &OdooClient, chunk: &[Ready]) -> Vec<Result<PushOutco
             }
         }
         // The calls moved state and write_date: the base must hold the values after them.
-        match read_orders(odoo, &ids, notes_field).await {
+        match read_orders(odoo, &ids, names.order_notes).await {
             Ok(r) => records.extend(r),
             Err(e) => {
                 for (i, _) in &targets {
@@ -851,7 +851,7 @@ async fn write_chunk(odoo: &OdooClient, chunk: &[Ready]) -> Vec<Result<PushOutco
                 continue;
             }
         };
-        let snapshot = pushed_snapshot(r.partner, &r.lines, rec, r.maps_notes, notes_field);
+        let snapshot = pushed_snapshot(r.partner, &r.lines, rec, r.maps_notes, names.order_notes);
         results[i] = Ok(PushOutcome {
             odoo_order_id: Some(id),
             odoo_name: rec.get("name").and_then(Value::as_str).map(str::to_string),

@@ -10,9 +10,13 @@
 //!    `[1, id, vals]` for lines known by id and
 //!    `[2, id, 0]` for Odoo lines the document no longer has (filtered against the lines
 //!    Odoo has now, so a repeated removal is not an error);
-//! 3. after a vendor change, the lines' prices again (Odoo 18+ priced them from the new
-//!    vendor's price list); 4. status buttons, as for pushed orders; 5. one `read` of name,
-//!    state and amounts.
+//! 3. after a vendor change, the lines' prices and discounts again (Odoo 18+ priced them from
+//!    the new vendor's price list); 4. status buttons, as for pushed orders; 5. one `read` of
+//!    name, state and amounts.
+//!
+//! A line's `discount` (17+) is not synced: lines added here get 0 (the local price is the
+//! price paid), and the lines Odoo has keep theirs, also through the writes after which Odoo
+//! would set it from the price list again (a quantity or product, from 18 the vendor).
 //!
 //! An order re-tracked after `untrack_orders` keeps its Odoo id (track_orders links it by the
 //! `odoo_order_id` column) and its lines are found by the item key in their external ids.
@@ -139,7 +143,8 @@ pub async fn push_linked(
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_i64).collect())
         .unwrap_or_default();
-    let in_odoo = odoo_lines(odoo, &all_lines).await?;
+    let names = odoo.field_names().await?;
+    let in_odoo = odoo_lines(odoo, &all_lines, names.line_discount).await?;
     // Goods only: sections and notes are layout the pull never brings here, and stay as they are.
     let present: Vec<i64> = all_lines
         .iter()
@@ -178,11 +183,17 @@ pub async fn push_linked(
     // 1. Lines added here: upserted by external id.
     let new_lines: Vec<&Line> = lines.iter().filter(|l| l.odoo_line_id.is_none()).collect();
     let mut keep: HashSet<i64> = lines.iter().filter_map(|l| l.odoo_line_id).collect();
-    // Every goods line of the order with its local price (for a vendor change, below).
-    let mut priced: Vec<(i64, Decimal)> = lines
+    // Every goods line of the order with its local price and its discount in Odoo (for a
+    // vendor change, below).
+    let mut priced: Vec<(i64, Decimal, Option<Decimal>)> = lines
         .iter()
-        .filter_map(|l| Some((l.odoo_line_id.filter(|id| present.contains(id))?, l.price)))
+        .filter_map(|l| {
+            let id = l.odoo_line_id.filter(|id| present.contains(id))?;
+            Some((id, l.price, in_odoo.get(&id)?.discount))
+        })
         .collect();
+    // Lines created here get no discount: the local price is the price paid (see LoadShape::of).
+    let new_discount = names.line_discount.then_some(Decimal::ZERO);
     if !new_lines.is_empty() {
         let rows: Vec<Vec<Value>> = new_lines
             .iter()
@@ -194,6 +205,7 @@ pub async fn push_linked(
                     json!(l.qty.to_string()),
                     json!(l.price.to_string()),
                 ];
+                row.extend(new_discount.map(|d| json!(d.to_string())));
                 row.extend(date_planned.iter().map(|d| json!(d)));
                 row
             })
@@ -205,6 +217,9 @@ pub async fn push_linked(
             "product_qty",
             "price_unit",
         ];
+        if new_discount.is_some() {
+            fields.push("discount");
+        }
         if date_planned.is_some() {
             fields.push("date_planned");
         }
@@ -213,7 +228,7 @@ pub async fn push_linked(
             .await?
             .into_ids("purchase.order.line")?;
         for (l, id) in new_lines.iter().zip(&ids) {
-            priced.push((*id, l.price));
+            priced.push((*id, l.price, new_discount));
         }
         keep.extend(ids);
     }
@@ -232,11 +247,15 @@ pub async fn push_linked(
             let mut vals = Map::new();
             let mut dated = dates_differ;
             if now.product != Some(l.product) || money::as_stored(now.qty, qty_scale) != l.qty {
-                // A product or quantity change makes Odoo price and date the line again: the
-                // price and the date go with it.
+                // A product or quantity change makes Odoo price, discount and date the line
+                // again: the price and the date go with it, and the discount Odoo has (which
+                // odoo_sync does not sync, so never changes).
                 vals.insert("product_id".into(), json!(l.product));
                 vals.insert("product_qty".into(), money::to_json(l.qty));
                 vals.insert("price_unit".into(), money::to_json(l.price));
+                if let Some(discount) = now.discount {
+                    vals.insert("discount".into(), money::to_json(discount));
+                }
                 dated = true;
             } else if money::as_stored(now.price, price_scale) != l.price {
                 vals.insert("price_unit".into(), money::to_json(l.price));
@@ -253,7 +272,7 @@ pub async fn push_linked(
             .filter(|id| !keep.contains(id))
             .map(|id| json!([2, id, 0])),
     );
-    let notes_field = odoo.field_names().await?.order_notes;
+    let notes_field = names.order_notes;
     let mut vals = Map::new();
     if !commands.is_empty() {
         vals.insert("order_line".into(), Value::Array(commands));
@@ -276,13 +295,17 @@ pub async fn push_linked(
     }
     if vendor_changed && !priced.is_empty() && vendor_write_reprices(odoo).await? {
         // 3. Odoo 18+ priced every line from the new vendor's price list (see writes_vendor):
-        // the local prices (and dates) again, alone.
+        // the local prices (and dates) again, alone, and the discounts the lines had.
         let commands: Vec<Value> = priced
             .iter()
-            .map(|(id, price)| {
-                let mut vals = json!({"price_unit": money::to_json(*price)});
-                if let (Some(d), Some(fields)) = (&date_planned, vals.as_object_mut()) {
-                    fields.insert("date_planned".into(), json!(d));
+            .map(|(id, price, discount)| {
+                let mut vals = Map::new();
+                vals.insert("price_unit".into(), money::to_json(*price));
+                if let Some(discount) = discount {
+                    vals.insert("discount".into(), money::to_json(*discount));
+                }
+                if let Some(d) = &date_planned {
+                    vals.insert("date_planned".into(), json!(d));
                 }
                 json!([1, id, vals])
             })
@@ -343,23 +366,27 @@ struct OdooLine {
     product: Option<i64>,
     qty: Decimal,
     price: Decimal,
+    /// The discount (%), where lines have one (17+).
+    discount: Option<Decimal>,
     /// A section or a note: layout, not goods.
     layout: bool,
 }
 
-/// The lines `ids` as Odoo holds them now (one `read`).
-async fn odoo_lines(odoo: &OdooClient, ids: &[i64]) -> Result<HashMap<i64, OdooLine>, PushError> {
+/// The lines `ids` as Odoo holds them now (one `read`), with their discount when `discount`.
+async fn odoo_lines(
+    odoo: &OdooClient,
+    ids: &[i64],
+    discount: bool,
+) -> Result<HashMap<i64, OdooLine>, PushError> {
     let mut out = HashMap::new();
     if ids.is_empty() {
         return Ok(out);
     }
-    let rows = odoo
-        .read(
-            "purchase.order.line",
-            ids,
-            &["product_id", "product_qty", "price_unit", "display_type"],
-        )
-        .await?;
+    let mut fields = vec!["product_id", "product_qty", "price_unit", "display_type"];
+    if discount {
+        fields.push("discount");
+    }
+    let rows = odoo.read("purchase.order.line", ids, &fields).await?;
     for r in rows {
         let Some(id) = r.get("id").and_then(Value::as_i64) else {
             continue;
@@ -377,6 +404,10 @@ async fn odoo_lines(odoo: &OdooClient, ids: &[i64]) -> Result<HashMap<i64, OdooL
                     r.get("price_unit").unwrap_or(&Value::Null),
                     &what("price_unit"),
                 )?,
+                discount: match r.get("discount").filter(|_| discount) {
+                    Some(d) => Some(quantity(d, &what("discount"))?),
+                    None => None,
+                },
                 layout: r.get("display_type").and_then(Value::as_str).is_some(),
             },
         );

@@ -22,6 +22,7 @@ use super::resolve::{ProductRef, Resolver};
 use super::status_action::StatusAction;
 use super::PushError;
 use crate::odoo::money::money;
+use crate::odoo::version::FieldNames;
 use crate::odoo::{Domain, OdooClient, OdooError, Op};
 
 /// Module of our external ids.
@@ -139,6 +140,8 @@ pub(crate) struct LoadShape {
     pub notes_field: Option<&'static str>,
     /// The lines carry `date_planned`.
     pub with_dates: bool,
+    /// The lines carry `discount` = 0 (Odoo 17+, see [`LoadShape::of`]).
+    pub with_discount: bool,
     /// The orders write their vendor.
     pub with_partner: bool,
 }
@@ -160,14 +163,19 @@ pub(crate) struct LoadOrder<'a> {
 }
 
 impl LoadShape {
-    /// The shape of a call carrying `order` alone.
-    pub fn of(order: &LoadOrder<'_>, notes_field: &'static str) -> LoadShape {
+    /// The shape of a call carrying `order` alone, on a server whose field names are `names`.
+    ///
+    /// Where lines have a `discount` (17+), the lines we write carry 0: the local price is the
+    /// price paid, and Odoo would otherwise apply the vendor's price-list discount over it, at
+    /// create and whenever it computes the line again (a quantity written, from 18 the vendor).
+    pub fn of(order: &LoadOrder<'_>, names: &FieldNames) -> LoadShape {
         let with_lines = !order.lines.is_empty();
         LoadShape {
             with_lines,
-            notes_field: order.notes.map(|_| notes_field),
+            notes_field: order.notes.map(|_| names.order_notes),
             with_dates: with_lines && order.date_planned.is_some(),
             with_partner: order.partner.is_some(),
+            with_discount: with_lines && names.line_discount,
         }
     }
 
@@ -181,6 +189,9 @@ impl LoadShape {
         fields.extend(self.notes_field);
         if self.with_lines {
             fields.extend(LOAD_LINE_FIELDS);
+            if self.with_discount {
+                fields.push("order_line/discount");
+            }
             if self.with_dates {
                 fields.push("order_line/date_planned");
             }
@@ -222,6 +233,9 @@ impl LoadShape {
                     json!(qty.to_string()),
                     json!(price.to_string()),
                 ]);
+                if self.with_discount {
+                    row.push(json!("0"));
+                }
                 if self.with_dates {
                     row.push(json!(order.date_planned.unwrap_or_default()));
                 }
@@ -267,14 +281,15 @@ pub(crate) async fn vendor_write_reprices(odoo: &OdooClient) -> Result<bool, Odo
     Ok(odoo.version().await?.major >= 18)
 }
 
-/// Writes the lines' prices (and dates, when given) again by their external ids, in a call of
-/// their own: after a call that wrote the vendor of existing orders, which on Odoo 18+ priced
-/// the lines from the vendor's price list (see [`writes_vendor`]). A price written alone
-/// triggers no such computation.
+/// Writes the lines' prices (and dates, when given; discount 0 where lines have one, see
+/// [`LoadShape::of`]) again by their external ids, in a call of their own: after a call that
+/// wrote the vendor of existing orders, which on Odoo 18+ priced the lines from the vendor's
+/// price list (see [`writes_vendor`]). A price written alone triggers no such computation.
 pub(crate) async fn reprice_lines(
     odoo: &OdooClient,
     lines: &[(&str, Decimal, Option<&str>)],
 ) -> Result<(), OdooError> {
+    let with_discount = odoo.field_names().await?.line_discount;
     // One call for the lines with a date and one for those without: an empty date cell would
     // empty the line's date.
     for with_dates in [true, false] {
@@ -286,6 +301,9 @@ pub(crate) async fn reprice_lines(
                     json!(format!("{XMLID_MODULE}.{xmlid}")),
                     json!(price.to_string()),
                 ];
+                if with_discount {
+                    row.push(json!("0"));
+                }
                 row.extend(date.map(|d| json!(d)));
                 row
             })
@@ -294,6 +312,9 @@ pub(crate) async fn reprice_lines(
             continue;
         }
         let mut fields = vec!["id", "price_unit"];
+        if with_discount {
+            fields.push("discount");
+        }
         if with_dates {
             fields.push("date_planned");
         }
@@ -588,7 +609,7 @@ pub async fn push_order(
         }
     }
 
-    let notes_field = odoo.field_names().await?.order_notes;
+    let names = odoo.field_names().await?;
     let notes = notes_to_write(doc);
     let date_planned = date_planned_to_write(doc);
     let vendor = writes_vendor(doc, partner);
@@ -600,7 +621,7 @@ pub async fn push_order(
         date_planned: date_planned.as_deref(),
         lines: &lines,
     };
-    let shape = LoadShape::of(&load_order, notes_field);
+    let shape = LoadShape::of(&load_order, &names);
     let ids = odoo
         .load("purchase.order", &shape.fields(), &shape.rows(&load_order))
         .await?
@@ -663,7 +684,7 @@ pub async fn push_order(
         .read(
             "purchase.order",
             &[odoo_id],
-            &read_back_fields(doc, notes_field),
+            &read_back_fields(doc, names.order_notes),
         )
         .await?;
     let rec = read.first().ok_or_else(|| {
@@ -683,7 +704,7 @@ pub async fn push_order(
             "amount_total",
         )?,
     };
-    let snapshot = pushed_snapshot(partner, &lines, rec, maps_notes(doc), notes_field);
+    let snapshot = pushed_snapshot(partner, &lines, rec, maps_notes(doc), names.order_notes);
     Ok(PushOutcome {
         odoo_order_id: Some(odoo_id),
         odoo_name: rec.get("name").and_then(Value::as_str).map(str::to_string),
@@ -708,6 +729,7 @@ pub async fn push_order(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::odoo::version::OdooVersion;
 
     /// Names Odoo accepts (no space) for every key, read back as the same key, and the
     /// names of keys without a space unchanged.
@@ -759,7 +781,10 @@ mod tests {
             date_planned: Some("2026-12-15 12:00:00"),
             lines: &lines,
         };
-        let shape = LoadShape::of(&order, "note");
+        let v17 = FieldNames::for_version(
+            &OdooVersion::from_value(&json!({"server_version": "17.0"})).expect("version"),
+        );
+        let shape = LoadShape::of(&order, &v17);
         assert_eq!(
             shape.fields(),
             vec![
@@ -770,6 +795,7 @@ mod tests {
                 "order_line/product_id/.id",
                 "order_line/product_qty",
                 "order_line/price_unit",
+                "order_line/discount",
                 "order_line/date_planned"
             ]
         );
@@ -780,13 +806,22 @@ mod tests {
         assert!(rows
             .iter()
             .all(|r| r.last() == Some(&json!("2026-12-15 12:00:00"))));
+        assert!(rows.iter().all(|r| r[r.len() - 2] == json!("0")));
+
+        // Lines have no discount before 17.
+        let v16 = FieldNames::for_version(
+            &OdooVersion::from_value(&json!({"server_version": "16.0"})).expect("version"),
+        );
+        assert!(!LoadShape::of(&order, &v16)
+            .fields()
+            .contains(&"order_line/discount"));
 
         // Without lines there is nothing to date: the order's date is Odoo's to compute.
         let bare = LoadOrder {
             lines: &[],
             ..order
         };
-        let shape = LoadShape::of(&bare, "note");
+        let shape = LoadShape::of(&bare, &v17);
         assert!(!shape.with_dates);
         assert_eq!(shape.fields(), vec!["id", "partner_id/.id", "origin"]);
     }
