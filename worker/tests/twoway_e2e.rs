@@ -1059,6 +1059,106 @@ async fn a_read_of_odoo_older_than_a_push_of_the_same_second_undoes_nothing() {
     env.finish().await;
 }
 
+/// The worker's read clock is the database's, written in JSON's ISO 8601 form: it means the
+/// same instant to a session with any DateStyle and time zone. The text form of a timestamp
+/// follows DateStyle ("27/11/2026 09:51:44.1 EST" under SQL, DMY), which another DateStyle
+/// reads as another day, or not at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_read_clock_is_the_same_instant_under_any_datestyle() {
+    let env = setup("tw_read_clock").await;
+    env.sql("SET datestyle = 'SQL, DMY'; SET timezone = 'America/New_York'")
+        .await;
+    let read_at = odoo_sync_worker::pull::remote::database_clock(&env.db.client)
+        .await
+        .expect("clock");
+    for (datestyle, zone) in [("ISO, MDY", "Asia/Kolkata"), ("German", "UTC")] {
+        env.sql(&format!(
+            "SET datestyle = '{datestyle}'; SET timezone = '{zone}'"
+        ))
+        .await;
+        let age: f64 = env
+            .db
+            .client
+            .query_one(
+                "SELECT extract(epoch FROM clock_timestamp() - $1::text::timestamptz)::float8",
+                &[&read_at],
+            )
+            .await
+            .expect("read_at is a timestamp")
+            .get(0);
+        assert!((0.0..30.0).contains(&age), "{read_at} read as {age} s ago");
+    }
+    env.finish().await;
+}
+
+/// A poll that finds an order busy (its push is running) queues a pull job and does not mark
+/// the row seen: the next poll applies it, whatever became of the pull job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_order_is_not_marked_seen_by_the_poll() {
+    let env = setup("tw_busy_seen").await;
+    let (id, odoo_id, _) = synced_order(&env, "PO-BUSY").await;
+    env.poll().await;
+    env.sql(&format!("SELECT odoo_sync.sync_order({id}::bigint)"))
+        .await;
+    let claimed = env
+        .worker
+        .query_one(
+            "SELECT job_id, attempt_token FROM odoo_sync.claim_jobs('someone-else', 10, '5 minutes')",
+            &[],
+        )
+        .await
+        .expect("claim the push");
+    let (job, token): (i64, i64) = (claimed.get(0), claimed.get(1));
+    // A purchaser's price in Odoo, a second later than everything before.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let line = env.odoo_lines(odoo_id).await[0].0;
+    env.odoo
+        .write("purchase.order.line", &[line], &json!({"price_unit": 77.5}))
+        .await
+        .expect("Odoo edit");
+    // Another Odoo order a second later: the poll keeps no row of the newest second as seen,
+    // so only with a newer one is there a mark to test.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let wood = odoo_record(&env, "res.partner", "ref", "V-WOOD").await;
+    env.odoo
+        .create("purchase.order", &[json!({"partner_id": wood})])
+        .await
+        .expect("another Odoo order");
+    let report = env.poll().await;
+    assert_eq!(report.outcomes.get("busy"), Some(&1), "{report:?}");
+    let seen: Option<String> = env
+        .one(&format!(
+            "SELECT seen ->> '{odoo_id}' FROM odoo_sync.pull_position()"
+        ))
+        .await;
+    let write_date = env
+        .odoo
+        .read("purchase.order", &[odoo_id], &["write_date"])
+        .await
+        .expect("read")[0]["write_date"]
+        .as_str()
+        .expect("write_date")
+        .to_string();
+    assert!(
+        seen.as_deref().is_none_or(|s| !s.starts_with(&write_date)),
+        "the busy row was marked seen: {seen:?}"
+    );
+    let pulls: i64 = env
+        .one("SELECT count(*) FROM odoo_sync.jobs WHERE kind = 'pull'")
+        .await;
+    assert_eq!(pulls, 1, "a pull job reads it after the push");
+    // The push gives its job back; the next poll applies the Odoo edit itself.
+    env.worker
+        .execute("SELECT odoo_sync.requeue_job($1, $2)", &[&job, &token])
+        .await
+        .expect("requeue");
+    let report = env.poll().await;
+    assert_eq!(report.outcomes.get("applied"), Some(&1), "{report:?}");
+    assert_eq!(env.local_lines(id).await[0].1, d("77.5"));
+    env.drain().await;
+    env.finish().await;
+}
+
 /// An imported order keeps Odoo's `origin` (its Source Document: the sales order or
 /// replenishment that made it) when a local edit is pushed. Its local order number is Odoo's
 /// `name`, so writing it into `origin`, as for orders created here, erased that link in Odoo.
