@@ -614,7 +614,7 @@ pub async fn run(
             let odoo_status = odoo_status(odoo).await;
             let info = json!({
                 "odoo_status": odoo_status,
-                "cache_status": "HEALTHY",
+                "cache_status": resolver.cache_status().as_str(),
                 "hostname": std::env::var("HOSTNAME").unwrap_or_default(),
                 "pid": std::process::id(),
                 "version": env!("CARGO_PKG_VERSION"),

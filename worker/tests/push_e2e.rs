@@ -10,7 +10,7 @@ use odoo_sync_tests::sim::{self, SimConfig, SimHandle};
 use odoo_sync_worker::odoo::money::{money, quantity};
 use odoo_sync_worker::odoo::{Domain, OdooClient, OdooConfig, Secret, SecretKind};
 use odoo_sync_worker::push::order_push::push_order;
-use odoo_sync_worker::push::resolve::Resolver;
+use odoo_sync_worker::push::resolve::{CacheStatus, ProductRef, Resolver};
 use odoo_sync_worker::queue;
 use odoo_sync_worker::run::{run, run_once, spawn_listener, RunOptions};
 use rust_decimal::Decimal;
@@ -358,6 +358,92 @@ async fn a_push_repeated_after_an_unknown_outcome_creates_no_duplicates() {
         .expect("history")
         .get(0);
     assert_eq!(attempts, 2);
+    env.finish().await;
+}
+
+/// The map tables are the cache workers share. A resolution the worker cannot store there is
+/// kept in memory and resolves all the same (cache DEGRADED); a map table it cannot read fails
+/// the resolution with PostgreSQL's error (UNAVAILABLE); both show in `health()` through the
+/// heartbeat, and clear once the tables answer again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn map_tables_the_worker_cannot_use_show_as_the_cache_status() {
+    let env = setup("push_cache_status").await;
+    let health = |resolver: &Resolver| {
+        let status = resolver.cache_status().as_str();
+        let pg = &env.worker;
+        async move {
+            queue::heartbeat(
+                pg,
+                "cache-test",
+                &serde_json::json!({"cache_status": status}),
+            )
+            .await
+            .expect("heartbeat");
+            let row = pg
+                .query_one("SELECT cache_status FROM odoo_sync.health()", &[])
+                .await
+                .expect("health");
+            row.get::<_, String>(0)
+        }
+    };
+    let desk = ProductRef {
+        product_id: "FURN_8220",
+        product_code: None,
+        product_name: None,
+    };
+    let mut resolver = Resolver::new();
+    assert_eq!(resolver.cache_status(), CacheStatus::Healthy);
+
+    env.db
+        .client
+        .batch_execute("REVOKE INSERT ON odoo_sync.partner_map FROM odoo_sync_worker")
+        .await
+        .expect("revoke");
+    let wood = resolver
+        .partner(&env.worker, &env.odoo, "V-WOOD", None)
+        .await
+        .expect("resolved from Odoo");
+    assert_eq!(resolver.cache_status(), CacheStatus::Degraded);
+    assert_eq!(health(&resolver).await, "DEGRADED");
+    assert_eq!(
+        resolver.cached_partner("V-WOOD"),
+        Some(wood),
+        "kept in memory"
+    );
+    let stored: i64 = env
+        .db
+        .client
+        .query_one("SELECT count(*) FROM odoo_sync.partner_map", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(stored, 0);
+
+    env.db
+        .client
+        .batch_execute("REVOKE SELECT ON odoo_sync.product_map FROM odoo_sync_worker")
+        .await
+        .expect("revoke");
+    let err = resolver
+        .product(&env.worker, &env.odoo, &desk)
+        .await
+        .expect_err("a map table it cannot read");
+    assert!(err.to_string().contains("permission denied"), "{err}");
+    assert_eq!(health(&resolver).await, "UNAVAILABLE");
+
+    env.db
+        .client
+        .batch_execute(
+            "GRANT SELECT ON odoo_sync.product_map TO odoo_sync_worker; \
+             GRANT INSERT ON odoo_sync.partner_map TO odoo_sync_worker",
+        )
+        .await
+        .expect("grant");
+    resolver
+        .product(&env.worker, &env.odoo, &desk)
+        .await
+        .expect("resolved");
+    assert_eq!(health(&resolver).await, "HEALTHY");
     env.finish().await;
 }
 

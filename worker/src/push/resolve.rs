@@ -6,6 +6,10 @@
 //! settings `partner_strategies` / `product_strategies` choose which and in what order. What a
 //! strategy finds is written back into the map table, so the next order costs no Odoo call.
 //! A value no strategy finds is a permanent error naming the value and the strategies tried.
+//!
+//! The map tables are the cache workers share; how they answered is the worker's
+//! `cache_status` ([`CacheStatus`]). A learned resolution the worker cannot store is kept in
+//! memory and the push goes on; a map table it cannot read fails the resolution.
 
 use std::collections::HashMap;
 
@@ -19,6 +23,38 @@ use crate::odoo::{Domain, OdooClient};
 pub struct Resolver {
     partners: HashMap<String, i64>,
     products: HashMap<String, i64>,
+    health: MapHealth,
+}
+
+/// How the shared cache (the map tables) answered the resolver's latest calls, as the worker
+/// reports it in its heartbeat (`health()`'s `cache_status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheStatus {
+    /// Read and written as needed.
+    Healthy,
+    /// Readable, but a learned resolution could not be stored: this worker resolves from its
+    /// memory and Odoo, and other workers ask Odoo again.
+    Degraded,
+    /// A map table could not be read: resolutions fail.
+    Unavailable,
+}
+
+impl CacheStatus {
+    /// The name `odoo_sync.heartbeat` takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheStatus::Healthy => "HEALTHY",
+            CacheStatus::Degraded => "DEGRADED",
+            CacheStatus::Unavailable => "UNAVAILABLE",
+        }
+    }
+}
+
+/// Whether the latest read and the latest store of the map tables failed.
+#[derive(Debug, Default)]
+struct MapHealth {
+    read_failed: bool,
+    store_failed: bool,
 }
 
 /// How a value is looked for in Odoo after the map table (settings `partner_strategies` /
@@ -171,6 +207,17 @@ impl Resolver {
         self.partners.len() + self.products.len()
     }
 
+    /// How the map tables answered the latest calls (see [`CacheStatus`]).
+    pub fn cache_status(&self) -> CacheStatus {
+        if self.health.read_failed {
+            CacheStatus::Unavailable
+        } else if self.health.store_failed {
+            CacheStatus::Degraded
+        } else {
+            CacheStatus::Healthy
+        }
+    }
+
     /// Resolves many suppliers at once: one map-table query, then one `search_read` per
     /// strategy for all the values still unknown. Returns the values no strategy found, with
     /// the message naming the strategies tried; the others are in the cache.
@@ -180,7 +227,15 @@ impl Resolver {
         odoo: &OdooClient,
         wanted: &[Wanted],
     ) -> Result<HashMap<String, String>, PushError> {
-        resolve_many(&mut self.partners, &PARTNER, pg, odoo, wanted).await
+        resolve_many(
+            &mut self.partners,
+            &mut self.health,
+            &PARTNER,
+            pg,
+            odoo,
+            wanted,
+        )
+        .await
     }
 
     /// Resolves many products at once (see [`Resolver::partners_many`]).
@@ -190,7 +245,15 @@ impl Resolver {
         odoo: &OdooClient,
         wanted: &[Wanted],
     ) -> Result<HashMap<String, String>, PushError> {
-        resolve_many(&mut self.products, &PRODUCT, pg, odoo, wanted).await
+        resolve_many(
+            &mut self.products,
+            &mut self.health,
+            &PRODUCT,
+            pg,
+            odoo,
+            wanted,
+        )
+        .await
     }
 }
 
@@ -229,6 +292,7 @@ async fn first_ids_by(
 
 async fn resolve_many(
     cache: &mut HashMap<String, i64>,
+    health: &mut MapHealth,
     kind: &Kind,
     pg: &Client,
     odoo: &OdooClient,
@@ -258,8 +322,9 @@ async fn resolve_many(
             ),
             &[&keys],
         )
-        .await?;
-    for row in rows {
+        .await;
+    health.read_failed = rows.is_err();
+    for row in rows? {
         let key: String = row.try_get(0)?;
         let id: i32 = row.try_get(1)?;
         cache.insert(key, i64::from(id));
@@ -343,18 +408,24 @@ async fn resolve_many(
             .map(|l| i32::try_from(l.1).unwrap_or(i32::MAX))
             .collect();
         let sources: Vec<&str> = learned.iter().map(|l| l.2).collect();
-        pg.execute(
-            &format!(
-                "INSERT INTO odoo_sync.{table} ({key}, {id}, source) \
+        let stored = pg
+            .execute(
+                &format!(
+                    "INSERT INTO odoo_sync.{table} ({key}, {id}, source) \
                  SELECT k, i, s FROM unnest($1::text[], $2::int[], $3::text[]) AS u(k, i, s) \
                  WHERE i < 2147483647 ON CONFLICT ({key}) DO NOTHING",
-                table = kind.table,
-                key = kind.key_col,
-                id = kind.id_col
-            ),
-            &[&keys, &ids, &sources],
-        )
-        .await?;
+                    table = kind.table,
+                    key = kind.key_col,
+                    id = kind.id_col
+                ),
+                &[&keys, &ids, &sources],
+            )
+            .await;
+        health.store_failed = stored.is_err();
+        if let Err(e) = stored {
+            tracing::warn!(table = kind.table, error = %crate::queue::describe_pg(&e),
+                "cannot store learned resolutions; this worker keeps them in memory");
+        }
         for (key, id, _) in learned {
             cache.insert(key, id);
         }
