@@ -1358,26 +1358,34 @@ END
 $$;
 
 CREATE OR REPLACE FUNCTION @extschema@._status_class(p_status text) RETURNS text
-LANGUAGE sql IMMUTABLE
+LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE upper(p_status)
-        WHEN 'DRAFT' THEN 'draft' WHEN 'APPROVED' THEN 'draft'
-        WHEN 'PENDING_APPROVAL' THEN 'to approve' WHEN 'SENT_TO_SUPPLIER' THEN 'sent'
-        WHEN 'CONFIRMED' THEN 'purchase' WHEN 'PARTIALLY_RECEIVED' THEN 'partial'
-        WHEN 'RECEIVED' THEN 'received' WHEN 'CANCELLED' THEN 'cancel' END
+BEGIN
+    RETURN (
+        SELECT CASE upper(p_status)
+            WHEN 'DRAFT' THEN 'draft' WHEN 'APPROVED' THEN 'draft'
+            WHEN 'PENDING_APPROVAL' THEN 'to approve' WHEN 'SENT_TO_SUPPLIER' THEN 'sent'
+            WHEN 'CONFIRMED' THEN 'purchase' WHEN 'PARTIALLY_RECEIVED' THEN 'partial'
+            WHEN 'RECEIVED' THEN 'received' WHEN 'CANCELLED' THEN 'cancel' END
+    );
+END
 $$;
 
 CREATE OR REPLACE FUNCTION @extschema@._status_for_class(p_class text, p_current text) RETURNS text
-LANGUAGE sql IMMUTABLE
+LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN @extschema@._status_class(p_current) = p_class THEN p_current
-        ELSE CASE p_class
-            WHEN 'draft' THEN 'DRAFT' WHEN 'to approve' THEN 'PENDING_APPROVAL'
-            WHEN 'sent' THEN 'SENT_TO_SUPPLIER' WHEN 'purchase' THEN 'CONFIRMED'
-            WHEN 'partial' THEN 'PARTIALLY_RECEIVED' WHEN 'received' THEN 'RECEIVED'
-            WHEN 'cancel' THEN 'CANCELLED' END END
+BEGIN
+    RETURN (
+        SELECT CASE WHEN @extschema@._status_class(p_current) = p_class THEN p_current
+            ELSE CASE p_class
+                WHEN 'draft' THEN 'DRAFT' WHEN 'to approve' THEN 'PENDING_APPROVAL'
+                WHEN 'sent' THEN 'SENT_TO_SUPPLIER' WHEN 'purchase' THEN 'CONFIRMED'
+                WHEN 'partial' THEN 'PARTIALLY_RECEIVED' WHEN 'received' THEN 'RECEIVED'
+                WHEN 'cancel' THEN 'CANCELLED' END END
+    );
+END
 $$;
 
 CREATE OR REPLACE FUNCTION @extschema@._remote_class(r jsonb) RETURNS text
@@ -1407,17 +1415,25 @@ END
 $$;
 
 CREATE OR REPLACE FUNCTION @extschema@._looks_like_html(p text) RETURNS boolean
-LANGUAGE sql IMMUTABLE
+LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT p ~ '^\s*<[A-Za-z][^>]*>' AND p ~ '>\s*$'
+BEGIN
+    RETURN (
+        SELECT p ~ '^\s*<[A-Za-z][^>]*>' AND p ~ '>\s*$'
+    );
+END
 $$;
 
 CREATE OR REPLACE FUNCTION @extschema@._plain_note(p text) RETURNS text
-LANGUAGE sql IMMUTABLE
+LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT NULLIF(btrim(regexp_replace(p, '\r\n?', E'\n', 'g'), E' \t\n' || chr(160)), '')
+BEGIN
+    RETURN (
+        SELECT NULLIF(btrim(regexp_replace(p, '\r\n?', E'\n', 'g'), E' \t\n' || chr(160)), '')
+    );
+END
 $$;
 
 CREATE OR REPLACE FUNCTION @extschema@._html_text(p_html text) RETURNS text
@@ -1450,27 +1466,39 @@ END
 $$;
 
 CREATE OR REPLACE FUNCTION @extschema@._note_text(p text) RETURNS text
-LANGUAGE sql IMMUTABLE
+LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN @extschema@._looks_like_html(p) THEN @extschema@._html_text(p) ELSE @extschema@._plain_note(p) END
+BEGIN
+    RETURN (
+        SELECT CASE WHEN @extschema@._looks_like_html(p) THEN @extschema@._html_text(p) ELSE @extschema@._plain_note(p) END
+    );
+END
 $$;
 
 CREATE OR REPLACE FUNCTION @extschema@._text_html(p text) RETURNS text
-LANGUAGE sql IMMUTABLE
+LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN @extschema@._note_text(p) IS NULL THEN NULL
-                WHEN @extschema@._looks_like_html(p) THEN p
-                ELSE '<p>' || replace(replace(replace(replace(@extschema@._plain_note(p), '&', '&amp;'), '<', '&lt;'),
-                                              '>', '&gt;'), E'\n', '<br>') || '</p>' END
+BEGIN
+    RETURN (
+        SELECT CASE WHEN @extschema@._note_text(p) IS NULL THEN NULL
+                    WHEN @extschema@._looks_like_html(p) THEN p
+                    ELSE '<p>' || replace(replace(replace(replace(@extschema@._plain_note(p), '&', '&amp;'), '<', '&lt;'),
+                                                  '>', '&gt;'), E'\n', '<br>') || '</p>' END
+    );
+END
 $$;
 
 CREATE OR REPLACE FUNCTION @extschema@._odoo_notes(p_html jsonb) RETURNS jsonb
-LANGUAGE sql IMMUTABLE
+LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT jsonb_build_object('notes', @extschema@._html_text(p_html #>> '{}'), 'notes_html', p_html)
+BEGIN
+    RETURN (
+        SELECT jsonb_build_object('notes', @extschema@._html_text(p_html #>> '{}'), 'notes_html', p_html)
+    );
+END
 $$;
 
 CREATE OR REPLACE FUNCTION @extschema@.notes_text(notes text, from_odoo boolean DEFAULT false) RETURNS text
@@ -1481,14 +1509,18 @@ AS $$
 $$;
 
 CREATE OR REPLACE FUNCTION @extschema@._notes_to_write(p_local text, p_base jsonb) RETURNS jsonb
-LANGUAGE sql IMMUTABLE
+LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE
-        WHEN p_base ? 'notes' AND @extschema@._note_text(p_local) IS NOT DISTINCT FROM p_base ->> 'notes'
-            THEN jsonb_build_object('html', p_base -> 'notes_html')
-        WHEN p_base IS NOT NULL AND NOT p_base ? 'notes' AND @extschema@._note_text(p_local) IS NULL THEN NULL
-        ELSE jsonb_build_object('html', @extschema@._text_html(p_local)) END
+BEGIN
+    RETURN (
+        SELECT CASE
+            WHEN p_base ? 'notes' AND @extschema@._note_text(p_local) IS NOT DISTINCT FROM p_base ->> 'notes'
+                THEN jsonb_build_object('html', p_base -> 'notes_html')
+            WHEN p_base IS NOT NULL AND NOT p_base ? 'notes' AND @extschema@._note_text(p_local) IS NULL THEN NULL
+            ELSE jsonb_build_object('html', @extschema@._text_html(p_local)) END
+    );
+END
 $$;
 
 CREATE OR REPLACE FUNCTION @extschema@._odoo_datetime(p_value text) RETURNS text
@@ -1517,131 +1549,170 @@ END
 $$;
 
 CREATE OR REPLACE FUNCTION @extschema@._odoo_day(p_date_planned jsonb) RETURNS text
-LANGUAGE sql IMMUTABLE
+LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN jsonb_typeof(p_date_planned) = 'string' AND p_date_planned #>> '{}' ~ '^\d{4}-\d{2}-\d{2}'
-                THEN left(p_date_planned #>> '{}', 10) END
+BEGIN
+    RETURN (
+        SELECT CASE WHEN jsonb_typeof(p_date_planned) = 'string' AND p_date_planned #>> '{}' ~ '^\d{4}-\d{2}-\d{2}'
+                    THEN left(p_date_planned #>> '{}', 10) END
+    );
+END
 $$;
 
 CREATE OR REPLACE FUNCTION @extschema@._odoo_delivery(p_date_planned jsonb) RETURNS jsonb
-LANGUAGE sql IMMUTABLE
+LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN @extschema@._odoo_day(p_date_planned) IS NULL THEN '{}'::jsonb
-                ELSE jsonb_build_object('delivery_date', @extschema@._odoo_day(p_date_planned)) END
+BEGIN
+    RETURN (
+        SELECT CASE WHEN @extschema@._odoo_day(p_date_planned) IS NULL THEN '{}'::jsonb
+                    ELSE jsonb_build_object('delivery_date', @extschema@._odoo_day(p_date_planned)) END
+    );
+END
 $$;
 
 CREATE OR REPLACE FUNCTION @extschema@._canonical_local(p_doc jsonb) RETURNS jsonb
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN jsonb_typeof(p_doc -> 'order') = 'object' THEN jsonb_build_object(
-        'state', @extschema@._status_class(p_doc -> 'order' ->> 'status'),
-        'partner_id', COALESCE((SELECT m.odoo_partner_id::text FROM @extschema@.partner_map m
-                                WHERE m.local_supplier_id = p_doc -> 'order' ->> 'supplier_id'),
-                               'local:' || (p_doc -> 'order' ->> 'supplier_id')),
-        'lines', COALESCE((
-            SELECT jsonb_object_agg(i ->> 'id', jsonb_build_object(
-                       'product_id', COALESCE(m.odoo_product_id::text, 'local:' || (i ->> 'product_id')),
-                       'quantity', (i ->> 'quantity')::numeric,
-                       'unit_price', (i ->> 'unit_price')::numeric))
-            FROM jsonb_array_elements(p_doc -> 'items') i
-            LEFT JOIN @extschema@.product_map m ON m.local_product_id = i ->> 'product_id'), '{}'))
-        || CASE WHEN p_doc -> 'order' ? 'notes'
-                THEN jsonb_build_object('notes', @extschema@._note_text(p_doc -> 'order' ->> 'notes'))
-                ELSE '{}' END
-        -- null when the mapped column is empty: the local side then has no opinion (_diff3).
-        || CASE WHEN p_doc -> 'order' ? 'requested_delivery_date'
-                THEN jsonb_build_object('delivery_date',
-                         left(@extschema@._odoo_datetime(p_doc -> 'order' ->> 'requested_delivery_date'), 10))
-                ELSE '{}' END
-    END
+BEGIN
+    RETURN (
+        SELECT CASE WHEN jsonb_typeof(p_doc -> 'order') = 'object' THEN jsonb_build_object(
+            'state', @extschema@._status_class(p_doc -> 'order' ->> 'status'),
+            'partner_id', COALESCE((SELECT m.odoo_partner_id::text FROM @extschema@.partner_map m
+                                    WHERE m.local_supplier_id = p_doc -> 'order' ->> 'supplier_id'),
+                                   'local:' || (p_doc -> 'order' ->> 'supplier_id')),
+            'lines', COALESCE((
+                SELECT jsonb_object_agg(i ->> 'id', jsonb_build_object(
+                           'product_id', COALESCE(m.odoo_product_id::text, 'local:' || (i ->> 'product_id')),
+                           'quantity', (i ->> 'quantity')::numeric,
+                           'unit_price', (i ->> 'unit_price')::numeric))
+                FROM jsonb_array_elements(p_doc -> 'items') i
+                LEFT JOIN @extschema@.product_map m ON m.local_product_id = i ->> 'product_id'), '{}'))
+            || CASE WHEN p_doc -> 'order' ? 'notes'
+                    THEN jsonb_build_object('notes', @extschema@._note_text(p_doc -> 'order' ->> 'notes'))
+                    ELSE '{}' END
+            -- null when the mapped column is empty: the local side then has no opinion (_diff3).
+            || CASE WHEN p_doc -> 'order' ? 'requested_delivery_date'
+                    THEN jsonb_build_object('delivery_date',
+                             left(@extschema@._odoo_datetime(p_doc -> 'order' ->> 'requested_delivery_date'), 10))
+                    ELSE '{}' END
+        END
+    );
+END
 $$;
 
 CREATE OR REPLACE FUNCTION @extschema@._xmlid_name(p_kind text, p_tracking_id integer, p_key text) RETURNS text
-LANGUAGE sql IMMUTABLE
+LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN strpos(p_key, ' ') = 0 THEN p_kind || '_' || p_tracking_id || '_' || p_key
-                ELSE p_kind || 'x_' || p_tracking_id || '_' || replace(replace(p_key, '%', '%25'), ' ', '%20') END
+BEGIN
+    RETURN (
+        SELECT CASE WHEN strpos(p_key, ' ') = 0 THEN p_kind || '_' || p_tracking_id || '_' || p_key
+                    ELSE p_kind || 'x_' || p_tracking_id || '_' || replace(replace(p_key, '%', '%25'), ' ', '%20') END
+    );
+END
 $$;
 
 CREATE OR REPLACE FUNCTION @extschema@._xmlid_key(p_kind text, p_tracking_id integer, p_name text) RETURNS text
-LANGUAGE sql IMMUTABLE
+LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE
-        WHEN starts_with(p_name, p_kind || '_' || p_tracking_id || '_')
-            THEN substr(p_name, length(p_kind || '_' || p_tracking_id || '_') + 1)
-        WHEN starts_with(p_name, p_kind || 'x_' || p_tracking_id || '_')
-            THEN replace(replace(substr(p_name, length(p_kind || 'x_' || p_tracking_id || '_') + 1), '%20', ' '), '%25', '%')
-    END
+BEGIN
+    RETURN (
+        SELECT CASE
+            WHEN starts_with(p_name, p_kind || '_' || p_tracking_id || '_')
+                THEN substr(p_name, length(p_kind || '_' || p_tracking_id || '_') + 1)
+            WHEN starts_with(p_name, p_kind || 'x_' || p_tracking_id || '_')
+                THEN replace(replace(substr(p_name, length(p_kind || 'x_' || p_tracking_id || '_') + 1), '%20', ' '), '%25', '%')
+        END
+    );
+END
 $$;
 
 CREATE OR REPLACE FUNCTION @extschema@._line_key(p_tracking_id integer, l jsonb) RETURNS text
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT COALESCE(
-        @extschema@._xmlid_key('pol', p_tracking_id, l ->> 'xmlid'),
-        (SELECT k.item_key FROM @extschema@.line_links k
-         WHERE k.tracking_id = p_tracking_id AND k.odoo_line_id = (l ->> 'odoo_line_id')::integer),
-        'odoo:' || (l ->> 'odoo_line_id'))
+BEGIN
+    RETURN (
+        SELECT COALESCE(
+            @extschema@._xmlid_key('pol', p_tracking_id, l ->> 'xmlid'),
+            (SELECT k.item_key FROM @extschema@.line_links k
+             WHERE k.tracking_id = p_tracking_id AND k.odoo_line_id = (l ->> 'odoo_line_id')::integer),
+            'odoo:' || (l ->> 'odoo_line_id'))
+    );
+END
 $$;
 
 CREATE OR REPLACE FUNCTION @extschema@._item_scale(p_tracking_id integer, p_column text) RETURNS integer
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype) THEN 0
-                WHEN a.atttypid = 'numeric'::regtype AND a.atttypmod >= 4 THEN (a.atttypmod - 4) & 65535 END
-    FROM @extschema@.tracked_tables t
-    JOIN pg_attribute a ON a.attrelid = t.items_table AND a.attname = t.mapping -> 'items' ->> p_column
-    WHERE t.id = p_tracking_id
+BEGIN
+    RETURN (
+        SELECT CASE WHEN a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype) THEN 0
+                    WHEN a.atttypid = 'numeric'::regtype AND a.atttypmod >= 4 THEN (a.atttypmod - 4) & 65535 END
+        FROM @extschema@.tracked_tables t
+        JOIN pg_attribute a ON a.attrelid = t.items_table AND a.attname = t.mapping -> 'items' ->> p_column
+        WHERE t.id = p_tracking_id
+    );
+END
 $$;
 
 CREATE OR REPLACE FUNCTION @extschema@._canonical_remote(p_tracking_id integer, r jsonb) RETURNS jsonb
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT jsonb_build_object(
-        'state', @extschema@._remote_class(r),
-        'partner_id', r ->> 'partner_id',
-        'lines', COALESCE((
-            SELECT jsonb_object_agg(@extschema@._line_key(p_tracking_id, l), jsonb_build_object(
-                       'product_id', l ->> 'product_id',
-                       'quantity', CASE WHEN sc.qty IS NULL THEN (l ->> 'quantity')::numeric
-                                        ELSE round((l ->> 'quantity')::numeric, sc.qty) END,
-                       'unit_price', CASE WHEN sc.price IS NULL THEN (l ->> 'unit_price')::numeric
-                                          ELSE round((l ->> 'unit_price')::numeric, sc.price) END,
-                       'qty_received', COALESCE((l ->> 'qty_received')::numeric, 0),
-                       'odoo_line_id', (l ->> 'odoo_line_id')::integer))
-            FROM jsonb_array_elements(COALESCE(r -> 'lines', '[]')) l
-            CROSS JOIN (SELECT @extschema@._item_scale(p_tracking_id, 'quantity') AS qty,
-                               @extschema@._item_scale(p_tracking_id, 'unit_price') AS price) sc), '{}'))
-        -- The worker reads Odoo's notes HTML as notes_html; the base keeps it for the next push.
-        || CASE WHEN r ? 'notes_html' THEN @extschema@._odoo_notes(r -> 'notes_html') ELSE '{}' END
-        || @extschema@._odoo_delivery(r -> 'date_planned')
+BEGIN
+    RETURN (
+        SELECT jsonb_build_object(
+            'state', @extschema@._remote_class(r),
+            'partner_id', r ->> 'partner_id',
+            'lines', COALESCE((
+                SELECT jsonb_object_agg(@extschema@._line_key(p_tracking_id, l), jsonb_build_object(
+                           'product_id', l ->> 'product_id',
+                           'quantity', CASE WHEN sc.qty IS NULL THEN (l ->> 'quantity')::numeric
+                                            ELSE round((l ->> 'quantity')::numeric, sc.qty) END,
+                           'unit_price', CASE WHEN sc.price IS NULL THEN (l ->> 'unit_price')::numeric
+                                              ELSE round((l ->> 'unit_price')::numeric, sc.price) END,
+                           'qty_received', COALESCE((l ->> 'qty_received')::numeric, 0),
+                           'odoo_line_id', (l ->> 'odoo_line_id')::integer))
+                FROM jsonb_array_elements(COALESCE(r -> 'lines', '[]')) l
+                CROSS JOIN (SELECT @extschema@._item_scale(p_tracking_id, 'quantity') AS qty,
+                                   @extschema@._item_scale(p_tracking_id, 'unit_price') AS price) sc), '{}'))
+            -- The worker reads Odoo's notes HTML as notes_html; the base keeps it for the next push.
+            || CASE WHEN r ? 'notes_html' THEN @extschema@._odoo_notes(r -> 'notes_html') ELSE '{}' END
+            || @extschema@._odoo_delivery(r -> 'date_planned')
+    );
+END
 $$;
 
 CREATE OR REPLACE FUNCTION @extschema@._noted_attempts(snapshot jsonb) RETURNS SETOF jsonb
-LANGUAGE sql IMMUTABLE
+LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT jsonb_array_elements(CASE jsonb_typeof(snapshot)
-                                    WHEN 'array' THEN snapshot
-                                    WHEN 'object' THEN jsonb_build_array(snapshot)
-                                    ELSE '[]' END)
+BEGIN
+    RETURN QUERY
+        SELECT jsonb_array_elements(CASE jsonb_typeof(snapshot)
+                                        WHEN 'array' THEN snapshot
+                                        WHEN 'object' THEN jsonb_build_array(snapshot)
+                                        ELSE '[]' END);
+END
 $$;
 
 CREATE OR REPLACE FUNCTION @extschema@._line_core(l jsonb) RETURNS jsonb
-LANGUAGE sql IMMUTABLE
+LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN l IS NULL OR jsonb_typeof(l) = 'null' THEN NULL
-                ELSE jsonb_build_object('product_id', l -> 'product_id', 'quantity', l -> 'quantity',
-                                        'unit_price', l -> 'unit_price') END
+BEGIN
+    RETURN (
+        SELECT CASE WHEN l IS NULL OR jsonb_typeof(l) = 'null' THEN NULL
+                    ELSE jsonb_build_object('product_id', l -> 'product_id', 'quantity', l -> 'quantity',
+                                            'unit_price', l -> 'unit_price') END
+    );
+END
 $$;
 
 CREATE OR REPLACE FUNCTION @extschema@._diff3(b jsonb, l jsonb, r jsonb) RETURNS jsonb
@@ -1721,18 +1792,26 @@ END
 $$;
 
 CREATE OR REPLACE FUNCTION @extschema@._same_content(l jsonb, r jsonb) RETURNS boolean
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT jsonb_array_length(@extschema@._diff3(r, l, r)) = 0
+BEGIN
+    RETURN (
+        SELECT jsonb_array_length(@extschema@._diff3(r, l, r)) = 0
+    );
+END
 $$;
 
 CREATE OR REPLACE FUNCTION @extschema@._coltype(p_rel regclass, p_column text) RETURNS text
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
-    WHERE a.attrelid = p_rel AND a.attname = p_column AND a.attnum > 0 AND NOT a.attisdropped
+BEGIN
+    RETURN (
+        SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+        WHERE a.attrelid = p_rel AND a.attname = p_column AND a.attnum > 0 AND NOT a.attisdropped
+    );
+END
 $$;
 
 CREATE OR REPLACE FUNCTION @extschema@._new_key_expr(p_rel regclass, p_column text, p_text_key text) RETURNS text
@@ -1861,14 +1940,18 @@ $$;
 
 CREATE OR REPLACE FUNCTION @extschema@._local_delivery(t @extschema@.tracked_tables, p_day text, p_date_planned jsonb)
 RETURNS text
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE
-        WHEN p_day IS NULL THEN NULL
-        WHEN @extschema@._coltype(t.orders_table, t.mapping -> 'orders' ->> 'requested_delivery_date') = 'date' THEN p_day
-        WHEN @extschema@._odoo_day(p_date_planned) = p_day THEN (p_date_planned #>> '{}') || '+00'
-        ELSE p_day || ' 12:00:00+00' END
+BEGIN
+    RETURN (
+        SELECT CASE
+            WHEN p_day IS NULL THEN NULL
+            WHEN @extschema@._coltype(t.orders_table, t.mapping -> 'orders' ->> 'requested_delivery_date') = 'date' THEN p_day
+            WHEN @extschema@._odoo_day(p_date_planned) = p_day THEN (p_date_planned #>> '{}') || '+00'
+            ELSE p_day || ' 12:00:00+00' END
+    );
+END
 $$;
 
 CREATE OR REPLACE FUNCTION @extschema@._apply_to_local(t @extschema@.tracked_tables, p_order_key text, p_entries jsonb,
@@ -1947,11 +2030,15 @@ END
 $$;
 
 CREATE OR REPLACE FUNCTION @extschema@._rekey(c jsonb, p_new_keys jsonb) RETURNS jsonb
-LANGUAGE sql IMMUTABLE
+LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT jsonb_set(c, '{lines}', COALESCE((
-        SELECT jsonb_object_agg(COALESCE(p_new_keys ->> k, k), v) FROM jsonb_each(c -> 'lines') x(k, v)), '{}'))
+BEGIN
+    RETURN (
+        SELECT jsonb_set(c, '{lines}', COALESCE((
+            SELECT jsonb_object_agg(COALESCE(p_new_keys ->> k, k), v) FROM jsonb_each(c -> 'lines') x(k, v)), '{}'))
+    );
+END
 $$;
 
 CREATE OR REPLACE FUNCTION @extschema@._local_values(p_tracking_id integer, p_order_key text, p_names text[]) RETURNS jsonb
@@ -1977,18 +2064,26 @@ END
 $$;
 
 CREATE OR REPLACE FUNCTION @extschema@._local_amounts(p_tracking_id integer, p_order_key text) RETURNS jsonb
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT @extschema@._local_values(p_tracking_id, p_order_key, ARRAY['subtotal', 'sales_tax', 'grand_total'])
+BEGIN
+    RETURN (
+        SELECT @extschema@._local_values(p_tracking_id, p_order_key, ARRAY['subtotal', 'sales_tax', 'grand_total'])
+    );
+END
 $$;
 
 CREATE OR REPLACE FUNCTION @extschema@._numeric_amounts(p_amounts jsonb) RETURNS jsonb
-LANGUAGE sql IMMUTABLE
+LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT jsonb_object_agg(key, (value #>> '{}')::numeric) FROM jsonb_each(COALESCE(p_amounts, '{}'))
-    WHERE key IN ('subtotal', 'sales_tax', 'grand_total') AND jsonb_typeof(value) IN ('string', 'number')
+BEGIN
+    RETURN (
+        SELECT jsonb_object_agg(key, (value #>> '{}')::numeric) FROM jsonb_each(COALESCE(p_amounts, '{}'))
+        WHERE key IN ('subtotal', 'sales_tax', 'grand_total') AND jsonb_typeof(value) IN ('string', 'number')
+    );
+END
 $$;
 
 CREATE OR REPLACE FUNCTION @extschema@._write_amounts(p_tracking_id integer, p_order_key text, p_amounts jsonb)
@@ -2455,15 +2550,19 @@ END
 $$;
 
 CREATE OR REPLACE FUNCTION @extschema@._with_attempt(noted jsonb, attempt jsonb) RETURNS jsonb
-LANGUAGE sql IMMUTABLE
+LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT COALESCE((SELECT jsonb_agg(k.a ORDER BY k.n)
-                     FROM (SELECT p.a, p.n
-                           FROM @extschema@._noted_attempts(noted) WITH ORDINALITY AS p(a, n)
-                           WHERE p.a <> attempt
-                           ORDER BY p.n DESC LIMIT 63) k), '[]'::jsonb)
-           || jsonb_build_array(attempt)
+BEGIN
+    RETURN (
+        SELECT COALESCE((SELECT jsonb_agg(k.a ORDER BY k.n)
+                         FROM (SELECT p.a, p.n
+                               FROM @extschema@._noted_attempts(noted) WITH ORDINALITY AS p(a, n)
+                               WHERE p.a <> attempt
+                               ORDER BY p.n DESC LIMIT 63) k), '[]'::jsonb)
+               || jsonb_build_array(attempt)
+    );
+END
 $$;
 
 CREATE OR REPLACE FUNCTION @extschema@.note_attempts(attempts jsonb) RETURNS integer
