@@ -439,6 +439,45 @@ BEGIN
 END
 $$;
 
+CREATE OR REPLACE FUNCTION @extschema@._write_back(p_tracking_id integer, p_order_key text, p_values jsonb)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t @extschema@.tracked_tables;
+    v_sets text;
+    v_olds text;
+    v_news text;
+    v_params text[];
+BEGIN
+    SELECT * INTO t FROM @extschema@.tracked_tables WHERE id = p_tracking_id;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    -- Every mapped column in one catalog read: $1[1] is the key, $1[2], ... the values.
+    SELECT string_agg(format('%I = $1[%s]::%s', c.col, c.n + 1, c.typ), ', ' ORDER BY c.n),
+           string_agg(format('%I', c.col), ', ' ORDER BY c.n),
+           string_agg(format('$1[%s]::%s', c.n + 1, c.typ), ', ' ORDER BY c.n),
+           array_agg(c.val ORDER BY c.n)
+    INTO v_sets, v_olds, v_news, v_params
+    FROM (SELECT a.attname AS col, format_type(a.atttypid, a.atttypmod) AS typ, p_values ->> x.k AS val,
+                 row_number() OVER (ORDER BY x.n) AS n
+          FROM jsonb_object_keys(p_values) WITH ORDINALITY AS x(k, n)
+          JOIN pg_attribute a ON a.attrelid = t.orders_table AND a.attname = t.mapping -> 'orders' ->> x.k
+                             AND a.attnum > 0 AND NOT a.attisdropped
+          WHERE x.k <> 'id') c;
+    IF v_sets IS NULL THEN
+        RETURN;
+    END IF;
+    PERFORM @extschema@._exec_as_owner(t.orders_table,
+        format('UPDATE %s SET %s WHERE %I = $1[1]::%s AND (%s, NULL) IS DISTINCT FROM (%s, NULL)',
+               t.orders_table, v_sets, t.mapping -> 'orders' ->> 'id',
+               @extschema@._coltype(t.orders_table, t.mapping -> 'orders' ->> 'id'), v_olds, v_news),
+        ARRAY[p_order_key] || v_params);
+END
+$$;
+
 CREATE OR REPLACE FUNCTION @extschema@._event(p_type text, p_tracking_id integer, p_entity text, p_payload jsonb)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
@@ -665,6 +704,7 @@ DECLARE
     v_requeue boolean := false;
     v_base jsonb;
     v_amounts jsonb;
+    v_local jsonb;
     v_local_amounts jsonb;
     v_mismatch jsonb := '[]';
     v_amount_policy text;
@@ -710,8 +750,13 @@ BEGIN
         END IF;
         -- DATA_MISMATCH: totals the application computed itself (they differ from what the
         -- last sync wrote back) that disagree with Odoo's beyond the currency's rounding.
+        -- The local status and totals, read once for the checks below.
+        IF NOT v_requeue AND NOT st.deleted THEN
+            v_local := @extschema@._local_values(j.tracking_id, j.order_key,
+                                                 ARRAY['status', 'subtotal', 'sales_tax', 'grand_total']);
+        END IF;
         IF NOT v_requeue AND NOT st.deleted AND v_amounts IS NOT NULL THEN
-            v_local_amounts := @extschema@._local_amounts(j.tracking_id, j.order_key);
+            v_local_amounts := v_local - 'status';
             FOR k IN SELECT jsonb_object_keys(COALESCE(v_local_amounts, '{}')) LOOP
                 CONTINUE WHEN NOT v_amounts ? k;
                 CONTINUE WHEN st.base_snapshot -> 'amounts' -> k IS NOT NULL
@@ -757,7 +802,7 @@ BEGIN
         -- no call reaches, which is a BUSINESS_RULE_VIOLATION: pushing it again at every poll
         -- would change nothing in Odoo.
         IF NOT v_requeue AND NOT st.deleted AND jsonb_typeof(v_base -> 'state') = 'string' THEN
-            v_local_status := @extschema@._local_values(j.tracking_id, j.order_key, ARRAY['status']) ->> 'status';
+            v_local_status := v_local ->> 'status';
             v_local_class := @extschema@._status_class(v_local_status);
             v_odoo_class := v_base ->> 'state';
             IF v_local_class IN ('purchase', 'to approve')
@@ -2048,7 +2093,6 @@ AS $$
 DECLARE
     t @extschema@.tracked_tables;
     v_cols text;
-    v_out jsonb;
 BEGIN
     SELECT * INTO t FROM @extschema@.tracked_tables WHERE id = p_tracking_id;
     SELECT string_agg(format('%L, o.%I', k, t.mapping -> 'orders' ->> k), ', ') INTO v_cols
@@ -2056,10 +2100,13 @@ BEGIN
     IF v_cols IS NULL THEN
         RETURN NULL;
     END IF;
-    EXECUTE format('SELECT jsonb_strip_nulls(jsonb_build_object(%s)) FROM %s o WHERE o.%I = $1::%s', v_cols, t.orders_table,
-                   t.mapping -> 'orders' ->> 'id', @extschema@._coltype(t.orders_table, t.mapping -> 'orders' ->> 'id'))
-        INTO v_out USING p_order_key;
-    RETURN v_out;
+    -- Read as the table's owner through a plan the backend keeps (an EXECUTE is planned anew
+    -- every time, and completing a push reads these values).
+    RETURN (@extschema@._query_as_owner(t.orders_table,
+        format('SELECT jsonb_strip_nulls(jsonb_build_object(%s))::text FROM %s o WHERE o.%I = $1[1]::%s',
+               v_cols, t.orders_table, t.mapping -> 'orders' ->> 'id',
+               @extschema@._coltype(t.orders_table, t.mapping -> 'orders' ->> 'id')),
+        ARRAY[p_order_key]))[1]::jsonb;
 END
 $$;
 
