@@ -786,6 +786,7 @@ AS $$
 DECLARE
     t @extschema@.tracked_tables;
     v_cols text;
+    v_out jsonb;
 BEGIN
     SELECT * INTO t FROM @extschema@.tracked_tables WHERE id = p_tracking_id;
     SELECT string_agg(format('%L, o.%I', k, t.mapping -> 'orders' ->> k), ', ') INTO v_cols
@@ -793,13 +794,10 @@ BEGIN
     IF v_cols IS NULL THEN
         RETURN NULL;
     END IF;
-    -- Read as the table's owner through a plan the backend keeps (an EXECUTE is planned anew
-    -- every time, and completing a push reads these values).
-    RETURN (@extschema@._query_as_owner(t.orders_table,
-        format('SELECT jsonb_strip_nulls(jsonb_build_object(%s))::text FROM %s o WHERE o.%I = $1[1]::%s',
-               v_cols, t.orders_table, t.mapping -> 'orders' ->> 'id',
-               @extschema@._coltype(t.orders_table, t.mapping -> 'orders' ->> 'id')),
-        ARRAY[p_order_key]))[1]::jsonb;
+    EXECUTE format('SELECT jsonb_strip_nulls(jsonb_build_object(%s)) FROM %s o WHERE o.%I = $1::%s', v_cols, t.orders_table,
+                   t.mapping -> 'orders' ->> 'id', @extschema@._coltype(t.orders_table, t.mapping -> 'orders' ->> 'id'))
+        INTO v_out USING p_order_key;
+    RETURN v_out;
 END
 $$;
 
