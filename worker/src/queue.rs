@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use tokio_postgres::types::Type;
 use tokio_postgres::Client;
 
 /// A PostgreSQL error as the server put it: message and SQLSTATE, then detail and hint
@@ -138,15 +139,22 @@ pub async fn extend_leases(
 }
 
 /// `odoo_sync.complete_job`: 'done' or 'requeued'.
+///
+/// The reports of jobs are sent with their parameter types (one round trip, not a prepare
+/// and then an execute): every finished job makes one, so the round trip counts.
 pub async fn complete(
     pg: &Client,
     job: &Job,
     result: &Value,
 ) -> Result<String, tokio_postgres::Error> {
     let row = pg
-        .query_one(
+        .query_typed_one(
             "SELECT odoo_sync.complete_job($1, $2, $3)",
-            &[&job.job_id, &job.attempt_token, result],
+            &[
+                (&job.job_id, Type::INT8),
+                (&job.attempt_token, Type::INT8),
+                (result, Type::JSONB),
+            ],
         )
         .await?;
     row.try_get(0)
@@ -165,9 +173,15 @@ pub async fn fail(
     let error = json!({"type": error_type, "message": message, "odoo_error": odoo_error});
     let retry = retry_after.map(|d| interval(d.min(Duration::from_secs(86_400))));
     let row = pg
-        .query_one(
+        .query_typed_one(
             "SELECT odoo_sync.fail_job($1, $2, $3, $4, $5::text::interval)",
-            &[&job.job_id, &job.attempt_token, &error, &permanent, &retry],
+            &[
+                (&job.job_id, Type::INT8),
+                (&job.attempt_token, Type::INT8),
+                (&error, Type::JSONB),
+                (&permanent, Type::BOOL),
+                (&retry, Type::TEXT),
+            ],
         )
         .await?;
     row.try_get(0)
