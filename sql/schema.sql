@@ -83,6 +83,8 @@ CREATE TABLE @extschema@.line_links (
     PRIMARY KEY (tracking_id, item_key),
     UNIQUE (tracking_id, odoo_line_id)
 );
+-- An order's links: every push and pull of an order linked by id asks for them.
+CREATE INDEX line_links_order ON @extschema@.line_links (tracking_id, order_key);
 
 -- Where the realtime pull stands: the highest write_date Odoo returned; in `seen`, the orders
 -- already applied inside the overlap window (Odoo id -> their write_date and a fingerprint of

@@ -20,6 +20,8 @@ CREATE TABLE @extschema@.line_links (
     PRIMARY KEY (tracking_id, item_key),
     UNIQUE (tracking_id, odoo_line_id)
 );
+-- An order's links: every push and pull of an order linked by id asks for them.
+CREATE INDEX line_links_order ON @extschema@.line_links (tracking_id, order_key);
 CREATE TABLE @extschema@.pull_cursor (
     id            integer PRIMARY KEY DEFAULT 1 CHECK (id = 1),
     watermark     text,

@@ -22,6 +22,8 @@ CREATE TABLE @extschema@.line_links (
     PRIMARY KEY (tracking_id, item_key),
     UNIQUE (tracking_id, odoo_line_id)
 );
+-- An order's links: every push and pull of an order linked by id asks for them.
+CREATE INDEX line_links_order ON @extschema@.line_links (tracking_id, order_key);
 CREATE TABLE @extschema@.pull_cursor (
     id            integer PRIMARY KEY DEFAULT 1 CHECK (id = 1),
     watermark     text,
@@ -1407,13 +1409,11 @@ LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RETURN (
-        SELECT CASE upper(p_status)
-            WHEN 'DRAFT' THEN 'draft' WHEN 'APPROVED' THEN 'draft'
-            WHEN 'PENDING_APPROVAL' THEN 'to approve' WHEN 'SENT_TO_SUPPLIER' THEN 'sent'
-            WHEN 'CONFIRMED' THEN 'purchase' WHEN 'PARTIALLY_RECEIVED' THEN 'partial'
-            WHEN 'RECEIVED' THEN 'received' WHEN 'CANCELLED' THEN 'cancel' END
-    );
+    RETURN CASE upper(p_status)
+        WHEN 'DRAFT' THEN 'draft' WHEN 'APPROVED' THEN 'draft'
+        WHEN 'PENDING_APPROVAL' THEN 'to approve' WHEN 'SENT_TO_SUPPLIER' THEN 'sent'
+        WHEN 'CONFIRMED' THEN 'purchase' WHEN 'PARTIALLY_RECEIVED' THEN 'partial'
+        WHEN 'RECEIVED' THEN 'received' WHEN 'CANCELLED' THEN 'cancel' END;
 END
 $$;
 
@@ -1422,14 +1422,12 @@ LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RETURN (
-        SELECT CASE WHEN @extschema@._status_class(p_current) = p_class THEN p_current
-            ELSE CASE p_class
-                WHEN 'draft' THEN 'DRAFT' WHEN 'to approve' THEN 'PENDING_APPROVAL'
-                WHEN 'sent' THEN 'SENT_TO_SUPPLIER' WHEN 'purchase' THEN 'CONFIRMED'
-                WHEN 'partial' THEN 'PARTIALLY_RECEIVED' WHEN 'received' THEN 'RECEIVED'
-                WHEN 'cancel' THEN 'CANCELLED' END END
-    );
+    RETURN CASE WHEN @extschema@._status_class(p_current) = p_class THEN p_current
+        ELSE CASE p_class
+            WHEN 'draft' THEN 'DRAFT' WHEN 'to approve' THEN 'PENDING_APPROVAL'
+            WHEN 'sent' THEN 'SENT_TO_SUPPLIER' WHEN 'purchase' THEN 'CONFIRMED'
+            WHEN 'partial' THEN 'PARTIALLY_RECEIVED' WHEN 'received' THEN 'RECEIVED'
+            WHEN 'cancel' THEN 'CANCELLED' END END;
 END
 $$;
 
@@ -1464,9 +1462,7 @@ LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RETURN (
-        SELECT p ~ '^\s*<[A-Za-z][^>]*>' AND p ~ '>\s*$'
-    );
+    RETURN p ~ '^\s*<[A-Za-z][^>]*>' AND p ~ '>\s*$';
 END
 $$;
 
@@ -1475,9 +1471,7 @@ LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RETURN (
-        SELECT NULLIF(btrim(regexp_replace(p, '\r\n?', E'\n', 'g'), E' \t\n' || chr(160)), '')
-    );
+    RETURN NULLIF(btrim(regexp_replace(p, '\r\n?', E'\n', 'g'), E' \t\n' || chr(160)), '');
 END
 $$;
 
@@ -1515,9 +1509,7 @@ LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RETURN (
-        SELECT CASE WHEN @extschema@._looks_like_html(p) THEN @extschema@._html_text(p) ELSE @extschema@._plain_note(p) END
-    );
+    RETURN CASE WHEN @extschema@._looks_like_html(p) THEN @extschema@._html_text(p) ELSE @extschema@._plain_note(p) END;
 END
 $$;
 
@@ -1526,12 +1518,10 @@ LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RETURN (
-        SELECT CASE WHEN @extschema@._note_text(p) IS NULL THEN NULL
-                    WHEN @extschema@._looks_like_html(p) THEN p
-                    ELSE '<p>' || replace(replace(replace(replace(@extschema@._plain_note(p), '&', '&amp;'), '<', '&lt;'),
-                                                  '>', '&gt;'), E'\n', '<br>') || '</p>' END
-    );
+    RETURN CASE WHEN @extschema@._note_text(p) IS NULL THEN NULL
+                WHEN @extschema@._looks_like_html(p) THEN p
+                ELSE '<p>' || replace(replace(replace(replace(@extschema@._plain_note(p), '&', '&amp;'), '<', '&lt;'),
+                                              '>', '&gt;'), E'\n', '<br>') || '</p>' END;
 END
 $$;
 
@@ -1540,9 +1530,7 @@ LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RETURN (
-        SELECT jsonb_build_object('notes', @extschema@._html_text(p_html #>> '{}'), 'notes_html', p_html)
-    );
+    RETURN jsonb_build_object('notes', @extschema@._html_text(p_html #>> '{}'), 'notes_html', p_html);
 END
 $$;
 
@@ -1598,10 +1586,8 @@ LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RETURN (
-        SELECT CASE WHEN jsonb_typeof(p_date_planned) = 'string' AND p_date_planned #>> '{}' ~ '^\d{4}-\d{2}-\d{2}'
-                    THEN left(p_date_planned #>> '{}', 10) END
-    );
+    RETURN CASE WHEN jsonb_typeof(p_date_planned) = 'string' AND p_date_planned #>> '{}' ~ '^\d{4}-\d{2}-\d{2}'
+                THEN left(p_date_planned #>> '{}', 10) END;
 END
 $$;
 
@@ -1610,10 +1596,8 @@ LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RETURN (
-        SELECT CASE WHEN @extschema@._odoo_day(p_date_planned) IS NULL THEN '{}'::jsonb
-                    ELSE jsonb_build_object('delivery_date', @extschema@._odoo_day(p_date_planned)) END
-    );
+    RETURN CASE WHEN @extschema@._odoo_day(p_date_planned) IS NULL THEN '{}'::jsonb
+                ELSE jsonb_build_object('delivery_date', @extschema@._odoo_day(p_date_planned)) END;
 END
 $$;
 
@@ -1622,29 +1606,27 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RETURN (
-        SELECT CASE WHEN jsonb_typeof(p_doc -> 'order') = 'object' THEN jsonb_build_object(
-            'state', @extschema@._status_class(p_doc -> 'order' ->> 'status'),
-            'partner_id', COALESCE((SELECT m.odoo_partner_id::text FROM @extschema@.partner_map m
-                                    WHERE m.local_supplier_id = p_doc -> 'order' ->> 'supplier_id'),
-                                   'local:' || (p_doc -> 'order' ->> 'supplier_id')),
-            'lines', COALESCE((
-                SELECT jsonb_object_agg(i ->> 'id', jsonb_build_object(
-                           'product_id', COALESCE(m.odoo_product_id::text, 'local:' || (i ->> 'product_id')),
-                           'quantity', (i ->> 'quantity')::numeric,
-                           'unit_price', (i ->> 'unit_price')::numeric))
-                FROM jsonb_array_elements(p_doc -> 'items') i
-                LEFT JOIN @extschema@.product_map m ON m.local_product_id = i ->> 'product_id'), '{}'))
-            || CASE WHEN p_doc -> 'order' ? 'notes'
-                    THEN jsonb_build_object('notes', @extschema@._note_text(p_doc -> 'order' ->> 'notes'))
-                    ELSE '{}' END
-            -- null when the mapped column is empty: the local side then has no opinion (_diff3).
-            || CASE WHEN p_doc -> 'order' ? 'requested_delivery_date'
-                    THEN jsonb_build_object('delivery_date',
-                             left(@extschema@._odoo_datetime(p_doc -> 'order' ->> 'requested_delivery_date'), 10))
-                    ELSE '{}' END
-        END
-    );
+    RETURN CASE WHEN jsonb_typeof(p_doc -> 'order') = 'object' THEN jsonb_build_object(
+        'state', @extschema@._status_class(p_doc -> 'order' ->> 'status'),
+        'partner_id', COALESCE((SELECT m.odoo_partner_id::text FROM @extschema@.partner_map m
+                                WHERE m.local_supplier_id = p_doc -> 'order' ->> 'supplier_id'),
+                               'local:' || (p_doc -> 'order' ->> 'supplier_id')),
+        'lines', COALESCE((
+            SELECT jsonb_object_agg(i ->> 'id', jsonb_build_object(
+                       'product_id', COALESCE(m.odoo_product_id::text, 'local:' || (i ->> 'product_id')),
+                       'quantity', (i ->> 'quantity')::numeric,
+                       'unit_price', (i ->> 'unit_price')::numeric))
+            FROM jsonb_array_elements(p_doc -> 'items') i
+            LEFT JOIN @extschema@.product_map m ON m.local_product_id = i ->> 'product_id'), '{}'))
+        || CASE WHEN p_doc -> 'order' ? 'notes'
+                THEN jsonb_build_object('notes', @extschema@._note_text(p_doc -> 'order' ->> 'notes'))
+                ELSE '{}' END
+        -- null when the mapped column is empty: the local side then has no opinion (_diff3).
+        || CASE WHEN p_doc -> 'order' ? 'requested_delivery_date'
+                THEN jsonb_build_object('delivery_date',
+                         left(@extschema@._odoo_datetime(p_doc -> 'order' ->> 'requested_delivery_date'), 10))
+                ELSE '{}' END
+    END;
 END
 $$;
 
@@ -1653,10 +1635,8 @@ LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RETURN (
-        SELECT CASE WHEN strpos(p_key, ' ') = 0 THEN p_kind || '_' || p_tracking_id || '_' || p_key
-                    ELSE p_kind || 'x_' || p_tracking_id || '_' || replace(replace(p_key, '%', '%25'), ' ', '%20') END
-    );
+    RETURN CASE WHEN strpos(p_key, ' ') = 0 THEN p_kind || '_' || p_tracking_id || '_' || p_key
+                ELSE p_kind || 'x_' || p_tracking_id || '_' || replace(replace(p_key, '%', '%25'), ' ', '%20') END;
 END
 $$;
 
@@ -1665,14 +1645,12 @@ LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RETURN (
-        SELECT CASE
-            WHEN starts_with(p_name, p_kind || '_' || p_tracking_id || '_')
-                THEN substr(p_name, length(p_kind || '_' || p_tracking_id || '_') + 1)
-            WHEN starts_with(p_name, p_kind || 'x_' || p_tracking_id || '_')
-                THEN replace(replace(substr(p_name, length(p_kind || 'x_' || p_tracking_id || '_') + 1), '%20', ' '), '%25', '%')
-        END
-    );
+    RETURN CASE
+        WHEN starts_with(p_name, p_kind || '_' || p_tracking_id || '_')
+            THEN substr(p_name, length(p_kind || '_' || p_tracking_id || '_') + 1)
+        WHEN starts_with(p_name, p_kind || 'x_' || p_tracking_id || '_')
+            THEN replace(replace(substr(p_name, length(p_kind || 'x_' || p_tracking_id || '_') + 1), '%20', ' '), '%25', '%')
+    END;
 END
 $$;
 
@@ -1681,13 +1659,11 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RETURN (
-        SELECT COALESCE(
-            @extschema@._xmlid_key('pol', p_tracking_id, l ->> 'xmlid'),
-            (SELECT k.item_key FROM @extschema@.line_links k
-             WHERE k.tracking_id = p_tracking_id AND k.odoo_line_id = (l ->> 'odoo_line_id')::integer),
-            'odoo:' || (l ->> 'odoo_line_id'))
-    );
+    RETURN COALESCE(
+        @extschema@._xmlid_key('pol', p_tracking_id, l ->> 'xmlid'),
+        (SELECT k.item_key FROM @extschema@.line_links k
+         WHERE k.tracking_id = p_tracking_id AND k.odoo_line_id = (l ->> 'odoo_line_id')::integer),
+        'odoo:' || (l ->> 'odoo_line_id'));
 END
 $$;
 
@@ -1711,26 +1687,24 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RETURN (
-        SELECT jsonb_build_object(
-            'state', @extschema@._remote_class(r),
-            'partner_id', r ->> 'partner_id',
-            'lines', COALESCE((
-                SELECT jsonb_object_agg(@extschema@._line_key(p_tracking_id, l), jsonb_build_object(
-                           'product_id', l ->> 'product_id',
-                           'quantity', CASE WHEN sc.qty IS NULL THEN (l ->> 'quantity')::numeric
-                                            ELSE round((l ->> 'quantity')::numeric, sc.qty) END,
-                           'unit_price', CASE WHEN sc.price IS NULL THEN (l ->> 'unit_price')::numeric
-                                              ELSE round((l ->> 'unit_price')::numeric, sc.price) END,
-                           'qty_received', COALESCE((l ->> 'qty_received')::numeric, 0),
-                           'odoo_line_id', (l ->> 'odoo_line_id')::integer))
-                FROM jsonb_array_elements(COALESCE(r -> 'lines', '[]')) l
-                CROSS JOIN (SELECT @extschema@._item_scale(p_tracking_id, 'quantity') AS qty,
-                                   @extschema@._item_scale(p_tracking_id, 'unit_price') AS price) sc), '{}'))
-            -- The worker reads Odoo's notes HTML as notes_html; the base keeps it for the next push.
-            || CASE WHEN r ? 'notes_html' THEN @extschema@._odoo_notes(r -> 'notes_html') ELSE '{}' END
-            || @extschema@._odoo_delivery(r -> 'date_planned')
-    );
+    RETURN jsonb_build_object(
+        'state', @extschema@._remote_class(r),
+        'partner_id', r ->> 'partner_id',
+        'lines', COALESCE((
+            SELECT jsonb_object_agg(@extschema@._line_key(p_tracking_id, l), jsonb_build_object(
+                       'product_id', l ->> 'product_id',
+                       'quantity', CASE WHEN sc.qty IS NULL THEN (l ->> 'quantity')::numeric
+                                        ELSE round((l ->> 'quantity')::numeric, sc.qty) END,
+                       'unit_price', CASE WHEN sc.price IS NULL THEN (l ->> 'unit_price')::numeric
+                                          ELSE round((l ->> 'unit_price')::numeric, sc.price) END,
+                       'qty_received', COALESCE((l ->> 'qty_received')::numeric, 0),
+                       'odoo_line_id', (l ->> 'odoo_line_id')::integer))
+            FROM jsonb_array_elements(COALESCE(r -> 'lines', '[]')) l
+            CROSS JOIN (SELECT @extschema@._item_scale(p_tracking_id, 'quantity') AS qty,
+                               @extschema@._item_scale(p_tracking_id, 'unit_price') AS price) sc), '{}'))
+        -- The worker reads Odoo's notes HTML as notes_html; the base keeps it for the next push.
+        || CASE WHEN r ? 'notes_html' THEN @extschema@._odoo_notes(r -> 'notes_html') ELSE '{}' END
+        || @extschema@._odoo_delivery(r -> 'date_planned');
 END
 $$;
 
@@ -1752,11 +1726,9 @@ LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RETURN (
-        SELECT CASE WHEN l IS NULL OR jsonb_typeof(l) = 'null' THEN NULL
-                    ELSE jsonb_build_object('product_id', l -> 'product_id', 'quantity', l -> 'quantity',
-                                            'unit_price', l -> 'unit_price') END
-    );
+    RETURN CASE WHEN l IS NULL OR jsonb_typeof(l) = 'null' THEN NULL
+                ELSE jsonb_build_object('product_id', l -> 'product_id', 'quantity', l -> 'quantity',
+                                        'unit_price', l -> 'unit_price') END;
 END
 $$;
 
@@ -1841,9 +1813,7 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RETURN (
-        SELECT jsonb_array_length(@extschema@._diff3(r, l, r)) = 0
-    );
+    RETURN jsonb_array_length(@extschema@._diff3(r, l, r)) = 0;
 END
 $$;
 
@@ -1989,13 +1959,11 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RETURN (
-        SELECT CASE
-            WHEN p_day IS NULL THEN NULL
-            WHEN @extschema@._coltype(t.orders_table, t.mapping -> 'orders' ->> 'requested_delivery_date') = 'date' THEN p_day
-            WHEN @extschema@._odoo_day(p_date_planned) = p_day THEN (p_date_planned #>> '{}') || '+00'
-            ELSE p_day || ' 12:00:00+00' END
-    );
+    RETURN CASE
+        WHEN p_day IS NULL THEN NULL
+        WHEN @extschema@._coltype(t.orders_table, t.mapping -> 'orders' ->> 'requested_delivery_date') = 'date' THEN p_day
+        WHEN @extschema@._odoo_day(p_date_planned) = p_day THEN (p_date_planned #>> '{}') || '+00'
+        ELSE p_day || ' 12:00:00+00' END;
 END
 $$;
 
@@ -2079,10 +2047,8 @@ LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RETURN (
-        SELECT jsonb_set(c, '{lines}', COALESCE((
-            SELECT jsonb_object_agg(COALESCE(p_new_keys ->> k, k), v) FROM jsonb_each(c -> 'lines') x(k, v)), '{}'))
-    );
+    RETURN jsonb_set(c, '{lines}', COALESCE((
+        SELECT jsonb_object_agg(COALESCE(p_new_keys ->> k, k), v) FROM jsonb_each(c -> 'lines') x(k, v)), '{}'));
 END
 $$;
 
@@ -2113,9 +2079,7 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RETURN (
-        SELECT @extschema@._local_values(p_tracking_id, p_order_key, ARRAY['subtotal', 'sales_tax', 'grand_total'])
-    );
+    RETURN @extschema@._local_values(p_tracking_id, p_order_key, ARRAY['subtotal', 'sales_tax', 'grand_total']);
 END
 $$;
 
@@ -2599,14 +2563,12 @@ LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RETURN (
-        SELECT COALESCE((SELECT jsonb_agg(k.a ORDER BY k.n)
-                         FROM (SELECT p.a, p.n
-                               FROM @extschema@._noted_attempts(noted) WITH ORDINALITY AS p(a, n)
-                               WHERE p.a <> attempt
-                               ORDER BY p.n DESC LIMIT 63) k), '[]'::jsonb)
-               || jsonb_build_array(attempt)
-    );
+    RETURN COALESCE((SELECT jsonb_agg(k.a ORDER BY k.n)
+                     FROM (SELECT p.a, p.n
+                           FROM @extschema@._noted_attempts(noted) WITH ORDINALITY AS p(a, n)
+                           WHERE p.a <> attempt
+                           ORDER BY p.n DESC LIMIT 63) k), '[]'::jsonb)
+           || jsonb_build_array(attempt);
 END
 $$;
 
