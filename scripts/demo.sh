@@ -35,6 +35,7 @@ CREATE TABLE order_items (
   id uuid PRIMARY KEY DEFAULT gen_random_uuid(), order_id uuid NOT NULL REFERENCES orders ON DELETE CASCADE,
   product_id text NOT NULL, product_name text, product_code text, quantity numeric(12,3) NOT NULL,
   unit_price numeric(12,2) NOT NULL, total_price numeric(12,2));
+CREATE INDEX order_items_order_id ON order_items (order_id);
 INSERT INTO orders (order_number, supplier_id, supplier_name) VALUES ('PO-0001', 'V-WOOD', 'Wood Corner');
 SQL
 echo "created; one order existed before odoo_sync was attached"

@@ -222,6 +222,7 @@ DECLARE
     v_id integer;
     v_count bigint;
     v_key text;
+    v_warnings jsonb := '[]';
 BEGIN
     IF orders IS NULL OR items IS NULL THEN
         RAISE EXCEPTION 'track_orders needs both the orders table and the items table'
@@ -278,6 +279,19 @@ BEGIN
         RAISE EXCEPTION 'column "%" of % is not unique', v_orders ->> 'id', orders
             USING ERRCODE = '42P10', HINT = 'The order key must be the primary key or have a unique index of its own.';
     END IF;
+    -- Every push and pull of an order reads its items by this column: without an index that
+    -- starts with it, each of them reads the whole items table. Creating one is the owner's
+    -- call (it locks the table, or must run CONCURRENTLY outside a transaction), so say so.
+    IF NOT EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                   WHERE i.indrelid = items AND i.indisvalid AND i.indpred IS NULL AND a.attname = v_items ->> 'order_id') THEN
+        v_warnings := v_warnings || jsonb_build_object(
+            'message', format('%s has no index on %I: every push and pull of an order reads the whole table',
+                              items, v_items ->> 'order_id'),
+            'fix', format('CREATE INDEX CONCURRENTLY ON %s (%I);', items, v_items ->> 'order_id'));
+        RAISE WARNING '% has no index on "%": every push and pull of an order reads the whole table',
+                items, v_items ->> 'order_id'
+            USING HINT = format('CREATE INDEX CONCURRENTLY ON %s (%I);', items, v_items ->> 'order_id');
+    END IF;
 
     INSERT INTO @extschema@.tracked_tables (orders_table, items_table, key_type, mapping)
     VALUES (orders, items, @extschema@._key_type(v_key_type),
@@ -319,7 +333,7 @@ BEGIN
 
     RETURN jsonb_build_object('tracking_id', v_id, 'orders_table', orders::text, 'items_table', items::text,
                               'key_type', @extschema@._key_type(v_key_type), 'existing_orders', v_count,
-                              'orders', v_orders, 'items', v_items);
+                              'orders', v_orders, 'items', v_items, 'warnings', v_warnings);
 END
 $$;
 

@@ -33,6 +33,7 @@ schema="CREATE TABLE orders (id bigint PRIMARY KEY, order_number text, supplier_
           last_synced_at timestamptz, updated_at timestamptz DEFAULT now());
         CREATE TABLE order_items (id bigint PRIMARY KEY, order_id bigint REFERENCES orders, product_id text,
           quantity numeric, unit_price numeric);
+        CREATE INDEX order_items_order_id ON order_items (order_id);
         INSERT INTO orders (id, order_number, supplier_id, status, grand_total)
           SELECT g, 'PO-' || g, 'S' || (g % 10), 'DRAFT', g FROM generate_series(1, $ORDERS) g;"
 

@@ -210,7 +210,8 @@ pub fn common_schema(key_type: &str) -> String {
             unit_price numeric(12,2) NOT NULL,
             total_price numeric(12,2),
             notes text
-        );"
+        );
+        CREATE INDEX order_items_order_id ON order_items (order_id);"
     )
 }
 

@@ -272,3 +272,55 @@ async fn a_role_cannot_track_tables_it_does_not_own() {
         .unwrap();
     db.finish().await;
 }
+
+/// An items table without an index on its order column is tracked, with a warning that names
+/// the index to create: every push and pull of an order reads its items by that column.
+#[tokio::test]
+async fn an_items_table_without_an_order_index_is_tracked_with_a_warning() {
+    let db = TestDb::new("trackidx").await;
+    db.client
+        .batch_execute(&format!(
+            "{}
+             CREATE TABLE bare_items (id int PRIMARY KEY, order_id bigint, product_id text,
+                                      quantity numeric, unit_price numeric);",
+            common_schema("bigint")
+        ))
+        .await
+        .unwrap();
+    let warnings = |items: &'static str| {
+        let client = &db.client;
+        async move {
+            client
+                .query_one(
+                    "SELECT odoo_sync.track_orders('orders', $1::text::regclass) -> 'warnings'",
+                    &[&items],
+                )
+                .await
+                .unwrap()
+                .get::<_, serde_json::Value>(0)
+        }
+    };
+    assert_eq!(
+        warnings("bare_items").await,
+        json!([{
+            "message": "public.bare_items has no index on order_id: every push and pull of an order reads the whole table",
+            "fix": "CREATE INDEX CONCURRENTLY ON public.bare_items (order_id);"
+        }])
+    );
+    let tracked: i64 = db
+        .client
+        .query_one("SELECT count(*) FROM odoo_sync.tracked_tables", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(tracked, 1, "tracked all the same");
+    db.client
+        .batch_execute(
+            "SELECT odoo_sync.untrack_orders('orders');
+             CREATE INDEX ON bare_items (order_id, id);",
+        )
+        .await
+        .unwrap();
+    assert_eq!(warnings("bare_items").await, json!([]));
+    db.finish().await;
+}

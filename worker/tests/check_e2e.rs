@@ -89,6 +89,7 @@ async fn check_passes_on_a_healthy_setup() {
         "postgres",
         "extension",
         "tracked_tables",
+        "items_index",
         "privileges",
         "odoo.config",
         "odoo.reachable",
@@ -118,7 +119,7 @@ async fn check_passes_on_a_healthy_setup() {
         out.contains("supplier(s) and 6 product(s) of 3 order(s) waiting for a push all resolve"),
         "{out}"
     );
-    assert!(out.contains("15 passed, 0 failed, 0 skipped"), "{out}");
+    assert!(out.contains("16 passed, 0 failed, 0 skipped"), "{out}");
     assert!(
         !out.contains(&env.api_key),
         "the API key is printed:\n{out}"
@@ -152,6 +153,23 @@ async fn check_passes_on_a_healthy_setup() {
         report.render()
     );
     let _ = sim17.stop().await;
+
+    // Without an index on the items' order column, every push reads the whole items table.
+    env.db
+        .client
+        .batch_execute("DROP INDEX order_items_order_id")
+        .await
+        .expect("drop the index");
+    let (code, out) = check_binary(&env, &[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("FAIL  items_index     order_items has no index on order_id"),
+        "{out}"
+    );
+    assert!(
+        out.contains("CREATE INDEX CONCURRENTLY ON order_items (order_id);"),
+        "{out}"
+    );
     env.finish().await;
 }
 
