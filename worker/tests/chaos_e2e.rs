@@ -177,9 +177,12 @@ async fn order_history(pg: &Client, id: i64) -> String {
 async fn conflicts_report(pg: &Client) -> String {
     let rows = match pg
         .query(
-            "SELECT format('  %s %s: %s\n    base %s\n    local %s\n    remote %s', order_key, conflict_type, \
-                    field_diff, base_version, local_version, remote_version), order_key \
-             FROM odoo_sync.conflicts ORDER BY detected_at LIMIT 3",
+            "SELECT format('  %s %s: %s\n    base %s\n    local %s\n    remote %s\n    noted attempts now %s', \
+                    c.order_key, c.conflict_type, c.field_diff, c.base_version, c.local_version, c.remote_version, \
+                    s.attempt_snapshot), c.order_key \
+             FROM odoo_sync.conflicts c \
+             LEFT JOIN odoo_sync.order_state s ON s.tracking_id = c.tracking_id AND s.order_key = c.order_key \
+             ORDER BY c.detected_at LIMIT 3",
             &[],
         )
         .await
