@@ -22,7 +22,7 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.event_history(text), @extschema@.event_history(uuid), @extschema@.event_history(bigint),
     @extschema@.conflict_history(text), @extschema@.conflict_history(uuid), @extschema@.conflict_history(bigint),
     @extschema@.batch_status(bigint), @extschema@.await_job(bigint, interval),
-    @extschema@.get_settings(), @extschema@.describe_settings(),
+    @extschema@.get_settings(), @extschema@.describe_settings(), @extschema@.tracking_warnings(),
     -- called by the views, and a view's functions run with the reader's privileges
     @extschema@._setting(text), @extschema@._current_version(integer, text)
     TO odoo_sync_reader;

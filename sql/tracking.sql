@@ -209,6 +209,28 @@ $$;
 -- Attaches odoo_sync to an application's order tables. Everything is checked before anything
 -- is attached; on any error nothing changes. Existing orders are registered as NOT_SYNCED
 -- (or linked, when the odoo_order_id column already holds an id).
+-- What works but should be fixed, per tracking, each with the fix: today an items table
+-- without an index that starts with its order column. Every push and pull of an order reads
+-- its items by that column; without such an index each of them reads the whole table (a
+-- foreign key creates none). Creating it is the owner's call: it locks the table, or must run
+-- CONCURRENTLY outside a transaction. track_orders reports these, and so does the worker's check.
+CREATE FUNCTION @extschema@.tracking_warnings()
+RETURNS TABLE (tracking_id integer, message text, fix text)
+LANGUAGE sql STABLE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT t.id,
+           format('%s has no index on %I: every push and pull of an order reads the whole table',
+                  t.items_table, t.mapping -> 'items' ->> 'order_id'),
+           format('CREATE INDEX CONCURRENTLY ON %s (%I);', t.items_table, t.mapping -> 'items' ->> 'order_id')
+    FROM @extschema@.tracked_tables t
+    WHERE EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = t.items_table)
+      AND NOT EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                      WHERE i.indrelid = t.items_table AND i.indisvalid AND i.indpred IS NULL
+                        AND a.attname = t.mapping -> 'items' ->> 'order_id')
+    ORDER BY t.id
+$$;
+
 CREATE FUNCTION @extschema@.track_orders(orders regclass, items regclass, mapping jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
@@ -223,6 +245,7 @@ DECLARE
     v_count bigint;
     v_key text;
     v_warnings jsonb := '[]';
+    w record;
 BEGIN
     IF orders IS NULL OR items IS NULL THEN
         RAISE EXCEPTION 'track_orders needs both the orders table and the items table'
@@ -279,24 +302,15 @@ BEGIN
         RAISE EXCEPTION 'column "%" of % is not unique', v_orders ->> 'id', orders
             USING ERRCODE = '42P10', HINT = 'The order key must be the primary key or have a unique index of its own.';
     END IF;
-    -- Every push and pull of an order reads its items by this column: without an index that
-    -- starts with it, each of them reads the whole items table. Creating one is the owner's
-    -- call (it locks the table, or must run CONCURRENTLY outside a transaction), so say so.
-    IF NOT EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-                   WHERE i.indrelid = items AND i.indisvalid AND i.indpred IS NULL AND a.attname = v_items ->> 'order_id') THEN
-        v_warnings := v_warnings || jsonb_build_object(
-            'message', format('%s has no index on %I: every push and pull of an order reads the whole table',
-                              items, v_items ->> 'order_id'),
-            'fix', format('CREATE INDEX CONCURRENTLY ON %s (%I);', items, v_items ->> 'order_id'));
-        RAISE WARNING '% has no index on "%": every push and pull of an order reads the whole table',
-                items, v_items ->> 'order_id'
-            USING HINT = format('CREATE INDEX CONCURRENTLY ON %s (%I);', items, v_items ->> 'order_id');
-    END IF;
 
     INSERT INTO @extschema@.tracked_tables (orders_table, items_table, key_type, mapping)
     VALUES (orders, items, @extschema@._key_type(v_key_type),
             jsonb_build_object('orders', v_orders, 'items', v_items))
     RETURNING id INTO v_id;
+    FOR w IN SELECT x.message, x.fix FROM @extschema@.tracking_warnings() x WHERE x.tracking_id = v_id LOOP
+        RAISE WARNING '%', w.message USING HINT = w.fix;
+        v_warnings := v_warnings || jsonb_build_object('message', w.message, 'fix', w.fix);
+    END LOOP;
 
     -- Existing orders: register them so batch_sync_pending() finds them. An order that
     -- already carries an Odoo id (tracked before, or linked by hand) is linked by that id, so

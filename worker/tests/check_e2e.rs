@@ -163,11 +163,11 @@ async fn check_passes_on_a_healthy_setup() {
     let (code, out) = check_binary(&env, &[]);
     assert_eq!(code, Some(1), "{out}");
     assert!(
-        out.contains("FAIL  items_index     order_items has no index on order_id"),
+        out.contains("FAIL  items_index     public.order_items has no index on order_id"),
         "{out}"
     );
     assert!(
-        out.contains("CREATE INDEX CONCURRENTLY ON order_items (order_id);"),
+        out.contains("CREATE INDEX CONCURRENTLY ON public.order_items (order_id);"),
         "{out}"
     );
     env.finish().await;
