@@ -2383,9 +2383,13 @@ BEGIN
     INTO v_entries
     FROM jsonb_array_elements(v_entries) WITH ORDINALITY AS x(entry, ord);
     -- Seen already (the overlap window reads orders again): nothing to write at all (unless
-    -- the base does not know Odoo's notes yet: it learns them now).
+    -- the base does not know Odoo's notes yet: it learns them now, or a noted push was
+    -- recognised above: its write becomes the base now, since its note is gone. Odoo's
+    -- write_date has whole seconds, so a push landing in the second of the last sync leaves
+    -- it as it was).
     IF jsonb_array_length(v_entries) = 0 AND st.odoo_write_date IS NOT DISTINCT FROM r ->> 'write_date'
-       AND st.base_snapshot IS NOT NULL AND (st.base_snapshot ? 'notes' OR NOT v_remote ? 'notes') THEN
+       AND st.base_snapshot IS NOT NULL AND (st.base_snapshot ? 'notes' OR NOT v_remote ? 'notes')
+       AND v_matched IS NULL THEN
         RETURN jsonb_build_object('outcome', 'unchanged', 'tracking_id', v_tracking, 'order_key', v_key, 'odoo_id', v_odoo_id);
     END IF;
 

@@ -566,6 +566,76 @@ async fn a_later_noted_push_stays_ours_after_an_earlier_one_is_recognised() {
     env.finish().await;
 }
 
+/// A push whose reply was lost landed in Odoo in the same second as the order's last sync, so
+/// Odoo's `write_date` is the one already known. A pull that reads the order then recognises
+/// the push as our own write and settles its note: the base must become that write too.
+/// (Settling the note but returning "seen already" before storing the base forgot the push
+/// altogether; the next local edit met it as a false VERSION_CONFLICT in the eager chaos run.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recognised_push_of_the_same_second_becomes_the_base() {
+    let env = setup("tw_same_second_push").await;
+    let (id, odoo_id, lines) = synced_order(&env, "PO-SAME").await;
+    let item: i64 = env
+        .one(&format!(
+            "SELECT min(id) FROM order_items WHERE order_id = {id}"
+        ))
+        .await;
+    env.sql(&format!(
+        "UPDATE order_items SET quantity = 7 WHERE id = {item}"
+    ))
+    .await;
+    note_local_attempt(&env, id).await;
+    env.write_line(lines[0], json!({"product_qty": 7})).await;
+    let read = odoo_sync_worker::pull::remote::fetch(&env.db.client, &env.odoo, &[odoo_id])
+        .await
+        .expect("read")
+        .remove(0);
+    // The same second as the last sync: the write_date known here is Odoo's.
+    env.db
+        .client
+        .execute(
+            "UPDATE odoo_sync.order_state SET odoo_write_date = $1 WHERE order_key = $2",
+            &[&read["write_date"].as_str(), &id.to_string()],
+        )
+        .await
+        .expect("same second");
+    let applied = odoo_sync_worker::pull::remote::apply(&env.db.client, &read, false, None)
+        .await
+        .expect("apply_remote");
+    assert_ne!(applied.outcome, "conflict", "{:?}", applied.answer);
+    let (noted, base): (i32, Value) = {
+        let r = env
+            .db
+            .client
+            .query_one(
+                "SELECT COALESCE(jsonb_array_length(attempt_snapshot), 0),
+                        base_snapshot -> 'lines' -> $2 -> 'quantity'
+                 FROM odoo_sync.order_state WHERE order_key = $1",
+                &[&id.to_string(), &item.to_string()],
+            )
+            .await
+            .expect("state");
+        (r.get(0), r.get(1))
+    };
+    assert_eq!(noted, 0, "the push is settled");
+    assert_eq!(base.as_f64(), Some(7.0), "and it is the base");
+
+    // A local edit, then the same read again (the poll's overlap window): no conflict.
+    env.sql(&format!(
+        "UPDATE order_items SET quantity = 9 WHERE id = {item}"
+    ))
+    .await;
+    let again = odoo_sync_worker::pull::remote::apply(&env.db.client, &read, false, None)
+        .await
+        .expect("apply_remote");
+    assert_ne!(again.outcome, "conflict", "{:?}", again.answer);
+    assert!(env.open_conflicts().await.is_empty());
+    env.drain().await;
+    assert_eq!(env.odoo_lines(odoo_id).await[0].1, d("9"));
+    env.assert_equal(id).await;
+    env.finish().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_over_an_unseen_odoo_change_becomes_a_version_conflict() {
     let env = setup("tw_version").await;
