@@ -699,6 +699,89 @@ BEGIN
 END
 $$;
 
+-- The document order_document() and order_documents() return, from what they read: the
+-- order's sync state, version, order row and items (NULL row: the order is gone).
+CREATE FUNCTION @extschema@._document(st @extschema@.order_state, p_tracking_id integer, p_order_key text,
+                                      p_version bigint, p_order jsonb, p_items jsonb, p_item_scales jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN jsonb_build_object(
+        'link', COALESCE(st.link, 'xmlid'), 'odoo_write_date', st.odoo_write_date, 'odoo_state', st.odoo_state,
+        'tracking_id', p_tracking_id, 'order_key', p_order_key,
+        'version', p_version,
+        'deleted', p_order IS NULL,
+        'order', p_order, 'items', COALESCE(p_items, '[]'),
+        'odoo_id', st.odoo_id, 'odoo_name', st.odoo_name, 'sync_status', st.sync_status,
+        'base_snapshot', st.base_snapshot, 'tombstone', st.tombstone,
+        -- An earlier push was noted and not acknowledged: it may have written to Odoo, even an
+        -- order this one creates.
+        'attempted', st.attempt_snapshot IS NOT NULL,
+        -- {"html": ...} to write into Odoo's notes; absent (NULL) to leave them alone.
+        'odoo_notes', CASE WHEN p_order ? 'notes' THEN @extschema@._notes_to_write(p_order ->> 'notes', st.base_snapshot) END,
+        -- Odoo's datetime for every line's date_planned; absent (NULL) to leave Odoo's dates alone.
+        'odoo_date_planned', @extschema@._odoo_datetime(p_order ->> 'requested_delivery_date'),
+        -- Decimals the item columns keep (NULL: as given): a push by id leaves an Odoo value
+        -- alone that only differs from the local one by this rounding.
+        'item_scales', p_item_scales);
+END
+$$;
+
+-- The items of an order (order_document's form), those created from Odoo lines with their
+-- Odoo line id: the push updates those lines by id.
+CREATE FUNCTION @extschema@._with_line_ids(p_tracking_id integer, p_order_key text, p_items jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM @extschema@.line_links l
+                   WHERE l.tracking_id = p_tracking_id AND l.order_key = p_order_key) THEN
+        RETURN p_items;
+    END IF;
+    RETURN (SELECT COALESCE(jsonb_agg(CASE WHEN l.odoo_line_id IS NULL THEN i.value
+                                           ELSE i.value || jsonb_build_object('odoo_line_id', l.odoo_line_id) END
+                                      ORDER BY i.ord), '[]')
+            FROM jsonb_array_elements(p_items) WITH ORDINALITY i(value, ord)
+            LEFT JOIN @extschema@.line_links l ON l.tracking_id = p_tracking_id AND l.item_key = i.value ->> 'id');
+END
+$$;
+
+-- The tracking's column lists for reading an order's row and items in canonical names, as
+-- jsonb_build_object arguments over the aliases o and i, and the type of the order key.
+-- Quantities and money travel as strings ("1.500"), so no JSON float ever rounds them.
+CREATE FUNCTION @extschema@._document_columns(t @extschema@.tracked_tables,
+                                              OUT order_cols text, OUT item_cols text, OUT key_type text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    SELECT format_type(a.atttypid, a.atttypmod) INTO key_type
+    FROM pg_attribute a WHERE a.attrelid = t.orders_table AND a.attname = t.mapping -> 'orders' ->> 'id';
+    SELECT string_agg(format(CASE WHEN c.type_class = 'amount' THEN '%L, o.%I::text' ELSE '%L, o.%I' END, m.key, m.value), ', ')
+    INTO order_cols
+    FROM jsonb_each_text(t.mapping -> 'orders') m
+    JOIN @extschema@.column_spec c ON c.table_role = 'orders' AND c.canonical = m.key;
+    SELECT string_agg(format(CASE WHEN c.type_class = 'amount' THEN '%L, i.%I::text' ELSE '%L, i.%I' END, m.key, m.value), ', ')
+    INTO item_cols
+    FROM jsonb_each_text(t.mapping -> 'items') m
+    JOIN @extschema@.column_spec c ON c.table_role = 'items' AND c.canonical = m.key;
+END
+$$;
+
+-- The item scales of a tracking, as order_document() reports them.
+CREATE FUNCTION @extschema@._item_scales(p_tracking_id integer) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN jsonb_build_object('quantity', @extschema@._item_scale(p_tracking_id, 'quantity'),
+                              'unit_price', @extschema@._item_scale(p_tracking_id, 'unit_price'));
+END
+$$;
+
 -- What a worker needs to push one order, in canonical names (the tracking's column mapping
 -- applied): the order row, its items, and the sync state (Odoo id, base snapshot of the last
 -- sync, tombstone of a deleted order). `version` is what complete_job is told was pushed.
@@ -711,9 +794,7 @@ AS $$
 DECLARE
     t @extschema@.tracked_tables;
     st @extschema@.order_state;
-    v_key_type text;
-    v_order_cols text;
-    v_item_cols text;
+    c record;
     v_order jsonb;
     v_items jsonb;
     v_version bigint;
@@ -727,50 +808,64 @@ BEGIN
     -- so a change committed in between may make the rows newer than the version (complete_job
     -- then requeues: one push too many), never older (that change would never be pushed).
     v_version := @extschema@._current_version(t.id, order_key);
-    SELECT format_type(a.atttypid, a.atttypmod) INTO v_key_type
-    FROM pg_attribute a WHERE a.attrelid = t.orders_table AND a.attname = t.mapping -> 'orders' ->> 'id';
-    -- Quantities and money travel as strings ("1.500"), so no JSON float ever rounds them.
-    SELECT string_agg(format(CASE WHEN c.type_class = 'amount' THEN '%L, o.%I::text' ELSE '%L, o.%I' END, m.key, m.value), ', ')
-    INTO v_order_cols
-    FROM jsonb_each_text(t.mapping -> 'orders') m
-    JOIN @extschema@.column_spec c ON c.table_role = 'orders' AND c.canonical = m.key;
-    SELECT string_agg(format(CASE WHEN c.type_class = 'amount' THEN '%L, i.%I::text' ELSE '%L, i.%I' END, m.key, m.value), ', ')
-    INTO v_item_cols
-    FROM jsonb_each_text(t.mapping -> 'items') m
-    JOIN @extschema@.column_spec c ON c.table_role = 'items' AND c.canonical = m.key;
+    c := @extschema@._document_columns(t);
     EXECUTE format('SELECT jsonb_build_object(%s) FROM %s o WHERE o.%I = $1::%s',
-                   v_order_cols, t.orders_table, t.mapping -> 'orders' ->> 'id', v_key_type)
+                   c.order_cols, t.orders_table, t.mapping -> 'orders' ->> 'id', c.key_type)
         INTO v_order USING order_key;
     EXECUTE format('SELECT COALESCE(jsonb_agg(jsonb_build_object(%s) ORDER BY i.%I), ''[]'') FROM %s i WHERE i.%I = $1::%s',
-                   v_item_cols, t.mapping -> 'items' ->> 'id', t.items_table, t.mapping -> 'items' ->> 'order_id', v_key_type)
+                   c.item_cols, t.mapping -> 'items' ->> 'id', t.items_table, t.mapping -> 'items' ->> 'order_id', c.key_type)
         INTO v_items USING order_key;
-    -- Items created from Odoo lines carry their Odoo line id (the push updates those lines by id).
-    IF EXISTS (SELECT 1 FROM @extschema@.line_links l WHERE l.tracking_id = t.id AND l.order_key = order_document.order_key) THEN
-        SELECT COALESCE(jsonb_agg(CASE WHEN l.odoo_line_id IS NULL THEN i.value
-                                       ELSE i.value || jsonb_build_object('odoo_line_id', l.odoo_line_id) END
-                                  ORDER BY i.ord), '[]')
-        INTO v_items
-        FROM jsonb_array_elements(v_items) WITH ORDINALITY i(value, ord)
-        LEFT JOIN @extschema@.line_links l ON l.tracking_id = t.id AND l.item_key = i.value ->> 'id';
+    RETURN @extschema@._document(st, t.id, order_key, v_version, v_order,
+                                 @extschema@._with_line_ids(t.id, order_key, v_items), @extschema@._item_scales(t.id));
+END
+$$;
+
+-- order_document() of many orders, with n, the position of each in the arrays given (a worker
+-- reads a batch's documents in one call). The rows of one tracking's orders and items are read
+-- by one query: a query built for the tracking's tables is parsed and planned on every run,
+-- which, run once per order, cost more than reading the rows (200 documents: 21 to 30 ms
+-- against 214 ms). Each document is read in one statement, so its sync state, version, order
+-- row and items are of the same moment.
+CREATE FUNCTION @extschema@.order_documents(tracking_ids integer[], order_keys text[])
+RETURNS TABLE (n bigint, document jsonb)
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    t @extschema@.tracked_tables;
+    v_tracking integer;
+    c record;
+BEGIN
+    IF cardinality(tracking_ids) IS DISTINCT FROM cardinality(order_keys) THEN
+        RAISE EXCEPTION 'order_documents needs as many order keys (%) as tracking ids (%)',
+            COALESCE(cardinality(order_keys)::text, 'NULL'), COALESCE(cardinality(tracking_ids)::text, 'NULL')
+            USING ERRCODE = '22023';
     END IF;
-    RETURN jsonb_build_object(
-        'link', COALESCE(st.link, 'xmlid'), 'odoo_write_date', st.odoo_write_date, 'odoo_state', st.odoo_state,
-        'tracking_id', t.id, 'order_key', order_key,
-        'version', v_version,
-        'deleted', v_order IS NULL,
-        'order', v_order, 'items', v_items,
-        'odoo_id', st.odoo_id, 'odoo_name', st.odoo_name, 'sync_status', st.sync_status,
-        'base_snapshot', st.base_snapshot, 'tombstone', st.tombstone,
-        -- An earlier push was noted and not acknowledged: it may have written to Odoo, even an
-        -- order this one creates.
-        'attempted', st.attempt_snapshot IS NOT NULL,
-        -- {"html": ...} to write into Odoo's notes; absent (NULL) to leave them alone.
-        'odoo_notes', CASE WHEN v_order ? 'notes' THEN @extschema@._notes_to_write(v_order ->> 'notes', st.base_snapshot) END,
-        -- Odoo's datetime for every line's date_planned; absent (NULL) to leave Odoo's dates alone.
-        'odoo_date_planned', @extschema@._odoo_datetime(v_order ->> 'requested_delivery_date'),
-        -- Decimals the item columns keep (NULL: as given): a push by id leaves an Odoo value
-        -- alone that only differs from the local one by this rounding.
-        'item_scales', jsonb_build_object('quantity', @extschema@._item_scale(t.id, 'quantity'),
-                                          'unit_price', @extschema@._item_scale(t.id, 'unit_price')));
+    FOR v_tracking IN SELECT DISTINCT u.t FROM unnest(tracking_ids) AS u(t) LOOP
+        SELECT * INTO t FROM @extschema@.tracked_tables tt WHERE tt.id = v_tracking;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'tracking % does not exist', COALESCE(v_tracking::text, 'NULL') USING ERRCODE = 'P0002';
+        END IF;
+        c := @extschema@._document_columns(t);
+        -- $1 the keys, $2 their positions, $3 the tracking id, $4 its item scales.
+        RETURN QUERY EXECUTE format($q$
+            SELECT u.n, @extschema@._document(s, $3, u.k, @extschema@._current_version($3, u.k), d.o,
+                                              @extschema@._with_line_ids($3, u.k, COALESCE(it.items, '[]')), $4)
+            FROM unnest($1::text[], $2::bigint[]) AS u(k, n)
+            LEFT JOIN @extschema@.order_state s ON s.tracking_id = $3 AND s.order_key = u.k
+            LEFT JOIN LATERAL (SELECT pg_catalog.jsonb_build_object(%1$s) AS o
+                               FROM %2$s o WHERE o.%3$I = u.k::%4$s) d ON true
+            LEFT JOIN LATERAL (SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(%5$s) ORDER BY i.%6$I) AS items
+                               FROM %7$s i WHERE i.%8$I = u.k::%4$s) it ON true
+            $q$,
+            c.order_cols, t.orders_table, t.mapping -> 'orders' ->> 'id', c.key_type,
+            c.item_cols, t.mapping -> 'items' ->> 'id', t.items_table, t.mapping -> 'items' ->> 'order_id')
+        USING ARRAY(SELECT u.k FROM unnest(tracking_ids, order_keys) WITH ORDINALITY AS u(t, k, n)
+                    WHERE u.t = v_tracking ORDER BY u.n),
+              ARRAY(SELECT u.n FROM unnest(tracking_ids, order_keys) WITH ORDINALITY AS u(t, k, n)
+                    WHERE u.t = v_tracking ORDER BY u.n),
+              t.id, @extschema@._item_scales(t.id);
+    END LOOP;
 END
 $$;

@@ -32,6 +32,7 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.release_jobs(text), @extschema@.complete_job(bigint, bigint, jsonb),
     @extschema@.fail_job(bigint, bigint, jsonb, boolean, interval), @extschema@.heartbeat(text, jsonb),
     @extschema@.maintenance(), @extschema@.order_document(integer, text),
+    @extschema@.order_documents(integer[], text[]),
     @extschema@.apply_remote(jsonb, boolean, bigint, bigint), @extschema@.remote_deleted(integer),
     @extschema@.linked_odoo_ids(integer, integer), @extschema@.pull_position(),
     @extschema@.save_pull_position(text, jsonb, boolean), @extschema@.report_progress(bigint, bigint, jsonb),

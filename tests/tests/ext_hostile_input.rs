@@ -1045,6 +1045,7 @@ fn plausible(ty: &str, nth_of_type: usize) -> String {
         "boolean" => "false".into(),
         "uuid" => "'00000000-0000-0000-0000-000000000001'::uuid".into(),
         "bigint[]" => "'{1}'::bigint[]".into(),
+        "integer[]" => "'{1}'::integer[]".into(),
         "text[]" => "'{text}'::text[]".into(),
         "oid" => "'orders'::regclass::oid".into(),
         "regclass" if nth_of_type == 0 => "'orders'::regclass".into(),

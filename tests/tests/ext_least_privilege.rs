@@ -193,6 +193,7 @@ async fn privileges_follow_the_rules_for_every_function_and_table() {
         "release_jobs",
         "heartbeat",
         "order_document",
+        "order_documents",
     ] {
         assert!(
             worker_only.iter().any(|s| s.contains(&format!(".{f}("))),

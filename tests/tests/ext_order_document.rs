@@ -100,7 +100,44 @@ async fn order_document_uses_canonical_names_and_reports_deletes() {
 /// lock on the items table, and the change commits right then.
 #[tokio::test]
 async fn a_change_committed_during_the_read_is_never_older_than_the_version() {
-    let db = TestDb::new("document_race").await;
+    let (doc, before, _) = read_during_a_change(
+        "document_race",
+        "SELECT odoo_sync.order_document(t.id, '1') FROM odoo_sync.tracked_tables t",
+    )
+    .await;
+    assert_eq!(
+        doc["order"]["status"], "DRAFT",
+        "the row was read before the change"
+    );
+    assert_eq!(
+        doc["version"], before,
+        "a version that counts the change would let complete_job finish without pushing it"
+    );
+}
+
+/// The same for order_documents(), which reads a document in one statement: the version is
+/// the one of the rows it returns, whichever side of the change they are.
+#[tokio::test]
+async fn a_batch_read_during_a_change_returns_the_version_of_its_rows() {
+    let (doc, before, after) = read_during_a_change(
+        "documents_race",
+        "SELECT d.document FROM odoo_sync.tracked_tables t,
+                LATERAL odoo_sync.order_documents(ARRAY[t.id], '{1}') d",
+    )
+    .await;
+    let expected = if doc["order"]["status"] == "CANCELLED" {
+        after
+    } else {
+        before
+    };
+    assert_eq!(doc["version"], expected, "{doc}");
+}
+
+/// Runs `sql` (one document of order 1) while a change of the order commits: the read is held
+/// by a lock on the items table until the change has committed. Returns the document and the
+/// order's versions before and after the change.
+async fn read_during_a_change(label: &str, sql: &'static str) -> (serde_json::Value, i64, i64) {
+    let db = TestDb::new(label).await;
     db.client
         .batch_execute(&odoo_sync_tests::pg_cluster::common_schema("bigint"))
         .await
@@ -127,10 +164,7 @@ async fn a_change_committed_during_the_read_is_never_older_than_the_version() {
     let reader = db.connect().await;
     let read = tokio::spawn(async move {
         reader
-            .query_one(
-                "SELECT odoo_sync.order_document(t.id, '1') FROM odoo_sync.tracked_tables t",
-                &[],
-            )
+            .query_one(sql, &[])
             .await
             .map(|r| r.get::<_, serde_json::Value>(0))
     });
@@ -165,16 +199,8 @@ async fn a_change_committed_during_the_read_is_never_older_than_the_version() {
     assert!(after > before);
     holder.batch_execute("COMMIT").await.unwrap();
     let doc = read.await.unwrap().unwrap();
-
-    assert_eq!(
-        doc["order"]["status"], "DRAFT",
-        "the row was read before the change"
-    );
-    assert_eq!(
-        doc["version"], before,
-        "a version that counts the change would let complete_job finish without pushing it"
-    );
     db.finish().await;
+    (doc, before, after)
 }
 
 #[tokio::test]
@@ -385,5 +411,113 @@ async fn delivery_dates_become_odoo_utc_datetimes_whatever_the_column_type() {
             .await
             .unwrap();
     }
+    db.finish().await;
+}
+
+/// order_documents() (the worker reads a batch's documents with it) returns for each pair what
+/// order_document() returns, in the order asked: across trackings with other key types and
+/// column names, for an order asked twice, a missing one, and items linked to Odoo lines.
+#[tokio::test]
+async fn order_documents_are_order_document_of_each_pair_in_the_order_asked() {
+    let db = TestDb::new("documents").await;
+    db.client
+        .batch_execute(&odoo_sync_tests::pg_cluster::common_schema("bigint"))
+        .await
+        .unwrap();
+    db.client
+        .batch_execute(
+            "CREATE TABLE po (po_id uuid PRIMARY KEY, ref text, vendor text NOT NULL, total numeric(12,2));
+             CREATE TABLE po_line (line_id int PRIMARY KEY, po uuid REFERENCES po, sku text,
+                                   qty numeric(12,3), price numeric(12,2));
+             CREATE INDEX ON po_line (po);
+             SELECT odoo_sync.track_orders('orders', 'order_items');
+             SELECT odoo_sync.track_orders('po', 'po_line', '{\"orders\": {\"id\": \"po_id\", \"order_number\": \"ref\",
+                 \"supplier_id\": \"vendor\", \"grand_total\": \"total\"}, \"items\": {\"id\": \"line_id\",
+                 \"order_id\": \"po\", \"product_id\": \"sku\", \"quantity\": \"qty\", \"unit_price\": \"price\"}}');
+             INSERT INTO orders (id, supplier_id, notes) VALUES (1, 'S1', 'first'), (2, 'S2', NULL);
+             INSERT INTO order_items (id, order_id, product_id, quantity, unit_price)
+                 VALUES (11, 1, 'P1', 2, 10.50), (12, 1, 'P2', 1.5, 3), (21, 2, 'P3', 1, 1);
+             INSERT INTO po VALUES ('00000000-0000-0000-0000-00000000000a', 'PO-A', 'V', 12.34);
+             INSERT INTO po_line VALUES (3, '00000000-0000-0000-0000-00000000000a', 'SKU', 0.125, 98.76);
+             INSERT INTO odoo_sync.line_links (tracking_id, item_key, order_key, odoo_line_id) VALUES (1, '12', '1', 4242);",
+        )
+        .await
+        .unwrap();
+    let (po, orders): (i32, i32) = {
+        let r = db
+            .client
+            .query_one(
+                "SELECT (SELECT id FROM odoo_sync.tracked_tables WHERE orders_table = 'po'::regclass),
+                        (SELECT id FROM odoo_sync.tracked_tables WHERE orders_table = 'orders'::regclass)",
+                &[],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!(
+        orders, 1,
+        "the line link above belongs to the orders tracking"
+    );
+    let asked: Vec<(i32, &str)> = vec![
+        (orders, "2"),
+        (po, "00000000-0000-0000-0000-00000000000a"),
+        (orders, "1"),
+        (orders, "404"),
+        (orders, "2"),
+    ];
+    let trackings: Vec<i32> = asked.iter().map(|a| a.0).collect();
+    let keys: Vec<&str> = asked.iter().map(|a| a.1).collect();
+    let batch = db
+        .client
+        .query(
+            "SELECT n, document FROM odoo_sync.order_documents($1, $2) ORDER BY n",
+            &[&trackings, &keys],
+        )
+        .await
+        .unwrap();
+    assert_eq!(batch.len(), asked.len());
+    for (row, (tracking, key)) in batch.iter().zip(&asked) {
+        let one: serde_json::Value = db
+            .client
+            .query_one("SELECT odoo_sync.order_document($1, $2)", &[tracking, key])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(row.get::<_, serde_json::Value>(1), one, "{tracking} {key}");
+    }
+    let doc = |i: usize| batch[i].get::<_, serde_json::Value>(1);
+    assert_eq!(doc(1)["items"][0]["unit_price"], "98.76");
+    assert_eq!(doc(2)["items"][1]["odoo_line_id"], 4242);
+    assert_eq!(doc(2)["items"][0].get("odoo_line_id"), None);
+    assert_eq!(doc(3)["deleted"], true);
+    assert_eq!(doc(0), doc(4));
+
+    // Bad input: a clear error.
+    let err = db
+        .client
+        .query(
+            "SELECT * FROM odoo_sync.order_documents('{1, 1}', '{1}')",
+            &[],
+        )
+        .await
+        .unwrap_err();
+    let (code, message) = db_error(&err);
+    assert_eq!(code, "22023");
+    assert!(
+        message.contains("as many order keys (1) as tracking ids (2)"),
+        "{message}"
+    );
+    let err = db
+        .client
+        .query(
+            "SELECT * FROM odoo_sync.order_documents('{1, 999}', '{1, 1}')",
+            &[],
+        )
+        .await
+        .unwrap_err();
+    let (code, message) = db_error(&err);
+    assert_eq!(code, "P0002");
+    assert!(message.contains("tracking 999 does not exist"), "{message}");
     db.finish().await;
 }

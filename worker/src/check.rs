@@ -31,6 +31,7 @@ pub const WORKER_FUNCTIONS: &[&str] = &[
     "fail_job",
     "heartbeat",
     "order_document",
+    "order_documents",
 ];
 
 /// Fields of `purchase.order` the worker reads or writes.

@@ -105,7 +105,7 @@ pub async fn order_document(
     row.try_get(0)
 }
 
-/// `odoo_sync.order_document` of many orders in one statement, in the order asked.
+/// `odoo_sync.order_documents`: the documents of many orders in one call, in the order asked.
 pub async fn order_documents(
     pg: &Client,
     orders: &[(i32, String)],
@@ -114,8 +114,7 @@ pub async fn order_documents(
     let keys: Vec<&str> = orders.iter().map(|o| o.1.as_str()).collect();
     let rows = pg
         .query(
-            "SELECT odoo_sync.order_document(u.t, u.k) \
-             FROM unnest($1::int[], $2::text[]) WITH ORDINALITY AS u(t, k, n) ORDER BY u.n",
+            "SELECT d.document FROM odoo_sync.order_documents($1::int[], $2::text[]) d ORDER BY d.n",
             &[&trackings, &keys],
         )
         .await?;
