@@ -6,11 +6,13 @@
 -- All three sides are compared in one canonical form:
 --   {"state": "purchase", "partner_id": "7",
 --    "lines": {"<item key>": {"product_id": "3", "quantity": 5, "unit_price": 12.5,
---                             "qty_received": 0, "odoo_line_id": 41}}}
+--                             "qty_received": 0, "odoo_line_id": 41, "discount": 10}}}
 -- state is a status class (draft, to approve, sent, purchase, partial, received, cancel) so
 -- that local statuses Odoo does not distinguish (DRAFT and APPROVED are both Odoo drafts)
 -- compare equal; partners and products are Odoo ids (a local reference never resolved is
 -- "local:<id>"); quantities and prices are JSON numbers, which jsonb compares as numerics.
+-- Only product, quantity and price of a line are merged; the rest is what the base keeps of
+-- Odoo's line (a discount, 17+, is Odoo's to set: pushes write back the base's).
 --
 -- The helpers are PL/pgSQL, even those that are one SELECT: PL/pgSQL keeps its plans for the
 -- session, while a SQL function with a SET clause is parsed and planned again on every call
@@ -361,7 +363,11 @@ BEGIN
                        'unit_price', CASE WHEN sc.price IS NULL THEN (l ->> 'unit_price')::numeric
                                           ELSE round((l ->> 'unit_price')::numeric, sc.price) END,
                        'qty_received', COALESCE((l ->> 'qty_received')::numeric, 0),
-                       'odoo_line_id', (l ->> 'odoo_line_id')::integer))
+                       'odoo_line_id', (l ->> 'odoo_line_id')::integer)
+                   -- Odoo's discount (17+): not merged, but the base keeps it for the pushes,
+                   -- which write it back (the worker's base_discount).
+                   || CASE WHEN l ? 'discount' THEN jsonb_build_object('discount', (l ->> 'discount')::numeric)
+                           ELSE '{}' END)
             FROM jsonb_array_elements(COALESCE(r -> 'lines', '[]')) l
             CROSS JOIN (SELECT @extschema@._item_scale(p_tracking_id, 'quantity') AS qty,
                                @extschema@._item_scale(p_tracking_id, 'unit_price') AS price) sc), '{}'))
@@ -1066,14 +1072,20 @@ BEGIN
                ELSE x.entry END ORDER BY x.ord), '[]')
     INTO v_entries
     FROM jsonb_array_elements(v_entries) WITH ORDINALITY AS x(entry, ord);
-    -- Seen already (the overlap window reads orders again): nothing to write at all (unless
-    -- the base does not know Odoo's notes yet: it learns them now, or a noted push was
-    -- recognised above: its write becomes the base now, since its note is gone. Odoo's
-    -- write_date has whole seconds, so a push landing in the second of the last sync leaves
-    -- it as it was).
+    -- Seen already (the overlap window reads orders again): nothing to write at all, unless
+    --  * the base does not know Odoo's notes yet: it learns them now;
+    --  * a noted push was recognised above: its write becomes the base now, since its note is
+    --    gone;
+    --  * a line's discount differs from the base's: the base keeps Odoo's discounts, which the
+    --    pushes write back.
+    -- Odoo's write_date has whole seconds: a change in the second of the last sync leaves it
+    -- as it was.
     IF jsonb_array_length(v_entries) = 0 AND st.odoo_write_date IS NOT DISTINCT FROM r ->> 'write_date'
        AND st.base_snapshot IS NOT NULL AND (st.base_snapshot ? 'notes' OR NOT v_remote ? 'notes')
-       AND v_matched IS NULL THEN
+       AND v_matched IS NULL
+       AND NOT EXISTS (SELECT 1 FROM jsonb_each(v_remote -> 'lines') x(k, v)
+                       WHERE x.v ? 'discount'
+                         AND x.v -> 'discount' IS DISTINCT FROM st.base_snapshot -> 'lines' -> x.k -> 'discount') THEN
         RETURN jsonb_build_object('outcome', 'unchanged', 'tracking_id', v_tracking, 'order_key', v_key, 'odoo_id', v_odoo_id);
     END IF;
 

@@ -636,6 +636,89 @@ async fn a_recognised_push_of_the_same_second_becomes_the_base() {
     env.finish().await;
 }
 
+/// The discounts (%) of Odoo lines `ids`, in that order.
+async fn odoo_discounts(env: &Env, ids: &[i64]) -> Vec<Decimal> {
+    let read = env
+        .odoo
+        .read("purchase.order.line", ids, &["discount"])
+        .await
+        .expect("read discounts");
+    ids.iter()
+        .map(|id| {
+            let line = read
+                .iter()
+                .find(|l| l.get("id").and_then(Value::as_i64) == Some(*id))
+                .expect("line read");
+            quantity(line.get("discount").expect("discount"), "discount")
+                .expect("a number")
+                .normalize()
+        })
+        .collect()
+}
+
+/// A discount typed in Odoo on an order created here is Odoo's to set: the local side only
+/// has unit prices. From 17, Odoo computes a line's discount again whenever its quantity is
+/// written, and pushes write every line's quantity, so a push must write back the discount
+/// Odoo had; it reset it to 0 before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_discount_typed_in_odoo_survives_pushes_of_local_edits() {
+    let env = setup("tw_discount").await;
+    let (id, odoo_id, lines) = synced_order(&env, "PO-DISC").await;
+    let items: Vec<i64> = env
+        .db
+        .client
+        .query(
+            "SELECT id FROM order_items WHERE order_id = $1 ORDER BY id",
+            &[&id],
+        )
+        .await
+        .expect("items")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    // Pulled first, then a local edit of the line's quantity.
+    env.write_line(lines[0], json!({"discount": 10})).await;
+    let report = env.poll().await;
+    assert_eq!(report.outcomes.get("conflict"), None, "{report:?}");
+    env.sql(&format!(
+        "UPDATE order_items SET quantity = 5 WHERE id = {}",
+        items[0]
+    ))
+    .await;
+    env.drain().await;
+    assert_eq!(env.odoo_lines(odoo_id).await[0].1, d("5"));
+    assert_eq!(odoo_discounts(&env, &lines).await, vec![d("10"), d("0")]);
+
+    // Typed in Odoo and, before any poll, a local edit of the same line: the push merges
+    // Odoo's version first.
+    env.write_line(lines[1], json!({"discount": 2.5})).await;
+    env.sql(&format!(
+        "UPDATE order_items SET quantity = 4 WHERE id = {}",
+        items[1]
+    ))
+    .await;
+    env.drain().await;
+    assert_eq!(env.odoo_lines(odoo_id).await[1].1, d("4"));
+    assert_eq!(odoo_discounts(&env, &lines).await, vec![d("10"), d("2.5")]);
+
+    // A line added here has none: its local price is the price paid.
+    env.sql(&format!(
+        "INSERT INTO order_items (order_id, product_id, product_code, quantity, unit_price)
+         VALUES ({id}, 'FURN_0001', 'FURN_0001', 1, 7)"
+    ))
+    .await;
+    env.drain().await;
+    let now: Vec<i64> = env.odoo_lines(odoo_id).await.iter().map(|l| l.0).collect();
+    assert_eq!(now.len(), 3);
+    assert_eq!(
+        odoo_discounts(&env, &now).await,
+        vec![d("10"), d("2.5"), d("0")]
+    );
+    assert!(env.open_conflicts().await.is_empty());
+    env.assert_equal(id).await;
+    env.finish().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_over_an_unseen_odoo_change_becomes_a_version_conflict() {
     let env = setup("tw_version").await;

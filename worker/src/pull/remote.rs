@@ -116,22 +116,25 @@ pub async fn documents(
         .iter()
         .flat_map(|o| ids_of(o.get("order_line")))
         .collect();
+    let names = odoo.field_names().await?;
+    let mut line_fields = vec![
+        "id",
+        "order_id",
+        "product_id",
+        "name",
+        "product_qty",
+        "price_unit",
+        "qty_received",
+        "price_subtotal",
+        "display_type",
+    ];
+    // The discount (17+) is Odoo's to set: the base keeps it, and pushes write it back (see
+    // push::order_push::base_discount).
+    if names.line_discount {
+        line_fields.push("discount");
+    }
     let lines = odoo
-        .read(
-            "purchase.order.line",
-            &line_ids,
-            &[
-                "id",
-                "order_id",
-                "product_id",
-                "name",
-                "product_qty",
-                "price_unit",
-                "qty_received",
-                "price_subtotal",
-                "display_type",
-            ],
-        )
+        .read("purchase.order.line", &line_ids, &line_fields)
         .await?;
     let mut lines_by_order: HashMap<i64, Vec<&Map<String, Value>>> = HashMap::new();
     for l in &lines {
@@ -163,7 +166,7 @@ pub async fn documents(
         .iter()
         .filter_map(|p| Some((p.get("id")?.as_i64()?, text(p.get("ref"))?)))
         .collect();
-    let notes_field = odoo.field_names().await?.order_notes;
+    let notes_field = names.order_notes;
     let order_xmlids = xmlids(odoo, "purchase.order", &order_ids).await?;
     let line_xmlids = xmlids(odoo, "purchase.order.line", &line_ids).await?;
 
@@ -183,7 +186,7 @@ pub async fn documents(
             let line_id = l.get("id").and_then(Value::as_i64).unwrap_or_default();
             let product = l.get("product_id").and_then(many2one_id);
             let what = |f: &str| format!("purchase.order.line {line_id} {f}");
-            doc_lines.push(json!({
+            let mut doc_line = json!({
                 "odoo_line_id": line_id,
                 "xmlid": line_xmlids.get(&line_id),
                 "product_id": product,
@@ -193,7 +196,14 @@ pub async fn documents(
                 "unit_price": quantity(l.get("price_unit").unwrap_or(&Value::Null), &what("price_unit"))?.to_string(),
                 "qty_received": quantity(l.get("qty_received").unwrap_or(&Value::Null), &what("qty_received"))?.to_string(),
                 "subtotal": money(l.get("price_subtotal").unwrap_or(&Value::Null), &what("price_subtotal"))?.to_string(),
-            }));
+            });
+            if let (Some(discount), Some(fields)) = (l.get("discount"), doc_line.as_object_mut()) {
+                fields.insert(
+                    "discount".into(),
+                    json!(quantity(discount, &what("discount"))?.to_string()),
+                );
+            }
+            doc_lines.push(doc_line);
         }
         let what = |f: &str| format!("purchase.order {id} {f}");
         let mut doc = json!({

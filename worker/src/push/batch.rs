@@ -27,9 +27,10 @@ use tokio_postgres::Client;
 
 use super::linked_push::{needs_linked_push, push_linked};
 use super::order_push::{
-    canonical_snapshot, date_planned_to_write, decimal, goods_lines, line_xmlid_name, maps_notes,
-    may_exist, notes_to_write, order_xmlid_name, push_order, pushed_snapshot, reprice_lines, text,
-    writes_vendor, Amounts, LoadOrder, LoadShape, PushOutcome, XMLID_MODULE,
+    base_discount, canonical_snapshot, date_planned_to_write, decimal, goods_lines,
+    line_xmlid_name, maps_notes, may_exist, notes_to_write, order_xmlid_name, push_order,
+    pushed_snapshot, reprice_lines, text, writes_vendor, Amounts, LoadOrder, LoadShape, PushLine,
+    PushOutcome, XMLID_MODULE,
 };
 use super::resolve::{Resolver, Wanted};
 use super::status_action::StatusAction;
@@ -85,6 +86,8 @@ struct Item {
     product: Wanted,
     qty: Decimal,
     price: Decimal,
+    /// See [`base_discount`].
+    discount: Decimal,
 }
 
 /// One live order document, checked.
@@ -113,7 +116,7 @@ struct Ready {
     partner: i64,
     origin: String,
     status: String,
-    lines: Vec<(String, i64, Decimal, Decimal)>,
+    lines: Vec<PushLine>,
     notes: Option<Value>,
     maps_notes: bool,
     date_planned: Option<String>,
@@ -151,6 +154,7 @@ fn prepare(doc: &Value) -> Result<Prepared, PushError> {
             },
             qty: decimal(&item["quantity"], &format!("item {item_id} quantity"))?,
             price: decimal(&item["unit_price"], &format!("item {item_id} unit_price"))?,
+            discount: base_discount(doc, &item_id),
         });
     }
     Ok(Prepared {
@@ -266,7 +270,13 @@ pub async fn push_orders(
                 ))));
                 continue 'orders;
             };
-            lines.push((it.xmlid, product, it.qty, it.price));
+            lines.push(PushLine {
+                xmlid: it.xmlid,
+                product,
+                qty: it.qty,
+                price: it.price,
+                discount: it.discount,
+            });
         }
         ready.push(Ready {
             index: i,
@@ -656,13 +666,11 @@ async fn write_chunk(odoo: &OdooClient, chunk: &[Ready]) -> Vec<Result<PushOutco
         .map(|(i, _)| i)
         .collect();
     if !repriced.is_empty() {
-        let prices: Vec<(&str, Decimal, Option<&str>)> = repriced
+        let prices: Vec<(&PushLine, Option<&str>)> = repriced
             .iter()
             .flat_map(|i| {
                 let r = &chunk[*i];
-                r.lines
-                    .iter()
-                    .map(|l| (l.0.as_str(), l.3, r.date_planned.as_deref()))
+                r.lines.iter().map(|l| (l, r.date_planned.as_deref()))
             })
             .collect();
         if let Err(e) = reprice_lines(odoo, &prices).await {
@@ -720,7 +728,7 @@ async fn write_chunk(odoo: &OdooClient, chunk: &[Ready]) -> Vec<Result<PushOutco
     if !extra.is_empty() {
         let wanted: Vec<String> = extra
             .iter()
-            .flat_map(|(i, _)| chunk[*i].lines.iter().map(|l| l.0.clone()))
+            .flat_map(|(i, _)| chunk[*i].lines.iter().map(|l| l.xmlid.clone()))
             .collect();
         let keep: Result<HashSet<i64>, OdooError> = if wanted.is_empty() {
             Ok(HashSet::new())

@@ -14,7 +14,7 @@
 //!    the new vendor's price list); 4. status buttons, as for pushed orders; 5. one `read` of
 //!    name, state and amounts.
 //!
-//! A line's `discount` (17+) is not synced: lines added here get 0 (the local price is the
+//! A line's `discount` (17+) is Odoo's to set: lines added here get 0 (the local price is the
 //! price paid), and the lines Odoo has keep theirs, also through the writes after which Odoo
 //! would set it from the price list again (a quantity or product, from 18 the vendor).
 //!
@@ -29,9 +29,9 @@ use serde_json::{json, Map, Value};
 use tokio_postgres::Client;
 
 use super::order_push::{
-    canonical_snapshot, date_planned_to_write, decimal, item_scales, line_xmlid_name, maps_notes,
-    notes_to_write, pushed_snapshot, read_back_fields, text, vendor_write_reprices, xmlid_key,
-    Amounts, PushOutcome, XMLID_MODULE,
+    base_discount, canonical_snapshot, date_planned_to_write, decimal, item_scales,
+    line_xmlid_name, maps_notes, notes_to_write, pushed_snapshot, read_back_fields, text,
+    vendor_write_reprices, xmlid_key, Amounts, PushLine, PushOutcome, XMLID_MODULE,
 };
 use super::resolve::{ProductRef, Resolver};
 use super::status_action::StatusAction;
@@ -115,9 +115,18 @@ pub async fn push_linked(
         });
     }
 
-    let snapshot_lines: Vec<(String, i64, Decimal, Decimal)> = lines
+    // The merge does not compare discounts, and this push reads Odoo's own (below): the
+    // snapshot carries the base's, like a push by external id.
+    let snapshot_lines: Vec<PushLine> = lines
         .iter()
-        .map(|l| (l.xmlid.clone(), l.product, l.qty, l.price))
+        .map(|l| PushLine {
+            xmlid: l.xmlid.clone(),
+            product: l.product,
+            qty: l.qty,
+            price: l.price,
+            discount: xmlid_key("pol", &l.xmlid)
+                .map_or(Decimal::ZERO, |(_, key)| base_discount(doc, &key)),
+        })
         .collect();
     super::note_attempts(pg, &[(doc, canonical_snapshot(partner, &snapshot_lines))]).await?;
 

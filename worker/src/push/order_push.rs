@@ -105,17 +105,51 @@ pub struct PushOutcome {
     pub odoo_write_date: Option<String>,
 }
 
+/// One line as a push by external id writes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PushLine {
+    /// External id name of the line (without module).
+    pub xmlid: String,
+    /// Odoo `product.product` id.
+    pub product: i64,
+    /// Quantity.
+    pub qty: Decimal,
+    /// Unit price.
+    pub price: Decimal,
+    /// The discount (%) written where lines have one (Odoo 17+): see [`base_discount`].
+    pub discount: Decimal,
+}
+
+/// The discount (%) a push writes on the line of item `item_key`: the one Odoo had at the last
+/// sync (the base), or 0 for a line new to Odoo.
+///
+/// A discount is Odoo's to set (purchasers negotiate it there; the local side only has the
+/// unit price), but from 17 Odoo computes it again, from the vendor's price list, whenever a
+/// line's quantity or product is written (and from 18 its vendor), and a `load` writes every
+/// line's. So each line carries its discount explicitly: the base's keeps a discount typed in
+/// Odoo, and 0 on a new line makes the local price the price paid. An Odoo change of the
+/// discount since the base moves the order's write_date, and the push then merges it into the
+/// base first (see `run::changed_in_odoo`).
+pub fn base_discount(doc: &Value, item_key: &str) -> Decimal {
+    let held = &doc["base_snapshot"]["lines"][item_key]["discount"];
+    text(held)
+        .and_then(|d| Decimal::from_str(d.trim()).ok())
+        .map_or(Decimal::ZERO, |d| d.normalize())
+}
+
 /// The base of the next three-way merge (sql/twoway.sql's canonical form) of what a push
-/// wrote: the partner, and each line by its local item key (from its external id).
-pub fn canonical_snapshot(partner: i64, lines: &[(String, i64, Decimal, Decimal)]) -> Value {
+/// wrote: the partner, and each line by its local item key (from its external id), with the
+/// discount it carries (see [`base_discount`]; the merge does not compare it).
+pub fn canonical_snapshot(partner: i64, lines: &[PushLine]) -> Value {
     let mut by_key = serde_json::Map::new();
-    for (xmlid, product, qty, price) in lines {
-        let key = xmlid_key("pol", xmlid).map_or_else(|| xmlid.clone(), |(_, key)| key);
+    for l in lines {
+        let key = xmlid_key("pol", &l.xmlid).map_or_else(|| l.xmlid.clone(), |(_, key)| key);
         by_key.insert(
             key,
-            json!({"product_id": product.to_string(),
-                   "quantity": Value::Number(number(qty)),
-                   "unit_price": Value::Number(number(price))}),
+            json!({"product_id": l.product.to_string(),
+                   "quantity": Value::Number(number(&l.qty)),
+                   "unit_price": Value::Number(number(&l.price)),
+                   "discount": Value::Number(number(&l.discount))}),
         );
     }
     json!({"partner_id": partner.to_string(), "lines": by_key})
@@ -140,7 +174,7 @@ pub(crate) struct LoadShape {
     pub notes_field: Option<&'static str>,
     /// The lines carry `date_planned`.
     pub with_dates: bool,
-    /// The lines carry `discount` = 0 (Odoo 17+, see [`LoadShape::of`]).
+    /// The lines carry `discount` (Odoo 17+, see [`base_discount`]).
     pub with_discount: bool,
     /// The orders write their vendor.
     pub with_partner: bool,
@@ -158,16 +192,13 @@ pub(crate) struct LoadOrder<'a> {
     pub notes: Option<&'a Value>,
     /// Every line's expected arrival (see [`date_planned_to_write`]).
     pub date_planned: Option<&'a str>,
-    /// (line external id name, product, quantity, price).
-    pub lines: &'a [(String, i64, Decimal, Decimal)],
+    /// The lines.
+    pub lines: &'a [PushLine],
 }
 
 impl LoadShape {
     /// The shape of a call carrying `order` alone, on a server whose field names are `names`.
-    ///
-    /// Where lines have a `discount` (17+), the lines we write carry 0: the local price is the
-    /// price paid, and Odoo would otherwise apply the vendor's price-list discount over it, at
-    /// create and whenever it computes the line again (a quantity written, from 18 the vendor).
+    /// Where lines have a `discount` (17+), every line carries one (see [`base_discount`]).
     pub fn of(order: &LoadOrder<'_>, names: &FieldNames) -> LoadShape {
         let with_lines = !order.lines.is_empty();
         LoadShape {
@@ -225,16 +256,16 @@ impl LoadShape {
             .lines
             .iter()
             .enumerate()
-            .map(|(i, (xmlid, product, qty, price))| {
+            .map(|(i, l)| {
                 let mut row = if i == 0 { head.clone() } else { blank.clone() };
                 row.extend([
-                    json!(format!("{XMLID_MODULE}.{xmlid}")),
-                    json!(product.to_string()),
-                    json!(qty.to_string()),
-                    json!(price.to_string()),
+                    json!(format!("{XMLID_MODULE}.{}", l.xmlid)),
+                    json!(l.product.to_string()),
+                    json!(l.qty.to_string()),
+                    json!(l.price.to_string()),
                 ]);
                 if self.with_discount {
-                    row.push(json!("0"));
+                    row.push(json!(l.discount.to_string()));
                 }
                 if self.with_dates {
                     row.push(json!(order.date_planned.unwrap_or_default()));
@@ -281,13 +312,13 @@ pub(crate) async fn vendor_write_reprices(odoo: &OdooClient) -> Result<bool, Odo
     Ok(odoo.version().await?.major >= 18)
 }
 
-/// Writes the lines' prices (and dates, when given; discount 0 where lines have one, see
-/// [`LoadShape::of`]) again by their external ids, in a call of their own: after a call that
-/// wrote the vendor of existing orders, which on Odoo 18+ priced the lines from the vendor's
-/// price list (see [`writes_vendor`]). A price written alone triggers no such computation.
+/// Writes the lines' prices and discounts (see [`base_discount`]), and dates when given, again
+/// by their external ids, in a call of their own: after a call that wrote the vendor of
+/// existing orders, which on Odoo 18+ priced the lines from the vendor's price list (see
+/// [`writes_vendor`]). A price written alone triggers no such computation.
 pub(crate) async fn reprice_lines(
     odoo: &OdooClient,
-    lines: &[(&str, Decimal, Option<&str>)],
+    lines: &[(&PushLine, Option<&str>)],
 ) -> Result<(), OdooError> {
     let with_discount = odoo.field_names().await?.line_discount;
     // One call for the lines with a date and one for those without: an empty date cell would
@@ -295,14 +326,14 @@ pub(crate) async fn reprice_lines(
     for with_dates in [true, false] {
         let rows: Vec<Vec<Value>> = lines
             .iter()
-            .filter(|l| l.2.is_some() == with_dates)
-            .map(|(xmlid, price, date)| {
+            .filter(|l| l.1.is_some() == with_dates)
+            .map(|(line, date)| {
                 let mut row = vec![
-                    json!(format!("{XMLID_MODULE}.{xmlid}")),
-                    json!(price.to_string()),
+                    json!(format!("{XMLID_MODULE}.{}", line.xmlid)),
+                    json!(line.price.to_string()),
                 ];
                 if with_discount {
-                    row.push(json!("0"));
+                    row.push(json!(line.discount.to_string()));
                 }
                 row.extend(date.map(|d| json!(d)));
                 row
@@ -403,7 +434,7 @@ pub(crate) fn read_back_fields(doc: &Value, notes_field: &'static str) -> Vec<&'
 /// the tracking maps notes (`maps_notes`).
 pub(crate) fn pushed_snapshot(
     partner: i64,
-    lines: &[(String, i64, Decimal, Decimal)],
+    lines: &[PushLine],
     read: &serde_json::Map<String, Value>,
     maps_notes: bool,
     notes_field: &str,
@@ -593,7 +624,13 @@ pub async fn push_order(
             .await?;
         let qty = decimal(&item["quantity"], &format!("item {item_id} quantity"))?;
         let price = decimal(&item["unit_price"], &format!("item {item_id} unit_price"))?;
-        lines.push((line_xmlid_name(tracking_id, &item_id), product, qty, price));
+        lines.push(PushLine {
+            xmlid: line_xmlid_name(tracking_id, &item_id),
+            product,
+            qty,
+            price,
+            discount: base_discount(doc, &item_id),
+        });
     }
 
     // What will be written, noted first (see super::note_attempts).
@@ -634,7 +671,7 @@ pub async fn push_order(
     })?;
 
     // Lines of the Odoo order that the document no longer has.
-    let wanted: Vec<String> = lines.iter().map(|l| l.0.clone()).collect();
+    let wanted: Vec<String> = lines.iter().map(|l| l.xmlid.clone()).collect();
     let keep: HashSet<i64> = if wanted.is_empty() {
         HashSet::new()
     } else {
@@ -654,10 +691,8 @@ pub async fn push_order(
         .collect()
     };
     if vendor && may_exist(doc) && vendor_write_reprices(odoo).await? {
-        let prices: Vec<(&str, Decimal, Option<&str>)> = lines
-            .iter()
-            .map(|l| (l.0.as_str(), l.3, date_planned.as_deref()))
-            .collect();
+        let prices: Vec<(&PushLine, Option<&str>)> =
+            lines.iter().map(|l| (l, date_planned.as_deref())).collect();
         reprice_lines(odoo, &prices).await?;
     }
     let removed: Vec<Value> = goods_lines(odoo, &[odoo_id])
@@ -763,15 +798,32 @@ mod tests {
     }
 
     #[test]
+    fn a_line_keeps_the_base_discount_and_a_new_line_has_none() {
+        let doc = json!({"base_snapshot": {"lines": {
+            "1": {"discount": 12.5}, "2": {"discount": "3"}, "3": {"discount": null}, "4": {}}}});
+        assert_eq!(base_discount(&doc, "1"), Decimal::new(125, 1));
+        assert_eq!(base_discount(&doc, "2"), Decimal::from(3));
+        for key in ["3", "4", "5"] {
+            assert_eq!(base_discount(&doc, key), Decimal::ZERO, "{key}");
+        }
+        assert_eq!(
+            base_discount(&json!({"base_snapshot": null}), "1"),
+            Decimal::ZERO
+        );
+    }
+
+    #[test]
     fn every_line_row_carries_the_date_and_the_head_row_the_order() {
+        let line = |xmlid: &str, product, qty: i64, price: i64, discount| PushLine {
+            xmlid: xmlid.to_string(),
+            product,
+            qty: Decimal::from(qty),
+            price: Decimal::from(price),
+            discount,
+        };
         let lines = vec![
-            (
-                "pol_1_a".to_string(),
-                7,
-                Decimal::from(2),
-                Decimal::from(10),
-            ),
-            ("pol_1_b".to_string(), 8, Decimal::from(1), Decimal::from(3)),
+            line("pol_1_a", 7, 2, 10, Decimal::new(125, 1)),
+            line("pol_1_b", 8, 1, 3, Decimal::ZERO),
         ];
         let order = LoadOrder {
             xmlid: "po_1_9",
@@ -806,7 +858,9 @@ mod tests {
         assert!(rows
             .iter()
             .all(|r| r.last() == Some(&json!("2026-12-15 12:00:00"))));
-        assert!(rows.iter().all(|r| r[r.len() - 2] == json!("0")));
+        // Each line's own discount: the base's (12.5 %), 0 for a line new to Odoo.
+        assert_eq!(rows[0][rows[0].len() - 2], json!("12.5"));
+        assert_eq!(rows[1][rows[1].len() - 2], json!("0"));
 
         // Lines have no discount before 17.
         let v16 = FieldNames::for_version(
