@@ -231,6 +231,39 @@ AS $$
     ORDER BY t.id
 $$;
 
+-- BEFORE TRUNCATE trigger of tracked tables. Capture is row by row, and TRUNCATE fires no row
+-- triggers: its orders (or lines) would vanish here and stay in Odoo, and their sync state
+-- would go on describing rows that no longer exist. So it is refused (also when it reaches a
+-- tracked table through CASCADE), with what to do instead.
+CREATE FUNCTION @extschema@._refuse_truncate() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_table text := format('%I.%I', TG_TABLE_SCHEMA, TG_TABLE_NAME);
+    v_orders regclass;
+BEGIN
+    SELECT t.orders_table INTO v_orders FROM @extschema@.tracked_tables t
+    WHERE TG_RELID IN (t.orders_table, t.items_table);
+    RAISE EXCEPTION 'odoo_sync tracks %, and TRUNCATE would remove its rows without syncing the change to Odoo', v_table
+        USING ERRCODE = '0A000',
+              DETAIL = 'odoo_sync captures changes row by row; TRUNCATE fires no row triggers.',
+              HINT = format('Use DELETE FROM %s (deleted orders are cancelled in Odoo, deleted items removed from their orders), '
+                            'or stop syncing first: SELECT odoo_sync.untrack_orders(%L);', v_table, COALESCE(v_orders::text, v_table));
+END
+$$;
+
+-- The BEFORE TRUNCATE trigger of a tracked table (see _refuse_truncate).
+CREATE FUNCTION @extschema@._attach_truncate_guard(p_table regclass) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    EXECUTE format('CREATE TRIGGER odoo_sync_no_truncate BEFORE TRUNCATE ON %s
+                    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._refuse_truncate()', p_table);
+END
+$$;
+
 CREATE FUNCTION @extschema@.track_orders(orders regclass, items regclass, mapping jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
@@ -344,6 +377,8 @@ BEGIN
         'CREATE TRIGGER odoo_sync_capture AFTER INSERT OR UPDATE OR DELETE ON %s
          FOR EACH ROW EXECUTE FUNCTION @extschema@.capture_item_change(%L, %L, %L)',
         items, v_id, v_items ->> 'id', v_items ->> 'order_id');
+    PERFORM @extschema@._attach_truncate_guard(orders);
+    PERFORM @extschema@._attach_truncate_guard(items);
 
     RETURN jsonb_build_object('tracking_id', v_id, 'orders_table', orders::text, 'items_table', items::text,
                               'key_type', @extschema@._key_type(v_key_type), 'existing_orders', v_count,
@@ -372,6 +407,8 @@ BEGIN
     PERFORM @extschema@._check_trackable(t.orders_table, 'orders');
     EXECUTE format('DROP TRIGGER IF EXISTS odoo_sync_capture ON %s', t.orders_table);
     EXECUTE format('DROP TRIGGER IF EXISTS odoo_sync_capture ON %s', t.items_table);
+    EXECUTE format('DROP TRIGGER IF EXISTS odoo_sync_no_truncate ON %s', t.orders_table);
+    EXECUTE format('DROP TRIGGER IF EXISTS odoo_sync_no_truncate ON %s', t.items_table);
     DELETE FROM @extschema@.jobs WHERE tracking_id = t.id;
     DELETE FROM @extschema@.order_state WHERE tracking_id = t.id;
     DELETE FROM @extschema@.line_links WHERE tracking_id = t.id;
@@ -400,6 +437,7 @@ BEGIN
                AND NOT EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() d
                                WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0 AND d.objid = v_rel) THEN
                 EXECUTE format('DROP TRIGGER IF EXISTS odoo_sync_capture ON %s', v_rel);
+                EXECUTE format('DROP TRIGGER IF EXISTS odoo_sync_no_truncate ON %s', v_rel);
             END IF;
         END LOOP;
         DELETE FROM @extschema@.jobs WHERE tracking_id = t.id;

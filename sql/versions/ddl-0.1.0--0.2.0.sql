@@ -67,3 +67,35 @@ WHERE key = 'backlog_max_jobs';
 UPDATE @extschema@.setting_spec SET description =
     'A job still to do (ready or waiting for a retry) older than this makes health() report the queue BACKLOGGED.'
 WHERE key = 'backlog_max_age_seconds';
+
+-- TRUNCATE of a tracked table is refused (see tracking.sql): the guard on the tables tracked
+-- before the upgrade. Its function is defined here, before the generated part repeats it.
+CREATE FUNCTION @extschema@._refuse_truncate() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_table text := format('%I.%I', TG_TABLE_SCHEMA, TG_TABLE_NAME);
+    v_orders regclass;
+BEGIN
+    SELECT t.orders_table INTO v_orders FROM @extschema@.tracked_tables t
+    WHERE TG_RELID IN (t.orders_table, t.items_table);
+    RAISE EXCEPTION 'odoo_sync tracks %, and TRUNCATE would remove its rows without syncing the change to Odoo', v_table
+        USING ERRCODE = '0A000',
+              DETAIL = 'odoo_sync captures changes row by row; TRUNCATE fires no row triggers.',
+              HINT = format('Use DELETE FROM %s (deleted orders are cancelled in Odoo, deleted items removed from their orders), '
+                            'or stop syncing first: SELECT odoo_sync.untrack_orders(%L);', v_table, COALESCE(v_orders::text, v_table));
+END
+$$;
+DO $$
+DECLARE
+    t record;
+BEGIN
+    FOR t IN SELECT tt.orders_table, tt.items_table FROM @extschema@.tracked_tables tt LOOP
+        EXECUTE format('CREATE TRIGGER odoo_sync_no_truncate BEFORE TRUNCATE ON %s
+                        FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._refuse_truncate()', t.orders_table);
+        EXECUTE format('CREATE TRIGGER odoo_sync_no_truncate BEFORE TRUNCATE ON %s
+                        FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._refuse_truncate()', t.items_table);
+    END LOOP;
+END
+$$;

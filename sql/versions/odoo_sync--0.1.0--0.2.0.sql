@@ -70,6 +70,38 @@ UPDATE @extschema@.setting_spec SET description =
     'A job still to do (ready or waiting for a retry) older than this makes health() report the queue BACKLOGGED.'
 WHERE key = 'backlog_max_age_seconds';
 
+-- TRUNCATE of a tracked table is refused (see tracking.sql): the guard on the tables tracked
+-- before the upgrade. Its function is defined here, before the generated part repeats it.
+CREATE FUNCTION @extschema@._refuse_truncate() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_table text := format('%I.%I', TG_TABLE_SCHEMA, TG_TABLE_NAME);
+    v_orders regclass;
+BEGIN
+    SELECT t.orders_table INTO v_orders FROM @extschema@.tracked_tables t
+    WHERE TG_RELID IN (t.orders_table, t.items_table);
+    RAISE EXCEPTION 'odoo_sync tracks %, and TRUNCATE would remove its rows without syncing the change to Odoo', v_table
+        USING ERRCODE = '0A000',
+              DETAIL = 'odoo_sync captures changes row by row; TRUNCATE fires no row triggers.',
+              HINT = format('Use DELETE FROM %s (deleted orders are cancelled in Odoo, deleted items removed from their orders), '
+                            'or stop syncing first: SELECT odoo_sync.untrack_orders(%L);', v_table, COALESCE(v_orders::text, v_table));
+END
+$$;
+DO $$
+DECLARE
+    t record;
+BEGIN
+    FOR t IN SELECT tt.orders_table, tt.items_table FROM @extschema@.tracked_tables tt LOOP
+        EXECUTE format('CREATE TRIGGER odoo_sync_no_truncate BEFORE TRUNCATE ON %s
+                        FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._refuse_truncate()', t.orders_table);
+        EXECUTE format('CREATE TRIGGER odoo_sync_no_truncate BEFORE TRUNCATE ON %s
+                        FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._refuse_truncate()', t.items_table);
+    END LOOP;
+END
+$$;
+
 -- Functions that are new or changed, in the order of a fresh install (SQL functions
 -- are checked against the functions they call when created).
 CREATE OR REPLACE FUNCTION "_notify"(
@@ -287,6 +319,16 @@ AS $$
     ORDER BY t.id
 $$;
 
+CREATE OR REPLACE FUNCTION @extschema@._attach_truncate_guard(p_table regclass) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    EXECUTE format('CREATE TRIGGER odoo_sync_no_truncate BEFORE TRUNCATE ON %s
+                    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._refuse_truncate()', p_table);
+END
+$$;
+
 CREATE OR REPLACE FUNCTION @extschema@.track_orders(orders regclass, items regclass, mapping jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
@@ -400,6 +442,8 @@ BEGIN
         'CREATE TRIGGER odoo_sync_capture AFTER INSERT OR UPDATE OR DELETE ON %s
          FOR EACH ROW EXECUTE FUNCTION @extschema@.capture_item_change(%L, %L, %L)',
         items, v_id, v_items ->> 'id', v_items ->> 'order_id');
+    PERFORM @extschema@._attach_truncate_guard(orders);
+    PERFORM @extschema@._attach_truncate_guard(items);
 
     RETURN jsonb_build_object('tracking_id', v_id, 'orders_table', orders::text, 'items_table', items::text,
                               'key_type', @extschema@._key_type(v_key_type), 'existing_orders', v_count,
@@ -426,6 +470,8 @@ BEGIN
     PERFORM @extschema@._check_trackable(t.orders_table, 'orders');
     EXECUTE format('DROP TRIGGER IF EXISTS odoo_sync_capture ON %s', t.orders_table);
     EXECUTE format('DROP TRIGGER IF EXISTS odoo_sync_capture ON %s', t.items_table);
+    EXECUTE format('DROP TRIGGER IF EXISTS odoo_sync_no_truncate ON %s', t.orders_table);
+    EXECUTE format('DROP TRIGGER IF EXISTS odoo_sync_no_truncate ON %s', t.items_table);
     DELETE FROM @extschema@.jobs WHERE tracking_id = t.id;
     DELETE FROM @extschema@.order_state WHERE tracking_id = t.id;
     DELETE FROM @extschema@.line_links WHERE tracking_id = t.id;
@@ -451,6 +497,7 @@ BEGIN
                AND NOT EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() d
                                WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0 AND d.objid = v_rel) THEN
                 EXECUTE format('DROP TRIGGER IF EXISTS odoo_sync_capture ON %s', v_rel);
+                EXECUTE format('DROP TRIGGER IF EXISTS odoo_sync_no_truncate ON %s', v_rel);
             END IF;
         END LOOP;
         DELETE FROM @extschema@.jobs WHERE tracking_id = t.id;

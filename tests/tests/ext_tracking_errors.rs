@@ -324,3 +324,77 @@ async fn an_items_table_without_an_order_index_is_tracked_with_a_warning() {
     assert_eq!(warnings("bare_items").await, json!([]));
     db.finish().await;
 }
+
+/// TRUNCATE fires no row triggers, so capture would miss it: the orders would vanish here and
+/// stay in Odoo. On a tracked table (directly or through CASCADE) it is refused and changes
+/// nothing; once the tables are untracked it works again.
+#[tokio::test]
+async fn truncate_of_a_tracked_table_is_refused_and_changes_nothing() {
+    let db = TestDb::new("truncate").await;
+    db.client
+        .batch_execute(&format!(
+            "{}
+             CREATE TABLE suppliers (code text PRIMARY KEY);
+             INSERT INTO suppliers VALUES ('S1');
+             ALTER TABLE orders ADD CONSTRAINT orders_supplier FOREIGN KEY (supplier_id) REFERENCES suppliers;
+             SELECT odoo_sync.track_orders('orders', 'order_items');
+             INSERT INTO orders (id, supplier_id) VALUES (1, 'S1');
+             INSERT INTO order_items (order_id, product_id, quantity, unit_price) VALUES (1, 'P', 1, 2);",
+            common_schema("bigint")
+        ))
+        .await
+        .unwrap();
+    let counts = || async {
+        db.client
+            .query_one(
+                "SELECT (SELECT count(*) FROM orders), (SELECT count(*) FROM order_items),
+                        (SELECT count(*) FROM odoo_sync.jobs), (SELECT count(*) FROM odoo_sync.event_log)",
+                &[],
+            )
+            .await
+            .map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1), r.get::<_, i64>(2), r.get::<_, i64>(3)))
+            .unwrap()
+    };
+    let before = counts().await;
+    assert_eq!((before.0, before.1, before.2), (1, 1, 1));
+    for (sql, table) in [
+        ("TRUNCATE order_items", "public.order_items"),
+        ("TRUNCATE orders, order_items", "public.orders"),
+        ("TRUNCATE suppliers CASCADE", "public.orders"),
+    ] {
+        let err = db.client.batch_execute(sql).await.unwrap_err();
+        let db_err = err.as_db_error().expect("a database error");
+        assert_eq!(db_err.code().code(), "0A000", "{sql}: {err:?}");
+        assert!(
+            db_err
+                .message()
+                .contains(&format!("odoo_sync tracks {table}")),
+            "{sql}: {}",
+            db_err.message()
+        );
+        let hint = db_err.hint().unwrap_or_default();
+        assert!(
+            hint.contains("Use DELETE FROM")
+                && hint.contains("odoo_sync.untrack_orders('public.orders')"),
+            "{sql}: {hint}"
+        );
+        assert_eq!(counts().await, before, "{sql} changed nothing");
+    }
+
+    // Untracked: the guard is gone with the capture triggers.
+    db.client
+        .batch_execute("SELECT odoo_sync.untrack_orders('orders'); TRUNCATE orders, order_items;")
+        .await
+        .unwrap();
+    let left: i64 = db
+        .client
+        .query_one(
+            "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'odoo_sync%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "no odoo_sync trigger is left");
+    db.finish().await;
+}

@@ -147,6 +147,17 @@ async fn updating_from_0_1_0_equals_a_fresh_install() {
         .batch_execute("UPDATE order_items SET quantity = 3; SELECT odoo_sync.replay_events('{}');")
         .await
         .expect("0.2.0 functions");
+    // Tables tracked before the update get the TRUNCATE guard a fresh tracking attaches.
+    let err = upgraded
+        .client
+        .batch_execute("TRUNCATE orders, order_items")
+        .await
+        .expect_err("TRUNCATE of tracked tables");
+    assert_eq!(
+        err.as_db_error().map(|e| e.code().code()),
+        Some("0A000"),
+        "{err:?}"
+    );
     upgraded.finish().await;
     fresh.finish().await;
 }
