@@ -226,7 +226,13 @@ BEGIN
              AND COALESCE(@extschema@._current_version(c.tracking_id, c.order_key) <= st.synced_version, false))
             OR (c.conflict_type <> 'DATA_MISMATCH' AND st.base_snapshot IS NOT NULL AND NOT st.deleted
                 AND @extschema@._same_content(@extschema@._canonical_local(@extschema@.order_document(c.tracking_id, c.order_key)),
-                                              st.base_snapshot)))
+                                              st.base_snapshot)
+                -- An order created here carries its number as Odoo's origin, which the merge
+                -- does not compare: a renumber made while the conflict was open needs its push.
+                AND NOT (st.link = 'xmlid' AND st.base_snapshot ? 'origin'
+                         AND st.base_snapshot ->> 'origin' IS DISTINCT FROM
+                             COALESCE(@extschema@.order_document(c.tracking_id, c.order_key) -> 'order' ->> 'order_number',
+                                      c.order_key))))
            AND (st.job_id IS NULL OR j.id IS NOT NULL) THEN
             -- Both sides already agree: a push job waiting for the resolution has nothing to do.
             IF j.id IS NOT NULL THEN

@@ -479,7 +479,10 @@ BEGIN
                 || CASE WHEN v_result -> 'snapshot' ? 'notes_html'
                         THEN @extschema@._odoo_notes(v_result -> 'snapshot' -> 'notes_html') ELSE '{}' END
                 -- Odoo's expected arrival after the push, as the worker read it back.
-                || @extschema@._odoo_delivery(v_result -> 'snapshot' -> 'date_planned');
+                || @extschema@._odoo_delivery(v_result -> 'snapshot' -> 'date_planned')
+                -- Odoo's origin (the order number of an order created here), as read back.
+                || CASE WHEN v_result -> 'snapshot' ? 'origin'
+                        THEN jsonb_build_object('origin', v_result -> 'snapshot' -> 'origin') ELSE '{}' END;
         ELSE
             v_base := COALESCE(v_result -> 'snapshot', st.base_snapshot);
         END IF;

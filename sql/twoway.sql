@@ -373,7 +373,9 @@ BEGIN
                                @extschema@._item_scale(p_tracking_id, 'unit_price') AS price) sc), '{}'))
         -- The worker reads Odoo's notes HTML as notes_html; the base keeps it for the next push.
         || CASE WHEN r ? 'notes_html' THEN @extschema@._odoo_notes(r -> 'notes_html') ELSE '{}' END
-        || @extschema@._odoo_delivery(r -> 'date_planned');
+        || @extschema@._odoo_delivery(r -> 'date_planned')
+        -- Odoo's origin: not merged, but resolve_conflict compares it with the order number.
+        || CASE WHEN r ? 'origin' THEN jsonb_build_object('origin', r -> 'origin') ELSE '{}' END;
 END
 $$;
 

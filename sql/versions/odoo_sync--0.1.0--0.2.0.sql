@@ -864,7 +864,10 @@ BEGIN
                 || CASE WHEN v_result -> 'snapshot' ? 'notes_html'
                         THEN @extschema@._odoo_notes(v_result -> 'snapshot' -> 'notes_html') ELSE '{}' END
                 -- Odoo's expected arrival after the push, as the worker read it back.
-                || @extschema@._odoo_delivery(v_result -> 'snapshot' -> 'date_planned');
+                || @extschema@._odoo_delivery(v_result -> 'snapshot' -> 'date_planned')
+                -- Odoo's origin (the order number of an order created here), as read back.
+                || CASE WHEN v_result -> 'snapshot' ? 'origin'
+                        THEN jsonb_build_object('origin', v_result -> 'snapshot' -> 'origin') ELSE '{}' END;
         ELSE
             v_base := COALESCE(v_result -> 'snapshot', st.base_snapshot);
         END IF;
@@ -1859,7 +1862,9 @@ BEGIN
                                @extschema@._item_scale(p_tracking_id, 'unit_price') AS price) sc), '{}'))
         -- The worker reads Odoo's notes HTML as notes_html; the base keeps it for the next push.
         || CASE WHEN r ? 'notes_html' THEN @extschema@._odoo_notes(r -> 'notes_html') ELSE '{}' END
-        || @extschema@._odoo_delivery(r -> 'date_planned');
+        || @extschema@._odoo_delivery(r -> 'date_planned')
+        -- Odoo's origin: not merged, but resolve_conflict compares it with the order number.
+        || CASE WHEN r ? 'origin' THEN jsonb_build_object('origin', r -> 'origin') ELSE '{}' END;
 END
 $$;
 
@@ -2968,7 +2973,13 @@ BEGIN
              AND COALESCE(@extschema@._current_version(c.tracking_id, c.order_key) <= st.synced_version, false))
             OR (c.conflict_type <> 'DATA_MISMATCH' AND st.base_snapshot IS NOT NULL AND NOT st.deleted
                 AND @extschema@._same_content(@extschema@._canonical_local(@extschema@.order_document(c.tracking_id, c.order_key)),
-                                              st.base_snapshot)))
+                                              st.base_snapshot)
+                -- An order created here carries its number as Odoo's origin, which the merge
+                -- does not compare: a renumber made while the conflict was open needs its push.
+                AND NOT (st.link = 'xmlid' AND st.base_snapshot ? 'origin'
+                         AND st.base_snapshot ->> 'origin' IS DISTINCT FROM
+                             COALESCE(@extschema@.order_document(c.tracking_id, c.order_key) -> 'order' ->> 'order_number',
+                                      c.order_key))))
            AND (st.job_id IS NULL OR j.id IS NOT NULL) THEN
             -- Both sides already agree: a push job waiting for the resolution has nothing to do.
             IF j.id IS NOT NULL THEN

@@ -418,6 +418,35 @@ async fn resolve(env: &Env, cid: &str, resolution: &str, values: Option<Value>) 
         .get(0)
 }
 
+/// An order renumbered here while a conflict is open: once the conflict is resolved and the
+/// lines agree, the new number still goes to Odoo (as `origin`, which the merge does not
+/// compare). Before, the resolution finished the waiting push job and the number never went.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renumber_made_while_a_conflict_is_open_is_pushed_after_it() {
+    let env = setup("tw_renumber").await;
+    let (id, odoo_id, cid, _) = concurrent_quantity_edit(&env, "PO-R1").await;
+    env.sql(&format!(
+        "UPDATE orders SET order_number = 'PO-R1-B' WHERE id = {id}"
+    ))
+    .await;
+    let r = resolve(&env, &cid, "KEEP_REMOTE", None).await;
+    assert_eq!(r["sync_status"], "PENDING_SYNC", "{r}");
+    env.drain().await;
+    let origin = env
+        .odoo
+        .read("purchase.order", &[odoo_id], &["origin"])
+        .await
+        .expect("read origin");
+    assert_eq!(origin[0].get("origin"), Some(&json!("PO-R1-B")));
+    assert_eq!(env.odoo_lines(odoo_id).await[0].1, d("9"));
+    env.assert_equal(id).await;
+    let status: String = env
+        .one(&format!("SELECT sync_status FROM orders WHERE id = {id}"))
+        .await;
+    assert_eq!(status, "SYNCED");
+    env.finish().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_concurrent_modification_is_recorded_and_each_resolution_ends_equal() {
     let env = setup("tw_conflict").await;

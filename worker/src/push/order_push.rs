@@ -421,6 +421,7 @@ pub(crate) fn read_back_fields(doc: &Value, notes_field: &'static str) -> Vec<&'
         "amount_total",
         "date_planned",
         "partner_id",
+        "origin",
     ];
     if maps_notes(doc) {
         fields.push(notes_field);
@@ -430,8 +431,8 @@ pub(crate) fn read_back_fields(doc: &Value, notes_field: &'static str) -> Vec<&'
 
 /// What a push wrote, read back: the base of the next three-way merge. The partner and lines
 /// as written (see [`canonical_snapshot`]), Odoo's expected arrival as read (`date_planned`,
-/// false when the order has no lines), and Odoo's notes (`notes_html`, null when empty) when
-/// the tracking maps notes (`maps_notes`).
+/// false when the order has no lines), its `origin` (null when empty), and Odoo's notes
+/// (`notes_html`, null when empty) when the tracking maps notes (`maps_notes`).
 pub(crate) fn pushed_snapshot(
     partner: i64,
     lines: &[PushLine],
@@ -452,6 +453,10 @@ pub(crate) fn pushed_snapshot(
             read.get("date_planned")
                 .cloned()
                 .unwrap_or(Value::Bool(false)),
+        );
+        fields.insert(
+            "origin".into(),
+            json!(text(read.get("origin").unwrap_or(&Value::Null))),
         );
         if maps_notes {
             let html = read.get(notes_field).filter(|v| v.is_string()).cloned();
