@@ -748,6 +748,38 @@ async fn a_discount_typed_in_odoo_survives_pushes_of_local_edits() {
     env.finish().await;
 }
 
+/// A base stored before the discounts were kept (an upgraded database) does not hold Odoo's.
+/// A push reads the order first (a `write_date` equal to the stored one is ambiguous), and the
+/// merge stores Odoo's discounts in the base even when nothing else differs (a push asked for
+/// with `sync_order`), so the push writes them back rather than 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_base_without_discounts_learns_them_before_the_next_push() {
+    let env = setup("tw_discount_upgrade").await;
+    let (id, odoo_id, lines) = synced_order(&env, "PO-OLDBASE").await;
+    env.write_line(lines[0], json!({"discount": 15})).await;
+    env.poll().await;
+    // As an older version stored it: no discount in the base's lines.
+    env.sql(&format!(
+        "UPDATE odoo_sync.order_state SET base_snapshot = jsonb_set(base_snapshot, '{{lines}}',
+             (SELECT jsonb_object_agg(k, v - 'discount') FROM jsonb_each(base_snapshot -> 'lines') x(k, v)))
+         WHERE order_key = '{id}';
+         SELECT odoo_sync.sync_order({id}::bigint);"
+    ))
+    .await;
+    env.drain().await;
+    assert_eq!(odoo_discounts(&env, &lines).await, vec![d("15"), d("0")]);
+    env.sql(&format!(
+        "UPDATE order_items SET quantity = 8 WHERE id = (SELECT min(id) FROM order_items WHERE order_id = {id})"
+    ))
+    .await;
+    env.drain().await;
+    assert_eq!(env.odoo_lines(odoo_id).await[0].1, d("8"));
+    assert_eq!(odoo_discounts(&env, &lines).await, vec![d("15"), d("0")]);
+    assert!(env.open_conflicts().await.is_empty());
+    env.assert_equal(id).await;
+    env.finish().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_over_an_unseen_odoo_change_becomes_a_version_conflict() {
     let env = setup("tw_version").await;
