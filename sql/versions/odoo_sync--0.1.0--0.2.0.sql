@@ -1090,16 +1090,25 @@ RETURNS jsonb
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    v_items jsonb[] := ARRAY[]::jsonb[];
+    v_item jsonb;
+    v_line integer;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM @extschema@.line_links l
                    WHERE l.tracking_id = p_tracking_id AND l.order_key = p_order_key) THEN
         RETURN p_items;
     END IF;
-    RETURN (SELECT COALESCE(jsonb_agg(CASE WHEN l.odoo_line_id IS NULL THEN i.value
-                                           ELSE i.value || jsonb_build_object('odoo_line_id', l.odoo_line_id) END
-                                      ORDER BY i.ord), '[]')
-            FROM jsonb_array_elements(p_items) WITH ORDINALITY i(value, ord)
-            LEFT JOIN @extschema@.line_links l ON l.tracking_id = p_tracking_id AND l.item_key = i.value ->> 'id');
+    -- Item by item, each link found by its primary key. Joined to the items (or through
+    -- = ANY), the links were read in full: the planner cannot count a JSON array's elements,
+    -- and right after an import it has no statistics of line_links either.
+    FOR v_item IN SELECT i.value FROM jsonb_array_elements(p_items) i LOOP
+        SELECT l.odoo_line_id INTO v_line FROM @extschema@.line_links l
+        WHERE l.tracking_id = p_tracking_id AND l.item_key = v_item ->> 'id';
+        v_items := v_items || CASE WHEN v_line IS NULL THEN v_item
+                                   ELSE v_item || jsonb_build_object('odoo_line_id', v_line) END;
+    END LOOP;
+    RETURN to_jsonb(v_items);
 END
 $$;
 
