@@ -351,6 +351,10 @@ CREATE FUNCTION @extschema@._canonical_remote(p_tracking_id integer, r jsonb) RE
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    -- Read once: in the query below the planner would call them again for every line.
+    v_qty_scale integer := @extschema@._item_scale(p_tracking_id, 'quantity');
+    v_price_scale integer := @extschema@._item_scale(p_tracking_id, 'unit_price');
 BEGIN
     RETURN jsonb_build_object(
         'state', @extschema@._remote_class(r),
@@ -358,19 +362,17 @@ BEGIN
         'lines', COALESCE((
             SELECT jsonb_object_agg(@extschema@._line_key(p_tracking_id, l), jsonb_build_object(
                        'product_id', l ->> 'product_id',
-                       'quantity', CASE WHEN sc.qty IS NULL THEN (l ->> 'quantity')::numeric
-                                        ELSE round((l ->> 'quantity')::numeric, sc.qty) END,
-                       'unit_price', CASE WHEN sc.price IS NULL THEN (l ->> 'unit_price')::numeric
-                                          ELSE round((l ->> 'unit_price')::numeric, sc.price) END,
+                       'quantity', CASE WHEN v_qty_scale IS NULL THEN (l ->> 'quantity')::numeric
+                                        ELSE round((l ->> 'quantity')::numeric, v_qty_scale) END,
+                       'unit_price', CASE WHEN v_price_scale IS NULL THEN (l ->> 'unit_price')::numeric
+                                          ELSE round((l ->> 'unit_price')::numeric, v_price_scale) END,
                        'qty_received', COALESCE((l ->> 'qty_received')::numeric, 0),
                        'odoo_line_id', (l ->> 'odoo_line_id')::integer)
                    -- Odoo's discount (17+): not merged, but the base keeps it for the pushes,
                    -- which write it back (the worker's base_discount).
                    || CASE WHEN l ? 'discount' THEN jsonb_build_object('discount', (l ->> 'discount')::numeric)
                            ELSE '{}' END)
-            FROM jsonb_array_elements(COALESCE(r -> 'lines', '[]')) l
-            CROSS JOIN (SELECT @extschema@._item_scale(p_tracking_id, 'quantity') AS qty,
-                               @extschema@._item_scale(p_tracking_id, 'unit_price') AS price) sc), '{}'))
+            FROM jsonb_array_elements(COALESCE(r -> 'lines', '[]')) l), '{}'))
         -- The worker reads Odoo's notes HTML as notes_html; the base keeps it for the next push.
         || CASE WHEN r ? 'notes_html' THEN @extschema@._odoo_notes(r -> 'notes_html') ELSE '{}' END
         || @extschema@._odoo_delivery(r -> 'date_planned')
