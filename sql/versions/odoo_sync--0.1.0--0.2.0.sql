@@ -2073,6 +2073,11 @@ DECLARE
     v_value text;
     v_key_expr text;
     v_keys text[];
+    -- The types of the items table's columns, read in one catalog query rather than one per
+    -- column written.
+    v_types jsonb := (SELECT jsonb_object_agg(a.attname, format_type(a.atttypid, a.atttypmod))
+                      FROM pg_attribute a
+                      WHERE a.attrelid = t.items_table AND a.attnum > 0 AND NOT a.attisdropped);
 BEGIN
     FOREACH v_canon IN ARRAY ARRAY['product_id', 'product_name', 'product_code', 'quantity', 'unit_price', 'total_price'] LOOP
         CONTINUE WHEN m ->> v_canon IS NULL;
@@ -2088,7 +2093,7 @@ BEGIN
         CONTINUE WHEN v_value IS NULL;
         v_params := v_params || v_value;
         v_cols := v_cols || quote_ident(m ->> v_canon);
-        v_vals := v_vals || format('$1[%s]::%s', cardinality(v_params), @extschema@._coltype(t.items_table, m ->> v_canon));
+        v_vals := v_vals || format('$1[%s]::%s', cardinality(v_params), v_types ->> (m ->> v_canon));
     END LOOP;
     IF p_item_key IS NOT NULL AND NOT p_insert THEN
         IF cardinality(v_cols) = 0 THEN
@@ -2097,15 +2102,15 @@ BEGIN
         v_params := v_params || p_item_key;
         PERFORM @extschema@._exec_as_owner(t.items_table, format('UPDATE %s SET (%s) = ROW(%s) WHERE %I = $1[%s]::%s',
             t.items_table, array_to_string(v_cols, ', '), array_to_string(v_vals, ', '), m ->> 'id',
-            cardinality(v_params), @extschema@._coltype(t.items_table, m ->> 'id')), v_params);
+            cardinality(v_params), v_types ->> (m ->> 'id')), v_params);
         RETURN p_item_key;
     END IF;
     v_params := v_params || p_order_key;
     v_cols := v_cols || quote_ident(m ->> 'order_id');
-    v_vals := v_vals || format('$1[%s]::%s', cardinality(v_params), @extschema@._coltype(t.items_table, m ->> 'order_id'));
+    v_vals := v_vals || format('$1[%s]::%s', cardinality(v_params), v_types ->> (m ->> 'order_id'));
     IF p_item_key IS NOT NULL THEN
         v_params := v_params || p_item_key;
-        v_key_expr := format('$1[%s]::%s', cardinality(v_params), @extschema@._coltype(t.items_table, m ->> 'id'));
+        v_key_expr := format('$1[%s]::%s', cardinality(v_params), v_types ->> (m ->> 'id'));
     ELSE
         v_key_expr := @extschema@._new_key_expr(t.items_table, m ->> 'id', 'odoo-line-' || (rl ->> 'odoo_line_id'));
     END IF;
