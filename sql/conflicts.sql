@@ -109,6 +109,7 @@ DECLARE
     t @extschema@.tracked_tables;
     st @extschema@.order_state;
     v_doc jsonb;
+    v_now jsonb;
     v_entries jsonb := '[]';
     e jsonb;
     v_value jsonb;
@@ -220,19 +221,21 @@ BEGIN
         IF st.job_id IS NOT NULL THEN
             SELECT * INTO j FROM @extschema@.jobs q WHERE q.id = st.job_id AND q.state <> 'running' FOR UPDATE;
         END IF;
+        -- The order as it is now, after the resolution wrote to it.
+        IF c.conflict_type <> 'DATA_MISMATCH' AND st.base_snapshot IS NOT NULL AND NOT st.deleted THEN
+            v_now := @extschema@.order_document(c.tracking_id, c.order_key);
+        END IF;
         -- A DATA_MISMATCH is about totals only: Odoo holds what the push that found it wrote,
         -- unless the order changed (or was deleted) while the conflict was open.
         IF ((c.conflict_type = 'DATA_MISMATCH' AND NOT st.deleted
              AND COALESCE(@extschema@._current_version(c.tracking_id, c.order_key) <= st.synced_version, false))
-            OR (c.conflict_type <> 'DATA_MISMATCH' AND st.base_snapshot IS NOT NULL AND NOT st.deleted
-                AND @extschema@._same_content(@extschema@._canonical_local(@extschema@.order_document(c.tracking_id, c.order_key)),
-                                              st.base_snapshot)
+            OR (v_now IS NOT NULL
+                AND @extschema@._same_content(@extschema@._canonical_local(v_now), st.base_snapshot)
                 -- An order created here carries its number as Odoo's origin, which the merge
                 -- does not compare: a renumber made while the conflict was open needs its push.
                 AND NOT (st.link = 'xmlid' AND st.base_snapshot ? 'origin'
                          AND st.base_snapshot ->> 'origin' IS DISTINCT FROM
-                             COALESCE(@extschema@.order_document(c.tracking_id, c.order_key) -> 'order' ->> 'order_number',
-                                      c.order_key))))
+                             COALESCE(v_now -> 'order' ->> 'order_number', c.order_key))))
            AND (st.job_id IS NULL OR j.id IS NOT NULL) THEN
             -- Both sides already agree: a push job waiting for the resolution has nothing to do.
             IF j.id IS NOT NULL THEN

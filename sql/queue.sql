@@ -770,8 +770,7 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    SELECT format_type(a.atttypid, a.atttypmod) INTO key_type
-    FROM pg_attribute a WHERE a.attrelid = t.orders_table AND a.attname = t.mapping -> 'orders' ->> 'id';
+    key_type := @extschema@._coltype(t.orders_table, t.mapping -> 'orders' ->> 'id');
     SELECT string_agg(format(CASE WHEN c.type_class = 'amount' THEN '%L, o.%I::text' ELSE '%L, o.%I' END, m.key, m.value), ', ')
     INTO order_cols
     FROM jsonb_each_text(t.mapping -> 'orders') m

@@ -206,9 +206,6 @@ BEGIN
 END
 $$;
 
--- Attaches odoo_sync to an application's order tables. Everything is checked before anything
--- is attached; on any error nothing changes. Existing orders are registered as NOT_SYNCED
--- (or linked, when the odoo_order_id column already holds an id).
 -- What works but should be fixed, per tracking, each with the fix: today an items table
 -- without an index that starts with its order column. Every push and pull of an order reads
 -- its items by that column; without such an index each of them reads the whole table (a
@@ -264,6 +261,9 @@ BEGIN
 END
 $$;
 
+-- Attaches odoo_sync to an application's order tables. Everything is checked before anything
+-- is attached; on any error nothing changes. Existing orders are registered as NOT_SYNCED
+-- (or linked, when the odoo_order_id column already holds an id).
 CREATE FUNCTION @extschema@.track_orders(orders regclass, items regclass, mapping jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
