@@ -15,6 +15,10 @@
 //! - **naive**: one order at a time — read it from PostgreSQL, create it in Odoo with one
 //!   `create` call (partner/product ids known in advance, to the baseline's advantage), write
 //!   the id back with an UPDATE;
+//! - **updates**: then one line of each of those orders is edited (one statement) and drained
+//!   the same way, against a naive update of the baseline's orders: read the order's lines in
+//!   Odoo and write them all by id (two calls per order). An update push reads the order's
+//!   `write_date` in Odoo first and merges Odoo's side when it may have moved;
 //! - **commit-to-Odoo latency**: with the worker loop running (woken by LISTEN/NOTIFY), one
 //!   order is committed at a time and timed until its row reads `SYNCED` (the job is done and
 //!   the Odoo id written back); p50 and p99.
@@ -73,6 +77,19 @@ async fn insert_orders(pg: &Client, table: &str, items: &str, prefix: &str, n: i
     pg.execute(&sql, &[&n]).await.expect("insert orders");
 }
 
+/// Raises the quantity of the first line of every order numbered `prefix-*` (one statement).
+async fn edit_orders(pg: &Client, table: &str, items: &str, prefix: &str) -> u64 {
+    let sql = format!(
+        "UPDATE {items} i SET quantity = i.quantity + 1
+         FROM (SELECT DISTINCT ON (it.order_id) it.id FROM {items} it JOIN {table} o ON o.id = it.order_id
+               WHERE o.order_number LIKE $1 ORDER BY it.order_id, it.id) f
+         WHERE i.id = f.id"
+    );
+    pg.execute(&sql, &[&format!("{prefix}-%")])
+        .await
+        .expect("edit orders")
+}
+
 async fn set_latency(url: &str, ms: u64) {
     let c = sim::client::Client::new(url);
     c.post("/__sim/faults", &json!({"latency_ms": ms}))
@@ -82,6 +99,8 @@ async fn set_latency(url: &str, ms: u64) {
 
 struct Row {
     latency: u64,
+    /// "create" or "update".
+    kind: &'static str,
     mode: &'static str,
     orders: usize,
     secs: f64,
@@ -163,6 +182,54 @@ async fn naive(pg: &Client, odoo: &OdooClient, partners: &Value, products: &Valu
         .expect("write back");
     }
     ids.len()
+}
+
+/// The naive baseline's update: per order, its lines' ids from Odoo, then one `write` of every
+/// line's quantity and price by id.
+async fn naive_update(pg: &Client, odoo: &OdooClient) -> usize {
+    let orders = pg
+        .query(
+            "SELECT id, odoo_order_id FROM naive_orders WHERE odoo_order_id IS NOT NULL ORDER BY id",
+            &[],
+        )
+        .await
+        .expect("linked orders");
+    for order in &orders {
+        let id: i64 = order.get(0);
+        let odoo_id = i64::from(order.get::<_, i32>(1));
+        let items = pg
+            .query(
+                "SELECT quantity::text, unit_price::text FROM naive_items WHERE order_id = $1 ORDER BY id",
+                &[&id],
+            )
+            .await
+            .expect("items");
+        let read = odoo
+            .read("purchase.order", &[odoo_id], &["order_line"])
+            .await
+            .expect("read lines");
+        let mut line_ids: Vec<i64> = read
+            .first()
+            .and_then(|r| r["order_line"].as_array())
+            .map(|a| a.iter().filter_map(Value::as_i64).collect())
+            .unwrap_or_default();
+        // Created in item order: ascending ids match the items by position.
+        line_ids.sort_unstable();
+        let lines: Vec<Value> = items
+            .iter()
+            .zip(&line_ids)
+            .map(|(r, line)| {
+                let qty: String = r.get(0);
+                let price: String = r.get(1);
+                json!([1, line, {"product_qty": qty.parse::<f64>().unwrap_or(0.0),
+                                 "price_unit": price.parse::<f64>().unwrap_or(0.0)}])
+            })
+            .collect();
+        odoo.write("purchase.order", &[odoo_id], &json!({"order_line": lines}))
+            .await
+            .expect("write");
+    }
+    orders.len()
 }
 
 async fn id_map(odoo: &OdooClient, model: &str, field: &str) -> Value {
@@ -254,9 +321,24 @@ async fn main() {
         for _ in 0..finisher_count() {
             finishers.push(Arc::new(db.connect_as(&role).await));
         }
-        let secs = bulk(&worker, &odoo, n, FinishPool(finishers)).await;
+        let finishers = FinishPool(finishers);
+        let secs = bulk(&worker, &odoo, n, finishers.clone()).await;
         rows.push(Row {
             latency,
+            kind: "create",
+            mode: "batched",
+            orders: n,
+            secs,
+            rpcs: simh.sim.stats_json()["total"].as_u64().unwrap_or(0),
+        });
+        // The same orders, one line each edited.
+        let edited = edit_orders(&db.client, "orders", "order_items", &format!("B{latency}")).await;
+        assert_eq!(edited, n as u64, "one line of every order edited");
+        simh.sim.reset_stats();
+        let secs = bulk(&worker, &odoo, n, finishers).await;
+        rows.push(Row {
+            latency,
+            kind: "update",
             mode: "batched",
             orders: n,
             secs,
@@ -280,11 +362,39 @@ async fn main() {
         let done = naive(&db.client, &odoo, &partners, &products).await;
         rows.push(Row {
             latency,
+            kind: "create",
             mode: "naive",
             orders: done,
             secs: started.elapsed().as_secs_f64(),
             rpcs: simh.sim.stats_json()["total"].as_u64().unwrap_or(0),
         });
+        edit_orders(
+            &db.client,
+            "naive_orders",
+            "naive_items",
+            &format!("N{latency}"),
+        )
+        .await;
+        simh.sim.reset_stats();
+        let started = Instant::now();
+        let done = naive_update(&db.client, &odoo).await;
+        rows.push(Row {
+            latency,
+            kind: "update",
+            mode: "naive",
+            orders: done,
+            secs: started.elapsed().as_secs_f64(),
+            rpcs: simh.sim.stats_json()["total"].as_u64().unwrap_or(0),
+        });
+        // The next round's baseline starts with none of these orders.
+        db.client
+            .execute("DELETE FROM naive_items", &[])
+            .await
+            .expect("clear naive items");
+        db.client
+            .execute("DELETE FROM naive_orders", &[])
+            .await
+            .expect("clear naive orders");
         let _ = simh.stop().await;
     }
 
@@ -352,28 +462,34 @@ async fn main() {
     println!();
     println!("push benchmark: {n} orders x 5 lines, in-process simulator, PostgreSQL at ODOO_SYNC_TEST_PG");
     println!(
-        "{:>8} | {:<8} | {:>6} | {:>8} | {:>9} | {:>9} | {:>8}",
-        "latency", "mode", "orders", "seconds", "orders/s", "RPC/order", "speed-up"
+        "{:>8} | {:<6} | {:<8} | {:>6} | {:>8} | {:>9} | {:>9} | {:>8}",
+        "latency", "kind", "mode", "orders", "seconds", "orders/s", "RPC/order", "speed-up"
     );
-    println!("{}", "-".repeat(74));
+    println!("{}", "-".repeat(83));
     for latency in [0u64, 20] {
-        let naive_rate = rows
-            .iter()
-            .find(|r| r.latency == latency && r.mode == "naive")
-            .map(|r| r.orders as f64 / r.secs)
-            .unwrap_or(f64::NAN);
-        for r in rows.iter().filter(|r| r.latency == latency) {
-            let rate = r.orders as f64 / r.secs;
-            println!(
-                "{:>6}ms | {:<8} | {:>6} | {:>8.3} | {:>9.1} | {:>9.3} | {:>7.1}x",
-                r.latency,
-                r.mode,
-                r.orders,
-                r.secs,
-                rate,
-                r.rpcs as f64 / r.orders.max(1) as f64,
-                rate / naive_rate
-            );
+        for kind in ["create", "update"] {
+            let naive_rate = rows
+                .iter()
+                .find(|r| r.latency == latency && r.kind == kind && r.mode == "naive")
+                .map(|r| r.orders as f64 / r.secs)
+                .unwrap_or(f64::NAN);
+            for r in rows
+                .iter()
+                .filter(|r| r.latency == latency && r.kind == kind)
+            {
+                let rate = r.orders as f64 / r.secs;
+                println!(
+                    "{:>6}ms | {:<6} | {:<8} | {:>6} | {:>8.3} | {:>9.1} | {:>9.3} | {:>7.1}x",
+                    r.latency,
+                    r.kind,
+                    r.mode,
+                    r.orders,
+                    r.secs,
+                    rate,
+                    r.rpcs as f64 / r.orders.max(1) as f64,
+                    rate / naive_rate
+                );
+            }
         }
     }
     println!();
