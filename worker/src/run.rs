@@ -231,28 +231,33 @@ pub async fn run_batch_with(
             // so a push never overwrites an Odoo change nobody has seen.
             let changed = changed_in_odoo(pg, odoo, &docs).await;
             let mut docs = docs;
-            let mut diverted: Vec<(usize, serde_json::Value)> = Vec::new();
+            let mut diverted: Vec<(usize, serde_json::Value, serde_json::Value)> = Vec::new();
             for (n, d) in docs.iter_mut().enumerate() {
                 if let Ok(doc) = d {
                     if let Some(remote) = doc["odoo_id"].as_i64().and_then(|id| changed.get(&id)) {
-                        diverted.push((n, remote.clone()));
+                        diverted.push((n, remote.clone(), doc.clone()));
                         *d = Err(PushError::Document("diverted".into()));
                     }
                 }
             }
-            for (n, remote) in diverted {
+            for (n, remote, doc) in diverted {
                 let i = push[n];
                 let job = &jobs[i];
                 let state = match merge_then_requeue(pg, job, &remote).await {
-                    // Odoo had not changed after all (same-second write_date): push as it is.
-                    Ok(None) => {
-                        let (t, k) = pairs[n].clone();
-                        docs[n] = queue::order_document(pg, t, &k)
-                            .await
-                            .map_err(PushError::from);
+                    // Odoo had not changed after all (same-second write_date): push as it is,
+                    // with the document read again when the merge wrote to the local rows.
+                    Ok(Merged::Unchanged { local_written }) => {
+                        docs[n] = if local_written {
+                            let (t, k) = pairs[n].clone();
+                            queue::order_document(pg, t, &k)
+                                .await
+                                .map_err(PushError::from)
+                        } else {
+                            Ok(doc)
+                        };
                         continue;
                     }
-                    Ok(Some(state)) => state,
+                    Ok(Merged::Requeued(state)) => state,
                     Err(e) => format!("lost: {e}"),
                 };
                 crate::metrics::global().job_finished(if state.starts_with("lost") {
@@ -390,19 +395,29 @@ async fn changed_in_odoo(
     }
 }
 
-/// Merges Odoo's newer version into the order of a running push job, then hands the job back
-/// (held while a conflict is open). None when Odoo's order had not changed (its write_date
-/// only equalled the stored one): the push goes ahead.
+/// What merging Odoo's version into the order of a running push job came to.
+enum Merged {
+    /// Odoo had not changed the order after all (its write_date only equalled the stored one):
+    /// the push goes ahead. `local_written` tells whether the merge wrote to the local rows
+    /// (then the order's document must be read again).
+    Unchanged { local_written: bool },
+    /// Odoo's changes were merged and the job handed back (held while a conflict is open).
+    Requeued(String),
+}
+
+/// Merges Odoo's newer version into the order of a running push job, then hands the job back.
 async fn merge_then_requeue(
     pg: &Client,
     job: &Job,
     remote: &serde_json::Value,
-) -> Result<Option<String>, tokio_postgres::Error> {
+) -> Result<Merged, tokio_postgres::Error> {
     let applied =
         crate::pull::remote::apply(pg, remote, false, Some((job.job_id, job.attempt_token)))
             .await?;
     if applied.outcome == "unchanged" || applied.outcome == "stale" {
-        return Ok(None);
+        return Ok(Merged::Unchanged {
+            local_written: applied.answer["local_written"].as_bool() != Some(false),
+        });
     }
     tracing::info!(job_id = job.job_id, outcome = %applied.outcome, "order changed in Odoo since the last sync: merged before pushing");
     let row = pg
@@ -412,7 +427,7 @@ async fn merge_then_requeue(
         )
         .await?;
     let state: String = row.try_get(0)?;
-    Ok(Some(format!(
+    Ok(Merged::Requeued(format!(
         "requeued ({state}) after merging Odoo changes"
     )))
 }

@@ -138,6 +138,21 @@ impl Env {
         self.db.client.query_one(sql, &[]).await.expect(sql).get(0)
     }
 
+    /// The ids of order `id`'s items, in id order.
+    async fn item_ids(&self, id: i64) -> Vec<i64> {
+        self.db
+            .client
+            .query(
+                "SELECT id FROM order_items WHERE order_id = $1 ORDER BY id",
+                &[&id],
+            )
+            .await
+            .expect("items")
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+
     async fn poll(&self) -> odoo_sync_worker::pull::poll::PollReport {
         poll_once(&self.worker, &self.odoo, &settings())
             .await
@@ -615,19 +630,7 @@ async fn a_recognised_push_of_the_same_second_becomes_the_base() {
     .await;
     note_local_attempt(&env, id).await;
     env.write_line(lines[0], json!({"product_qty": 7})).await;
-    let read = odoo_sync_worker::pull::remote::fetch(&env.db.client, &env.odoo, &[odoo_id])
-        .await
-        .expect("read")
-        .remove(0);
-    // The same second as the last sync: the write_date known here is Odoo's.
-    env.db
-        .client
-        .execute(
-            "UPDATE odoo_sync.order_state SET odoo_write_date = $1 WHERE order_key = $2",
-            &[&read["write_date"].as_str(), &id.to_string()],
-        )
-        .await
-        .expect("same second");
+    let read = read_in_the_same_second(&env, id, odoo_id).await;
     let applied = odoo_sync_worker::pull::remote::apply(&env.db.client, &read, false, None)
         .await
         .expect("apply_remote");
@@ -665,6 +668,115 @@ async fn a_recognised_push_of_the_same_second_becomes_the_base() {
     env.finish().await;
 }
 
+/// The base of order `id`, and the quantity of its item `item` in the database.
+async fn base_and_quantity(env: &Env, id: i64, item: i64) -> (Value, String) {
+    let r = env
+        .db
+        .client
+        .query_one(
+            "SELECT s.base_snapshot, (SELECT i.quantity::text FROM order_items i WHERE i.id = $2)
+             FROM odoo_sync.order_state s WHERE s.order_key = $1",
+            &[&id.to_string(), &item],
+        )
+        .await
+        .expect("base");
+    (r.get(0), r.get(1))
+}
+
+/// Reads order `odoo_id` from Odoo as the worker does, and makes its write_date the one stored
+/// for order `id`: as if the read were of the same second as the last sync, where write_date
+/// alone cannot tell whether Odoo changed the order.
+async fn read_in_the_same_second(env: &Env, id: i64, odoo_id: i64) -> Value {
+    let read = odoo_sync_worker::pull::remote::fetch(&env.db.client, &env.odoo, &[odoo_id])
+        .await
+        .expect("read")
+        .remove(0);
+    env.db
+        .client
+        .execute(
+            "UPDATE odoo_sync.order_state SET odoo_write_date = $1 WHERE order_key = $2",
+            &[&read["write_date"].as_str(), &id.to_string()],
+        )
+        .await
+        .expect("same second");
+    read
+}
+
+/// Hands order `odoo_id`, read in the same second as its last sync, to apply_remote for the
+/// running push job `job` (what a push does before it writes).
+async fn merge_for_push(env: &Env, id: i64, odoo_id: i64, job: (i64, i64)) -> Value {
+    let read = read_in_the_same_second(env, id, odoo_id).await;
+    odoo_sync_worker::pull::remote::apply(&env.db.client, &read, false, Some(job))
+        .await
+        .expect("apply_remote")
+        .answer
+}
+
+/// An update push asks Odoo first; when Odoo holds exactly the base, apply_remote decides so
+/// without merging (the local document stays current: `local_written` false) and writes
+/// nothing. Any Odoo change of the same second, a discount alone included, still goes through
+/// the merge. Also: a batched create stores Odoo's origin in the base.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_push_skips_the_merge_only_while_odoo_holds_the_base() {
+    let env = setup("tw_push_skip").await;
+    let (id, odoo_id, lines) = synced_order(&env, "PO-SKIP").await;
+    let items = env.item_ids(id).await;
+    let (base, _) = base_and_quantity(&env, id, items[0]).await;
+    assert_eq!(base["origin"], "PO-SKIP", "{base}");
+
+    env.sql(&format!(
+        "UPDATE order_items SET quantity = 5 WHERE id = {}",
+        items[0]
+    ))
+    .await;
+    let claimed = env
+        .db
+        .client
+        .query_one(
+            "SELECT job_id, attempt_token FROM odoo_sync.claim_jobs('skip-test', 10, '5 minutes')",
+            &[],
+        )
+        .await
+        .expect("claim");
+    let job = (claimed.get::<_, i64>(0), claimed.get::<_, i64>(1));
+
+    let answer = merge_for_push(&env, id, odoo_id, job).await;
+    assert_eq!(answer["outcome"], "unchanged", "{answer}");
+    assert_eq!(answer["local_written"], false, "{answer}");
+    assert_eq!(
+        base_and_quantity(&env, id, items[0]).await,
+        (base, "5.000".to_string())
+    );
+
+    // A quantity changed in Odoo in the same second: applied to the local line.
+    env.write_line(lines[1], json!({"product_qty": 4})).await;
+    let answer = merge_for_push(&env, id, odoo_id, job).await;
+    assert_eq!(answer["outcome"], "applied", "{answer}");
+    assert_eq!(base_and_quantity(&env, id, items[1]).await.1, "4.000");
+
+    // A discount typed (after the quantity: Odoo 17+ computes it again on a quantity write)
+    // in Odoo in the same second: merged (the base learns it).
+    env.write_line(lines[1], json!({"discount": 10})).await;
+    let answer = merge_for_push(&env, id, odoo_id, job).await;
+    assert_ne!(answer["local_written"], false, "{answer}");
+    let (base, _) = base_and_quantity(&env, id, items[1]).await;
+    let key = items[1].to_string();
+    assert_eq!(
+        base["lines"][key.as_str()]["discount"].as_f64(),
+        Some(10.0),
+        "{base}"
+    );
+
+    env.sql("SELECT odoo_sync.release_jobs('skip-test')").await;
+    env.drain().await;
+    let odoo = env.odoo_lines(odoo_id).await;
+    assert_eq!((odoo[0].1, odoo[1].1), (d("5"), d("4")));
+    assert_eq!(odoo_discounts(&env, &lines).await, vec![d("0"), d("10")]);
+    assert!(env.open_conflicts().await.is_empty());
+    env.assert_equal(id).await;
+    env.finish().await;
+}
+
 /// The discounts (%) of Odoo lines `ids`, in that order.
 async fn odoo_discounts(env: &Env, ids: &[i64]) -> Vec<Decimal> {
     let read = env
@@ -693,18 +805,7 @@ async fn odoo_discounts(env: &Env, ids: &[i64]) -> Vec<Decimal> {
 async fn a_discount_typed_in_odoo_survives_pushes_of_local_edits() {
     let env = setup("tw_discount").await;
     let (id, odoo_id, lines) = synced_order(&env, "PO-DISC").await;
-    let items: Vec<i64> = env
-        .db
-        .client
-        .query(
-            "SELECT id FROM order_items WHERE order_id = $1 ORDER BY id",
-            &[&id],
-        )
-        .await
-        .expect("items")
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let items = env.item_ids(id).await;
     // Pulled first, then a local edit of the line's quantity.
     env.write_line(lines[0], json!({"discount": 10})).await;
     let report = env.poll().await;

@@ -590,8 +590,12 @@ fn amounts_of(rec: &Map<String, Value>) -> Result<Amounts, PushError> {
     })
 }
 
-const READ_FIELDS: [&str; 9] = [
+/// What a chunk reads back after its calls: the values the base of the next merge keeps (see
+/// `pushed_snapshot`; without `origin` the base of every order created here lacked it) and
+/// what completion writes back.
+const READ_FIELDS: [&str; 10] = [
     "partner_id",
+    "origin",
     "date_planned",
     "name",
     "state",
