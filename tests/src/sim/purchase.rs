@@ -620,15 +620,11 @@ impl<'a> Env<'a> {
                 Ok(Some(json!({})))
             }
             "button_cancel" => {
+                // 19 refuses locked orders. 16 to 18 check only for vendor bills (none here):
+                // their button_cancel cancels a locked (`done`) order like any other.
                 let locked: Vec<String> = ids
                     .iter()
-                    .filter(|id| {
-                        if v19 {
-                            self.get("purchase.order", **id, "locked").truthy()
-                        } else {
-                            self.get("purchase.order", **id, "state").str() == Some("done")
-                        }
-                    })
+                    .filter(|id| v19 && self.get("purchase.order", **id, "locked").truthy())
                     .map(|id| {
                         self.get("purchase.order", *id, "name")
                             .str()
