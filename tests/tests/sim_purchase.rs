@@ -916,6 +916,54 @@ async fn discount_reduces_the_subtotal_from_17() {
     );
 }
 
+/// The first line of order `po`: quantity, price, discount and subtotal.
+async fn first_line(o: &Odoo, po: i64) -> Value {
+    let l = o.read1("purchase.order", po, &["order_line"]).await["order_line"][0]
+        .as_i64()
+        .unwrap();
+    o.read1(
+        "purchase.order.line",
+        l,
+        &["product_qty", "price_unit", "discount", "price_subtotal"],
+    )
+    .await
+}
+
+/// Odoo rounds a float field to its decimal precision when it is written (half away from
+/// zero); a database set to more digits keeps them.
+#[tokio::test]
+async fn floats_are_rounded_to_their_decimal_precision() {
+    let o = start_version(19).await;
+    let gemini = o.find("res.partner", "ref", "V-GEMINI").await;
+    let chair = o.find("product.product", "default_code", "FURN_7777").await;
+    let vals = json!([{"partner_id": gemini, "order_line": [[0, 0, {"product_id": chair,
+                      "product_qty": 1.005, "price_unit": 12.345, "discount": 10.555}]]}]);
+    let po = o
+        .ok("purchase.order", "create", vals.clone(), json!({}))
+        .await;
+    let r = first_line(&o, po.as_i64().unwrap()).await;
+    assert_eq!(
+        (&r["product_qty"], &r["price_unit"], &r["discount"]),
+        (&json!(1.01), &json!(12.35), &json!(10.56)),
+        "{r}"
+    );
+    // 1.01 x 12.35 less 10.56 % = 11.1563: the subtotal comes from the rounded values.
+    assert_eq!(r["price_subtotal"], json!(11.16), "{r}");
+
+    let mut seed = Seed::default_data();
+    seed.company.precision.product_price = 3;
+    let o = start_with(SimConfig {
+        seed,
+        ..SimConfig::default()
+    })
+    .await;
+    let po = o.ok("purchase.order", "create", vals, json!({})).await;
+    assert_eq!(
+        first_line(&o, po.as_i64().unwrap()).await["price_unit"],
+        json!(12.345)
+    );
+}
+
 #[tokio::test]
 async fn seed_has_vendors_products_and_price_lists() {
     let o = start().await;

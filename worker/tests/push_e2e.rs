@@ -211,7 +211,8 @@ fn lines_for(n: usize) -> Vec<(&'static str, String, String)> {
         .map(|j| {
             (
                 PRODUCTS[(n + j * 3) % PRODUCTS.len()],
-                format!("{}.{}", n + j + 1, (n * 7 + j) % 1000),
+                // Two decimals, as Odoo keeps quantities by default.
+                format!("{}.{:02}", n + j + 1, (n * 7 + j) % 100),
                 format!("{}.{:02}", 10 + n * 3 + j, (n * 13 + j) % 100),
             )
         })

@@ -6,6 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use odoo_sync_tests::pg_cluster::{common_schema, db_error, TestDb};
+use odoo_sync_tests::sim::seed::Seed;
 use odoo_sync_tests::sim::{self, SimConfig, SimHandle};
 use odoo_sync_worker::odoo::money::quantity;
 use odoo_sync_worker::odoo::{Domain, OdooClient, OdooConfig, Secret, SecretKind};
@@ -33,6 +34,35 @@ async fn setup_version(label: &str, version: u8) -> Env {
 
 /// The same with the application tables of `schema`.
 async fn setup_schema(label: &str, version: u8, schema: &str) -> Env {
+    setup_sim(
+        label,
+        SimConfig {
+            version,
+            ..SimConfig::default()
+        },
+        schema,
+    )
+    .await
+}
+
+/// The default setup against an Odoo whose prices have three decimals (its `Product Price`
+/// precision), one more than the local `unit_price` column keeps.
+async fn setup_three_digit_prices(label: &str) -> Env {
+    let mut seed = Seed::default_data();
+    seed.company.precision.product_price = 3;
+    setup_sim(
+        label,
+        SimConfig {
+            seed,
+            ..SimConfig::default()
+        },
+        &common_schema("bigint"),
+    )
+    .await
+}
+
+/// The same against a simulator started with `config`.
+async fn setup_sim(label: &str, config: SimConfig, schema: &str) -> Env {
     let mut db = TestDb::new(label).await;
     db.client.batch_execute(schema).await.expect("schema");
     db.client
@@ -44,12 +74,7 @@ async fn setup_schema(label: &str, version: u8, schema: &str) -> Env {
         .expect("track_orders");
     let role = db.create_role("worker", &["odoo_sync_worker"]).await;
     let worker = db.connect_as(&role).await;
-    let sim = sim::spawn(SimConfig {
-        version,
-        ..SimConfig::default()
-    })
-    .await
-    .expect("simulator");
+    let sim = sim::spawn(config).await.expect("simulator");
     let mut config = OdooConfig::new(
         &sim.url(),
         "odoo",
@@ -1253,11 +1278,11 @@ async fn two_imports_of_one_odoo_order_at_once_make_one_local_order() {
 }
 
 /// An Odoo price with more digits than the local column keeps (12.345 in a numeric(12,2)
-/// column) is stored rounded; the merge does not take that rounding for a local edit, so
+/// column, where Odoo's price precision is 3) is stored rounded; the merge does not take that rounding for a local edit, so
 /// nothing is pushed back and Odoo keeps its price.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rounding_by_a_local_column_is_not_pushed_back_to_odoo() {
-    let env = setup("tw_rounding").await;
+    let env = setup_three_digit_prices("tw_rounding").await;
     let partner = odoo_record(&env, "res.partner", "ref", "V-WOOD").await;
     let product = odoo_record(&env, "product.product", "default_code", "FURN_0001").await;
     let odoo_id = imported_order(
@@ -1287,6 +1312,41 @@ async fn rounding_by_a_local_column_is_not_pushed_back_to_odoo() {
     env.drain().await;
     assert_eq!(env.odoo_lines(odoo_id).await[0].2, d("12.345"));
     assert!(env.open_conflicts().await.is_empty());
+    env.finish().await;
+}
+
+/// The other way round: a local price with more digits than Odoo's price precision (12.3456
+/// in a numeric(12,4) column, Odoo keeping two) is rounded by Odoo when pushed. The next read
+/// of the order brings Odoo's 12.35 here, as an edit made in Odoo, and both sides agree from
+/// then on: nothing is pushed again and no conflict is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_price_finer_than_odoos_precision_settles_on_odoos_rounding() {
+    let schema =
+        common_schema("bigint").replace("unit_price numeric(12,2)", "unit_price numeric(12,4)");
+    let env = setup_schema("tw_finer_price", SimConfig::default().version, &schema).await;
+    let id = env
+        .insert_order("PO-FINE", &[("FURN_0001", "2", "12.3456")])
+        .await;
+    env.drain().await;
+    let odoo_id = env.odoo_id(id).await;
+    assert_eq!(env.odoo_lines(odoo_id).await[0].2, d("12.35"));
+    env.poll().await;
+    let local: String = env.one("SELECT unit_price::text FROM order_items").await;
+    assert_eq!(local, "12.3500");
+    let pushes: i64 = env
+        .one("SELECT count(*) FROM odoo_sync.jobs WHERE kind = 'push'")
+        .await;
+    assert_eq!(pushes, 0, "nothing to push back");
+    assert!(env.open_conflicts().await.is_empty());
+    // A later local edit is pushed as usual, with the price Odoo keeps.
+    env.sql(&format!(
+        "UPDATE order_items SET quantity = 3 WHERE order_id = {id}"
+    ))
+    .await;
+    env.drain().await;
+    assert_eq!(env.odoo_lines(odoo_id).await[0].1, d("3"));
+    assert!(env.open_conflicts().await.is_empty());
+    env.assert_equal(id).await;
     env.finish().await;
 }
 
@@ -1520,7 +1580,7 @@ async fn pushing_an_imported_order_keeps_its_odoo_origin() {
 /// rounded (12.345 kept as 12.35) is not replaced by the rounded one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pushed_edit_of_an_imported_order_leaves_the_rest_as_odoo_has_it() {
-    let env = setup("tw_linked_diff").await;
+    let env = setup_three_digit_prices("tw_linked_diff").await;
     let partner = odoo_record(&env, "res.partner", "ref", "V-WOOD").await;
     let desk = odoo_record(&env, "product.product", "default_code", "FURN_0001").await;
     let chair = odoo_record(&env, "product.product", "default_code", "FURN_0269").await;

@@ -122,14 +122,24 @@ impl<'a> Env<'a> {
                 })?),
                 _ => return Err(wrong()),
             },
-            FType::Float | FType::Monetary => match v {
-                _ if empty => Val::Num(rust_decimal::Decimal::ZERO),
-                Value::Number(_) => Val::Num(json_to_dec(v).ok_or_else(wrong)?),
-                Value::String(s) => Val::Num(s.trim().parse().map_err(|_| {
-                    OdooError::value(format!("could not convert string to float: '{s}'"))
-                })?),
-                _ => return Err(wrong()),
-            },
+            FType::Float | FType::Monetary => {
+                let n = match v {
+                    _ if empty => rust_decimal::Decimal::ZERO,
+                    Value::Number(_) => json_to_dec(v).ok_or_else(wrong)?,
+                    Value::String(s) => s.trim().parse().map_err(|_| {
+                        OdooError::value(format!("could not convert string to float: '{s}'"))
+                    })?,
+                    _ => return Err(wrong()),
+                };
+                // float_round, half away from zero, to the field's decimal precision.
+                Val::Num(match f.digits {
+                    Some(d) => n.round_dp_with_strategy(
+                        self.settings.precision.of(d),
+                        rust_decimal::RoundingStrategy::MidpointAwayFromZero,
+                    ),
+                    None => n,
+                })
+            }
             FType::Boolean => Val::Bool(match v {
                 Value::Bool(b) => *b,
                 Value::Null => false,

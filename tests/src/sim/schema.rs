@@ -6,6 +6,18 @@
 
 use std::collections::BTreeMap;
 
+/// The decimal precision (`decimal.precision`) a float field is rounded to when written:
+/// Odoo's `Float.convert_to_cache` rounds every value to it, so what is read back is rounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Digits {
+    /// `Product Price`: unit and price-list prices.
+    ProductPrice,
+    /// `Discount`.
+    Discount,
+    /// `Product Unit of Measure`: quantities.
+    ProductUom,
+}
+
 /// A field's type, with the target model of relational fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FType {
@@ -84,6 +96,8 @@ pub struct FieldDef {
     pub readonly: bool,
     /// Computed by the simulator: values sent by clients are ignored.
     pub computed: bool,
+    /// The precision a float is rounded to when written (None: stored as sent).
+    pub digits: Option<Digits>,
 }
 
 /// One model: its fields and how it sorts.
@@ -130,7 +144,14 @@ impl Builder {
             required: false,
             readonly: false,
             computed: false,
+            digits: None,
         });
+        self
+    }
+    fn digits(mut self, digits: Digits) -> Self {
+        if let Some(f) = self.fields.last_mut() {
+            f.digits = Some(digits);
+        }
         self
     }
     fn required(mut self) -> Self {
@@ -314,8 +335,13 @@ impl Schema {
             )
             .add("product_id", "Product Variant", Many2one("product.product"))
             .add("min_qty", "Quantity", Float)
+            .digits(Digits::ProductUom)
             .add("price", "Unit Price", Float)
-            .when(version >= 17, |b| b.add("discount", "Discount (%)", Float))
+            .digits(Digits::ProductPrice)
+            .when(version >= 17, |b| {
+                b.add("discount", "Discount (%)", Float)
+                    .digits(Digits::Discount)
+            })
             .add("delay", "Delivery Lead Time", Integer)
             .add("sequence", "Sequence", Integer)
             .add("currency_id", "Currency", Many2one("res.currency"))
@@ -375,9 +401,14 @@ impl Schema {
             .required()
             .add("product_qty", "Quantity", Float)
             .required()
+            .digits(Digits::ProductUom)
             .add("price_unit", "Unit Price", Float)
             .required()
-            .when(version >= 17, |b| b.add("discount", "Discount (%)", Float))
+            .digits(Digits::ProductPrice)
+            .when(version >= 17, |b| {
+                b.add("discount", "Discount (%)", Float)
+                    .digits(Digits::Discount)
+            })
             .add(
                 if v19 { "product_uom_id" } else { "product_uom" },
                 "Unit",
@@ -396,7 +427,9 @@ impl Schema {
             .add("price_total", "Total", Monetary)
             .computed()
             .add("qty_received", "Received Qty", Float)
+            .digits(Digits::ProductUom)
             .add("qty_invoiced", "Billed Qty", Float)
+            .digits(Digits::ProductUom)
             .computed()
             .add(
                 "display_type",

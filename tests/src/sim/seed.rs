@@ -53,6 +53,8 @@ pub struct SeedCompany {
     pub po_double_validation_amount: Decimal,
     /// Lock orders on confirmation.
     pub lock_confirmed_po: bool,
+    /// Decimal precisions (`{"product_price": 3}` for prices of three decimals).
+    pub precision: super::world::Precision,
 }
 
 impl Default for SeedCompany {
@@ -63,6 +65,7 @@ impl Default for SeedCompany {
             po_double_validation: "one_step".into(),
             po_double_validation_amount: Decimal::from(5000),
             lock_confirmed_po: false,
+            precision: super::world::Precision::default(),
         }
     }
 }
@@ -256,6 +259,7 @@ impl Seed {
             currency_id: 1,
             default_uom_id: 1,
             default_purchase_tax_ids: vec![],
+            precision: self.company.precision,
         };
         let mut users = vec![admin.clone()];
         let now = format_now(chrono::Utc::now());

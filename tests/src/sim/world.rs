@@ -22,6 +22,43 @@ pub struct Settings {
     pub default_uom_id: i64,
     /// Purchase taxes given to products created without any.
     pub default_purchase_tax_ids: Vec<i64>,
+    /// The decimal precisions float fields are rounded to.
+    #[serde(default)]
+    pub precision: Precision,
+}
+
+/// Digits of Odoo's decimal precisions (`decimal.precision`, set per database in Settings >
+/// Technical). Defaults of the `product` module's data on 16–17: 2 for each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Precision {
+    /// `Product Price`.
+    pub product_price: u32,
+    /// `Discount`.
+    pub discount: u32,
+    /// `Product Unit of Measure`.
+    pub product_uom: u32,
+}
+
+impl Default for Precision {
+    fn default() -> Self {
+        Precision {
+            product_price: 2,
+            discount: 2,
+            product_uom: 2,
+        }
+    }
+}
+
+impl Precision {
+    /// The digits of precision `digits`.
+    pub fn of(&self, digits: super::schema::Digits) -> u32 {
+        match digits {
+            super::schema::Digits::ProductPrice => self.product_price,
+            super::schema::Digits::Discount => self.discount,
+            super::schema::Digits::ProductUom => self.product_uom,
+        }
+    }
 }
 
 /// Credentials and rights of one user.

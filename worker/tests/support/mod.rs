@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use odoo_sync_tests::pg_cluster::{common_schema, TestDb};
 use odoo_sync_tests::sim::client::Client as SimClient;
+use odoo_sync_tests::sim::seed::Seed;
 use odoo_sync_tests::sim::{self, SimConfig, SimHandle};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
@@ -160,9 +161,14 @@ pub async fn setup_in(mut db: TestDb, version: u8, api_key: &str) -> Env {
         .expect("track_orders");
     let role = db.create_role("worker", &["odoo_sync_worker"]).await;
     let worker_url = format!("{} user={role}", db.conninfo());
+    // The orders of `lines_for` have quantities of three decimals: the Odoo database keeps
+    // them (its `Product Unit of Measure` precision is 3, where Odoo's default is 2).
+    let mut seed = Seed::default_data();
+    seed.company.precision.product_uom = 3;
     let sim = sim::spawn(SimConfig {
         version,
         api_key: api_key.to_string(),
+        seed,
         ..SimConfig::default()
     })
     .await
