@@ -90,6 +90,51 @@ async fn comparison_and_pattern_operators() {
     assert_eq!(cheap, 3);
 }
 
+/// Odoo's searches leave archived records out unless the domain names `active` or the
+/// context sets `active_test` to false; reading one by id still works.
+#[tokio::test]
+async fn searches_leave_archived_records_out() {
+    let o = start().await;
+    let wood = o.find("res.partner", "ref", "V-WOOD").await;
+    o.ok(
+        "res.partner",
+        "write",
+        json!([[wood], {"active": false}]),
+        json!({}),
+    )
+    .await;
+    let by_ref = json!([[["ref", "=", "V-WOOD"]]]);
+    assert_eq!(
+        o.ok("res.partner", "search", by_ref.clone(), json!({}))
+            .await,
+        json!([])
+    );
+    assert_eq!(
+        o.ok(
+            "res.partner",
+            "search",
+            by_ref,
+            json!({"context": {"active_test": false}})
+        )
+        .await,
+        json!([wood])
+    );
+    assert_eq!(
+        o.ok(
+            "res.partner",
+            "search",
+            json!([[["ref", "=", "V-WOOD"], ["active", "=", false]]]),
+            json!({})
+        )
+        .await,
+        json!([wood])
+    );
+    assert_eq!(
+        o.read1("res.partner", wood, &["active"]).await["active"],
+        json!(false)
+    );
+}
+
 #[tokio::test]
 async fn prefix_operators() {
     let o = start().await;

@@ -212,6 +212,11 @@ impl Sim {
             planned_kept: BTreeSet::new(),
             vendor_written: BTreeSet::new(),
             input_tz: None,
+            active_test: call
+                .kwargs
+                .get("context")
+                .and_then(|c| c.get("active_test"))
+                .is_none_or(|v| !matches!(v, Value::Bool(false))),
         };
         let context_tz = call
             .kwargs

@@ -167,6 +167,8 @@ impl Sim {
             planned_kept: BTreeSet::new(),
             vendor_written: BTreeSet::new(),
             input_tz: None,
+            // Every record, archived ones included.
+            active_test: false,
         };
         let mut models = Map::new();
         for name in self.schema.model_names() {

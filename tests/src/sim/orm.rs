@@ -35,6 +35,9 @@ pub struct Env<'a> {
     pub vendor_written: BTreeSet<i64>,
     /// The time zone `load` reads datetimes in (the context's, else the user's; UTC without).
     pub input_tz: Option<String>,
+    /// Searches leave archived records out (`active` false) unless the domain names `active`
+    /// or the context sets `active_test` to false.
+    pub active_test: bool,
 }
 
 /// Formats a timestamp the way Odoo stores datetimes (UTC, second precision).
@@ -601,11 +604,19 @@ impl<'a> Env<'a> {
             _ => domain::parse_order(def, def.default_order, true)?,
         };
         let ev = self.ev();
+        // Odoo's _search: archived records only when the domain names `active` itself (a leaf of
+        // its top level) or the context turns active_test off.
+        let hide_archived = self.active_test
+            && def.field("active").is_some()
+            && !domain
+                .as_array()
+                .is_some_and(|leaves| leaves.iter().any(|l| l.get(0) == Some(&json!("active"))));
         let mut ids: Vec<i64> = self
             .txn
             .store()
             .ids(model)
             .into_iter()
+            .filter(|id| !hide_archived || self.get(model, *id, "active").truthy())
             .filter(|id| ev.matches(model, *id, &dom))
             .collect();
         if order_spec.is_empty() {

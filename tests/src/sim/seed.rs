@@ -414,5 +414,6 @@ fn new_env<'a>(
         planned_kept: BTreeSet::new(),
         vendor_written: BTreeSet::new(),
         input_tz: None,
+        active_test: true,
     }
 }
