@@ -252,6 +252,64 @@ async fn quantity_write_without_price_applies_the_vendor_price_list() {
     );
 }
 
+/// Of the vendor's price-list entries a quantity reaches, Odoo's _select_seller takes the
+/// cheapest: by price after the entry's discount from 17 (then sequence, id), by price on 16.
+/// Not the entry of the highest minimum quantity.
+#[tokio::test]
+async fn the_cheapest_price_list_entry_the_quantity_reaches_applies() {
+    for (version, price, discount) in [(16, 20.0, None), (17, 21.0, Some(10.0))] {
+        let o = start_version(version).await;
+        let wood = o.find("res.partner", "ref", "V-WOOD").await;
+        let chair = o.find("product.product", "default_code", "FURN_7777").await;
+        let tmpl = o
+            .read1("product.product", chair, &["product_tmpl_id"])
+            .await["product_tmpl_id"][0]
+            .as_i64()
+            .unwrap();
+        let entry = |min: f64, price: f64, discount: f64| {
+            let mut vals = json!({"partner_id": wood, "product_tmpl_id": tmpl,
+                                  "min_qty": min, "price": price});
+            if version >= 17 {
+                vals["discount"] = json!(discount);
+            }
+            vals
+        };
+        // A dearer tier from 10 up, and (17+) a discounted one from 5 up.
+        o.ok(
+            "product.supplierinfo",
+            "create",
+            json!([[
+                entry(1.0, 20.0, 0.0),
+                entry(10.0, 22.0, 0.0),
+                entry(5.0, 21.0, 10.0)
+            ]]),
+            json!({}),
+        )
+        .await;
+        let po = o.order(wood, &[(chair, 1.0, 99.0)]).await;
+        let line = o.read1("purchase.order", po, &["order_line"]).await["order_line"][0]
+            .as_i64()
+            .unwrap();
+        o.ok(
+            "purchase.order.line",
+            "write",
+            json!([[line], {"product_qty": 12}]),
+            json!({}),
+        )
+        .await;
+        let fields: &[&str] = if version >= 17 {
+            &["price_unit", "discount"]
+        } else {
+            &["price_unit"]
+        };
+        let r = o.read1("purchase.order.line", line, fields).await;
+        assert_eq!(r["price_unit"], json!(price), "{version}: {r}");
+        if let Some(d) = discount {
+            assert_eq!(r["discount"], json!(d), "{version}: {r}");
+        }
+    }
+}
+
 /// From 18.0 the lines' prices are computed from the order's vendor too, and `write` marks
 /// what depends on every field it is given, changed or not (read in Odoo's source: 18.0 adds
 /// `order_id.partner_id` to the depends of `_compute_price_unit_and_date_planned_and_name`;

@@ -246,13 +246,14 @@ impl<'a> Env<'a> {
             .ref_id();
         let qty = rec.get("product_qty").map(Val::num).unwrap_or_default();
         let store = self.txn.store();
-        let mut entries: Vec<&Record> = store
+        let entries: Vec<(i64, &Record)> = store
             .tables
             .get("product.supplierinfo")
             .map(|t| {
                 t.rows
-                    .values()
-                    .filter(|r| {
+                    .iter()
+                    .map(|(id, r)| (*id, r))
+                    .filter(|(_, r)| {
                         r.get("partner_id").and_then(Val::ref_id) == vendor
                             && vendor.is_some()
                             && (r.get("product_id").and_then(Val::ref_id) == Some(product)
@@ -265,16 +266,28 @@ impl<'a> Env<'a> {
         if entries.is_empty() {
             return Some((product, Seller::None));
         }
-        // By sequence, then the highest min_qty that the quantity reaches.
-        let min = |r: &Record| r.get("min_qty").map(Val::num).unwrap_or_default();
-        entries.sort_by(|a, b| {
-            let seq = |r: &Record| r.get("sequence").map(Val::num).unwrap_or_default();
-            seq(a).cmp(&seq(b)).then(min(b).cmp(&min(a)))
-        });
+        // Odoo's _select_seller: of the entries the quantity reaches, the cheapest, then by
+        // sequence and id. From 17 "cheapest" is the price after the entry's discount
+        // (`price_discounted`); 16 sorts by price alone.
+        let num = |r: &Record, f: &str| r.get(f).map(Val::num).unwrap_or_default();
+        let cost = |r: &Record| {
+            let price = num(r, "price");
+            if self.schema.version >= 17 {
+                price * (Decimal::ONE_HUNDRED - num(r, "discount")) / Decimal::ONE_HUNDRED
+            } else {
+                price
+            }
+        };
         let chosen = entries
             .iter()
-            .filter(|r| min(r) <= qty)
-            .min_by(|a, b| min(b).cmp(&min(a)));
+            .filter(|(_, r)| num(r, "min_qty") <= qty)
+            .min_by(|(a_id, a), (b_id, b)| {
+                cost(a)
+                    .cmp(&cost(b))
+                    .then(num(a, "sequence").cmp(&num(b, "sequence")))
+                    .then(a_id.cmp(b_id))
+            })
+            .map(|(_, r)| *r);
         Some((
             product,
             match chosen {
