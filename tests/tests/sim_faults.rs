@@ -102,7 +102,7 @@ async fn error_kind_serialization_is_an_odoo_error() {
     let r = o.j2("res.partner", "search", json!({"domain": []})).await;
     assert_json2_error(
         &r,
-        409,
+        500,
         "psycopg2.errors.SerializationFailure",
         "could not serialize access due to concurrent update",
     );

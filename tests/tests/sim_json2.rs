@@ -24,6 +24,20 @@ async fn create_write_read_with_named_arguments() {
         "{ids}"
     );
     let id = ids[0].as_i64().unwrap();
+    // One dict instead of a list: still a recordset, answered with its ids.
+    let one = o
+        .j2(
+            "purchase.order",
+            "create",
+            json!({"vals_list": {"partner_id": gemini}}),
+        )
+        .await
+        .body();
+    assert!(
+        one.as_array()
+            .is_some_and(|a| a.len() == 1 && a[0].is_i64()),
+        "{one}"
+    );
     let written = o
         .j2(
             "purchase.order",

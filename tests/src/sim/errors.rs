@@ -117,13 +117,15 @@ impl OdooError {
         }
     }
 
-    /// HTTP status of this error on JSON-2 (odoo-api.md: 401, 403, 404, 409, 422, 400, else 500).
+    /// HTTP status of this error on JSON-2 (odoo-api.md: 401, 403, 404, 409 for Odoo's lock
+    /// error, 422, 400, else 500). A serialization failure that outlived Odoo's retries is none
+    /// of those: Odoo's JSON-2 error handler answers anything but a `UserError` or an HTTP
+    /// exception with 500.
     pub fn json2_status(&self) -> u16 {
         match self.kind {
             ErrorKind::Unauthorized | ErrorKind::AccessDenied => 401,
             ErrorKind::Access => 403,
             ErrorKind::Missing | ErrorKind::NotFound => 404,
-            ErrorKind::Serialization => 409,
             ErrorKind::User | ErrorKind::Validation | ErrorKind::Type => 422,
             ErrorKind::BadRequest => 400,
             _ => 500,

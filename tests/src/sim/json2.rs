@@ -79,7 +79,12 @@ pub fn handle(
     match sim.execute(&user, &call) {
         Ok(r) => Reply {
             status: 200,
-            body: r.value.unwrap_or(Value::Null),
+            // JSON-2 answers a recordset with its ids: `create` given one dict (a recordset of
+            // one, which JSON-RPC answers with its id) is a list too.
+            body: match (method, r.value) {
+                ("create", Some(Value::Number(id))) => Value::Array(vec![Value::Number(id)]),
+                (_, value) => value.unwrap_or(Value::Null),
+            },
             wrote: r.wrote,
         },
         Err(e) => error(e),
