@@ -240,10 +240,23 @@ pub async fn run_batch_with(
                     }
                 }
             }
-            for (n, remote, doc) in diverted {
+            // Each merge is a transaction of its own, on one order: spread over the main
+            // connection and the finishers, they run side by side.
+            let pool = &options.finishers.0;
+            let merges = join_all(
+                diverted
+                    .iter()
+                    .enumerate()
+                    .map(|(m, (n, remote, _))| {
+                        merge_then_requeue(spread(pg, pool, m), &jobs[push[*n]], remote)
+                    })
+                    .collect(),
+            )
+            .await;
+            for ((n, _, doc), merged) in diverted.into_iter().zip(merges) {
                 let i = push[n];
                 let job = &jobs[i];
-                let state = match merge_then_requeue(pg, job, &remote).await {
+                let state = match merged {
                     // Odoo had not changed after all (same-second write_date): push as it is,
                     // with the document read again when the merge wrote to the local rows.
                     Ok(Merged::Unchanged { local_written }) => {
@@ -295,7 +308,6 @@ pub async fn run_batch_with(
                 });
             }
             let lost_now = lost.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            let pool = &options.finishers.0;
             let finishing = push
                 .iter()
                 .zip(outcomes)
@@ -304,11 +316,7 @@ pub async fn run_batch_with(
                 .map(|(n, (i, outcome))| {
                     let job = &jobs[*i];
                     let dropped = lost_now.contains(&job.job_id);
-                    // Spread the jobs over the main connection and the finishers, round robin.
-                    let pg: &Client = match n % (pool.len() + 1) {
-                        0 => pg,
-                        k => &pool[k - 1],
-                    };
+                    let pg = spread(pg, pool, n);
                     async move {
                         if dropped {
                             JobReport {
@@ -392,6 +400,14 @@ async fn changed_in_odoo(
             tracing::warn!(error = %e, "cannot read orders changed in Odoo; pushing them as they are");
             Default::default()
         }
+    }
+}
+
+/// The connection of the `n`th of a batch's jobs: the main one and the finishers, round robin.
+fn spread<'a>(main: &'a Client, finishers: &'a [Arc<Client>], n: usize) -> &'a Client {
+    match n % (finishers.len() + 1) {
+        0 => main,
+        k => &finishers[k - 1],
     }
 }
 
