@@ -383,14 +383,20 @@ $$;
 
 -- What of a base (or a canonical Odoo order) the merge reads or keeps: all but the totals,
 -- which are the local row's, and the Odoo line ids, which a base written by a push by
--- external id does not know (the line keys identify the lines).
-CREATE FUNCTION @extschema@._merged_part(snapshot jsonb) RETURNS jsonb
+-- external id does not know (the line keys identify the lines). A discount of 0 is no
+-- discount (Odoo 16 has none, the pushes' bases say 0); Odoo's notes count only for a
+-- tracking that maps a notes column (p_notes).
+CREATE FUNCTION @extschema@._merged_part(snapshot jsonb, p_notes boolean) RETURNS jsonb
 LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RETURN (snapshot - 'amounts') || jsonb_build_object('lines', COALESCE(
-        (SELECT jsonb_object_agg(x.k, x.v - 'odoo_line_id') FROM jsonb_each(snapshot -> 'lines') x(k, v)), '{}'));
+    RETURN (CASE WHEN p_notes THEN snapshot - 'amounts' ELSE snapshot - 'amounts' - 'notes' - 'notes_html' END)
+        || jsonb_build_object('lines', COALESCE(
+               (SELECT jsonb_object_agg(x.k, CASE WHEN (x.v ->> 'discount')::numeric = 0
+                                                  THEN x.v - 'odoo_line_id' - 'discount'
+                                                  ELSE x.v - 'odoo_line_id' END)
+                FROM jsonb_each(snapshot -> 'lines') x(k, v)), '{}'));
 END
 $$;
 
@@ -925,6 +931,7 @@ DECLARE
     v_same boolean;
     v_matched bigint;
     v_read_at timestamptz;
+    v_notes boolean;
 BEGIN
     PERFORM @extschema@._require_read_committed('apply_remote');
     IF r IS NULL OR jsonb_typeof(r) <> 'object' OR jsonb_typeof(r -> 'odoo_id') <> 'number'
@@ -1013,12 +1020,16 @@ BEGIN
     -- changed it: the merge below could only find local changes, which this push carries.
     -- Deciding that here spares the push the local document and the three-way comparison.
     -- 'local_written' false tells the worker its document of the order is still current.
+    v_remote := @extschema@._canonical_remote(v_tracking, r);
     IF job_id IS NOT NULL AND st.odoo_write_date = r ->> 'write_date'
        AND st.odoo_state IS NOT DISTINCT FROM r ->> 'state'
        AND (r ->> 'name' IS NULL OR r ->> 'name' IS NOT DISTINCT FROM st.odoo_name)
        AND jsonb_typeof(st.base_snapshot -> 'lines') = 'object'
-       AND NOT EXISTS (SELECT 1 FROM @extschema@._noted_attempts(st.attempt_snapshot))
-       AND @extschema@._merged_part(st.base_snapshot) = @extschema@._merged_part(@extschema@._canonical_remote(v_tracking, r)) THEN
+       AND NOT EXISTS (SELECT 1 FROM @extschema@._noted_attempts(st.attempt_snapshot)) THEN
+        v_notes := (SELECT tt.mapping -> 'orders' ? 'notes' FROM @extschema@.tracked_tables tt WHERE tt.id = v_tracking);
+    END IF;
+    IF v_notes IS NOT NULL
+       AND @extschema@._merged_part(st.base_snapshot, v_notes) = @extschema@._merged_part(v_remote, v_notes) THEN
         UPDATE @extschema@.order_state s SET odoo_seen_at = GREATEST(s.odoo_seen_at, v_read_at)
         WHERE s.tracking_id = v_tracking AND s.order_key = v_key;
         RETURN jsonb_build_object('outcome', 'unchanged', 'tracking_id', v_tracking, 'order_key', v_key,
@@ -1034,7 +1045,6 @@ BEGIN
         RETURN jsonb_build_object('outcome', 'unchanged', 'tracking_id', v_tracking, 'order_key', v_key, 'odoo_id', v_odoo_id);
     END IF;
     v_local := @extschema@._canonical_local(v_doc);
-    v_remote := @extschema@._canonical_remote(v_tracking, r);
     -- Without a base (never synced in this form) Odoo's version is taken as the base: local
     -- edits still count as local changes, Odoo's values fill what the local side lacks.
     v_base := CASE WHEN jsonb_typeof(st.base_snapshot -> 'lines') = 'object' THEN st.base_snapshot ELSE v_remote END;
