@@ -253,9 +253,17 @@ pub async fn run_batch_with(
                     .collect(),
             )
             .await;
-            for ((n, _, doc), merged) in diverted.into_iter().zip(merges) {
+            for ((n, remote, doc), merged) in diverted.into_iter().zip(merges) {
                 let i = push[n];
                 let job = &jobs[i];
+                // Two merges side by side can deadlock where they learn the same new products
+                // in opposite order; PostgreSQL aborts one, which is tried again here, alone.
+                let merged = match merged {
+                    Err(e) if is_deadlock_or_serialization(&e) => {
+                        merge_then_requeue(pg, job, &remote).await
+                    }
+                    other => other,
+                };
                 let state = match merged {
                     // Odoo had not changed after all (same-second write_date): push as it is,
                     // with the document read again when the merge wrote to the local rows.
@@ -401,6 +409,15 @@ async fn changed_in_odoo(
             Default::default()
         }
     }
+}
+
+/// True for the errors PostgreSQL gives one of two transactions it cannot both let through
+/// (deadlock, serialization failure): the same statement may succeed when run again.
+fn is_deadlock_or_serialization(e: &tokio_postgres::Error) -> bool {
+    e.code().is_some_and(|c| {
+        *c == tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED
+            || *c == tokio_postgres::error::SqlState::T_R_SERIALIZATION_FAILURE
+    })
 }
 
 /// The connection of the `n`th of a batch's jobs: the main one and the finishers, round robin.
