@@ -931,6 +931,16 @@ async fn version_19_locks_with_a_flag() {
         o.read1("purchase.order", po, &["state", "locked"]).await,
         json!({"id": po, "state": "purchase", "locked": true})
     );
+    // 19 refuses to cancel a locked order.
+    let env = o
+        .err("purchase.order", "button_cancel", json!([[po]]), json!({}))
+        .await;
+    assert_rpc_error(
+        &env,
+        0,
+        "odoo.exceptions.UserError",
+        "Unable to cancel purchase order(s): P00001. You must first unlock them.",
+    );
     let states = o
         .ok(
             "purchase.order",

@@ -216,7 +216,7 @@ impl Sim {
                 .kwargs
                 .get("context")
                 .and_then(|c| c.get("active_test"))
-                .is_none_or(|v| !matches!(v, Value::Bool(false))),
+                .is_none_or(crate::sim::value::json_truthy),
         };
         let context_tz = call
             .kwargs

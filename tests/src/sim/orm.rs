@@ -143,14 +143,7 @@ impl<'a> Env<'a> {
                     None => n,
                 })
             }
-            FType::Boolean => Val::Bool(match v {
-                Value::Bool(b) => *b,
-                Value::Null => false,
-                Value::Number(n) => n.as_f64().is_some_and(|x| x != 0.0),
-                Value::String(s) => !s.is_empty(),
-                Value::Array(a) => !a.is_empty(),
-                Value::Object(o) => !o.is_empty(),
-            }),
+            FType::Boolean => Val::Bool(super::value::json_truthy(v)),
             FType::Selection(options) => match v {
                 _ if empty => Val::False,
                 Value::String(s) if options.iter().any(|(k, _)| k == s) => Val::Str(s.clone()),

@@ -270,21 +270,30 @@ impl<'a> Env<'a> {
         // sequence and id. From 17 "cheapest" is the price after the entry's discount
         // (`price_discounted`); 16 sorts by price alone.
         let num = |r: &Record, f: &str| r.get(f).map(Val::num).unwrap_or_default();
+        let v17 = self.schema.version >= 17;
         let cost = |r: &Record| {
             let price = num(r, "price");
-            if self.schema.version >= 17 {
+            if v17 {
                 price * (Decimal::ONE_HUNDRED - num(r, "discount")) / Decimal::ONE_HUNDRED
             } else {
                 price
             }
         };
+        // 16's sort by price is stable over _prepare_sellers' order (sequence, min_qty
+        // descending, price, id): equal prices go by sequence, then the higher min_qty.
         let chosen = entries
             .iter()
             .filter(|(_, r)| num(r, "min_qty") <= qty)
             .min_by(|(a_id, a), (b_id, b)| {
+                let tie = if v17 {
+                    std::cmp::Ordering::Equal
+                } else {
+                    num(b, "min_qty").cmp(&num(a, "min_qty"))
+                };
                 cost(a)
                     .cmp(&cost(b))
                     .then(num(a, "sequence").cmp(&num(b, "sequence")))
+                    .then(tie)
                     .then(a_id.cmp(b_id))
             })
             .map(|(_, r)| *r);

@@ -291,7 +291,9 @@ impl Schema {
             .required()
             .add("default_code", "Internal Reference", Char)
             .add("list_price", "Sales Price", Float)
+            .digits(Digits::ProductPrice)
             .add("standard_price", "Cost", Float)
+            .digits(Digits::ProductPrice)
             .add("uom_id", "Unit", Many2one("uom.uom"))
             .add("purchase_ok", "Purchase", Boolean)
             .add(
@@ -306,7 +308,9 @@ impl Schema {
             .required()
             .add("default_code", "Internal Reference", Char)
             .add("list_price", "Sales Price", Float)
+            .digits(Digits::ProductPrice)
             .add("standard_price", "Cost", Float)
+            .digits(Digits::ProductPrice)
             .add("uom_id", "Unit", Many2one("uom.uom"))
             .add("purchase_ok", "Purchase", Boolean)
             .add(
