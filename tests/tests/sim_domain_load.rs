@@ -513,6 +513,47 @@ async fn load_refuses_an_external_id_with_a_space() {
     assert_eq!(count, 0, "nothing was written");
 }
 
+/// Odoo names every refused record, up to 10 errors when there is at least one per 10 records,
+/// then stops with a warning.
+#[tokio::test]
+async fn load_stops_naming_refused_records_after_ten() {
+    let o = start().await;
+    let chair = o
+        .find("product.product", "default_code", "FURN_7777")
+        .await
+        .to_string();
+    let rows: Vec<Value> = (0..12)
+        .map(|n| {
+            json!([
+                format!("odoo_sync.po_bad_{n}"),
+                "999999",
+                format!("ORD-{n}"),
+                format!("odoo_sync.pol_bad_{n}"),
+                chair,
+                "1",
+                "1"
+            ])
+        })
+        .collect();
+    let res = o
+        .ok(
+            "purchase.order",
+            "load",
+            json!([load_fields(), rows]),
+            json!({}),
+        )
+        .await;
+    assert_eq!(res["ids"], false);
+    let msgs = res["messages"].as_array().unwrap();
+    assert_eq!(msgs.len(), 11, "{msgs:?}");
+    assert!(msgs[..10].iter().all(|m| m["type"] == "error"));
+    assert_eq!(msgs[10]["type"], "warning");
+    assert_eq!(
+        msgs[10]["message"],
+        "Found more than 10 errors and more than one error per 10 records, interrupted to avoid showing too many errors."
+    );
+}
+
 #[tokio::test]
 async fn load_is_all_or_nothing() {
     let o = start().await;
@@ -539,6 +580,15 @@ async fn load_is_all_or_nothing() {
             chair,
             "1",
             "1"
+        ],
+        [
+            "odoo_sync.po_bad2",
+            "999998",
+            "ORD-3",
+            "odoo_sync.pol_bad2",
+            chair,
+            "1",
+            "1"
         ]
     ]);
     let res = o
@@ -551,8 +601,9 @@ async fn load_is_all_or_nothing() {
         .await;
     assert_eq!(res["ids"], false);
     assert_eq!(res["nextrow"], 0);
+    // Every refused record is named, not only the first.
     let msgs = res["messages"].as_array().unwrap();
-    assert_eq!(msgs.len(), 1);
+    assert_eq!(msgs.len(), 2, "{msgs:?}");
     assert_eq!(msgs[0]["type"], "error");
     assert_eq!(
         msgs[0]["message"],
@@ -560,6 +611,7 @@ async fn load_is_all_or_nothing() {
     );
     assert_eq!(msgs[0]["record"], 1);
     assert_eq!(msgs[0]["rows"], json!({"from": 1, "to": 1}));
+    assert_eq!(msgs[1]["record"], 2);
     // Nothing of that call was written, not even the valid first order or its external id.
     assert_eq!(
         o.ok("purchase.order", "search_count", json!([[]]), json!({}))

@@ -308,17 +308,26 @@ impl<'a> Env<'a> {
             }
         }
         let mut ids = Vec::new();
+        let mut errors = 0usize;
         for (rec_index, (from, to)) in records.iter().enumerate() {
-            let msg = |e: OdooError| {
-                json!({"type": "error", "message": e.message, "record": rec_index,
-                       "rows": {"from": from, "to": to}})
-            };
             match self.load_record(def, &main, &sub, sub_field, &data[*from..=*to]) {
                 Ok(id) => ids.push(id),
                 Err(e) => {
-                    messages.push(msg(e));
-                    // Odoo stops at the first failing record: the transaction is aborted.
-                    break;
+                    // Odoo loads each record again in a savepoint of its own to name every
+                    // failing one, and stops once there are 10 errors and at least one per 10
+                    // records so far. (The simulator has no savepoints: the whole call is
+                    // undone.)
+                    messages.push(
+                        json!({"type": "error", "message": e.message, "record": rec_index,
+                                         "rows": {"from": from, "to": to}}),
+                    );
+                    errors += 1;
+                    if errors >= 10 && errors * 10 >= rec_index + 1 {
+                        messages.push(json!({"type": "warning", "message":
+                            "Found more than 10 errors and more than one error per 10 records, \
+                             interrupted to avoid showing too many errors."}));
+                        break;
+                    }
                 }
             }
         }
