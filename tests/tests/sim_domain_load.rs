@@ -322,6 +322,17 @@ fn load_fields() -> Value {
     ])
 }
 
+/// `load` of `rows` (in the columns of `load_fields`) on purchase.order.
+async fn load_orders(o: &Odoo, rows: &Value) -> Value {
+    o.ok(
+        "purchase.order",
+        "load",
+        json!([load_fields(), rows]),
+        json!({}),
+    )
+    .await
+}
+
 #[tokio::test]
 async fn load_upserts_by_external_id() {
     let o = start().await;
@@ -379,14 +390,7 @@ async fn load_upserts_by_external_id() {
     assert_eq!(r["order_line"].as_array().unwrap().len(), 2);
     assert_eq!(r["amount_untaxed"], 24.0);
     // Same call again: same ids, nothing new.
-    let again = o
-        .ok(
-            "purchase.order",
-            "load",
-            json!([load_fields(), rows]),
-            json!({}),
-        )
-        .await;
+    let again = load_orders(&o, &rows).await;
     assert_eq!(again["ids"], ids);
     assert_eq!(
         o.ok("purchase.order", "search_count", json!([[]]), json!({}))
@@ -413,13 +417,7 @@ async fn load_upserts_by_external_id() {
         "2",
         "11"
     ]]);
-    o.ok(
-        "purchase.order",
-        "load",
-        json!([load_fields(), changed]),
-        json!({}),
-    )
-    .await;
+    load_orders(&o, &changed).await;
     assert_eq!(
         o.ok(
             "purchase.order.line",
@@ -446,13 +444,7 @@ async fn load_upserts_by_external_id() {
         json!({}),
     )
     .await;
-    o.ok(
-        "purchase.order",
-        "load",
-        json!([load_fields(), anonymous]),
-        json!({}),
-    )
-    .await;
+    load_orders(&o, &anonymous).await;
     assert_eq!(
         o.read1("purchase.order", a, &["order_line"]).await["order_line"]
             .as_array()
@@ -489,14 +481,7 @@ async fn load_refuses_an_external_id_with_a_space() {
         ("odoo_sync.po_ok", "odoo_sync.pol_a b"),
     ] {
         let rows = json!([[order, gemini, "ORD-1", line, chair, "1", "1"]]);
-        let res = o
-            .ok(
-                "purchase.order",
-                "load",
-                json!([load_fields(), rows]),
-                json!({}),
-            )
-            .await;
+        let res = load_orders(&o, &rows).await;
         assert_eq!(res["ids"], false, "{order} {line}");
         assert_eq!(res["messages"][0]["record"], 0);
         assert!(
@@ -535,14 +520,7 @@ async fn load_stops_naming_refused_records_after_ten() {
             ])
         })
         .collect();
-    let res = o
-        .ok(
-            "purchase.order",
-            "load",
-            json!([load_fields(), rows]),
-            json!({}),
-        )
-        .await;
+    let res = load_orders(&o, &json!(rows)).await;
     assert_eq!(res["ids"], false);
     let msgs = res["messages"].as_array().unwrap();
     assert_eq!(msgs.len(), 11, "{msgs:?}");
@@ -591,14 +569,7 @@ async fn load_is_all_or_nothing() {
             "1"
         ]
     ]);
-    let res = o
-        .ok(
-            "purchase.order",
-            "load",
-            json!([load_fields(), rows]),
-            json!({}),
-        )
-        .await;
+    let res = load_orders(&o, &rows).await;
     assert_eq!(res["ids"], false);
     assert_eq!(res["nextrow"], 0);
     // Every refused record is named, not only the first.

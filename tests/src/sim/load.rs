@@ -322,7 +322,7 @@ impl<'a> Env<'a> {
                                          "rows": {"from": from, "to": to}}),
                     );
                     errors += 1;
-                    if errors >= 10 && errors * 10 >= rec_index + 1 {
+                    if errors >= 10 && errors * 10 > rec_index {
                         messages.push(json!({"type": "warning", "message":
                             "Found more than 10 errors and more than one error per 10 records, \
                              interrupted to avoid showing too many errors."}));
