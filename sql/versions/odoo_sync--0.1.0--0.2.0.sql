@@ -2379,7 +2379,6 @@ DECLARE
     v_same boolean;
     v_matched bigint;
     v_read_at timestamptz;
-    v_notes boolean;
 BEGIN
     PERFORM @extschema@._require_read_committed('apply_remote');
     IF r IS NULL OR jsonb_typeof(r) <> 'object' OR jsonb_typeof(r -> 'odoo_id') <> 'number'
@@ -2473,11 +2472,9 @@ BEGIN
        AND st.odoo_state IS NOT DISTINCT FROM r ->> 'state'
        AND (r ->> 'name' IS NULL OR r ->> 'name' IS NOT DISTINCT FROM st.odoo_name)
        AND jsonb_typeof(st.base_snapshot -> 'lines') = 'object'
-       AND NOT EXISTS (SELECT 1 FROM @extschema@._noted_attempts(st.attempt_snapshot)) THEN
-        v_notes := (SELECT tt.mapping -> 'orders' ? 'notes' FROM @extschema@.tracked_tables tt WHERE tt.id = v_tracking);
-    END IF;
-    IF v_notes IS NOT NULL
-       AND @extschema@._merged_part(st.base_snapshot, v_notes) = @extschema@._merged_part(v_remote, v_notes) THEN
+       AND NOT EXISTS (SELECT 1 FROM @extschema@._noted_attempts(st.attempt_snapshot))
+       AND @extschema@._merged_part(st.base_snapshot, t.mapping -> 'orders' ? 'notes')
+           = @extschema@._merged_part(v_remote, t.mapping -> 'orders' ? 'notes') THEN
         UPDATE @extschema@.order_state s SET odoo_seen_at = GREATEST(s.odoo_seen_at, v_read_at)
         WHERE s.tracking_id = v_tracking AND s.order_key = v_key;
         RETURN jsonb_build_object('outcome', 'unchanged', 'tracking_id', v_tracking, 'order_key', v_key,

@@ -287,9 +287,7 @@ async fn the_cheapest_price_list_entry_the_quantity_reaches_applies() {
         )
         .await;
         let po = o.order(wood, &[(chair, 1.0, 99.0)]).await;
-        let line = o.read1("purchase.order", po, &["order_line"]).await["order_line"][0]
-            .as_i64()
-            .unwrap();
+        let line = o.first_line_id(po).await;
         o.ok(
             "purchase.order.line",
             "write",
@@ -986,12 +984,9 @@ async fn discount_reduces_the_subtotal_from_17() {
 
 /// The first line of order `po`: quantity, price, discount and subtotal.
 async fn first_line(o: &Odoo, po: i64) -> Value {
-    let l = o.read1("purchase.order", po, &["order_line"]).await["order_line"][0]
-        .as_i64()
-        .unwrap();
     o.read1(
         "purchase.order.line",
-        l,
+        o.first_line_id(po).await,
         &["product_qty", "price_unit", "discount", "price_subtotal"],
     )
     .await

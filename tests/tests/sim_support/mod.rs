@@ -87,6 +87,13 @@ impl Odoo {
         id.as_i64().expect("create returns an id")
     }
 
+    /// Id of the first line of order `po`.
+    pub async fn first_line_id(&self, po: i64) -> i64 {
+        self.read1("purchase.order", po, &["order_line"]).await["order_line"][0]
+            .as_i64()
+            .expect("the order has a line")
+    }
+
     /// Id of the record of `model` whose `field` equals `value`.
     pub async fn find(&self, model: &str, field: &str, value: &str) -> i64 {
         let ids = self

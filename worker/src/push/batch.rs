@@ -30,7 +30,7 @@ use super::order_push::{
     base_discount, canonical_snapshot, date_planned_to_write, decimal, goods_lines,
     line_xmlid_name, maps_notes, may_exist, notes_to_write, order_xmlid_name, push_order,
     pushed_snapshot, reprice_lines, text, writes_vendor, Amounts, LoadOrder, LoadShape, PushLine,
-    PushOutcome, XMLID_MODULE,
+    PushOutcome, READ_BACK, XMLID_MODULE,
 };
 use super::resolve::{Resolver, Wanted};
 use super::status_action::StatusAction;
@@ -590,29 +590,14 @@ fn amounts_of(rec: &Map<String, Value>) -> Result<Amounts, PushError> {
     })
 }
 
-/// What a chunk reads back after its calls: the values the base of the next merge keeps (see
-/// `pushed_snapshot`; without `origin` the base of every order created here lacked it) and
-/// what completion writes back.
-const READ_FIELDS: [&str; 10] = [
-    "partner_id",
-    "origin",
-    "date_planned",
-    "name",
-    "state",
-    "write_date",
-    "order_line",
-    "amount_untaxed",
-    "amount_tax",
-    "amount_total",
-];
-
 async fn read_orders(
     odoo: &OdooClient,
     ids: &[i64],
     notes_field: &'static str,
 ) -> Result<HashMap<i64, Map<String, Value>>, OdooError> {
-    let mut fields = READ_FIELDS.to_vec();
-    fields.push(notes_field);
+    // The line ids too: an order with more lines than the chunk wrote has lines to remove.
+    let mut fields = READ_BACK.to_vec();
+    fields.extend(["order_line", notes_field]);
     Ok(odoo
         .read("purchase.order", ids, &fields)
         .await?

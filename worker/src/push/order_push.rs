@@ -409,20 +409,25 @@ pub(crate) fn maps_notes(doc: &Value) -> bool {
     doc["order"].get("notes").is_some()
 }
 
-/// The fields of an Odoo order read back after a push: name, state, write_date, totals,
-/// expected arrival, and the notes when the tracking maps them.
+/// The fields of an Odoo order every push reads back: what completion writes back (name,
+/// state, write_date, totals) and what the base of the next merge keeps of Odoo's (vendor,
+/// expected arrival, origin; see [`pushed_snapshot`]). One list for both push paths: a field
+/// missing from one of them left every base it wrote without it.
+pub(crate) const READ_BACK: [&str; 9] = [
+    "name",
+    "state",
+    "write_date",
+    "amount_untaxed",
+    "amount_tax",
+    "amount_total",
+    "date_planned",
+    "partner_id",
+    "origin",
+];
+
+/// [`READ_BACK`], and the notes when the tracking maps them.
 pub(crate) fn read_back_fields(doc: &Value, notes_field: &'static str) -> Vec<&'static str> {
-    let mut fields = vec![
-        "name",
-        "state",
-        "write_date",
-        "amount_untaxed",
-        "amount_tax",
-        "amount_total",
-        "date_planned",
-        "partner_id",
-        "origin",
-    ];
+    let mut fields = READ_BACK.to_vec();
     if maps_notes(doc) {
         fields.push(notes_field);
     }
