@@ -788,6 +788,73 @@ async fn one2many_commands_zero_to_six() {
 }
 
 #[tokio::test]
+async fn deleting_purchase_records_already_deleted_is_a_missing_error() {
+    let o = start().await;
+    let gemini = o.find("res.partner", "ref", "V-GEMINI").await;
+    let chair = o.find("product.product", "default_code", "FURN_7777").await;
+    let pad = o.find("product.product", "default_code", "FURN_0002").await;
+    let po = o.order(gemini, &[(chair, 1.0, 1.0), (pad, 1.0, 2.0)]).await;
+    let gone = o.first_line_id(po).await;
+    o.ok("purchase.order.line", "unlink", json!([[gone]]), json!({}))
+        .await;
+    let missing = format!(
+        "Record does not exist or has been deleted.\n(Record: purchase.order.line({gone},), User: 2)"
+    );
+    // The line's `ondelete` check reads its order: a deleted line cannot be read.
+    let env = o
+        .err("purchase.order.line", "unlink", json!([[gone]]), json!({}))
+        .await;
+    assert_rpc_error(&env, 0, "odoo.exceptions.MissingError", &missing);
+    // The same through the order's lines, and nothing of the call is kept.
+    let kept = o.first_line_id(po).await;
+    let env = o
+        .err(
+            "purchase.order",
+            "write",
+            json!([[po], {"order_line": [[1, kept, {"product_qty": 5}], [2, gone, 0]]}]),
+            json!({}),
+        )
+        .await;
+    assert_rpc_error(&env, 0, "odoo.exceptions.MissingError", &missing);
+    assert_eq!(
+        o.read1("purchase.order.line", kept, &["product_qty"]).await["product_qty"],
+        1.0
+    );
+    // An order already deleted: its `ondelete` check reads its state.
+    o.ok("purchase.order", "button_cancel", json!([[po]]), json!({}))
+        .await;
+    o.ok("purchase.order", "unlink", json!([[po]]), json!({}))
+        .await;
+    let env = o
+        .err("purchase.order", "unlink", json!([[po]]), json!({}))
+        .await;
+    assert_rpc_error(
+        &env,
+        0,
+        "odoo.exceptions.MissingError",
+        &format!(
+            "Record does not exist or has been deleted.\n(Record: purchase.order({po},), User: 2)"
+        ),
+    );
+    // Models without such a check pass over deleted ids, as Odoo's generic `unlink` does.
+    let partner = o
+        .ok(
+            "res.partner",
+            "create",
+            json!([{"name": "Short-lived"}]),
+            json!({}),
+        )
+        .await;
+    for _ in 0..2 {
+        assert_eq!(
+            o.ok("res.partner", "unlink", json!([[partner]]), json!({}))
+                .await,
+            true
+        );
+    }
+}
+
+#[tokio::test]
 async fn many2many_commands_on_taxes() {
     let o = start().await;
     let gemini = o.find("res.partner", "ref", "V-GEMINI").await;

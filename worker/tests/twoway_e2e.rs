@@ -1726,6 +1726,61 @@ async fn a_push_that_removes_a_line_keeps_odoos_sections() {
     env.finish().await;
 }
 
+/// An Odoo user deletes a line between the push's read of the order and its write, and the
+/// push deletes the same line: Odoo answers `MissingError` for it. That is the order changing
+/// under the push, not a request that can never succeed: the job is retried (not dead-lettered),
+/// and the retry, reading the order again, finds nothing left to delete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_deleted_in_odoo_while_its_delete_is_pushed_is_retried() {
+    let env = setup("tw_gone").await;
+    let (order, odoo_id, lines) = synced_order(&env, "PO-GONE").await;
+    env.sql(&format!(
+        "DELETE FROM order_items WHERE order_id = {order} AND product_id = 'FURN_0001'"
+    ))
+    .await;
+    let gone = lines[0];
+    env.sim
+        .sim
+        .before_next_call("purchase.order", "write", move |sim| {
+            sim.call_as_admin("purchase.order.line", "unlink", &[gone], vec![])
+                .expect("an Odoo user deletes the line");
+        });
+    env.drain().await;
+    let dead: i64 = env.one("SELECT count(*) FROM odoo_sync.dead_letters").await;
+    assert_eq!(
+        dead, 0,
+        "a line deleted meanwhile is not a permanent failure"
+    );
+    let (state, attempts, error): (String, i32, Value) = {
+        let row = env
+            .db
+            .client
+            .query_one(
+                "SELECT state, attempts, last_error FROM odoo_sync.jobs WHERE kind = 'push'",
+                &[],
+            )
+            .await
+            .expect("the push job waits for its retry");
+        (row.get(0), row.get(1), row.get(2))
+    };
+    assert_eq!((state.as_str(), attempts), ("failed", 1), "{error}");
+    assert!(error.to_string().contains("MissingError"), "{error}");
+
+    env.sql("UPDATE odoo_sync.jobs SET run_after = now()").await;
+    env.drain().await;
+    let remaining: Vec<i64> = env.odoo_lines(odoo_id).await.iter().map(|l| l.0).collect();
+    assert_eq!(remaining, [lines[1]]);
+    env.assert_equal(order).await;
+    assert!(env.open_conflicts().await.is_empty());
+    let sync: String = env
+        .one(&format!(
+            "SELECT sync_status FROM orders WHERE id = {order}"
+        ))
+        .await;
+    assert_eq!(sync, "SYNCED");
+    env.finish().await;
+}
+
 /// Creates the Odoo order `vals`, imports it and drains the queue; returns its Odoo id.
 async fn imported_order(env: &Env, vals: Value) -> i64 {
     let odoo_id = env

@@ -184,6 +184,9 @@ impl Sim {
 
     /// Runs one model method for `user` in its own transaction and counts it.
     pub fn execute(&self, user: &UserAuth, call: &Call) -> OdooResult<CallResult> {
+        if let Some(action) = self.take_hook(&call.model, &call.method) {
+            action(self);
+        }
         self.count(&call.model, &call.method);
         let def = self
             .schema

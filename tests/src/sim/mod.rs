@@ -93,6 +93,18 @@ pub struct Sim {
     pub stats: Mutex<Stats>,
     /// Faults in force.
     pub faults: Mutex<Faults>,
+    /// What other Odoo users do just before a client's next call (see [`Sim::before_next_call`]).
+    hooks: Mutex<Vec<CallHook>>,
+}
+
+/// What another Odoo user does (see [`Sim::before_next_call`]).
+type HookAction = Box<dyn FnOnce(&Sim) + Send>;
+
+/// An action of another Odoo user, run once just before the next call of `model.method`.
+struct CallHook {
+    model: String,
+    method: String,
+    action: HookAction,
 }
 
 impl Sim {
@@ -132,7 +144,66 @@ impl Sim {
             world: Mutex::new(world),
             stats: Mutex::new(Stats::default()),
             faults: Mutex::new(Faults::default()),
+            hooks: Mutex::new(Vec::new()),
         }))
+    }
+
+    /// Runs `action` once, in a transaction of its own committed just before the next call of
+    /// `model.method` starts: another Odoo user acting between a client's read and its write,
+    /// made deterministic for tests of that race.
+    pub fn before_next_call(
+        &self,
+        model: &str,
+        method: &str,
+        action: impl FnOnce(&Sim) + Send + 'static,
+    ) {
+        self.hooks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(CallHook {
+                model: model.to_string(),
+                method: method.to_string(),
+                action: Box::new(action),
+            });
+    }
+
+    /// Takes the hook waiting for `model.method`, if any.
+    fn take_hook(&self, model: &str, method: &str) -> Option<HookAction> {
+        let mut hooks = self.hooks.lock().unwrap_or_else(|p| p.into_inner());
+        let at = hooks
+            .iter()
+            .position(|h| h.model == model && h.method == method)?;
+        Some(hooks.remove(at).action)
+    }
+
+    /// Runs `model.method` on `ids` as the admin user (uid 2), without HTTP: what a user of
+    /// Odoo's own interface does (hooks and tests).
+    pub fn call_as_admin(
+        &self,
+        model: &str,
+        method: &str,
+        ids: &[i64],
+        args: Vec<Value>,
+    ) -> Result<dispatch::CallResult, errors::OdooError> {
+        let admin = {
+            let world = self.world.lock().unwrap_or_else(|p| p.into_inner());
+            world
+                .users
+                .iter()
+                .find(|u| u.id == 2)
+                .cloned()
+                .ok_or_else(errors::OdooError::access_denied)?
+        };
+        self.execute(
+            &admin,
+            &dispatch::Call {
+                model: model.to_string(),
+                method: method.to_string(),
+                ids: Some(json!(ids)),
+                args,
+                kwargs: Map::new(),
+            },
+        )
     }
 
     /// Back to the seed data; counters are zeroed too (faults stay: clear them separately).

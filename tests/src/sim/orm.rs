@@ -524,15 +524,16 @@ impl<'a> Env<'a> {
         Ok(())
     }
 
-    /// `unlink()`: deletes the records (missing ids are ignored, as in Odoo).
+    /// `unlink()`: deletes the records. Odoo's `unlink` passes over ids already deleted, but the
+    /// `ondelete` checks of a model run first and may read them (see `before_unlink`).
     pub fn unlink(&mut self, model: &str, ids: &[i64]) -> OdooResult<()> {
         self.model_def(model)?;
+        self.before_unlink(model, ids)?;
         let ids: Vec<i64> = ids
             .iter()
             .copied()
             .filter(|i| self.txn.store().exists(model, *i))
             .collect();
-        self.before_unlink(model, &ids)?;
         for &id in &ids {
             let Some(before) = self.txn.store().get(model, id).cloned() else {
                 continue;

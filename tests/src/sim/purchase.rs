@@ -478,7 +478,23 @@ impl<'a> Env<'a> {
         Ok(())
     }
 
+    /// The `ondelete` checks of `unlink`, record by record in the order given. Purchase orders
+    /// (`_unlink_if_cancelled`) and their lines (`_unlink_except_purchase_or_done`) read each
+    /// record's fields, so an id already deleted raises `MissingError` there, where Odoo's
+    /// generic `unlink` would pass over it.
     pub(crate) fn before_unlink(&mut self, model: &str, ids: &[i64]) -> OdooResult<()> {
+        if matches!(model, "purchase.order" | "purchase.order.line") {
+            if let Some(&gone) = ids.iter().find(|&&id| !self.txn.store().exists(model, id)) {
+                // Only the records before it have been checked when the read fails.
+                let checked: Vec<i64> = ids.iter().copied().take_while(|&id| id != gone).collect();
+                self.ondelete_checks(model, &checked)?;
+                return Err(OdooError::missing(model, &[gone], self.uid));
+            }
+        }
+        self.ondelete_checks(model, ids)
+    }
+
+    fn ondelete_checks(&mut self, model: &str, ids: &[i64]) -> OdooResult<()> {
         match model {
             "purchase.order" => {
                 for &id in ids {

@@ -318,6 +318,19 @@ impl OdooError {
         !self.is_transient()
     }
 
+    /// Odoo's `MissingError` about a record of `model`: it was deleted, or never existed. Odoo
+    /// names the model in both of its wordings, `(Record: purchase.order.line(7,), User: 2)`
+    /// and `(Document type: purchase.order.line, Operation: write, ...)`.
+    pub fn is_missing(&self, model: &str) -> bool {
+        let OdooError::Server(e) = self else {
+            return false;
+        };
+        e.name == "odoo.exceptions.MissingError"
+            && [format!("{model}("), format!("{model},")]
+                .iter()
+                .any(|named| e.message.contains(named.as_str()))
+    }
+
     /// Odoo's exception name (`odoo.exceptions.UserError`, ...), when Odoo raised one.
     pub fn odoo_name(&self) -> Option<&str> {
         match self {
@@ -533,6 +546,27 @@ mod tests {
         )
         .is_permanent());
         assert!(server("some.Unknown", None, "m").is_permanent());
+    }
+
+    #[test]
+    fn missing_errors_name_their_model() {
+        let line = server(
+            "odoo.exceptions.MissingError",
+            None,
+            "Record does not exist or has been deleted.\n(Record: purchase.order.line(7,), User: 2)",
+        );
+        assert!(line.is_missing("purchase.order.line"));
+        assert!(!line.is_missing("purchase.order"));
+        let order = server(
+            "odoo.exceptions.MissingError",
+            Some(404),
+            "One of the documents you are trying to access has been deleted, please try again \
+             after refreshing.\n\n(Document type: purchase.order, Operation: write, Records: [9], User: 2)",
+        );
+        assert!(order.is_missing("purchase.order"));
+        assert!(!order.is_missing("purchase.order.line"));
+        let user_error = server("odoo.exceptions.UserError", None, "purchase.order.line(7,)");
+        assert!(!user_error.is_missing("purchase.order.line"));
         assert!(server("some.Unknown", Some(503), "m").is_transient());
         assert!(server("some.Unknown", Some(409), "m").is_transient());
     }

@@ -37,10 +37,16 @@ pub enum PushError {
 }
 
 impl PushError {
-    /// Whether a later attempt may succeed.
+    /// Whether a later attempt may succeed. An order or line Odoo no longer has is one the push
+    /// read moments before: an Odoo user deleted it in between. The next attempt reads the order
+    /// again and pushes against what Odoo then holds (or finds the order gone).
     pub fn is_transient(&self) -> bool {
         match self {
-            PushError::Odoo(e) => e.is_transient(),
+            PushError::Odoo(e) => {
+                e.is_transient()
+                    || e.is_missing("purchase.order.line")
+                    || e.is_missing("purchase.order")
+            }
             PushError::Unresolved(_) | PushError::Document(_) => false,
             PushError::Db(_) | PushError::DbShared(_) => true,
         }
