@@ -315,15 +315,22 @@ async fn a_hundred_orders_arrive_in_few_calls_and_are_synced() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_orders_in_a_batch_fail_alone() {
     let env = setup("batch_poison").await;
-    // A manual mapping to a product Odoo does not have: resolution passes, `load` refuses.
-    env.db
-        .client
-        .execute(
-            "INSERT INTO odoo_sync.product_map (local_product_id, odoo_product_id) VALUES ('GHOST', 999999)",
-            &[],
+    // A product that resolves, and that an Odoo user deletes just before the `load`: resolution
+    // passes, `load` refuses that order's record.
+    let ghost = env
+        .odoo
+        .create(
+            "product.product",
+            &[json!({"name": "Ghost", "default_code": "GHOST"})],
         )
         .await
-        .expect("map");
+        .expect("product")[0];
+    env.sim
+        .sim
+        .before_next_call("purchase.order", "load", move |sim| {
+            sim.call_as_admin("product.product", "unlink", &[ghost], vec![])
+                .expect("an Odoo user deletes the product");
+        });
     let mut good = Vec::new();
     for n in 0..9 {
         let lines = lines_for(n, 3);
@@ -373,7 +380,7 @@ async fn poison_orders_in_a_batch_fail_alone() {
     assert!(
         messages
             .iter()
-            .any(|m| m.contains("purchase.order.load") && m.contains("999999")),
+            .any(|m| m.contains("purchase.order.load") && m.contains(&format!("'{ghost}'"))),
         "Odoo's message is kept: {messages:?}"
     );
     let origins = env.orders_by_origin().await;

@@ -1781,6 +1781,67 @@ async fn a_line_deleted_in_odoo_while_its_delete_is_pushed_is_retried() {
     env.finish().await;
 }
 
+/// A learned mapping to a vendor or product Odoo no longer has (merged into another contact,
+/// deleted) is resolved again, instead of failing every push that names it; a DBA's own
+/// mapping to such a record is not replaced, and the push says which row to fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mapping_to_a_record_odoo_no_longer_has_is_resolved_again_unless_manual() {
+    let env = setup("tw_stale_map").await;
+    env.sql(
+        "INSERT INTO odoo_sync.partner_map VALUES ('V-WOOD', 999999, 'ref'); \
+         INSERT INTO odoo_sync.product_map VALUES ('FURN_0001', 999998, 'default_code')",
+    )
+    .await;
+    let order = env
+        .insert_order("PO-MAP", &[("FURN_0001", "2", "10.00")])
+        .await;
+    env.drain().await;
+    let odoo_id = env.odoo_id(order).await;
+    let wood = odoo_record(&env, "res.partner", "ref", "V-WOOD").await;
+    let desk = odoo_record(&env, "product.product", "default_code", "FURN_0001").await;
+    assert_eq!(vendor_and_first_line(&env, odoo_id).await.0, wood);
+    let line = env
+        .odoo
+        .search_read(
+            "purchase.order.line",
+            &Domain::eq("order_id", odoo_id),
+            &["product_id"],
+            0,
+            None,
+            None,
+        )
+        .await
+        .expect("line");
+    assert_eq!(line[0]["product_id"][0].as_i64(), Some(desk));
+    let maps: String = env
+        .one(
+            "SELECT (SELECT odoo_partner_id || ' ' || source FROM odoo_sync.partner_map) || ', ' || \
+                    (SELECT odoo_product_id || ' ' || source FROM odoo_sync.product_map)",
+        )
+        .await;
+    assert_eq!(maps, format!("{wood} ref, {desk} default_code"));
+
+    env.sql("UPDATE odoo_sync.partner_map SET odoo_partner_id = 999999, source = 'manual'")
+        .await;
+    env.insert_order("PO-MAP-2", &[("FURN_0001", "1", "10.00")])
+        .await;
+    env.drain().await;
+    let error: String = env
+        .one("SELECT error_message FROM odoo_sync.dead_letters")
+        .await;
+    assert!(
+        error.contains(
+            "partner_map['V-WOOD'] maps supplier 'V-WOOD' to res.partner 999999, which Odoo no longer has"
+        ),
+        "{error}"
+    );
+    let kept: i32 = env
+        .one("SELECT odoo_partner_id FROM odoo_sync.partner_map")
+        .await;
+    assert_eq!(kept, 999999, "a DBA's mapping is theirs to change");
+    env.finish().await;
+}
+
 /// Creates the Odoo order `vals`, imports it and drains the queue; returns its Odoo id.
 async fn imported_order(env: &Env, vals: Value) -> i64 {
     let odoo_id = env

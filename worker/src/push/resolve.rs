@@ -6,6 +6,9 @@
 //! settings `partner_strategies` / `product_strategies` choose which and in what order. What a
 //! strategy finds is written back into the map table, so the next order costs no Odoo call.
 //! A value no strategy finds is a permanent error naming the value and the strategies tried.
+//! Ids read from the map tables are checked against Odoo first: a contact merged into another
+//! or a deleted product leaves a mapping that every push would fail on. A learned one is
+//! resolved again and replaced; a manual one (`source = 'manual'`) is the DBA's, and reported.
 //!
 //! The map tables are the cache workers share; how they answered is the worker's
 //! `cache_status` ([`CacheStatus`]). A learned resolution the worker cannot store is kept in
@@ -290,6 +293,30 @@ async fn first_ids_by(
     Ok(found)
 }
 
+/// The ids among `ids` that no record of `model` has, archived records included (Odoo still
+/// takes an archived vendor or product on an order).
+async fn absent_ids(
+    odoo: &OdooClient,
+    model: &str,
+    mut ids: Vec<i64>,
+) -> Result<std::collections::HashSet<i64>, PushError> {
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.is_empty() {
+        return Ok(Default::default());
+    }
+    // A domain that names `active` turns off Odoo's filter of archived records.
+    let present = odoo
+        .search(
+            model,
+            &Domain::is_in("id", ids.clone()).and(Domain::is_in("active", [true, false])),
+            None,
+            None,
+        )
+        .await?;
+    Ok(ids.into_iter().filter(|id| !present.contains(id)).collect())
+}
+
 async fn resolve_many(
     cache: &mut HashMap<String, i64>,
     health: &mut MapHealth,
@@ -315,7 +342,7 @@ async fn resolve_many(
     let rows = pg
         .query(
             &format!(
-                "SELECT {key}, {id} FROM odoo_sync.{table} WHERE {key} = ANY($1)",
+                "SELECT {key}, {id}, source FROM odoo_sync.{table} WHERE {key} = ANY($1)",
                 key = kind.key_col,
                 id = kind.id_col,
                 table = kind.table
@@ -324,12 +351,37 @@ async fn resolve_many(
         )
         .await;
     health.read_failed = rows.is_err();
+    let mut mapped: Vec<(String, i64, String)> = Vec::new();
     for row in rows? {
-        let key: String = row.try_get(0)?;
         let id: i32 = row.try_get(1)?;
-        cache.insert(key, i64::from(id));
+        mapped.push((row.try_get(0)?, i64::from(id), row.try_get(2)?));
     }
-    missing.retain(|w| !cache.contains_key(&w.key));
+    // A mapped record Odoo no longer has (merged into another contact, deleted) would fail
+    // every push that names it. A learned mapping is resolved again; a DBA's is reported.
+    let gone = absent_ids(odoo, kind.model, mapped.iter().map(|m| m.1).collect()).await?;
+    let mut stale: HashMap<String, i64> = HashMap::new();
+    for (key, id, source) in mapped {
+        if !gone.contains(&id) {
+            cache.insert(key, id);
+        } else if source == "manual" {
+            errors.insert(
+                key.clone(),
+                format!(
+                    "{table}['{key}'] maps {label} '{key}' to {model} {id}, which Odoo no longer \
+                     has (deleted, or merged into another record): correct or delete that row \
+                     as odoo_sync_admin",
+                    table = kind.table,
+                    label = kind.label,
+                    model = kind.model
+                ),
+            );
+        } else {
+            tracing::warn!(table = kind.table, key = %key, odoo_id = id,
+                "learned mapping names a record Odoo no longer has; resolving it again");
+            stale.insert(key, id);
+        }
+    }
+    missing.retain(|w| !cache.contains_key(&w.key) && !errors.contains_key(&w.key));
     if missing.is_empty() {
         return Ok(errors);
     }
@@ -373,7 +425,13 @@ async fn resolve_many(
         }
     }
     for w in left {
-        let mut attempts = vec![format!("{}['{}']", kind.table, w.key)];
+        let mut attempts = vec![match stale.get(&w.key) {
+            Some(id) => format!(
+                "{}['{}'] = {id}, which Odoo no longer has",
+                kind.table, w.key
+            ),
+            None => format!("{}['{}']", kind.table, w.key),
+        }];
         for strategy in strategies {
             match strategy {
                 Strategy::Code => {
@@ -408,17 +466,24 @@ async fn resolve_many(
             .map(|l| i32::try_from(l.1).unwrap_or(i32::MAX))
             .collect();
         let sources: Vec<&str> = learned.iter().map(|l| l.2).collect();
+        let stale_ids: Vec<i32> = stale
+            .values()
+            .filter_map(|id| i32::try_from(*id).ok())
+            .collect();
         let stored = pg
             .execute(
                 &format!(
                     "INSERT INTO odoo_sync.{table} ({key}, {id}, source) \
                  SELECT k, i, s FROM unnest($1::text[], $2::int[], $3::text[]) AS u(k, i, s) \
-                 WHERE i < 2147483647 ON CONFLICT ({key}) DO NOTHING",
+                 WHERE i < 2147483647 ON CONFLICT ({key}) DO UPDATE \
+                 SET {id} = EXCLUDED.{id}, source = EXCLUDED.source, learned_at = pg_catalog.now() \
+                 WHERE odoo_sync.{table}.source <> 'manual' \
+                   AND odoo_sync.{table}.{id} = ANY($4::int[])",
                     table = kind.table,
                     key = kind.key_col,
                     id = kind.id_col
                 ),
-                &[&keys, &ids, &sources],
+                &[&keys, &ids, &sources, &stale_ids],
             )
             .await;
         health.store_failed = stored.is_err();
