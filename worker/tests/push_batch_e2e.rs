@@ -9,7 +9,7 @@ use odoo_sync_tests::pg_cluster::{common_schema, TestDb};
 use odoo_sync_tests::sim::{self, SimConfig, SimHandle};
 use odoo_sync_worker::odoo::money::{money, quantity};
 use odoo_sync_worker::odoo::{Domain, OdooClient, OdooConfig, Secret, SecretKind};
-use odoo_sync_worker::push::resolve::Resolver;
+use odoo_sync_worker::push::resolve::{Resolver, Wanted};
 use odoo_sync_worker::run::{run_batch_with, JobReport, RunOptions};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
@@ -107,6 +107,19 @@ impl Env {
                 .expect("insert item");
         }
         id
+    }
+
+    /// One batch with the defaults of `run`, with a resolver that lives as long as the caller's.
+    async fn batch_with(&self, resolver: &mut Resolver) -> Vec<JobReport> {
+        run_batch_with(
+            &self.worker,
+            &self.odoo,
+            resolver,
+            "batch-worker",
+            &RunOptions::default(),
+        )
+        .await
+        .expect("batch")
     }
 
     async fn batch(&self, max_jobs: i32, concurrency: usize) -> Vec<JobReport> {
@@ -316,7 +329,8 @@ async fn a_hundred_orders_arrive_in_few_calls_and_are_synced() {
 async fn poison_orders_in_a_batch_fail_alone() {
     let env = setup("batch_poison").await;
     // A product that resolves, and that an Odoo user deletes just before the `load`: resolution
-    // passes, `load` refuses that order's record.
+    // passes, `load` refuses that order's record (and the order is retried, to resolve the
+    // product again).
     let ghost = env
         .odoo
         .create(
@@ -348,40 +362,44 @@ async fn poison_orders_in_a_batch_fail_alone() {
     }
     let reports = env.batch(20, 1).await;
     assert_eq!(reports.len(), 11);
-    for id in &good {
-        let (status, odoo_id) = env.status(id.abs()).await;
-        if *id > 0 {
-            assert_eq!(status.as_deref(), Some("SYNCED"), "order {id}");
-            assert!(odoo_id.is_some());
-        } else {
-            assert_eq!(status.as_deref(), Some("SYNC_FAILED"), "order {id}");
-            assert_eq!(odoo_id, None);
-        }
+    for id in good.iter().filter(|id| **id > 0) {
+        let (status, odoo_id) = env.status(*id).await;
+        assert_eq!(status.as_deref(), Some("SYNCED"), "order {id}");
+        assert!(odoo_id.is_some());
     }
     let failures = env
         .db
         .client
         .query(
             "SELECT order_key, state, last_error->>'message', (last_error->>'permanent')::bool \
-             FROM odoo_sync.job_history WHERE state = 'dead' ORDER BY order_key",
+             FROM odoo_sync.jobs WHERE state = 'failed' \
+             UNION ALL \
+             SELECT order_key, state, last_error->>'message', (last_error->>'permanent')::bool \
+             FROM odoo_sync.job_history WHERE state = 'dead'",
             &[],
         )
         .await
-        .expect("dead letters");
-    assert_eq!(failures.len(), 2);
-    let messages: Vec<String> = failures.iter().map(|r| r.get(2)).collect();
-    assert!(failures.iter().all(|r| r.get::<_, bool>(3)), "permanent");
+        .expect("failures");
+    let shown: Vec<(String, String, bool)> = failures
+        .iter()
+        .map(|r| (r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert_eq!(shown.len(), 2, "{shown:?}");
+    // The product no strategy resolves: dead at once.
     assert!(
-        messages
-            .iter()
-            .any(|m| m.contains("NOPE-404") && m.contains("default_code")),
-        "{messages:?}"
+        shown.iter().any(|(state, m, permanent)| state == "dead"
+            && *permanent
+            && m.contains("NOPE-404")
+            && m.contains("default_code")),
+        "{shown:?}"
     );
+    // The order `load` refused, for a product Odoo no longer has: retried, Odoo's message kept.
     assert!(
-        messages
-            .iter()
-            .any(|m| m.contains("purchase.order.load") && m.contains(&format!("'{ghost}'"))),
-        "Odoo's message is kept: {messages:?}"
+        shown.iter().any(|(state, m, permanent)| state == "failed"
+            && !*permanent
+            && m.contains("purchase.order.load")
+            && m.contains(&format!("'{ghost}'"))),
+        "{shown:?}"
     );
     let origins = env.orders_by_origin().await;
     assert!(!origins.contains_key("PO-50") && !origins.contains_key("PO-60"));
@@ -487,5 +505,114 @@ async fn leases_are_extended_while_a_slow_batch_is_in_flight() {
     assert!(stolen.is_empty(), "a lease expired in flight: {stolen:?}");
     assert_eq!(reports.len(), 4);
     assert!(reports.iter().all(|r| r.state == "done"), "{reports:?}");
+    env.finish().await;
+}
+
+/// Odoo's contact merge deletes the merged contact. A worker that resolved a vendor to it
+/// before the merge (and keeps the resolution for a while) sends an order Odoo refuses: that
+/// order is retried, not dead-lettered, and the retry resolves the vendor again, to the
+/// contact that now has its reference.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_for_a_vendor_merged_away_is_retried_and_resolved_again() {
+    let env = setup("batch_merged").await;
+    let merged = env
+        .odoo
+        .create(
+            "res.partner",
+            &[json!({"name": "Merged Away", "ref": "V-MERGE"})],
+        )
+        .await
+        .expect("partner")[0];
+    let mut resolver = Resolver::new();
+    let vendor = Wanted {
+        key: "V-MERGE".into(),
+        code: "V-MERGE".into(),
+        name: None,
+    };
+    let unresolved = resolver
+        .partners_many(&env.worker, &env.odoo, &[vendor])
+        .await
+        .expect("resolve");
+    assert!(unresolved.is_empty(), "{unresolved:?}");
+    env.sim
+        .sim
+        .call_as_admin("res.partner", "unlink", &[merged], vec![])
+        .expect("the merge deletes the merged contact");
+    let survivor = env
+        .odoo
+        .create(
+            "res.partner",
+            &[json!({"name": "Survivor", "ref": "V-MERGE"})],
+        )
+        .await
+        .expect("partner")[0];
+    let order: i64 = env
+        .db
+        .client
+        .query_one(
+            "INSERT INTO orders (order_number, supplier_id) VALUES ('PO-MERGE', 'V-MERGE') RETURNING id",
+            &[],
+        )
+        .await
+        .expect("order")
+        .get(0);
+    env.db
+        .client
+        .execute(
+            "INSERT INTO order_items (order_id, product_id, product_code, quantity, unit_price) \
+             VALUES ($1, 'FURN_0001', 'FURN_0001', 2, 10)",
+            &[&order],
+        )
+        .await
+        .expect("item");
+    let reports = env.batch_with(&mut resolver).await;
+    assert_eq!(reports.len(), 1);
+    let error = reports[0].error.clone().unwrap_or_default();
+    assert!(
+        error.contains(&format!(
+            "Odoo no longer has res.partner {merged} (supplier 'V-MERGE')"
+        )),
+        "{reports:?}"
+    );
+    let dead: i64 = env
+        .db
+        .client
+        .query_one("SELECT count(*) FROM odoo_sync.dead_letters", &[])
+        .await
+        .expect("dead letters")
+        .get(0);
+    assert_eq!(dead, 0, "{reports:?}");
+
+    env.db
+        .client
+        .execute("UPDATE odoo_sync.jobs SET run_after = now()", &[])
+        .await
+        .expect("due now");
+    let reports = env.batch_with(&mut resolver).await;
+    assert_eq!(
+        reports.iter().map(|r| r.state.as_str()).collect::<Vec<_>>(),
+        ["done"],
+        "{reports:?}"
+    );
+    let (status, odoo_id) = env.status(order).await;
+    assert_eq!(status.as_deref(), Some("SYNCED"));
+    let odoo_id = i64::from(odoo_id.expect("linked"));
+    let read = env
+        .odoo
+        .read("purchase.order", &[odoo_id], &["partner_id"])
+        .await
+        .expect("order");
+    assert_eq!(read[0]["partner_id"][0].as_i64(), Some(survivor));
+    let mapped: i32 = env
+        .db
+        .client
+        .query_one(
+            "SELECT odoo_partner_id FROM odoo_sync.partner_map WHERE local_supplier_id = 'V-MERGE'",
+            &[],
+        )
+        .await
+        .expect("map")
+        .get(0);
+    assert_eq!(i64::from(mapped), survivor);
     env.finish().await;
 }

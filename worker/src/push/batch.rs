@@ -32,7 +32,7 @@ use super::order_push::{
     pushed_snapshot, reprice_lines, text, writes_vendor, Amounts, LoadOrder, LoadShape, PushLine,
     PushOutcome, READ_BACK, XMLID_MODULE,
 };
-use super::resolve::{Resolver, Wanted};
+use super::resolve::{absent_ids, Resolver, Wanted};
 use super::status_action::StatusAction;
 use super::PushError;
 use crate::odoo::money::money;
@@ -179,6 +179,114 @@ fn prepare(doc: &Value) -> Result<Prepared, PushError> {
 /// per document, in order. A failure of one order never fails another, except errors that hit
 /// a whole call (Odoo unreachable, database down), which fail every order of that call.
 pub async fn push_orders(
+    pg: &Client,
+    odoo: &OdooClient,
+    resolver: &mut Resolver,
+    docs: &[Value],
+    options: BatchOptions,
+) -> Vec<Result<PushOutcome, PushError>> {
+    let mut results = push_resolved(pg, odoo, resolver, docs, options).await;
+    recheck_references(odoo, resolver, docs, &mut results).await;
+    results
+}
+
+/// Odoo refuses an order naming a vendor or product it no longer has: one a DBA merged into
+/// another contact, or deleted, after this worker resolved it (the resolver keeps what it
+/// found for a while). Such a refusal is the resolution's fault, not the order's: for the
+/// orders Odoo refused, the vendors and products they name are looked up (one `search` per
+/// kind, only when an order was refused), the missing ones forgotten, and those orders
+/// retried, so that their next attempt resolves them again (see `resolve`).
+async fn recheck_references(
+    odoo: &OdooClient,
+    resolver: &mut Resolver,
+    docs: &[Value],
+    results: &mut [Result<PushOutcome, PushError>],
+) {
+    let refused: Vec<usize> = (0..results.len())
+        .filter(|i| matches!(&results[*i], Err(PushError::Odoo(e)) if e.is_permanent()))
+        .collect();
+    if refused.is_empty() {
+        return;
+    }
+    let empty = Vec::new();
+    let refs: Vec<Named> = refused
+        .iter()
+        .map(|&index| {
+            let doc = &docs[index];
+            Named {
+                index,
+                partner: text(&doc["order"]["supplier_id"])
+                    .and_then(|k| resolver.cached_partner(&k).map(|id| (k, id))),
+                products: doc["items"]
+                    .as_array()
+                    .unwrap_or(&empty)
+                    .iter()
+                    .filter_map(|it| text(&it["product_id"]))
+                    .filter_map(|k| resolver.cached_product(&k).map(|id| (k, id)))
+                    .collect(),
+            }
+        })
+        .collect();
+    let partner_ids = refs
+        .iter()
+        .filter_map(|r| r.partner.as_ref().map(|p| p.1))
+        .collect();
+    let product_ids = refs
+        .iter()
+        .flat_map(|r| r.products.iter().map(|p| p.1))
+        .collect();
+    // A lookup that fails changes nothing: the orders keep the error Odoo gave.
+    let (Ok(gone_partners), Ok(gone_products)) = (
+        absent_ids(odoo, "res.partner", partner_ids).await,
+        absent_ids(odoo, "product.product", product_ids).await,
+    ) else {
+        return;
+    };
+    if gone_partners.is_empty() && gone_products.is_empty() {
+        return;
+    }
+    resolver.forget(&gone_partners, &gone_products);
+    for Named {
+        index: i,
+        partner,
+        products,
+    } in refs
+    {
+        let mut gone: Vec<String> = partner
+            .filter(|(_, id)| gone_partners.contains(id))
+            .map(|(k, id)| format!("res.partner {id} (supplier '{k}')"))
+            .into_iter()
+            .collect();
+        gone.extend(
+            products
+                .into_iter()
+                .filter(|(_, id)| gone_products.contains(id))
+                .map(|(k, id)| format!("product.product {id} (product '{k}')")),
+        );
+        if gone.is_empty() {
+            continue;
+        }
+        let refusal = match &results[i] {
+            Err(e) => e.to_string(),
+            Ok(_) => continue,
+        };
+        results[i] = Err(PushError::StaleReference(format!(
+            "Odoo no longer has {} (merged into another record, or deleted): resolving again on \
+             the next attempt. Odoo said: {refusal}",
+            gone.join(", ")
+        )));
+    }
+}
+
+/// The vendor and products a refused order names, as (local value, Odoo id) pairs.
+struct Named {
+    index: usize,
+    partner: Option<(String, i64)>,
+    products: Vec<(String, i64)>,
+}
+
+/// [`push_orders`] with the references as the resolver has them.
+async fn push_resolved(
     pg: &Client,
     odoo: &OdooClient,
     resolver: &mut Resolver,

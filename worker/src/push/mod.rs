@@ -28,6 +28,11 @@ pub enum PushError {
     /// The order document is not what the extension promises (permanent).
     #[error("bad order document: {0}")]
     Document(String),
+    /// Odoo refused the order, which names a vendor or product Odoo no longer has (merged into
+    /// another record, deleted) since it was resolved: the next attempt resolves it again
+    /// (transient).
+    #[error("{0}")]
+    StaleReference(String),
     /// The database (transient).
     #[error("database: {}", crate::queue::describe_pg(.0))]
     Db(#[from] tokio_postgres::Error),
@@ -48,7 +53,7 @@ impl PushError {
                     || e.is_missing("purchase.order")
             }
             PushError::Unresolved(_) | PushError::Document(_) => false,
-            PushError::Db(_) | PushError::DbShared(_) => true,
+            PushError::StaleReference(_) | PushError::Db(_) | PushError::DbShared(_) => true,
         }
     }
 
@@ -63,6 +68,7 @@ impl PushError {
             PushError::Odoo(e) => e.kind(),
             PushError::Unresolved(_) => "unresolved_reference",
             PushError::Document(_) => "bad_document",
+            PushError::StaleReference(_) => "stale_reference",
             PushError::Db(_) | PushError::DbShared(_) => "database",
         }
     }
@@ -73,6 +79,7 @@ impl PushError {
             PushError::Odoo(e) => PushError::Odoo(e.clone()),
             PushError::Unresolved(m) => PushError::Unresolved(m.clone()),
             PushError::Document(m) => PushError::Document(m.clone()),
+            PushError::StaleReference(m) => PushError::StaleReference(m.clone()),
             PushError::Db(e) => PushError::DbShared(e.to_string()),
             PushError::DbShared(m) => PushError::DbShared(m.clone()),
         }

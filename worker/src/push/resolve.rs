@@ -14,7 +14,7 @@
 //! `cache_status` ([`CacheStatus`]). A learned resolution the worker cannot store is kept in
 //! memory and the push goes on; a map table it cannot read fails the resolution.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use tokio_postgres::Client;
 
@@ -205,6 +205,13 @@ impl Resolver {
         self.products.get(product_id).copied()
     }
 
+    /// Forgets the in-process resolutions to these `res.partner` and `product.product` ids: the
+    /// next lookup of their local values reads the map tables, and checks them, again.
+    pub fn forget(&mut self, partners: &HashSet<i64>, products: &HashSet<i64>) {
+        self.partners.retain(|_, id| !partners.contains(id));
+        self.products.retain(|_, id| !products.contains(id));
+    }
+
     /// Number of references held in the in-process cache.
     pub fn cached_len(&self) -> usize {
         self.partners.len() + self.products.len()
@@ -295,11 +302,11 @@ async fn first_ids_by(
 
 /// The ids among `ids` that no record of `model` has, archived records included (Odoo still
 /// takes an archived vendor or product on an order).
-async fn absent_ids(
+pub async fn absent_ids(
     odoo: &OdooClient,
     model: &str,
     mut ids: Vec<i64>,
-) -> Result<std::collections::HashSet<i64>, PushError> {
+) -> Result<HashSet<i64>, PushError> {
     ids.sort_unstable();
     ids.dedup();
     if ids.is_empty() {
@@ -326,7 +333,7 @@ async fn resolve_many(
     wanted: &[Wanted],
 ) -> Result<HashMap<String, String>, PushError> {
     let mut missing: Vec<&Wanted> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = HashSet::new();
     for w in wanted {
         let hit = cache.contains_key(&w.key);
         crate::metrics::global().cache_lookup(hit);
