@@ -816,6 +816,16 @@ async fn deleting_purchase_records_already_deleted_is_a_missing_error() {
         )
         .await;
     assert_rpc_error(&env, 0, "odoo.exceptions.MissingError", &missing);
+    // `[3, id]` on a one2many whose inverse is required deletes the line too.
+    let env = o
+        .err(
+            "purchase.order",
+            "write",
+            json!([[po], {"order_line": [[1, kept, {"product_qty": 5}], [3, gone, 0]]}]),
+            json!({}),
+        )
+        .await;
+    assert_rpc_error(&env, 0, "odoo.exceptions.MissingError", &missing);
     assert_eq!(
         o.read1("purchase.order.line", kept, &["product_qty"]).await["product_qty"],
         1.0

@@ -401,6 +401,22 @@ async fn poison_orders_in_a_batch_fail_alone() {
             && m.contains(&format!("'{ghost}'"))),
         "{shown:?}"
     );
+    // Its retry resolves the product again, finds it nowhere, and says so.
+    env.db
+        .client
+        .execute("UPDATE odoo_sync.jobs SET run_after = now()", &[])
+        .await
+        .expect("due now");
+    let retried = env.batch(20, 1).await;
+    assert_eq!(retried.len(), 1, "{retried:?}");
+    assert_eq!(retried[0].state, "dead", "{retried:?}");
+    let error = retried[0].error.clone().unwrap_or_default();
+    assert!(
+        error.contains(&format!(
+            "product 'GHOST' not found in Odoo (tried product_map['GHOST'] = {ghost}, which Odoo no longer has"
+        )),
+        "{error}"
+    );
     let origins = env.orders_by_origin().await;
     assert!(!origins.contains_key("PO-50") && !origins.contains_key("PO-60"));
     assert_eq!(origins.len(), 9);

@@ -546,6 +546,8 @@ mod tests {
         )
         .is_permanent());
         assert!(server("some.Unknown", None, "m").is_permanent());
+        assert!(server("some.Unknown", Some(503), "m").is_transient());
+        assert!(server("some.Unknown", Some(409), "m").is_transient());
     }
 
     #[test]
@@ -567,8 +569,6 @@ mod tests {
         assert!(!order.is_missing("purchase.order.line"));
         let user_error = server("odoo.exceptions.UserError", None, "purchase.order.line(7,)");
         assert!(!user_error.is_missing("purchase.order.line"));
-        assert!(server("some.Unknown", Some(503), "m").is_transient());
-        assert!(server("some.Unknown", Some(409), "m").is_transient());
     }
 
     #[test]

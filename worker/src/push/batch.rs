@@ -190,12 +190,13 @@ pub async fn push_orders(
     results
 }
 
-/// Odoo refuses an order naming a vendor or product it no longer has: one a DBA merged into
-/// another contact, or deleted, after this worker resolved it (the resolver keeps what it
+/// Odoo refuses an order naming a vendor or product it no longer has: one an Odoo user merged
+/// into another contact, or deleted, after this worker resolved it (the resolver keeps what it
 /// found for a while). Such a refusal is the resolution's fault, not the order's: for the
-/// orders Odoo refused, the vendors and products they name are looked up (one `search` per
-/// kind, only when an order was refused), the missing ones forgotten, and those orders
-/// retried, so that their next attempt resolves them again (see `resolve`).
+/// orders Odoo refused in a way a missing record can cause ([`may_name_a_lost_reference`]),
+/// the vendors and products they name are looked up (one `search` per kind, only then), the
+/// missing ones forgotten, and those orders retried, so that their next attempt resolves them
+/// again (see `resolve`).
 async fn recheck_references(
     odoo: &OdooClient,
     resolver: &mut Resolver,
@@ -203,7 +204,7 @@ async fn recheck_references(
     results: &mut [Result<PushOutcome, PushError>],
 ) {
     let refused: Vec<usize> = (0..results.len())
-        .filter(|i| matches!(&results[*i], Err(PushError::Odoo(e)) if e.is_permanent()))
+        .filter(|i| matches!(&results[*i], Err(PushError::Odoo(e)) if may_name_a_lost_reference(e)))
         .collect();
     if refused.is_empty() {
         return;
@@ -278,6 +279,46 @@ async fn recheck_references(
     }
 }
 
+/// Resolves the vendors and products of the orders pushed by id at once: each of those pushes
+/// then finds them in the resolver, instead of reading the map tables (and checking them in
+/// Odoo) line by line. What this cannot resolve, each push reports itself.
+async fn resolve_linked_references(
+    pg: &Client,
+    odoo: &OdooClient,
+    resolver: &mut Resolver,
+    docs: &[Value],
+) {
+    let linked: Vec<Prepared> = docs
+        .iter()
+        .filter(|d| needs_linked_push(d))
+        .filter_map(|d| prepare(d).ok())
+        .collect();
+    if linked.is_empty() {
+        return;
+    }
+    let suppliers: Vec<Wanted> = linked.iter().map(|p| p.supplier.clone()).collect();
+    let products: Vec<Wanted> = linked
+        .iter()
+        .flat_map(|p| p.items.iter().map(|it| it.product.clone()))
+        .collect();
+    if let Err(e) = resolver.partners_many(pg, odoo, &suppliers).await {
+        tracing::debug!(error = %e, "vendors of linked orders not resolved ahead");
+    }
+    if let Err(e) = resolver.products_many(pg, odoo, &products).await {
+        tracing::debug!(error = %e, "products of linked orders not resolved ahead");
+    }
+}
+
+/// Whether Odoo's refusal may come from a vendor or product it no longer has: a refused
+/// `load` (its message for a missing record is "No matching record found for database id"),
+/// or a `MissingError` about one. A refused button or a business rule is about the order.
+fn may_name_a_lost_reference(e: &OdooError) -> bool {
+    match e {
+        OdooError::Rejected { call, .. } => call.ends_with(".load"),
+        _ => e.is_missing("res.partner") || e.is_missing("product.product"),
+    }
+}
+
 /// The vendor and products a refused order names, as (local value, Odoo id) pairs.
 struct Named {
     index: usize,
@@ -298,6 +339,7 @@ async fn push_resolved(
         docs.iter().map(|_| None).collect();
     let mut live: Vec<(usize, Prepared)> = Vec::new();
     let mut deleted: Vec<usize> = Vec::new();
+    resolve_linked_references(pg, odoo, resolver, docs).await;
     for (i, doc) in docs.iter().enumerate() {
         if needs_linked_push(doc) {
             results[i] = Some(push_linked(pg, odoo, resolver, doc).await);

@@ -44,7 +44,7 @@ pub enum PushError {
 impl PushError {
     /// Whether a later attempt may succeed. An order or line Odoo no longer has is one the push
     /// read moments before: an Odoo user deleted it in between. The next attempt reads the order
-    /// again and pushes against what Odoo then holds (or finds the order gone).
+    /// again and pushes against what Odoo then holds.
     pub fn is_transient(&self) -> bool {
         match self {
             PushError::Odoo(e) => {

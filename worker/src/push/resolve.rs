@@ -473,26 +473,49 @@ async fn resolve_many(
             .map(|l| i32::try_from(l.1).unwrap_or(i32::MAX))
             .collect();
         let sources: Vec<&str> = learned.iter().map(|l| l.2).collect();
-        let stale_ids: Vec<i32> = stale
-            .values()
-            .filter_map(|id| i32::try_from(*id).ok())
-            .collect();
         let stored = pg
             .execute(
                 &format!(
                     "INSERT INTO odoo_sync.{table} ({key}, {id}, source) \
                  SELECT k, i, s FROM unnest($1::text[], $2::int[], $3::text[]) AS u(k, i, s) \
-                 WHERE i < 2147483647 ON CONFLICT ({key}) DO UPDATE \
-                 SET {id} = EXCLUDED.{id}, source = EXCLUDED.source, learned_at = pg_catalog.now() \
-                 WHERE odoo_sync.{table}.source <> 'manual' \
-                   AND odoo_sync.{table}.{id} = ANY($4::int[])",
+                 WHERE i < 2147483647 ON CONFLICT ({key}) DO NOTHING",
                     table = kind.table,
                     key = kind.key_col,
                     id = kind.id_col
                 ),
-                &[&keys, &ids, &sources, &stale_ids],
+                &[&keys, &ids, &sources],
             )
             .await;
+        // A stale learned row is replaced, unless another worker replaced it first or a DBA
+        // took it over meanwhile (a separate UPDATE: the INSERT needs no UPDATE privilege).
+        let stored = match stored {
+            Ok(_) if learned.iter().any(|l| stale.contains_key(&l.0)) => {
+                let old: Vec<i32> = learned
+                    .iter()
+                    .map(|l| {
+                        stale
+                            .get(&l.0)
+                            .and_then(|id| i32::try_from(*id).ok())
+                            .unwrap_or(0)
+                    })
+                    .collect();
+                pg.execute(
+                    &format!(
+                        "UPDATE odoo_sync.{table} m SET {id} = u.i, source = u.s, \
+                         learned_at = pg_catalog.now() \
+                         FROM unnest($1::text[], $2::int[], $3::text[], $4::int[]) AS u(k, i, s, old) \
+                         WHERE m.{key} = u.k AND m.{id} = u.old AND m.source <> 'manual' \
+                           AND u.i < 2147483647",
+                        table = kind.table,
+                        key = kind.key_col,
+                        id = kind.id_col
+                    ),
+                    &[&keys, &ids, &sources, &old],
+                )
+                .await
+            }
+            other => other,
+        };
         health.store_failed = stored.is_err();
         if let Err(e) = stored {
             tracing::warn!(table = kind.table, error = %crate::queue::describe_pg(&e),
