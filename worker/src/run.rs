@@ -231,7 +231,7 @@ pub async fn run_batch_with(
             // so a push never overwrites an Odoo change nobody has seen.
             let changed = changed_in_odoo(pg, odoo, &docs).await;
             let mut docs = docs;
-            let mut diverted: Vec<(usize, serde_json::Value, serde_json::Value)> = Vec::new();
+            let mut diverted: Vec<(usize, InOdoo, serde_json::Value)> = Vec::new();
             for (n, d) in docs.iter_mut().enumerate() {
                 if let Ok(doc) = d {
                     if let Some(remote) = doc["odoo_id"].as_i64().and_then(|id| changed.get(&id)) {
@@ -367,7 +367,7 @@ async fn changed_in_odoo(
     pg: &Client,
     odoo: &OdooClient,
     docs: &[Result<serde_json::Value, PushError>],
-) -> std::collections::HashMap<i64, serde_json::Value> {
+) -> std::collections::HashMap<i64, InOdoo> {
     let known: std::collections::HashMap<i64, String> = docs
         .iter()
         .filter_map(|d| d.as_ref().ok())
@@ -386,6 +386,15 @@ async fn changed_in_odoo(
     let Ok(rows) = odoo.read("purchase.order", &ids, &["write_date"]).await else {
         return Default::default();
     };
+    // `read` answers a deleted id with nothing (and one hidden by record rules with an
+    // AccessError for the whole call, which lands above: pushed as it is).
+    let read: std::collections::HashSet<i64> =
+        rows.iter().filter_map(|r| r.get("id")?.as_i64()).collect();
+    let mut found: std::collections::HashMap<i64, InOdoo> = ids
+        .iter()
+        .filter(|id| !read.contains(id))
+        .map(|id| (*id, InOdoo::Deleted(*id)))
+        .collect();
     let moved: Vec<i64> = rows
         .iter()
         .filter_map(|r| {
@@ -397,18 +406,19 @@ async fn changed_in_odoo(
         })
         .collect();
     if moved.is_empty() {
-        return Default::default();
+        return found;
     }
     match crate::pull::remote::fetch(pg, odoo, &moved).await {
-        Ok(remote) => remote
-            .into_iter()
-            .filter_map(|d| Some((d["odoo_id"].as_i64()?, d)))
-            .collect(),
+        Ok(remote) => found.extend(
+            remote
+                .into_iter()
+                .filter_map(|d| Some((d["odoo_id"].as_i64()?, InOdoo::Changed(d)))),
+        ),
         Err(e) => {
             tracing::warn!(error = %e, "cannot read orders changed in Odoo; pushing them as they are");
-            Default::default()
         }
     }
+    found
 }
 
 /// True for the errors PostgreSQL gives one of two transactions it cannot both let through
@@ -438,12 +448,48 @@ enum Merged {
     Requeued(String),
 }
 
+/// What a batch finds of the Odoo order of a document it is about to push, when that is not
+/// the order as last synced.
+#[derive(Debug, Clone)]
+enum InOdoo {
+    /// Odoo changed it since: its current version, to merge first.
+    Changed(serde_json::Value),
+    /// Odoo no longer has it (`read` returns nothing for it).
+    Deleted(i64),
+}
+
 /// Merges Odoo's newer version into the order of a running push job, then hands the job back.
+/// An order deleted in Odoo is taken as the reconciliation takes it (`remote_deleted`: cancelled
+/// here and unlinked): pushing it as it was would `load` a new order without the vendor it
+/// leaves out when unchanged, which Odoo refuses.
 async fn merge_then_requeue(
     pg: &Client,
     job: &Job,
-    remote: &serde_json::Value,
+    remote: &InOdoo,
 ) -> Result<Merged, tokio_postgres::Error> {
+    let remote = match remote {
+        InOdoo::Changed(remote) => remote,
+        InOdoo::Deleted(odoo_id) => {
+            let odoo_id = i32::try_from(*odoo_id).unwrap_or(i32::MAX);
+            pg.execute("SELECT odoo_sync.remote_deleted($1)", &[&odoo_id])
+                .await?;
+            tracing::info!(
+                job_id = job.job_id,
+                odoo_id,
+                "order deleted in Odoo: cancelled here before pushing"
+            );
+            let row = pg
+                .query_one(
+                    "SELECT odoo_sync.requeue_job($1, $2)",
+                    &[&job.job_id, &job.attempt_token],
+                )
+                .await?;
+            let state: String = row.try_get(0)?;
+            return Ok(Merged::Requeued(format!(
+                "requeued ({state}) after finding the order deleted in Odoo"
+            )));
+        }
+    };
     let applied =
         crate::pull::remote::apply(pg, remote, false, Some((job.job_id, job.attempt_token)))
             .await?;

@@ -2405,6 +2405,77 @@ async fn an_order_deleted_in_odoo_is_cancelled_here_by_the_reconciliation() {
     env.finish().await;
 }
 
+/// An Odoo user deletes an order, and a local edit of it is pushed before the reconciliation
+/// notices: the push takes the deletion as the reconciliation does (cancelled here,
+/// unlinked), so both orders of events end alike. Pushed as it was, the order went to a
+/// `load` of a new order without its (unchanged, so left out) vendor: a dead letter about a
+/// missing vendor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_edit_of_an_order_deleted_in_odoo_ends_as_after_the_reconciliation() {
+    let env = setup("tw_deleted_edit").await;
+    let mut ends = Vec::new();
+    for (number, reconcile_first) in [("PO-DEL-R", true), ("PO-DEL-E", false)] {
+        let (id, odoo_id, _) = synced_order(&env, number).await;
+        env.odoo
+            .call_button("purchase.order", "button_cancel", &[odoo_id])
+            .await
+            .expect("cancel");
+        env.odoo
+            .unlink("purchase.order", &[odoo_id])
+            .await
+            .expect("unlink");
+        if reconcile_first {
+            env.sql("UPDATE odoo_sync.pull_cursor SET reconciled_at = now() - interval '1 hour'")
+                .await;
+            assert_eq!(env.poll().await.deleted, 1);
+        }
+        env.sql(&format!(
+            "UPDATE orders SET notes = 'edited after the deletion' WHERE id = {id}"
+        ))
+        .await;
+        env.drain().await;
+        let row = env
+            .db
+            .client
+            .query_one(
+                "SELECT status, sync_status FROM orders WHERE id = $1",
+                &[&id],
+            )
+            .await
+            .expect("order");
+        let odoo: Vec<String> = env
+            .odoo
+            .search_read(
+                "purchase.order",
+                &Domain::eq("origin", number),
+                &["state"],
+                0,
+                None,
+                None,
+            )
+            .await
+            .expect("Odoo orders")
+            .iter()
+            .map(|o| o["state"].as_str().unwrap_or_default().to_string())
+            .collect();
+        ends.push((
+            row.get::<_, Option<String>>(0),
+            row.get::<_, Option<String>>(1),
+            odoo,
+        ));
+    }
+    let dead: i64 = env.one("SELECT count(*) FROM odoo_sync.dead_letters").await;
+    assert_eq!(dead, 0);
+    assert!(env.open_conflicts().await.is_empty());
+    assert_eq!(
+        ends[0], ends[1],
+        "reconciled first, then edited: {:?}",
+        ends[0]
+    );
+    assert_eq!(ends[1].0.as_deref(), Some("CANCELLED"), "{ends:?}");
+    env.finish().await;
+}
+
 /// An order that record rules hide from the API user (a company it lost access to) is missing
 /// from `search` without a word, but it is not deleted: the reconciliation asks `read`, which
 /// refuses it, and stops instead of cancelling the local order.
