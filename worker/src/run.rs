@@ -478,16 +478,7 @@ async fn merge_then_requeue(
                 odoo_id,
                 "order deleted in Odoo: cancelled here before pushing"
             );
-            let row = pg
-                .query_one(
-                    "SELECT odoo_sync.requeue_job($1, $2)",
-                    &[&job.job_id, &job.attempt_token],
-                )
-                .await?;
-            let state: String = row.try_get(0)?;
-            return Ok(Merged::Requeued(format!(
-                "requeued ({state}) after finding the order deleted in Odoo"
-            )));
+            return requeue(pg, job, "after finding the order deleted in Odoo").await;
         }
     };
     let applied =
@@ -499,6 +490,11 @@ async fn merge_then_requeue(
         });
     }
     tracing::info!(job_id = job.job_id, outcome = %applied.outcome, "order changed in Odoo since the last sync: merged before pushing");
+    requeue(pg, job, "after merging Odoo changes").await
+}
+
+/// Hands a running push job back to the queue (`requeue_job`), saying `why` in its state.
+async fn requeue(pg: &Client, job: &Job, why: &str) -> Result<Merged, tokio_postgres::Error> {
     let row = pg
         .query_one(
             "SELECT odoo_sync.requeue_job($1, $2)",
@@ -506,9 +502,7 @@ async fn merge_then_requeue(
         )
         .await?;
     let state: String = row.try_get(0)?;
-    Ok(Merged::Requeued(format!(
-        "requeued ({state}) after merging Odoo changes"
-    )))
+    Ok(Merged::Requeued(format!("requeued ({state}) {why}")))
 }
 
 async fn push_job(
