@@ -368,14 +368,16 @@ async fn changed_in_odoo(
     odoo: &OdooClient,
     docs: &[Result<serde_json::Value, PushError>],
 ) -> std::collections::HashMap<i64, InOdoo> {
-    let known: std::collections::HashMap<i64, String> = docs
+    // Every linked order, for whether Odoo still has it; the write_date where the last sync
+    // stored one (orders linked by hand at track_orders have none yet).
+    let known: std::collections::HashMap<i64, Option<String>> = docs
         .iter()
         .filter_map(|d| d.as_ref().ok())
         .filter(|d| !d["deleted"].as_bool().unwrap_or(false))
         .filter_map(|d| {
             Some((
                 d["odoo_id"].as_i64()?,
-                d["odoo_write_date"].as_str()?.to_string(),
+                d["odoo_write_date"].as_str().map(str::to_string),
             ))
         })
         .collect();
@@ -393,7 +395,7 @@ async fn changed_in_odoo(
     let mut found: std::collections::HashMap<i64, InOdoo> = ids
         .iter()
         .filter(|id| !read.contains(id))
-        .map(|id| (*id, InOdoo::Deleted(*id)))
+        .filter_map(|id| Some((*id, InOdoo::Deleted(i32::try_from(*id).ok()?))))
         .collect();
     let moved: Vec<i64> = rows
         .iter()
@@ -402,7 +404,7 @@ async fn changed_in_odoo(
             let now = r.get("write_date")?.as_str()?;
             // Equal is ambiguous: write_date has one-second resolution, so an Odoo edit in the
             // second of our last sync looks unchanged; apply_remote compares the content.
-            (now >= known.get(&id)?.as_str()).then_some(id)
+            (now >= known.get(&id)?.as_deref()?).then_some(id)
         })
         .collect();
     if moved.is_empty() {
@@ -454,8 +456,8 @@ enum Merged {
 enum InOdoo {
     /// Odoo changed it since: its current version, to merge first.
     Changed(serde_json::Value),
-    /// Odoo no longer has it (`read` returns nothing for it).
-    Deleted(i64),
+    /// Odoo no longer has it (`read` returns nothing for its id, given here).
+    Deleted(i32),
 }
 
 /// Merges Odoo's newer version into the order of a running push job, then hands the job back.
@@ -470,8 +472,7 @@ async fn merge_then_requeue(
     let remote = match remote {
         InOdoo::Changed(remote) => remote,
         InOdoo::Deleted(odoo_id) => {
-            let odoo_id = i32::try_from(*odoo_id).unwrap_or(i32::MAX);
-            pg.execute("SELECT odoo_sync.remote_deleted($1)", &[&odoo_id])
+            pg.execute("SELECT odoo_sync.remote_deleted($1)", &[odoo_id])
                 .await?;
             tracing::info!(
                 job_id = job.job_id,
