@@ -388,15 +388,12 @@ async fn changed_in_odoo(
     let Ok(rows) = odoo.read("purchase.order", &ids, &["write_date"]).await else {
         return Default::default();
     };
-    // `read` answers a deleted id with nothing (and one hidden by record rules with an
-    // AccessError for the whole call, which lands above: pushed as it is).
-    let read: std::collections::HashSet<i64> =
-        rows.iter().filter_map(|r| r.get("id")?.as_i64()).collect();
-    let mut found: std::collections::HashMap<i64, InOdoo> = ids
-        .iter()
-        .filter(|id| !read.contains(id))
-        .filter_map(|id| Some((*id, InOdoo::Deleted(i32::try_from(*id).ok()?))))
-        .collect();
+    // A hidden order fails the whole read above (an AccessError): then all are pushed as they are.
+    let mut found: std::collections::HashMap<i64, InOdoo> =
+        crate::pull::poll::deleted_ids(&ids, &rows)
+            .into_iter()
+            .map(|id| (id, InOdoo::Deleted(id)))
+            .collect();
     let moved: Vec<i64> = rows
         .iter()
         .filter_map(|r| {
@@ -457,7 +454,7 @@ enum InOdoo {
     /// Odoo changed it since: its current version, to merge first.
     Changed(serde_json::Value),
     /// Odoo no longer has it (`read` returns nothing for its id, given here).
-    Deleted(i32),
+    Deleted(i64),
 }
 
 /// Merges Odoo's newer version into the order of a running push job, then hands the job back.
@@ -472,8 +469,7 @@ async fn merge_then_requeue(
     let remote = match remote {
         InOdoo::Changed(remote) => remote,
         InOdoo::Deleted(odoo_id) => {
-            pg.execute("SELECT odoo_sync.remote_deleted($1)", &[odoo_id])
-                .await?;
+            crate::pull::poll::cancel_deleted_locally(pg, *odoo_id).await?;
             tracing::info!(
                 job_id = job.job_id,
                 odoo_id,

@@ -395,8 +395,7 @@ pub async fn reconcile(pg: &Client, odoo: &OdooClient) -> Result<usize, PullErro
             Err(e) => return Err(e.into()),
         };
         for id in deleted_ids(&missing, &still_there) {
-            pg.execute("SELECT odoo_sync.remote_deleted($1)", &[&(id as i32)])
-                .await?;
+            cancel_deleted_locally(pg, id).await?;
             gone += 1;
         }
         if ids.len() < 1000 {
@@ -406,13 +405,29 @@ pub async fn reconcile(pg: &Client, odoo: &OdooClient) -> Result<usize, PullErro
     Ok(gone)
 }
 
-/// The ids of `missing` (not found by `search`) that `read` did not return either.
-fn deleted_ids(missing: &[i64], read: &[serde_json::Map<String, Value>]) -> Vec<i64> {
+/// Tells the database that Odoo no longer has order `odoo_id` (`remote_deleted`: the local
+/// order is cancelled and unlinked).
+pub(crate) async fn cancel_deleted_locally(
+    pg: &Client,
+    odoo_id: i64,
+) -> Result<(), tokio_postgres::Error> {
+    // Odoo ids are `integer` in the database; a larger one cannot be linked to anything.
+    let Ok(odoo_id) = i32::try_from(odoo_id) else {
+        return Ok(());
+    };
+    pg.execute("SELECT odoo_sync.remote_deleted($1)", &[&odoo_id])
+        .await?;
+    Ok(())
+}
+
+/// The ids of `asked` that `read` did not return: deleted (`read` answers a deleted id with
+/// nothing, and a hidden one with an AccessError for the whole call).
+pub(crate) fn deleted_ids(asked: &[i64], read: &[serde_json::Map<String, Value>]) -> Vec<i64> {
     let read: HashSet<i64> = read
         .iter()
         .filter_map(|r| r.get("id").and_then(Value::as_i64))
         .collect();
-    missing
+    asked
         .iter()
         .copied()
         .filter(|i| !read.contains(i))

@@ -209,23 +209,26 @@ async fn recheck_references(
     if refused.is_empty() {
         return;
     }
-    let empty = Vec::new();
+    // The references as a push takes them from the document (see `prepare`), with the ids the
+    // resolver gave them.
     let refs: Vec<Named> = refused
         .iter()
-        .map(|&index| {
-            let doc = &docs[index];
-            Named {
+        .filter_map(|&index| {
+            let p = prepare(&docs[index]).ok()?;
+            Some(Named {
                 index,
-                partner: text(&doc["order"]["supplier_id"])
-                    .and_then(|k| resolver.cached_partner(&k).map(|id| (k, id))),
-                products: doc["items"]
-                    .as_array()
-                    .unwrap_or(&empty)
+                partner: resolver
+                    .cached_partner(&p.supplier.key)
+                    .map(|id| (p.supplier.key.clone(), id)),
+                products: p
+                    .items
                     .iter()
-                    .filter_map(|it| text(&it["product_id"]))
-                    .filter_map(|k| resolver.cached_product(&k).map(|id| (k, id)))
+                    .filter_map(|it| {
+                        let id = resolver.cached_product(&it.product.key)?;
+                        Some((it.product.key.clone(), id))
+                    })
                     .collect(),
-            }
+            })
         })
         .collect();
     let partner_ids = refs
@@ -279,33 +282,30 @@ async fn recheck_references(
     }
 }
 
-/// Resolves the vendors and products of the orders pushed by id at once: each of those pushes
-/// then finds them in the resolver, instead of reading the map tables (and checking them in
-/// Odoo) line by line. What this cannot resolve, each push reports itself.
-async fn resolve_linked_references(
+/// Resolves the vendors and products of `docs` at once, so that the pushes that look them up
+/// one line at a time (orders pushed by id, a single order) find them in the resolver instead
+/// of reading the map tables, and checking them in Odoo, line by line. What this cannot
+/// resolve, each push reports itself.
+pub(crate) async fn resolve_ahead(
     pg: &Client,
     odoo: &OdooClient,
     resolver: &mut Resolver,
-    docs: &[Value],
+    docs: &[&Value],
 ) {
-    let linked: Vec<Prepared> = docs
-        .iter()
-        .filter(|d| needs_linked_push(d))
-        .filter_map(|d| prepare(d).ok())
-        .collect();
-    if linked.is_empty() {
+    let prepared: Vec<Prepared> = docs.iter().filter_map(|d| prepare(d).ok()).collect();
+    if prepared.is_empty() {
         return;
     }
-    let suppliers: Vec<Wanted> = linked.iter().map(|p| p.supplier.clone()).collect();
-    let products: Vec<Wanted> = linked
+    let suppliers: Vec<Wanted> = prepared.iter().map(|p| p.supplier.clone()).collect();
+    let products: Vec<Wanted> = prepared
         .iter()
         .flat_map(|p| p.items.iter().map(|it| it.product.clone()))
         .collect();
     if let Err(e) = resolver.partners_many(pg, odoo, &suppliers).await {
-        tracing::debug!(error = %e, "vendors of linked orders not resolved ahead");
+        tracing::debug!(error = %e, "vendors not resolved ahead");
     }
     if let Err(e) = resolver.products_many(pg, odoo, &products).await {
-        tracing::debug!(error = %e, "products of linked orders not resolved ahead");
+        tracing::debug!(error = %e, "products not resolved ahead");
     }
 }
 
@@ -339,7 +339,8 @@ async fn push_resolved(
         docs.iter().map(|_| None).collect();
     let mut live: Vec<(usize, Prepared)> = Vec::new();
     let mut deleted: Vec<usize> = Vec::new();
-    resolve_linked_references(pg, odoo, resolver, docs).await;
+    let linked: Vec<&Value> = docs.iter().filter(|d| needs_linked_push(d)).collect();
+    resolve_ahead(pg, odoo, resolver, &linked).await;
     for (i, doc) in docs.iter().enumerate() {
         if needs_linked_push(doc) {
             results[i] = Some(push_linked(pg, odoo, resolver, doc).await);

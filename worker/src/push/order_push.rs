@@ -557,6 +557,9 @@ pub async fn push_order(
     resolver: &mut Resolver,
     doc: &Value,
 ) -> Result<PushOutcome, PushError> {
+    if !doc["deleted"].as_bool().unwrap_or(false) && !doc["order"].is_null() {
+        super::batch::resolve_ahead(pg, odoo, resolver, &[doc]).await;
+    }
     if super::linked_push::needs_linked_push(doc) {
         return super::linked_push::push_linked(pg, odoo, resolver, doc).await;
     }

@@ -488,24 +488,25 @@ async fn resolve_many(
             .await;
         // A stale learned row is replaced, unless another worker replaced it first or a DBA
         // took it over meanwhile (a separate UPDATE: the INSERT needs no UPDATE privilege).
+        let replaced: Vec<(&str, i32, &str, i32)> = learned
+            .iter()
+            .filter_map(|(key, id, source)| {
+                let old = i32::try_from(*stale.get(key)?).ok()?;
+                Some((key.as_str(), i32::try_from(*id).ok()?, *source, old))
+            })
+            .collect();
         let stored = match stored {
-            Ok(_) if learned.iter().any(|l| stale.contains_key(&l.0)) => {
-                let old: Vec<i32> = learned
-                    .iter()
-                    .map(|l| {
-                        stale
-                            .get(&l.0)
-                            .and_then(|id| i32::try_from(*id).ok())
-                            .unwrap_or(0)
-                    })
-                    .collect();
+            Ok(_) if !replaced.is_empty() => {
+                let keys: Vec<&str> = replaced.iter().map(|r| r.0).collect();
+                let ids: Vec<i32> = replaced.iter().map(|r| r.1).collect();
+                let sources: Vec<&str> = replaced.iter().map(|r| r.2).collect();
+                let old: Vec<i32> = replaced.iter().map(|r| r.3).collect();
                 pg.execute(
                     &format!(
                         "UPDATE odoo_sync.{table} m SET {id} = u.i, source = u.s, \
                          learned_at = pg_catalog.now() \
                          FROM unnest($1::text[], $2::int[], $3::text[], $4::int[]) AS u(k, i, s, old) \
-                         WHERE m.{key} = u.k AND m.{id} = u.old AND m.source <> 'manual' \
-                           AND u.i < 2147483647",
+                         WHERE m.{key} = u.k AND m.{id} = u.old AND m.source <> 'manual'",
                         table = kind.table,
                         key = kind.key_col,
                         id = kind.id_col
