@@ -229,15 +229,19 @@ pub async fn run_batch_with(
             // Optimistic lock: an order Odoo changed since our last sync is merged first
             // (apply_remote, conflicts recorded as VERSION_CONFLICT) and pushed on the next claim,
             // so a push never overwrites an Odoo change nobody has seen.
-            let changed = changed_in_odoo(pg, odoo, &docs).await;
+            let read = changed_in_odoo(pg, odoo, &docs).await;
             let mut docs = docs;
             let mut diverted: Vec<(usize, InOdoo, serde_json::Value)> = Vec::new();
             for (n, d) in docs.iter_mut().enumerate() {
-                if let Ok(doc) = d {
-                    if let Some(remote) = doc["odoo_id"].as_i64().and_then(|id| changed.get(&id)) {
-                        diverted.push((n, remote.clone(), doc.clone()));
-                        *d = Err(PushError::Document("diverted".into()));
-                    }
+                let Ok(doc) = d else { continue };
+                let Some(odoo_id) = doc["odoo_id"].as_i64() else {
+                    continue;
+                };
+                if let Some(e) = read.unreadable.get(&odoo_id) {
+                    *d = Err(e.duplicate());
+                } else if let Some(remote) = read.found.get(&odoo_id) {
+                    diverted.push((n, remote.clone(), doc.clone()));
+                    *d = Err(PushError::Document("diverted".into()));
                 }
             }
             // Each merge is a transaction of its own, on one order: spread over the main
@@ -361,13 +365,14 @@ pub async fn run_batch_with(
 }
 
 /// The Odoo orders among `docs` whose `write_date` moved past (or equals: one-second
-/// resolution) the one stored at our last sync, as apply_remote documents. One `read` for the batch (none when no order is linked);
-/// when Odoo cannot be asked, nothing is diverted (the push itself will fail the same way).
+/// resolution) the one stored at our last sync, as apply_remote documents; those Odoo no longer
+/// has; and those it would not let us read. One `read` for the batch (none when no order is
+/// linked), split where Odoo refuses it (see [`read_write_dates`]).
 async fn changed_in_odoo(
     pg: &Client,
     odoo: &OdooClient,
     docs: &[Result<serde_json::Value, PushError>],
-) -> std::collections::HashMap<i64, InOdoo> {
+) -> PrePushRead {
     // Every linked order, for whether Odoo still has it; the write_date where the last sync
     // stored one (orders linked by hand at track_orders have none yet).
     let known: std::collections::HashMap<i64, Option<String>> = docs
@@ -385,15 +390,19 @@ async fn changed_in_odoo(
         return Default::default();
     }
     let ids: Vec<i64> = known.keys().copied().collect();
-    let Ok(rows) = odoo.read("purchase.order", &ids, &["write_date"]).await else {
-        return Default::default();
-    };
-    // A hidden order fails the whole read above (an AccessError): then all are pushed as they are.
-    let mut found: std::collections::HashMap<i64, InOdoo> =
-        crate::pull::poll::deleted_ids(&ids, &rows)
+    let (rows, unreadable) = read_write_dates(odoo, &ids).await;
+    let asked: Vec<i64> = ids
+        .iter()
+        .copied()
+        .filter(|id| !unreadable.contains_key(id))
+        .collect();
+    let mut read = PrePushRead {
+        found: crate::pull::poll::deleted_ids(&asked, &rows)
             .into_iter()
             .map(|id| (id, InOdoo::Deleted(id)))
-            .collect();
+            .collect(),
+        unreadable,
+    };
     let moved: Vec<i64> = rows
         .iter()
         .filter_map(|r| {
@@ -405,19 +414,70 @@ async fn changed_in_odoo(
         })
         .collect();
     if moved.is_empty() {
-        return found;
+        return read;
     }
     match crate::pull::remote::fetch(pg, odoo, &moved).await {
-        Ok(remote) => found.extend(
+        Ok(remote) => read.found.extend(
             remote
                 .into_iter()
                 .filter_map(|d| Some((d["odoo_id"].as_i64()?, InOdoo::Changed(d)))),
         ),
         Err(e) => {
-            tracing::warn!(error = %e, "cannot read orders changed in Odoo; pushing them as they are");
+            // Not pushed blind: each waits for its next attempt, as a failed push would.
+            tracing::warn!(error = %e, "cannot read orders changed in Odoo; trying them again later");
+            let e = Arc::new(match e {
+                crate::pull::PullError::Odoo(o) => PushError::Odoo(o),
+                crate::pull::PullError::Db(d) => PushError::Db(d),
+                other => PushError::Document(format!(
+                    "cannot use Odoo's answer for an order changed there since the last sync: {other}"
+                )),
+            });
+            read.unreadable
+                .extend(moved.into_iter().map(|id| (id, e.clone())));
         }
     }
-    found
+    read
+}
+
+/// The `write_date` of Odoo orders `ids`, and the ids Odoo would not let us read, each with
+/// its error. A `read` fails whole for one record it refuses (a record rule hiding an order of
+/// a company the API user lost, a `MissingError` raised by an override): such a refusal is
+/// split in halves until it names single orders, so the others are still checked (about two
+/// calls per halving for one refused order among 200). A failure that is not Odoo refusing the
+/// records (network, timeout, credentials) holds every order of the call: pushing them without
+/// the check could overwrite an Odoo change nobody has seen.
+async fn read_write_dates(
+    odoo: &OdooClient,
+    ids: &[i64],
+) -> (
+    Vec<serde_json::Map<String, serde_json::Value>>,
+    std::collections::HashMap<i64, Arc<PushError>>,
+) {
+    let mut rows = Vec::new();
+    let mut refused = std::collections::HashMap::new();
+    let mut pending: Vec<&[i64]> = vec![ids];
+    while let Some(part) = pending.pop() {
+        match odoo.read("purchase.order", part, &["write_date"]).await {
+            Ok(read) => rows.extend(read),
+            Err(e) if part.len() > 1 && refuses_records(&e) => {
+                let (a, b) = part.split_at(part.len() / 2);
+                pending.push(a);
+                pending.push(b);
+            }
+            Err(e) => {
+                let e = Arc::new(PushError::Odoo(e));
+                refused.extend(part.iter().map(|id| (*id, e.clone())));
+            }
+        }
+    }
+    (rows, refused)
+}
+
+/// Whether Odoo answered a call by refusing some of its records (or its size), which a call on
+/// fewer records may not meet: an exception it raised that a retry would meet again.
+fn refuses_records(e: &crate::odoo::OdooError) -> bool {
+    use crate::odoo::OdooError;
+    matches!(e, OdooError::Server(_) | OdooError::ResponseTooLarge { .. }) && e.is_permanent()
 }
 
 /// True for the errors PostgreSQL gives one of two transactions it cannot both let through
@@ -455,6 +515,16 @@ enum InOdoo {
     Changed(serde_json::Value),
     /// Odoo no longer has it (`read` returns nothing for its id, given here).
     Deleted(i64),
+}
+
+/// What a batch found of the Odoo orders of the documents it is about to push: by Odoo id,
+/// those not as last synced, and those Odoo would not let us read (hidden by a record rule,
+/// unreachable, ...), with the error their push fails with, as the write would: tried again
+/// when the error is transient.
+#[derive(Default)]
+struct PrePushRead {
+    found: std::collections::HashMap<i64, InOdoo>,
+    unreadable: std::collections::HashMap<i64, Arc<PushError>>,
 }
 
 /// Merges Odoo's newer version into the order of a running push job, then hands the job back.

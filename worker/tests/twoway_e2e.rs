@@ -2504,6 +2504,15 @@ async fn a_local_edit_of_an_order_deleted_in_odoo_ends_as_after_the_reconciliati
     env.finish().await;
 }
 
+/// Makes record rules hide Odoo orders `hidden` (and only those) from the API user.
+fn hide_orders(env: &Env, hidden: &[i64]) {
+    let mut world = env.sim.sim.world.lock().unwrap_or_else(|p| p.into_inner());
+    for user in world.users.iter_mut().filter(|u| u.login == "admin") {
+        user.hidden
+            .insert("purchase.order".into(), hidden.iter().copied().collect());
+    }
+}
+
 /// An order that record rules hide from the API user (a company it lost access to) is missing
 /// from `search` without a word, but it is not deleted: the reconciliation asks `read`, which
 /// refuses it, and stops instead of cancelling the local order.
@@ -2511,13 +2520,7 @@ async fn a_local_edit_of_an_order_deleted_in_odoo_ends_as_after_the_reconciliati
 async fn an_order_hidden_by_record_rules_is_not_taken_as_deleted() {
     let env = setup("tw_reconcile_hidden").await;
     let (id, odoo_id, _) = synced_order(&env, "PO-H").await;
-    let hide = |hidden: &[i64]| {
-        let mut world = env.sim.sim.world.lock().unwrap_or_else(|p| p.into_inner());
-        for user in world.users.iter_mut().filter(|u| u.login == "admin") {
-            user.hidden
-                .insert("purchase.order".into(), hidden.iter().copied().collect());
-        }
-    };
+    let hide = |hidden: &[i64]| hide_orders(&env, hidden);
     hide(&[odoo_id]);
     env.sql("UPDATE odoo_sync.pull_cursor SET reconciled_at = now() - interval '1 hour'")
         .await;
@@ -2544,6 +2547,73 @@ async fn an_order_hidden_by_record_rules_is_not_taken_as_deleted() {
     hide(&[]);
     let report = env.poll().await;
     assert_eq!(report.deleted, 0, "{report:?}");
+    env.finish().await;
+}
+
+/// One order hidden from the API user fails Odoo's `read` of the whole batch before a push. The
+/// other orders are still checked for Odoo changes (a changed one is merged, not overwritten);
+/// the hidden one goes to the dead letters with Odoo's refusal, and pushes once access is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_hidden_in_a_batch_does_not_skip_the_others_checks() {
+    let env = setup("tw_push_hidden").await;
+    let mut orders = Vec::new();
+    for n in 0..4 {
+        orders.push(synced_order(&env, &format!("PO-HB{n}")).await);
+    }
+    let hide = |hidden: &[i64]| hide_orders(&env, hidden);
+    let (changed, changed_odoo, changed_lines) = &orders[0];
+    let (hidden, hidden_odoo, _) = &orders[3];
+    env.write_line(
+        changed_lines[0],
+        json!({"product_qty": 9, "price_unit": 10.0}),
+    )
+    .await;
+    hide(&[*hidden_odoo]);
+    for (id, _, _) in &orders {
+        env.sql(&format!(
+            "UPDATE order_items SET quantity = 6 WHERE id = (SELECT min(id) FROM order_items WHERE order_id = {id})"
+        ))
+        .await;
+    }
+    env.drain().await;
+
+    // The order changed in Odoo: merged first, Odoo's 9 kept, the conflict recorded.
+    assert_eq!(env.odoo_lines(*changed_odoo).await[0].1, d("9"));
+    let conflicts = env.open_conflicts().await;
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].1, "VERSION_CONFLICT");
+    let order: i64 = env
+        .one(&format!(
+            "SELECT local_order_id::bigint FROM odoo_sync.pending_conflicts WHERE conflict_id::text = '{}'",
+            conflicts[0].0
+        ))
+        .await;
+    assert_eq!(order, *changed);
+    // The others pushed.
+    for (id, _, _) in &orders[1..3] {
+        env.assert_equal(*id).await;
+    }
+    // The hidden one: a dead letter naming Odoo's refusal, nothing written to it.
+    let (job, error): (i64, String) = {
+        let row = env
+            .db
+            .client
+            .query_one(
+                "SELECT job_id, error_message FROM odoo_sync.dead_letters WHERE local_order_id = $1",
+                &[&hidden.to_string()],
+            )
+            .await
+            .expect("the hidden order's job is dead");
+        (row.get(0), row.get(1))
+    };
+    assert!(error.contains("AccessError"), "{error}");
+    assert!(error.contains("purchase.order.read"), "{error}");
+    hide(&[]);
+    assert_eq!(env.odoo_lines(*hidden_odoo).await[0].1, d("2"));
+    env.sql(&format!("SELECT odoo_sync.retry_job({job})")).await;
+    env.drain().await;
+    env.assert_equal(*hidden).await;
+    assert_eq!(env.odoo_lines(*hidden_odoo).await[0].1, d("6"));
     env.finish().await;
 }
 
