@@ -419,7 +419,10 @@ BEGIN
     IF j.kind = 'push' THEN
         SELECT * INTO st FROM @extschema@.order_state s
         WHERE s.tracking_id = j.tracking_id AND s.order_key = j.order_key FOR UPDATE;
-        IF v_odoo_id IS NULL AND NOT st.deleted THEN
+        -- Without an Odoo id: the tombstone of an order that never reached Odoo, or an order
+        -- Odoo deleted that stays so (operation DELETE, see order_state.odoo_deleted_id).
+        IF v_odoo_id IS NULL AND NOT st.deleted
+           AND NOT (st.odoo_id IS NULL AND st.odoo_deleted_id IS NOT NULL AND v_result ->> 'operation' = 'DELETE') THEN
             RAISE EXCEPTION 'result.odoo_order_id is required for a push'
                 USING ERRCODE = '22023', HINT = 'Pass the id of the Odoo purchase.order the order was written to.';
         END IF;
@@ -511,6 +514,7 @@ BEGIN
         UPDATE @extschema@.order_state s
         SET version = GREATEST(s.version, v_version),
             odoo_id = COALESCE(v_odoo_id, s.odoo_id),
+            odoo_deleted_id = CASE WHEN v_odoo_id IS NULL THEN s.odoo_deleted_id END,
             odoo_name = COALESCE(v_result ->> 'odoo_name', s.odoo_name),
             synced_version = v_version,
             last_synced_at = now(),
@@ -722,6 +726,8 @@ BEGIN
         -- An earlier push was noted and not acknowledged: it may have written to Odoo, even an
         -- order this one creates.
         'attempted', st.attempt_snapshot IS NOT NULL,
+        -- The Odoo order an Odoo user deleted (see order_state.odoo_deleted_id).
+        'deleted_in_odoo', st.odoo_deleted_id,
         -- {"html": ...} to write into Odoo's notes; absent (NULL) to leave them alone.
         'odoo_notes', CASE WHEN p_order ? 'notes' THEN @extschema@._notes_to_write(p_order ->> 'notes', st.base_snapshot) END,
         -- Odoo's datetime for every line's date_planned; absent (NULL) to leave Odoo's dates alone.

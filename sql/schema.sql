@@ -69,6 +69,11 @@ CREATE TABLE @extschema@.order_state (
     -- completion or a pull's read. A read of Odoo that began earlier, with the same one-second
     -- write_date, may predate that version: apply_remote takes it as stale.
     odoo_seen_at    timestamptz,
+    -- The Odoo order this order was linked to until an Odoo user deleted it (remote_deleted
+    -- cancelled it here and unlinked it): while the order stays CANCELLED, its pushes write
+    -- nothing to Odoo rather than create it there again; a push that links an Odoo order
+    -- again (the order reopened) clears it.
+    odoo_deleted_id integer,
     PRIMARY KEY (tracking_id, order_key)
 ) WITH (fillfactor = 80);
 CREATE INDEX order_state_odoo_id ON @extschema@.order_state (odoo_id) WHERE odoo_id IS NOT NULL;

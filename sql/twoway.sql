@@ -1192,9 +1192,10 @@ BEGIN
 END
 $$;
 
--- An Odoo order linked here no longer exists in Odoo (found by the reconciliation). The local
--- order is cancelled (Odoo only deletes cancelled orders) and unlinked, so a later push
--- creates it again only if someone reopens it.
+-- An Odoo order linked here no longer exists in Odoo (found by the reconciliation, or by a
+-- push about to write it). The local order is cancelled (Odoo only deletes cancelled orders)
+-- and unlinked, and the deleted id kept in odoo_deleted_id: while the order stays cancelled,
+-- its pushes write nothing to Odoo; reopened, it is created there again.
 CREATE FUNCTION @extschema@.remote_deleted(odoo_order_id integer) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -1202,26 +1203,30 @@ AS $$
 DECLARE
     st @extschema@.order_state;
     t @extschema@.tracked_tables;
+    v_orders jsonb := '[]';
 BEGIN
     PERFORM @extschema@._require_read_committed('remote_deleted');
-    SELECT * INTO st FROM @extschema@.order_state s WHERE s.odoo_id = odoo_order_id LIMIT 1;
-    IF NOT FOUND THEN
-        RETURN jsonb_build_object('outcome', 'unlinked');
-    END IF;
-    SELECT * INTO t FROM @extschema@.tracked_tables tt WHERE tt.id = st.tracking_id;
-    PERFORM @extschema@._lock_order(st.tracking_id, st.order_key);
-    IF t.mapping -> 'orders' ? 'status' AND NOT st.deleted THEN
-        PERFORM @extschema@._write_back(st.tracking_id, st.order_key, '{"status": "CANCELLED"}');
-    END IF;
-    UPDATE @extschema@.order_state s
-    SET odoo_id = NULL, odoo_name = NULL, odoo_state = NULL, odoo_write_date = NULL, odoo_seen_at = NULL, odoo_locked = false,
-        base_snapshot = NULL, link = 'xmlid'
-    WHERE s.tracking_id = st.tracking_id AND s.order_key = st.order_key;
-    DELETE FROM @extschema@.line_links WHERE tracking_id = st.tracking_id AND order_key = st.order_key;
-    PERFORM @extschema@._write_back(st.tracking_id, st.order_key, jsonb_build_object('odoo_order_id', NULL));
-    PERFORM @extschema@._event('ORDER_UPDATED_FROM_ODOO', st.tracking_id, st.order_key,
-        jsonb_build_object('odoo_order_id', odoo_order_id, 'deleted_in_odoo', true));
-    RETURN jsonb_build_object('outcome', 'cancelled', 'tracking_id', st.tracking_id, 'order_key', st.order_key);
+    -- Every local order linked to it: orders linked by hand (track_orders over an
+    -- odoo_order_id column) may share one Odoo id.
+    FOR st IN SELECT * FROM @extschema@.order_state s WHERE s.odoo_id = odoo_order_id
+              ORDER BY s.tracking_id, s.order_key LOOP
+        SELECT * INTO t FROM @extschema@.tracked_tables tt WHERE tt.id = st.tracking_id;
+        PERFORM @extschema@._lock_order(st.tracking_id, st.order_key);
+        IF t.mapping -> 'orders' ? 'status' AND NOT st.deleted THEN
+            PERFORM @extschema@._write_back(st.tracking_id, st.order_key, '{"status": "CANCELLED"}');
+        END IF;
+        UPDATE @extschema@.order_state s
+        SET odoo_id = NULL, odoo_name = NULL, odoo_state = NULL, odoo_write_date = NULL, odoo_seen_at = NULL, odoo_locked = false,
+            base_snapshot = NULL, link = 'xmlid', odoo_deleted_id = odoo_order_id
+        WHERE s.tracking_id = st.tracking_id AND s.order_key = st.order_key;
+        DELETE FROM @extschema@.line_links WHERE tracking_id = st.tracking_id AND order_key = st.order_key;
+        PERFORM @extschema@._write_back(st.tracking_id, st.order_key, jsonb_build_object('odoo_order_id', NULL));
+        PERFORM @extschema@._event('ORDER_UPDATED_FROM_ODOO', st.tracking_id, st.order_key,
+            jsonb_build_object('odoo_order_id', odoo_order_id, 'deleted_in_odoo', true));
+        v_orders := v_orders || jsonb_build_object('tracking_id', st.tracking_id, 'order_key', st.order_key);
+    END LOOP;
+    RETURN jsonb_build_object('outcome', CASE WHEN jsonb_array_length(v_orders) = 0 THEN 'unlinked' ELSE 'cancelled' END,
+                              'orders', v_orders);
 END
 $$;
 

@@ -9,7 +9,8 @@ ALTER TABLE @extschema@.order_state
     ADD COLUMN odoo_locked     boolean NOT NULL DEFAULT false,
     ADD COLUMN link            text NOT NULL DEFAULT 'xmlid' CHECK (link IN ('xmlid', 'dbid')),
     ADD COLUMN attempt_snapshot jsonb,
-    ADD COLUMN odoo_seen_at    timestamptz;
+    ADD COLUMN odoo_seen_at    timestamptz,
+    ADD COLUMN odoo_deleted_id integer;
 CREATE INDEX order_state_odoo_id ON @extschema@.order_state (odoo_id) WHERE odoo_id IS NOT NULL;
 
 CREATE TABLE @extschema@.line_links (

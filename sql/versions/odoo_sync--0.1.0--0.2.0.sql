@@ -11,7 +11,8 @@ ALTER TABLE @extschema@.order_state
     ADD COLUMN odoo_locked     boolean NOT NULL DEFAULT false,
     ADD COLUMN link            text NOT NULL DEFAULT 'xmlid' CHECK (link IN ('xmlid', 'dbid')),
     ADD COLUMN attempt_snapshot jsonb,
-    ADD COLUMN odoo_seen_at    timestamptz;
+    ADD COLUMN odoo_seen_at    timestamptz,
+    ADD COLUMN odoo_deleted_id integer;
 CREATE INDEX order_state_odoo_id ON @extschema@.order_state (odoo_id) WHERE odoo_id IS NOT NULL;
 
 CREATE TABLE @extschema@.line_links (
@@ -804,7 +805,10 @@ BEGIN
     IF j.kind = 'push' THEN
         SELECT * INTO st FROM @extschema@.order_state s
         WHERE s.tracking_id = j.tracking_id AND s.order_key = j.order_key FOR UPDATE;
-        IF v_odoo_id IS NULL AND NOT st.deleted THEN
+        -- Without an Odoo id: the tombstone of an order that never reached Odoo, or an order
+        -- Odoo deleted that stays so (operation DELETE, see order_state.odoo_deleted_id).
+        IF v_odoo_id IS NULL AND NOT st.deleted
+           AND NOT (st.odoo_id IS NULL AND st.odoo_deleted_id IS NOT NULL AND v_result ->> 'operation' = 'DELETE') THEN
             RAISE EXCEPTION 'result.odoo_order_id is required for a push'
                 USING ERRCODE = '22023', HINT = 'Pass the id of the Odoo purchase.order the order was written to.';
         END IF;
@@ -896,6 +900,7 @@ BEGIN
         UPDATE @extschema@.order_state s
         SET version = GREATEST(s.version, v_version),
             odoo_id = COALESCE(v_odoo_id, s.odoo_id),
+            odoo_deleted_id = CASE WHEN v_odoo_id IS NULL THEN s.odoo_deleted_id END,
             odoo_name = COALESCE(v_result ->> 'odoo_name', s.odoo_name),
             synced_version = v_version,
             last_synced_at = now(),
@@ -1075,6 +1080,8 @@ BEGIN
         -- An earlier push was noted and not acknowledged: it may have written to Odoo, even an
         -- order this one creates.
         'attempted', st.attempt_snapshot IS NOT NULL,
+        -- The Odoo order an Odoo user deleted (see order_state.odoo_deleted_id).
+        'deleted_in_odoo', st.odoo_deleted_id,
         -- {"html": ...} to write into Odoo's notes; absent (NULL) to leave them alone.
         'odoo_notes', CASE WHEN p_order ? 'notes' THEN @extschema@._notes_to_write(p_order ->> 'notes', st.base_snapshot) END,
         -- Odoo's datetime for every line's date_planned; absent (NULL) to leave Odoo's dates alone.
@@ -2647,26 +2654,30 @@ AS $$
 DECLARE
     st @extschema@.order_state;
     t @extschema@.tracked_tables;
+    v_orders jsonb := '[]';
 BEGIN
     PERFORM @extschema@._require_read_committed('remote_deleted');
-    SELECT * INTO st FROM @extschema@.order_state s WHERE s.odoo_id = odoo_order_id LIMIT 1;
-    IF NOT FOUND THEN
-        RETURN jsonb_build_object('outcome', 'unlinked');
-    END IF;
-    SELECT * INTO t FROM @extschema@.tracked_tables tt WHERE tt.id = st.tracking_id;
-    PERFORM @extschema@._lock_order(st.tracking_id, st.order_key);
-    IF t.mapping -> 'orders' ? 'status' AND NOT st.deleted THEN
-        PERFORM @extschema@._write_back(st.tracking_id, st.order_key, '{"status": "CANCELLED"}');
-    END IF;
-    UPDATE @extschema@.order_state s
-    SET odoo_id = NULL, odoo_name = NULL, odoo_state = NULL, odoo_write_date = NULL, odoo_seen_at = NULL, odoo_locked = false,
-        base_snapshot = NULL, link = 'xmlid'
-    WHERE s.tracking_id = st.tracking_id AND s.order_key = st.order_key;
-    DELETE FROM @extschema@.line_links WHERE tracking_id = st.tracking_id AND order_key = st.order_key;
-    PERFORM @extschema@._write_back(st.tracking_id, st.order_key, jsonb_build_object('odoo_order_id', NULL));
-    PERFORM @extschema@._event('ORDER_UPDATED_FROM_ODOO', st.tracking_id, st.order_key,
-        jsonb_build_object('odoo_order_id', odoo_order_id, 'deleted_in_odoo', true));
-    RETURN jsonb_build_object('outcome', 'cancelled', 'tracking_id', st.tracking_id, 'order_key', st.order_key);
+    -- Every local order linked to it: orders linked by hand (track_orders over an
+    -- odoo_order_id column) may share one Odoo id.
+    FOR st IN SELECT * FROM @extschema@.order_state s WHERE s.odoo_id = odoo_order_id
+              ORDER BY s.tracking_id, s.order_key LOOP
+        SELECT * INTO t FROM @extschema@.tracked_tables tt WHERE tt.id = st.tracking_id;
+        PERFORM @extschema@._lock_order(st.tracking_id, st.order_key);
+        IF t.mapping -> 'orders' ? 'status' AND NOT st.deleted THEN
+            PERFORM @extschema@._write_back(st.tracking_id, st.order_key, '{"status": "CANCELLED"}');
+        END IF;
+        UPDATE @extschema@.order_state s
+        SET odoo_id = NULL, odoo_name = NULL, odoo_state = NULL, odoo_write_date = NULL, odoo_seen_at = NULL, odoo_locked = false,
+            base_snapshot = NULL, link = 'xmlid', odoo_deleted_id = odoo_order_id
+        WHERE s.tracking_id = st.tracking_id AND s.order_key = st.order_key;
+        DELETE FROM @extschema@.line_links WHERE tracking_id = st.tracking_id AND order_key = st.order_key;
+        PERFORM @extschema@._write_back(st.tracking_id, st.order_key, jsonb_build_object('odoo_order_id', NULL));
+        PERFORM @extschema@._event('ORDER_UPDATED_FROM_ODOO', st.tracking_id, st.order_key,
+            jsonb_build_object('odoo_order_id', odoo_order_id, 'deleted_in_odoo', true));
+        v_orders := v_orders || jsonb_build_object('tracking_id', st.tracking_id, 'order_key', st.order_key);
+    END LOOP;
+    RETURN jsonb_build_object('outcome', CASE WHEN jsonb_array_length(v_orders) = 0 THEN 'unlinked' ELSE 'cancelled' END,
+                              'orders', v_orders);
 END
 $$;
 

@@ -20,7 +20,7 @@
 //! `odoo_sync.notes_text` (of the local value, of Odoo's HTML), so verify and the merge agree
 //! on what "equal" means. Odoo orders that carry our external id but belong to no local
 //! order are counted too. A deleted local order must be cancelled in Odoo (or never have
-//! reached it).
+//! reached it); a cancelled one whose Odoo order an Odoo user deleted is equal without one.
 //!
 //! Reading is paged: 200 local orders per page, about ten Odoo calls per page.
 
@@ -692,11 +692,24 @@ fn compare(
         findings: Vec::new(),
     };
     let Some(primary) = primary else {
-        if !report.deleted {
-            let message = match o.odoo_id {
-                Some(id) => format!("not in Odoo: the linked Odoo order {id} does not exist"),
-                None if o.pending => "not in Odoo yet: its push is still queued".into(),
-                None => format!("not in Odoo: never pushed (sync status {})", o.sync_status),
+        // An order an Odoo user deleted is cancelled here: as it should be (see
+        // `stays_deleted_in_odoo`).
+        let deleted_in_odoo = doc["deleted_in_odoo"].as_i64();
+        let left_deleted =
+            deleted_in_odoo.is_some() && doc["order"]["status"].as_str() == Some("CANCELLED");
+        if !report.deleted && !left_deleted {
+            let message = match (o.odoo_id, deleted_in_odoo) {
+                (Some(id), _) => {
+                    format!("not in Odoo: the linked Odoo order {id} does not exist")
+                }
+                (None, _) if o.pending => "not in Odoo yet: its push is still queued".into(),
+                (None, Some(deleted)) => format!(
+                    "not in Odoo: an Odoo user deleted its Odoo order {deleted} (sync status {})",
+                    o.sync_status
+                ),
+                (None, None) => {
+                    format!("not in Odoo: never pushed (sync status {})", o.sync_status)
+                }
             };
             findings.push(Finding {
                 kind: Kind::Missing,

@@ -2375,10 +2375,19 @@ async fn a_pull_interrupted_midway_loses_no_odoo_change() {
     env.finish().await;
 }
 
+/// Also every local order linked to it: two orders linked by hand to one Odoo order (an
+/// `odoo_order_id` column filled by the application before `track_orders`) are both cancelled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_deleted_in_odoo_is_cancelled_here_by_the_reconciliation() {
     let env = setup("tw_reconcile").await;
     let (id, odoo_id, _) = synced_order(&env, "PO-X").await;
+    let (twin, _, _) = synced_order(&env, "PO-X2").await;
+    env.sql(&format!(
+        "UPDATE orders SET odoo_order_id = {odoo_id} WHERE id = {twin};
+         SELECT odoo_sync.untrack_orders('orders');
+         SELECT odoo_sync.track_orders('orders', 'order_items');"
+    ))
+    .await;
     env.odoo
         .call_button("purchase.order", "button_cancel", &[odoo_id])
         .await
@@ -2391,26 +2400,34 @@ async fn an_order_deleted_in_odoo_is_cancelled_here_by_the_reconciliation() {
         .await;
     let report = env.poll().await;
     assert_eq!(report.deleted, 1, "{report:?}");
-    let r = env
-        .db
-        .client
-        .query_one(
-            "SELECT status, odoo_order_id FROM orders WHERE id = $1",
-            &[&id],
-        )
-        .await
-        .expect("order");
-    assert_eq!(r.get::<_, String>(0), "CANCELLED");
-    assert_eq!(r.get::<_, Option<i32>>(1), None);
+    for order in [id, twin] {
+        let r = env
+            .db
+            .client
+            .query_one(
+                "SELECT status, odoo_order_id FROM orders WHERE id = $1",
+                &[&order],
+            )
+            .await
+            .expect("order");
+        assert_eq!(r.get::<_, String>(0), "CANCELLED", "order {order}");
+        assert_eq!(r.get::<_, Option<i32>>(1), None, "order {order}");
+    }
+    let marked: i64 = env
+        .one(&format!(
+            "SELECT count(*) FROM odoo_sync.order_state WHERE odoo_deleted_id = {odoo_id} AND odoo_id IS NULL"
+        ))
+        .await;
+    assert_eq!(marked, 2);
     env.finish().await;
 }
 
-/// An Odoo user deletes an order, and a local edit of it is pushed before the reconciliation
-/// notices: the push takes the deletion as the reconciliation does (cancelled here,
-/// unlinked), so both orders of events end alike, for orders created here and for orders
+/// An Odoo user deletes an order, and the order is edited here, before or after the
+/// reconciliation notices: the push takes the deletion as the reconciliation does (cancelled
+/// here, unlinked), so both orders of events end alike, for orders created here and for orders
 /// linked by hand (`track_orders` over an `odoo_order_id` column, no `write_date` stored yet).
-/// Pushed as it was, the order went to a `load` of a new order without its (unchanged, so
-/// left out) vendor: a dead letter about a missing vendor.
+/// The edit is kept here and nothing comes back in Odoo while the order stays cancelled;
+/// `verify` finds them equal. Reopened (DRAFT), the order is created in Odoo again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_local_edit_of_an_order_deleted_in_odoo_ends_as_after_the_reconciliation() {
     let env = setup("tw_deleted_edit").await;
@@ -2481,8 +2498,6 @@ async fn a_local_edit_of_an_order_deleted_in_odoo_ends_as_after_the_reconciliati
     let dead: i64 = env.one("SELECT count(*) FROM odoo_sync.dead_letters").await;
     assert_eq!(dead, 0, "{ends:?}");
     assert!(env.open_conflicts().await.is_empty());
-    // What the reconciliation's path has always done: cancelled here, the edit kept, and the
-    // order written to Odoo again, cancelled (a new Odoo order).
     for end in &ends {
         assert_eq!(
             (
@@ -2495,12 +2510,48 @@ async fn a_local_edit_of_an_order_deleted_in_odoo_ends_as_after_the_reconciliati
                 Some("CANCELLED"),
                 Some("SYNCED"),
                 Some("edited after the deletion"),
-                vec!["cancel".to_string()]
+                Vec::<String>::new()
             ),
             "{}: {end:?}",
             end.0
         );
     }
+    let report = odoo_sync_worker::verify::verify(&env.worker, &env.odoo)
+        .await
+        .expect("verify");
+    assert_eq!(report.summary.differing, 0, "{report:?}");
+    let left: String = env
+        .one(
+            "SELECT warnings[1] FROM odoo_sync.sync_log \
+             WHERE success AND operation = 'DELETE' ORDER BY id DESC LIMIT 1",
+        )
+        .await;
+    assert!(left.contains("set its status to DRAFT"), "{left}");
+
+    // Reopened: created in Odoo again, as a draft, and linked.
+    env.sql("UPDATE orders SET status = 'DRAFT' WHERE order_number LIKE 'PO-DEL-%'")
+        .await;
+    env.drain().await;
+    for number in ["PO-DEL-T", "PO-DEL-R", "PO-DEL-E"] {
+        let id: i64 = env
+            .one(&format!(
+                "SELECT id FROM orders WHERE order_number = '{number}'"
+            ))
+            .await;
+        let odoo_id = env.odoo_id(id).await;
+        let state = env
+            .odoo
+            .read("purchase.order", &[odoo_id], &["state", "origin"])
+            .await
+            .expect("read");
+        assert_eq!(state[0]["state"], "draft", "{number}");
+        assert_eq!(state[0]["origin"], number);
+        env.assert_equal(id).await;
+    }
+    let deleted_marks: i64 = env
+        .one("SELECT count(*) FROM odoo_sync.order_state WHERE odoo_deleted_id IS NOT NULL")
+        .await;
+    assert_eq!(deleted_marks, 0);
     env.finish().await;
 }
 

@@ -27,10 +27,10 @@ use tokio_postgres::Client;
 
 use super::linked_push::{needs_linked_push, push_linked};
 use super::order_push::{
-    base_discount, canonical_snapshot, date_planned_to_write, decimal, goods_lines,
+    base_discount, canonical_snapshot, date_planned_to_write, decimal, goods_lines, left_deleted,
     line_xmlid_name, maps_notes, may_exist, notes_to_write, order_xmlid_name, push_order,
-    pushed_snapshot, reprice_lines, text, writes_vendor, Amounts, LoadOrder, LoadShape, PushLine,
-    PushOutcome, READ_BACK, XMLID_MODULE,
+    pushed_snapshot, reprice_lines, stays_deleted_in_odoo, text, writes_vendor, Amounts, LoadOrder,
+    LoadShape, PushLine, PushOutcome, READ_BACK, XMLID_MODULE,
 };
 use super::resolve::{absent_ids, Resolver, Wanted};
 use super::status_action::StatusAction;
@@ -342,7 +342,9 @@ async fn push_resolved(
     let linked: Vec<&Value> = docs.iter().filter(|d| needs_linked_push(d)).collect();
     resolve_ahead(pg, odoo, resolver, &linked).await;
     for (i, doc) in docs.iter().enumerate() {
-        if needs_linked_push(doc) {
+        if stays_deleted_in_odoo(doc) {
+            results[i] = Some(Ok(left_deleted(doc)));
+        } else if needs_linked_push(doc) {
             results[i] = Some(push_linked(pg, odoo, resolver, doc).await);
         } else if doc["deleted"].as_bool().unwrap_or(false) || doc["order"].is_null() {
             deleted.push(i);

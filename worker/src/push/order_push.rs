@@ -293,6 +293,40 @@ pub(crate) fn may_exist(doc: &Value) -> bool {
     doc["odoo_id"].as_i64().is_some() || doc["attempted"].as_bool() == Some(true)
 }
 
+/// Whether a push of `doc` leaves its order as an Odoo user left it, deleted: Odoo deleted the
+/// order's Odoo order (`remote_deleted` cancelled it here and unlinked it, noting the id in
+/// `deleted_in_odoo`) and the order is still `CANCELLED`. Pushed, it would become a new,
+/// cancelled Odoo order, bringing back what the Odoo user deleted. Set back to another status
+/// (reopened), it is created again. An earlier push noted and not acknowledged may have
+/// created it already: then it is pushed, to cancel that one.
+pub(crate) fn stays_deleted_in_odoo(doc: &Value) -> bool {
+    doc["deleted_in_odoo"].as_i64().is_some()
+        && !may_exist(doc)
+        && !doc["deleted"].as_bool().unwrap_or(false)
+        && doc["order"]["status"].as_str() == Some("CANCELLED")
+}
+
+/// The outcome of a push that [`stays_deleted_in_odoo`]: nothing written, the order's Odoo
+/// side stays deleted (`DELETE` without an Odoo id, as for an order deleted here before it
+/// reached Odoo).
+pub(crate) fn left_deleted(doc: &Value) -> PushOutcome {
+    let deleted = doc["deleted_in_odoo"].as_i64().unwrap_or_default();
+    PushOutcome {
+        odoo_order_id: None,
+        odoo_name: None,
+        operation: "DELETE",
+        version: doc["version"].as_i64(),
+        snapshot: json!({"deleted_in_odoo": deleted}),
+        amounts: None,
+        duration_ms: 0,
+        warnings: vec![format!(
+            "nothing written to Odoo: an Odoo user deleted this order's Odoo order {deleted} and it is CANCELLED here; set its status to DRAFT to create it in Odoo again"
+        )],
+        odoo_state: None,
+        odoo_write_date: None,
+    }
+}
+
 /// Whether a push writes the vendor: when it creates the order, or when the vendor differs
 /// from the one of the last sync (the base). From Odoo 18 writing the vendor, even the same
 /// one, prices every line again from the vendor's price list at the end of the call, over the
@@ -557,6 +591,9 @@ pub async fn push_order(
     resolver: &mut Resolver,
     doc: &Value,
 ) -> Result<PushOutcome, PushError> {
+    if stays_deleted_in_odoo(doc) {
+        return Ok(left_deleted(doc));
+    }
     if !doc["deleted"].as_bool().unwrap_or(false) && !doc["order"].is_null() {
         super::batch::resolve_ahead(pg, odoo, resolver, &[doc]).await;
     }
