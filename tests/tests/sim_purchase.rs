@@ -576,6 +576,91 @@ async fn state_machine_and_its_user_errors() {
     );
 }
 
+/// The price-list entries of vendor `partner`, oldest first.
+async fn vendor_entries(o: &Odoo, partner: i64) -> Vec<Value> {
+    o.ok(
+        "product.supplierinfo",
+        "search_read",
+        json!([[["partner_id", "=", partner]]]),
+        json!({"fields": ["product_tmpl_id", "price", "min_qty", "sequence", "delay"], "order": "id"}),
+    )
+    .await
+    .as_array()
+    .cloned()
+    .unwrap_or_default()
+}
+
+/// `button_confirm` lists the order's vendor on each product it did not list yet
+/// (`_add_supplier_to_product`): at the line's price for a quantity of 1, after the product's
+/// other entries; a later line of that vendor and product without a price takes it.
+#[tokio::test]
+async fn confirming_an_order_adds_its_vendor_to_the_products_price_lists() {
+    for version in [16u8, 18, 19] {
+        let o = start_version(version).await;
+        let wood = o.find("res.partner", "ref", "V-WOOD").await;
+        let chair = o.find("product.product", "default_code", "FURN_0269").await;
+        let desk = o.find("product.product", "default_code", "FURN_8220").await;
+        assert_eq!(
+            vendor_entries(&o, wood).await.len(),
+            2,
+            "the seed's ({version})"
+        );
+        let po = o
+            .order(wood, &[(chair, 2.0, 130.0), (desk, 1.0, 470.0)])
+            .await;
+        o.ok("purchase.order", "button_confirm", json!([[po]]), json!({}))
+            .await;
+        let after = vendor_entries(&o, wood).await;
+        assert_eq!(
+            after.len(),
+            3,
+            "one for the chair only ({version}): {after:?}"
+        );
+        let chair_tmpl = o
+            .read1("product.product", chair, &["product_tmpl_id"])
+            .await["product_tmpl_id"][0]
+            .clone();
+        assert_eq!(after[2]["product_tmpl_id"][0], chair_tmpl, "({version})");
+        assert_eq!(after[2]["price"], 130.0, "({version})");
+        assert_eq!(after[2]["min_qty"], 1.0, "({version})");
+        assert_eq!(after[2]["delay"], 0, "({version})");
+
+        // Listed now: a new line of the chair from this vendor takes that price, and a second
+        // confirmation at another price adds nothing.
+        let po2 = o
+            .ok(
+                "purchase.order",
+                "create",
+                json!([{"partner_id": wood, "order_line": [[0, 0, {"product_id": chair, "product_qty": 3}]]}]),
+                json!({}),
+            )
+            .await;
+        let line = o
+            .read1("purchase.order", po2.as_i64().unwrap(), &["order_line"])
+            .await["order_line"][0]
+            .as_i64()
+            .unwrap();
+        let price =
+            o.read1("purchase.order.line", line, &["price_unit"]).await["price_unit"].clone();
+        assert_eq!(price, 130.0, "({version})");
+        o.ok(
+            "purchase.order.line",
+            "write",
+            json!([[line], {"price_unit": 99}]),
+            json!({}),
+        )
+        .await;
+        o.ok(
+            "purchase.order",
+            "button_confirm",
+            json!([[po2]]),
+            json!({}),
+        )
+        .await;
+        assert_eq!(vendor_entries(&o, wood).await.len(), 3, "({version})");
+    }
+}
+
 #[tokio::test]
 async fn two_step_approval_needs_a_manager() {
     let mut seed = Seed::default_data();

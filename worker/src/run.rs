@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, Client};
 
-use crate::odoo::{OdooClient, WriteFence};
+use crate::odoo::{OdooClient, OdooError, WriteFence};
 use crate::pull::jobs::{import_job, pull_job};
 use crate::pull::poll::{poll_once, PollSettings};
 use crate::pull::PullError;
@@ -416,7 +416,11 @@ async fn changed_in_odoo(
     if moved.is_empty() {
         return read;
     }
-    match crate::pull::remote::fetch(pg, odoo, &moved).await {
+    let mut fetched = crate::pull::remote::fetch(pg, odoo, &moved).await;
+    if matches!(&fetched, Err(crate::pull::PullError::Odoo(e)) if passes_at_once(e)) {
+        fetched = crate::pull::remote::fetch(pg, odoo, &moved).await;
+    }
+    match fetched {
         Ok(remote) => read.found.extend(
             remote
                 .into_iter()
@@ -444,7 +448,8 @@ async fn changed_in_odoo(
 /// a company the API user lost, a `MissingError` raised by an override): such a refusal is
 /// split in halves until it names single orders, so the others are still checked (about two
 /// calls per halving for one refused order among 200). A failure that is not Odoo refusing the
-/// records (network, timeout, credentials) holds every order of the call: pushing them without
+/// records (network, credentials) holds every order of the call, after one more try when it
+/// may pass at once (a dropped connection, not a timeout or a rate limit): pushing them without
 /// the check could overwrite an Odoo change nobody has seen.
 async fn read_write_dates(
     odoo: &OdooClient,
@@ -455,15 +460,16 @@ async fn read_write_dates(
 ) {
     let mut rows = Vec::new();
     let mut refused = std::collections::HashMap::new();
-    let mut pending: Vec<&[i64]> = vec![ids];
-    while let Some(part) = pending.pop() {
+    let mut pending: Vec<(&[i64], bool)> = vec![(ids, false)];
+    while let Some((part, tried_again)) = pending.pop() {
         match odoo.read("purchase.order", part, &["write_date"]).await {
             Ok(read) => rows.extend(read),
             Err(e) if part.len() > 1 && refuses_records(&e) => {
                 let (a, b) = part.split_at(part.len() / 2);
-                pending.push(a);
-                pending.push(b);
+                pending.push((a, false));
+                pending.push((b, false));
             }
+            Err(e) if !tried_again && passes_at_once(&e) => pending.push((part, true)),
             Err(e) => {
                 let e = Arc::new(PushError::Odoo(e));
                 refused.extend(part.iter().map(|id| (*id, e.clone())));
@@ -475,9 +481,14 @@ async fn read_write_dates(
 
 /// Whether Odoo answered a call by refusing some of its records (or its size), which a call on
 /// fewer records may not meet: an exception it raised that a retry would meet again.
-fn refuses_records(e: &crate::odoo::OdooError) -> bool {
-    use crate::odoo::OdooError;
+fn refuses_records(e: &OdooError) -> bool {
     matches!(e, OdooError::Server(_) | OdooError::ResponseTooLarge { .. }) && e.is_permanent()
+}
+
+/// Whether a read that failed may pass when sent again right away: a transient failure that
+/// neither took the whole timeout nor came with a wait asked for (`Retry-After`).
+fn passes_at_once(e: &OdooError) -> bool {
+    e.is_transient() && !matches!(e, OdooError::Timeout { .. }) && e.retry_after().is_none()
 }
 
 /// True for the errors PostgreSQL gives one of two transactions it cannot both let through

@@ -4,7 +4,7 @@
 use super::errors::{OdooError, OdooResult};
 use super::orm::Env;
 use super::schema::po_states;
-use super::value::{round_money, Record, Val};
+use super::value::{dec_to_json, round_money, Record, Val};
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
@@ -641,6 +641,7 @@ impl<'a> Env<'a> {
                     if !matches!(state.str(), Some("draft" | "sent")) {
                         continue;
                     }
+                    self.add_supplier_to_product(id)?;
                     if self.approval_allowed(id) {
                         self.approve(id);
                     } else {
@@ -709,6 +710,87 @@ impl<'a> Env<'a> {
             }
             _ => Ok(None),
         }
+    }
+
+    /// Odoo's `_add_supplier_to_product`, which `button_confirm` runs before approval (also for
+    /// an order left `to approve`): the order's vendor (its company, for a contact) becomes a
+    /// vendor of each line's product that does not list it yet and lists at most 10 vendors,
+    /// at the line's price (and, from 17, its discount) for a quantity of 1, behind the
+    /// product's other vendors. Later lines of that vendor and product take their price from
+    /// it. Created whatever the user's rights (`sudo`).
+    fn add_supplier_to_product(&mut self, order: i64) -> OdooResult<()> {
+        let Some(partner) = self.get("purchase.order", order, "partner_id").ref_id() else {
+            return Ok(());
+        };
+        let company = self
+            .get("res.partner", partner, "parent_id")
+            .ref_id()
+            .unwrap_or(partner);
+        // 16 looks for the company alone among the vendors; later versions for either.
+        let vendors: Vec<i64> = if self.schema.version >= 17 {
+            vec![company, partner]
+        } else {
+            vec![company]
+        };
+        let currency = self.get("purchase.order", order, "currency_id");
+        let lines = self
+            .get("purchase.order", order, "order_line")
+            .ids()
+            .to_vec();
+        for line in lines {
+            let Some(product) = self.get("purchase.order.line", line, "product_id").ref_id() else {
+                continue;
+            };
+            let tmpl = self.get("product.product", product, "product_tmpl_id");
+            let sellers: Vec<(i64, Option<i64>)> = self
+                .txn
+                .store()
+                .tables
+                .get("product.supplierinfo")
+                .map(|t| {
+                    t.rows
+                        .values()
+                        .filter(|r| r.get("product_tmpl_id") == Some(&tmpl))
+                        .map(|r| {
+                            (
+                                r.get("sequence")
+                                    .map(Val::num)
+                                    .unwrap_or_default()
+                                    .to_i64()
+                                    .unwrap_or(0),
+                                r.get("partner_id").and_then(Val::ref_id),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let listed = sellers
+                .iter()
+                .any(|(_, p)| p.is_some_and(|p| vendors.contains(&p)));
+            if listed || sellers.len() > 10 {
+                continue;
+            }
+            let sequence = sellers.iter().map(|(s, _)| *s).max().map_or(1, |m| m + 1);
+            let mut vals = serde_json::Map::new();
+            vals.insert("partner_id".into(), json!(company));
+            vals.insert("product_tmpl_id".into(), json!(tmpl.ref_id()));
+            vals.insert("sequence".into(), json!(sequence));
+            vals.insert("min_qty".into(), json!(1.0));
+            vals.insert(
+                "price".into(),
+                dec_to_json(self.get("purchase.order.line", line, "price_unit").num()),
+            );
+            vals.insert("currency_id".into(), json!(currency.ref_id()));
+            vals.insert("delay".into(), json!(0));
+            if self.schema.version >= 17 {
+                vals.insert(
+                    "discount".into(),
+                    dec_to_json(self.get("purchase.order.line", line, "discount").num()),
+                );
+            }
+            self.create_one("product.supplierinfo", &vals)?;
+        }
+        Ok(())
     }
 
     fn approve(&mut self, id: i64) {
