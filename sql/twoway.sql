@@ -985,7 +985,7 @@ BEGIN
         VALUES (t.id, v_key, r ->> 'name', 0, 'SYNCED', v_odoo_id, r ->> 'name', now(),
                 v_remote || jsonb_build_object('amounts', @extschema@._numeric_amounts(r -> 'amounts')),
                 r ->> 'write_date', v_read_at, r ->> 'state', r ->> 'state' IN ('purchase', 'done'), 'dbid')
-        ON CONFLICT (tracking_id, order_key) DO UPDATE SET odoo_id = EXCLUDED.odoo_id, link = 'dbid',
+        ON CONFLICT (tracking_id, order_key) DO UPDATE SET odoo_id = EXCLUDED.odoo_id, link = 'dbid', odoo_deleted_id = NULL,
             base_snapshot = EXCLUDED.base_snapshot, sync_status = 'SYNCED', odoo_write_date = EXCLUDED.odoo_write_date,
             odoo_seen_at = EXCLUDED.odoo_seen_at, odoo_state = EXCLUDED.odoo_state, odoo_locked = EXCLUDED.odoo_locked;
         PERFORM @extschema@._event('ORDER_IMPORTED_FROM_ODOO', t.id, v_key,
@@ -1162,7 +1162,7 @@ BEGIN
             CASE WHEN v_same THEN @extschema@._numeric_amounts(r -> 'amounts') ELSE s.base_snapshot -> 'amounts' END),
         odoo_write_date = r ->> 'write_date', odoo_seen_at = GREATEST(s.odoo_seen_at, v_read_at),
         odoo_state = r ->> 'state', odoo_locked = r ->> 'state' IN ('purchase', 'done'), odoo_id = v_odoo_id,
-        odoo_name = COALESCE(r ->> 'name', s.odoo_name)
+        odoo_deleted_id = NULL, odoo_name = COALESCE(r ->> 'name', s.odoo_name)
     WHERE s.tracking_id = v_tracking AND s.order_key = v_key;
 
     IF jsonb_array_length(v_conflicts) > 0 THEN
@@ -1217,7 +1217,10 @@ BEGIN
         END IF;
         UPDATE @extschema@.order_state s
         SET odoo_id = NULL, odoo_name = NULL, odoo_state = NULL, odoo_write_date = NULL, odoo_seen_at = NULL, odoo_locked = false,
-            base_snapshot = NULL, link = 'xmlid', odoo_deleted_id = odoo_order_id
+            base_snapshot = NULL, link = 'xmlid', odoo_deleted_id = odoo_order_id,
+            -- Pushes noted and not acknowledged wrote (or tried to write) to the deleted order:
+            -- nothing of them is left in Odoo to recognise.
+            attempt_snapshot = NULL
         WHERE s.tracking_id = st.tracking_id AND s.order_key = st.order_key;
         DELETE FROM @extschema@.line_links WHERE tracking_id = st.tracking_id AND order_key = st.order_key;
         PERFORM @extschema@._write_back(st.tracking_id, st.order_key, jsonb_build_object('odoo_order_id', NULL));

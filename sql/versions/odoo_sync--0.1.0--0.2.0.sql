@@ -789,6 +789,7 @@ DECLARE
     v_odoo_class text;
     v_adopted text;
     v_state_rule jsonb;
+    v_left_deleted boolean := false;
 BEGIN
     j := @extschema@._lock_running_job(job_id, attempt_token);
     IF jsonb_typeof(v_result) <> 'object' THEN
@@ -805,10 +806,14 @@ BEGIN
     IF j.kind = 'push' THEN
         SELECT * INTO st FROM @extschema@.order_state s
         WHERE s.tracking_id = j.tracking_id AND s.order_key = j.order_key FOR UPDATE;
-        -- Without an Odoo id: the tombstone of an order that never reached Odoo, or an order
-        -- Odoo deleted that stays so (operation DELETE, see order_state.odoo_deleted_id).
-        IF v_odoo_id IS NULL AND NOT st.deleted
-           AND NOT (st.odoo_id IS NULL AND st.odoo_deleted_id IS NOT NULL AND v_result ->> 'operation' = 'DELETE') THEN
+        -- Without an Odoo id: the tombstone of an order that never reached Odoo, or a
+        -- cancelled order whose Odoo order an Odoo user deleted, which stays so (operation
+        -- DELETE, see order_state.odoo_deleted_id).
+        v_left_deleted := v_odoo_id IS NULL AND NOT st.deleted AND st.odoo_id IS NULL
+            AND st.odoo_deleted_id IS NOT NULL AND v_result ->> 'operation' = 'DELETE'
+            AND @extschema@._status_class(@extschema@._local_values(j.tracking_id, j.order_key, ARRAY['status']) ->> 'status')
+                IS NOT DISTINCT FROM 'cancel';
+        IF v_odoo_id IS NULL AND NOT st.deleted AND NOT v_left_deleted THEN
             RAISE EXCEPTION 'result.odoo_order_id is required for a push'
                 USING ERRCODE = '22023', HINT = 'Pass the id of the Odoo purchase.order the order was written to.';
         END IF;
@@ -872,6 +877,8 @@ BEGIN
                 -- Odoo's origin (the order number of an order created here), as read back.
                 || CASE WHEN v_result -> 'snapshot' ? 'origin'
                         THEN jsonb_build_object('origin', v_result -> 'snapshot' -> 'origin') ELSE '{}' END;
+        ELSIF v_left_deleted THEN
+            v_base := st.base_snapshot;
         ELSE
             v_base := COALESCE(v_result -> 'snapshot', st.base_snapshot);
         END IF;
@@ -909,7 +916,7 @@ BEGIN
             base_snapshot = v_base,
             attempt_snapshot = NULL,
             odoo_write_date = COALESCE(v_result ->> 'odoo_write_date', s.odoo_write_date),
-            odoo_seen_at = now(),
+            odoo_seen_at = CASE WHEN v_left_deleted THEN s.odoo_seen_at ELSE now() END,
             odoo_state = COALESCE(v_result ->> 'odoo_state', s.odoo_state),
             odoo_locked = COALESCE(COALESCE(v_result ->> 'odoo_state', s.odoo_state) IN ('purchase', 'done'), false),
             job_id = CASE WHEN v_requeue THEN s.job_id ELSE NULL END,
@@ -937,7 +944,9 @@ BEGIN
         END IF;
         PERFORM @extschema@._event('ORDER_SYNCED_TO_ODOO', j.tracking_id, j.order_key,
             jsonb_build_object('job_id', j.id, 'version', v_version, 'odoo_order_id', st.odoo_id, 'operation', v_operation,
-                               'duration_ms', v_result -> 'duration_ms'));
+                               'duration_ms', v_result -> 'duration_ms')
+            -- Not a deletion of the local order: its Odoo order stays deleted.
+            || CASE WHEN v_left_deleted THEN jsonb_build_object('deleted_in_odoo', st.odoo_deleted_id) ELSE '{}' END);
     ELSE
         v_operation := CASE j.kind WHEN 'pull' THEN 'PULL' ELSE 'IMPORT' END;
         IF j.kind = 'import' AND jsonb_typeof(v_result -> 'progress') = 'object' THEN
@@ -2440,7 +2449,7 @@ BEGIN
         VALUES (t.id, v_key, r ->> 'name', 0, 'SYNCED', v_odoo_id, r ->> 'name', now(),
                 v_remote || jsonb_build_object('amounts', @extschema@._numeric_amounts(r -> 'amounts')),
                 r ->> 'write_date', v_read_at, r ->> 'state', r ->> 'state' IN ('purchase', 'done'), 'dbid')
-        ON CONFLICT (tracking_id, order_key) DO UPDATE SET odoo_id = EXCLUDED.odoo_id, link = 'dbid',
+        ON CONFLICT (tracking_id, order_key) DO UPDATE SET odoo_id = EXCLUDED.odoo_id, link = 'dbid', odoo_deleted_id = NULL,
             base_snapshot = EXCLUDED.base_snapshot, sync_status = 'SYNCED', odoo_write_date = EXCLUDED.odoo_write_date,
             odoo_seen_at = EXCLUDED.odoo_seen_at, odoo_state = EXCLUDED.odoo_state, odoo_locked = EXCLUDED.odoo_locked;
         PERFORM @extschema@._event('ORDER_IMPORTED_FROM_ODOO', t.id, v_key,
@@ -2617,7 +2626,7 @@ BEGIN
             CASE WHEN v_same THEN @extschema@._numeric_amounts(r -> 'amounts') ELSE s.base_snapshot -> 'amounts' END),
         odoo_write_date = r ->> 'write_date', odoo_seen_at = GREATEST(s.odoo_seen_at, v_read_at),
         odoo_state = r ->> 'state', odoo_locked = r ->> 'state' IN ('purchase', 'done'), odoo_id = v_odoo_id,
-        odoo_name = COALESCE(r ->> 'name', s.odoo_name)
+        odoo_deleted_id = NULL, odoo_name = COALESCE(r ->> 'name', s.odoo_name)
     WHERE s.tracking_id = v_tracking AND s.order_key = v_key;
 
     IF jsonb_array_length(v_conflicts) > 0 THEN
@@ -2668,7 +2677,10 @@ BEGIN
         END IF;
         UPDATE @extschema@.order_state s
         SET odoo_id = NULL, odoo_name = NULL, odoo_state = NULL, odoo_write_date = NULL, odoo_seen_at = NULL, odoo_locked = false,
-            base_snapshot = NULL, link = 'xmlid', odoo_deleted_id = odoo_order_id
+            base_snapshot = NULL, link = 'xmlid', odoo_deleted_id = odoo_order_id,
+            -- Pushes noted and not acknowledged wrote (or tried to write) to the deleted order:
+            -- nothing of them is left in Odoo to recognise.
+            attempt_snapshot = NULL
         WHERE s.tracking_id = st.tracking_id AND s.order_key = st.order_key;
         DELETE FROM @extschema@.line_links WHERE tracking_id = st.tracking_id AND order_key = st.order_key;
         PERFORM @extschema@._write_back(st.tracking_id, st.order_key, jsonb_build_object('odoo_order_id', NULL));

@@ -554,12 +554,19 @@ async fn bad_worker_calls_are_refused_and_change_nothing() {
         .unwrap();
     assert_eq!(row.get::<_, String>(0), "queued");
     assert_eq!(row.get::<_, i32>(1), 0);
-    // A claimed job with a malformed result or error is left as it was.
+    // A claimed job with a malformed result or error is left as it was. (The order is marked
+    // as one whose Odoo order an Odoo user deleted: a push of it may write nothing to Odoo
+    // only while it is cancelled.)
+    db.client
+        .batch_execute("UPDATE odoo_sync.order_state SET odoo_deleted_id = 7")
+        .await
+        .unwrap();
     let jobs = claim(&db.client, "w", 1, "1 minute").await;
     for sql in [
         "SELECT odoo_sync.complete_job($1, $2, '[]')",
         "SELECT odoo_sync.complete_job($1, $2, '{\"odoo_order_id\": \"abc\"}')",
         "SELECT odoo_sync.complete_job($1, $2, '{}')",
+        "SELECT odoo_sync.complete_job($1, $2, '{\"operation\": \"DELETE\"}')",
         "SELECT odoo_sync.fail_job($1, $2, '{}')",
         "SELECT odoo_sync.fail_job($1, $2, '\"boom\"')",
         "SELECT odoo_sync.fail_job($1, $2, '{\"message\": \"x\"}', false, '-1 hour')",

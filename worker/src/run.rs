@@ -416,28 +416,36 @@ async fn changed_in_odoo(
     if moved.is_empty() {
         return read;
     }
-    let mut fetched = crate::pull::remote::fetch(pg, odoo, &moved).await;
-    if matches!(&fetched, Err(crate::pull::PullError::Odoo(e)) if passes_at_once(e)) {
-        fetched = crate::pull::remote::fetch(pg, odoo, &moved).await;
-    }
-    match fetched {
-        Ok(remote) => read.found.extend(
-            remote
-                .into_iter()
-                .filter_map(|d| Some((d["odoo_id"].as_i64()?, InOdoo::Changed(d)))),
-        ),
-        Err(e) => {
-            // Not pushed blind: each waits for its next attempt, as a failed push would.
-            tracing::warn!(error = %e, "cannot read orders changed in Odoo; trying them again later");
-            let e = Arc::new(match e {
-                crate::pull::PullError::Odoo(o) => PushError::Odoo(o),
-                crate::pull::PullError::Db(d) => PushError::Db(d),
-                other => PushError::Document(format!(
-                    "cannot use Odoo's answer for an order changed there since the last sync: {other}"
-                )),
-            });
-            read.unreadable
-                .extend(moved.into_iter().map(|id| (id, e.clone())));
+    // One fetch for all; when Odoo refuses it for good, one per order, so that one order's
+    // refusal (a product of it hidden by a record rule, say) holds only that order.
+    let mut parts = vec![moved];
+    while let Some(part) = parts.pop() {
+        let mut fetched = crate::pull::remote::fetch(pg, odoo, &part).await;
+        if matches!(&fetched, Err(crate::pull::PullError::Odoo(e)) if passes_at_once(e)) {
+            fetched = crate::pull::remote::fetch(pg, odoo, &part).await;
+        }
+        match fetched {
+            Ok(remote) => read.found.extend(
+                remote
+                    .into_iter()
+                    .filter_map(|d| Some((d["odoo_id"].as_i64()?, InOdoo::Changed(d)))),
+            ),
+            Err(e) if part.len() > 1 && !e.is_transient() && !e.is_credentials() => {
+                parts.extend(part.iter().map(|id| vec![*id]));
+            }
+            Err(e) => {
+                // Not pushed blind: each waits for its next attempt, as a failed push would.
+                tracing::warn!(error = %e, "cannot read orders changed in Odoo; trying them again later");
+                let e = Arc::new(match e {
+                    crate::pull::PullError::Odoo(o) => PushError::Odoo(o),
+                    crate::pull::PullError::Db(d) => PushError::Db(d),
+                    other => PushError::Document(format!(
+                        "cannot use Odoo's answer for an order changed there since the last sync: {other}"
+                    )),
+                });
+                read.unreadable
+                    .extend(part.into_iter().map(|id| (id, e.clone())));
+            }
         }
     }
     read
@@ -447,10 +455,10 @@ async fn changed_in_odoo(
 /// its error. A `read` fails whole for one record it refuses (a record rule hiding an order of
 /// a company the API user lost, a `MissingError` raised by an override): such a refusal is
 /// split in halves until it names single orders, so the others are still checked (about two
-/// calls per halving for one refused order among 200). A failure that is not Odoo refusing the
-/// records (network, credentials) holds every order of the call, after one more try when it
-/// may pass at once (a dropped connection, not a timeout or a rate limit): pushing them without
-/// the check could overwrite an Odoo change nobody has seen.
+/// calls per halving for one refused order among 200). When both halves are refused alike, the
+/// refusal is not about some records (the user may not read purchase orders at all): it holds
+/// the whole part, as does a failure that is not a refusal (network, credentials). Pushing
+/// them without the check could overwrite an Odoo change nobody has seen.
 async fn read_write_dates(
     odoo: &OdooClient,
     ids: &[i64],
@@ -460,35 +468,72 @@ async fn read_write_dates(
 ) {
     let mut rows = Vec::new();
     let mut refused = std::collections::HashMap::new();
-    let mut pending: Vec<(&[i64], bool)> = vec![(ids, false)];
-    while let Some((part, tried_again)) = pending.pop() {
-        match odoo.read("purchase.order", part, &["write_date"]).await {
-            Ok(read) => rows.extend(read),
-            Err(e) if part.len() > 1 && refuses_records(&e) => {
-                let (a, b) = part.split_at(part.len() / 2);
-                pending.push((a, false));
-                pending.push((b, false));
+    let mut hold = |part: &[i64], e: OdooError| {
+        let e = Arc::new(PushError::Odoo(e));
+        refused.extend(part.iter().map(|id| (*id, e.clone())));
+    };
+    // Each part with the result of its read when already known (a half read by its parent).
+    let mut pending = vec![(ids, None)];
+    while let Some((part, known)) = pending.pop() {
+        let result = match known {
+            Some(result) => result,
+            None => read_dates_once_more(odoo, part).await,
+        };
+        let e = match result {
+            Ok(read) => {
+                rows.extend(read);
+                continue;
             }
-            Err(e) if !tried_again && passes_at_once(&e) => pending.push((part, true)),
+            Err(e) if part.len() > 1 && refuses_records(&e) => e,
             Err(e) => {
-                let e = Arc::new(PushError::Odoo(e));
-                refused.extend(part.iter().map(|id| (*id, e.clone())));
+                hold(part, e);
+                continue;
+            }
+        };
+        let (a, b) = part.split_at(part.len() / 2);
+        let (ra, rb) = (
+            read_dates_once_more(odoo, a).await,
+            read_dates_once_more(odoo, b).await,
+        );
+        match (ra, rb) {
+            (Err(ea), Err(eb)) if ea.to_string() == eb.to_string() => hold(part, e),
+            (ra, rb) => {
+                pending.push((a, Some(ra)));
+                pending.push((b, Some(rb)));
             }
         }
     }
     (rows, refused)
 }
 
+/// `read` of the `write_date` of `ids`, sent a second time when its failure may pass at once.
+async fn read_dates_once_more(
+    odoo: &OdooClient,
+    ids: &[i64],
+) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, OdooError> {
+    match odoo.read("purchase.order", ids, &["write_date"]).await {
+        Err(e) if passes_at_once(&e) => odoo.read("purchase.order", ids, &["write_date"]).await,
+        other => other,
+    }
+}
+
 /// Whether Odoo answered a call by refusing some of its records (or its size), which a call on
-/// fewer records may not meet: an exception it raised that a retry would meet again.
+/// fewer records may not meet: an exception it raised that a retry would meet again, other
+/// than refused credentials.
 fn refuses_records(e: &OdooError) -> bool {
-    matches!(e, OdooError::Server(_) | OdooError::ResponseTooLarge { .. }) && e.is_permanent()
+    matches!(e, OdooError::Server(_) | OdooError::ResponseTooLarge { .. })
+        && e.is_permanent()
+        && !e.is_credentials()
 }
 
 /// Whether a read that failed may pass when sent again right away: a transient failure that
-/// neither took the whole timeout nor came with a wait asked for (`Retry-After`).
+/// neither took the whole timeout nor is a rate limit or came with a wait asked for
+/// (`Retry-After`).
 fn passes_at_once(e: &OdooError) -> bool {
-    e.is_transient() && !matches!(e, OdooError::Timeout { .. }) && e.retry_after().is_none()
+    e.is_transient()
+        && !matches!(e, OdooError::Timeout { .. })
+        && e.http_status() != Some(429)
+        && e.retry_after().is_none()
 }
 
 /// True for the errors PostgreSQL gives one of two transactions it cannot both let through

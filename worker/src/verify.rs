@@ -695,8 +695,9 @@ fn compare(
         // An order an Odoo user deleted is cancelled here: as it should be (see
         // `stays_deleted_in_odoo`).
         let deleted_in_odoo = doc["deleted_in_odoo"].as_i64();
-        let left_deleted =
-            deleted_in_odoo.is_some() && doc["order"]["status"].as_str() == Some("CANCELLED");
+        let left_deleted = o.odoo_id.is_none()
+            && deleted_in_odoo.is_some()
+            && crate::push::order_push::is_cancelled(doc);
         if !report.deleted && !left_deleted {
             let message = match (o.odoo_id, deleted_in_odoo) {
                 (Some(id), _) => {

@@ -303,7 +303,15 @@ pub(crate) fn stays_deleted_in_odoo(doc: &Value) -> bool {
     doc["deleted_in_odoo"].as_i64().is_some()
         && !may_exist(doc)
         && !doc["deleted"].as_bool().unwrap_or(false)
-        && doc["order"]["status"].as_str() == Some("CANCELLED")
+        && is_cancelled(doc)
+}
+
+/// Whether the local status of `doc`'s order is `CANCELLED` (in any case, as `_status_class`
+/// reads it).
+pub(crate) fn is_cancelled(doc: &Value) -> bool {
+    doc["order"]["status"]
+        .as_str()
+        .is_some_and(|s| s.eq_ignore_ascii_case("CANCELLED"))
 }
 
 /// The outcome of a push that [`stays_deleted_in_odoo`]: nothing written, the order's Odoo
@@ -320,7 +328,7 @@ pub(crate) fn left_deleted(doc: &Value) -> PushOutcome {
         amounts: None,
         duration_ms: 0,
         warnings: vec![format!(
-            "nothing written to Odoo: an Odoo user deleted this order's Odoo order {deleted} and it is CANCELLED here; set its status to DRAFT to create it in Odoo again"
+            "nothing written to Odoo: an Odoo user deleted this order's Odoo order {deleted} and it is CANCELLED here; give it another status (DRAFT, say) to create it in Odoo again"
         )],
         odoo_state: None,
         odoo_write_date: None,
