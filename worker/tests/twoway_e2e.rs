@@ -2591,11 +2591,79 @@ async fn a_noted_push_of_an_order_deleted_in_odoo_does_not_bring_it_back() {
 
 /// Makes record rules hide Odoo orders `hidden` (and only those) from the API user.
 fn hide_orders(env: &Env, hidden: &[i64]) {
+    hide_records(env, "purchase.order", hidden);
+}
+
+/// Makes record rules hide records `hidden` of `model` (and only those) from the API user.
+fn hide_records(env: &Env, model: &str, hidden: &[i64]) {
     let mut world = env.sim.sim.world.lock().unwrap_or_else(|p| p.into_inner());
     for user in world.users.iter_mut().filter(|u| u.login == "admin") {
         user.hidden
-            .insert("purchase.order".into(), hidden.iter().copied().collect());
+            .insert(model.into(), hidden.iter().copied().collect());
     }
+}
+
+/// Two orders changed in Odoo are read in full before their pushes (to merge first). A record
+/// of one that Odoo will not let us read (a product a record rule hides) fails that read for
+/// both: the orders are then read one by one, so the other is still merged and pushed, and
+/// only the one Odoo refuses goes to the dead letters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hidden_product_of_one_changed_order_does_not_hold_the_others() {
+    let env = setup("tw_hidden_product").await;
+    let (kept, kept_odoo, kept_lines) = synced_order(&env, "PO-HP1").await;
+    let refused = env
+        .insert_order("PO-HP2", &[("FURN_8900", "1", "20.00")])
+        .await;
+    env.drain().await;
+    let refused_odoo = env.odoo_id(refused).await;
+    let refused_line = env.odoo_lines(refused_odoo).await[0].0;
+    env.poll().await;
+    env.write_line(kept_lines[0], json!({"product_qty": 9, "price_unit": 10.0}))
+        .await;
+    env.write_line(refused_line, json!({"product_qty": 4, "price_unit": 20.0}))
+        .await;
+    let drawer = env
+        .odoo
+        .search(
+            "product.product",
+            &Domain::eq("default_code", "FURN_8900"),
+            None,
+            None,
+        )
+        .await
+        .expect("product");
+    hide_records(&env, "product.product", &drawer);
+    for id in [kept, refused] {
+        env.sql(&format!(
+            "UPDATE order_items SET quantity = 6 WHERE id = (SELECT min(id) FROM order_items WHERE order_id = {id})"
+        ))
+        .await;
+    }
+    env.drain().await;
+    // The one Odoo lets us read: merged first (Odoo's 9 kept, the conflict recorded).
+    assert_eq!(env.odoo_lines(kept_odoo).await[0].1, d("9"));
+    let conflicts = env.open_conflicts().await;
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].1, "VERSION_CONFLICT");
+    // The other: a dead letter with Odoo's refusal, its Odoo order untouched.
+    let dead: Vec<(String, String)> = env
+        .db
+        .client
+        .query(
+            "SELECT local_order_id, error_message FROM odoo_sync.dead_letters",
+            &[],
+        )
+        .await
+        .expect("dead letters")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].0, refused.to_string());
+    assert!(dead[0].1.contains("AccessError"), "{dead:?}");
+    hide_records(&env, "product.product", &[]);
+    assert_eq!(env.odoo_lines(refused_odoo).await[0].1, d("4"));
+    env.finish().await;
 }
 
 /// An order that record rules hide from the API user (a company it lost access to) is missing
