@@ -532,6 +532,52 @@ async fn load_stops_naming_refused_records_after_ten() {
     );
 }
 
+/// Up to 17 `db_id_for` finds a database id with `search`, which leaves archived records out,
+/// so `load` refuses an archived vendor or product given by id; from 18 it asks
+/// `browse(id).exists()` and takes them.
+#[tokio::test]
+async fn load_by_database_id_takes_archived_records_from_18() {
+    for version in [16u8, 17, 18, 19] {
+        let o = start_version(version).await;
+        let gemini = o.find("res.partner", "ref", "V-GEMINI").await;
+        let chair = o
+            .find("product.product", "default_code", "FURN_7777")
+            .await
+            .to_string();
+        o.ok(
+            "res.partner",
+            "write",
+            json!([[gemini], {"active": false}]),
+            json!({}),
+        )
+        .await;
+        let rows = json!([[
+            "odoo_sync.po_archived",
+            gemini.to_string(),
+            "ORD-A",
+            "odoo_sync.pol_archived",
+            chair,
+            "1",
+            "1"
+        ]]);
+        let res = load_orders(&o, &rows).await;
+        if version <= 17 {
+            assert_eq!(res["ids"], false, "{version}: {res}");
+            assert_eq!(
+                res["messages"][0]["message"],
+                format!("No matching record found for database id '{gemini}' in field 'Vendor'"),
+                "{version}"
+            );
+        } else {
+            assert_eq!(
+                res["ids"].as_array().map(Vec::len),
+                Some(1),
+                "{version}: {res}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn load_is_all_or_nothing() {
     let o = start().await;

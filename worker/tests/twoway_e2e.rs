@@ -2589,6 +2589,55 @@ async fn a_noted_push_of_an_order_deleted_in_odoo_does_not_bring_it_back() {
     env.finish().await;
 }
 
+/// Up to 17, Odoo's `load` takes no archived record by database id: an order naming a vendor
+/// archived in Odoo after the worker learned it goes to the dead letters saying which record is
+/// archived and what to do, instead of Odoo's bare "No matching record found". From 18 `load`
+/// takes it, and the order is pushed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_naming_a_vendor_archived_in_odoo_says_so_where_odoo_refuses_it() {
+    for version in [16u8, 17, 18] {
+        let env = setup_version(&format!("tw_archived_{version}"), version).await;
+        synced_order(&env, "PO-AR1").await;
+        let wood = env
+            .odoo
+            .search("res.partner", &Domain::eq("ref", "V-WOOD"), None, None)
+            .await
+            .expect("vendor")[0];
+        env.odoo
+            .write("res.partner", &[wood], &json!({"active": false}))
+            .await
+            .expect("archive");
+        let id = env
+            .insert_order("PO-AR2", &[("FURN_0001", "1", "10.00")])
+            .await;
+        env.drain().await;
+        let dead: Vec<String> = env
+            .db
+            .client
+            .query("SELECT error_message FROM odoo_sync.dead_letters", &[])
+            .await
+            .expect("dead letters")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if version <= 17 {
+            assert_eq!(dead.len(), 1, "{version}: {dead:?}");
+            assert!(
+                dead[0].contains(&format!(
+                    "names the archived vendor res.partner {wood} (supplier 'V-WOOD'"
+                )) && dead[0].contains("Restore (unarchive) it in Odoo")
+                    && dead[0].contains("No matching record found for database id"),
+                "{version}: {dead:?}"
+            );
+            assert!(env.odoo_orders_of("PO-AR2").await.is_empty());
+        } else {
+            assert!(dead.is_empty(), "{version}: {dead:?}");
+            env.assert_equal(id).await;
+        }
+        env.finish().await;
+    }
+}
+
 /// Makes record rules hide Odoo orders `hidden` (and only those) from the API user.
 fn hide_orders(env: &Env, hidden: &[i64]) {
     hide_records(env, "purchase.order", hidden);

@@ -183,7 +183,16 @@ impl<'a> Env<'a> {
         let value = match (&field.ftype, how) {
             (FType::Many2one(target), 1) => {
                 let id: i64 = text.trim().parse().unwrap_or(0);
-                if !self.txn.store().exists(target, id) {
+                // Up to 17 `db_id_for` looks the id up with `search`, which leaves archived
+                // records out; from 18 it asks `browse(id).exists()`, which finds them.
+                let archived = self.schema.version <= 17
+                    && self
+                        .txn
+                        .store()
+                        .get(target, id)
+                        .and_then(|r| r.get("active"))
+                        == Some(&Val::Bool(false));
+                if !self.txn.store().exists(target, id) || archived {
                     return Err(OdooError::value(format!(
                         "No matching record found for database id '{text}' in field '{}'",
                         field.string

@@ -32,7 +32,7 @@ use super::order_push::{
     pushed_snapshot, reprice_lines, stays_deleted_in_odoo, text, writes_vendor, Amounts, LoadOrder,
     LoadShape, PushLine, PushOutcome, READ_BACK, XMLID_MODULE,
 };
-use super::resolve::{absent_ids, Resolver, Wanted};
+use super::resolve::{absent_ids, archived_ids, Resolver, Wanted};
 use super::status_action::StatusAction;
 use super::PushError;
 use crate::odoo::money::money;
@@ -246,24 +246,22 @@ async fn recheck_references(
     ) else {
         return;
     };
-    if gone_partners.is_empty() && gone_products.is_empty() {
-        return;
-    }
     resolver.forget(&gone_partners, &gone_products);
     for Named {
         index: i,
         partner,
         products,
-    } in refs
+    } in &refs
     {
+        let i = *i;
         let mut gone: Vec<String> = partner
+            .iter()
             .filter(|(_, id)| gone_partners.contains(id))
             .map(|(k, id)| format!("res.partner {id} (supplier '{k}')"))
-            .into_iter()
             .collect();
         gone.extend(
             products
-                .into_iter()
+                .iter()
                 .filter(|(_, id)| gone_products.contains(id))
                 .map(|(k, id)| format!("product.product {id} (product '{k}')")),
         );
@@ -278,6 +276,69 @@ async fn recheck_references(
             "Odoo no longer has {} (merged into another record, or deleted): resolving again on \
              the next attempt. Odoo said: {refusal}",
             gone.join(", ")
+        )));
+    }
+    name_archived_references(odoo, &refs, results).await;
+}
+
+/// Orders `load` refused because they name an archived vendor or product: up to 17 Odoo does
+/// not take an archived record by database id, and says only "No matching record found for
+/// database id". The refusal then names the record and what to do. (Odoo's own message is
+/// kept; from 18 archived records are taken, so this does not arise there.)
+async fn name_archived_references(
+    odoo: &OdooClient,
+    refs: &[Named],
+    results: &mut [Result<PushOutcome, PushError>],
+) {
+    let loads: Vec<&Named> = refs
+        .iter()
+        .filter(|r| matches!(&results[r.index], Err(PushError::Odoo(OdooError::Rejected { reasons, .. })) if reasons.contains("database id")))
+        .collect();
+    if loads.is_empty() {
+        return;
+    }
+    let partner_ids = loads
+        .iter()
+        .filter_map(|r| r.partner.as_ref().map(|p| p.1))
+        .collect();
+    let product_ids = loads
+        .iter()
+        .flat_map(|r| r.products.iter().map(|p| p.1))
+        .collect();
+    let (Ok(partners), Ok(products)) = (
+        archived_ids(odoo, "res.partner", partner_ids).await,
+        archived_ids(odoo, "product.product", product_ids).await,
+    ) else {
+        return;
+    };
+    for r in loads {
+        let mut archived: Vec<String> = r
+            .partner
+            .iter()
+            .filter(|(_, id)| partners.contains(id))
+            .map(|(k, id)| {
+                format!("vendor res.partner {id} (supplier '{k}'; partner_map decides which contact a supplier is)")
+            })
+            .collect();
+        archived.extend(
+            r.products
+                .iter()
+                .filter(|(_, id)| products.contains(id))
+                .map(|(k, id)| format!("product.product {id} (product '{k}'; see product_map)")),
+        );
+        if archived.is_empty() {
+            continue;
+        }
+        let refusal = match &results[r.index] {
+            Err(e) => e.to_string(),
+            Ok(_) => continue,
+        };
+        results[r.index] = Err(PushError::Unresolved(format!(
+            "Odoo refused the order because it names the archived {}: this Odoo version takes no \
+             archived record by database id. Restore (unarchive) it in Odoo, or map the \
+             reference to an active record (as odoo_sync_admin), then retry the job. Odoo said: \
+             {refusal}",
+            archived.join(" and the archived ")
         )));
     }
 }

@@ -305,23 +305,50 @@ async fn first_ids_by(
 pub async fn absent_ids(
     odoo: &OdooClient,
     model: &str,
-    mut ids: Vec<i64>,
+    ids: Vec<i64>,
 ) -> Result<HashSet<i64>, PushError> {
+    // A domain that names `active` turns off Odoo's filter of archived records.
+    let (asked, present) =
+        ids_matching(odoo, model, ids, Domain::is_in("active", [true, false])).await?;
+    Ok(asked
+        .into_iter()
+        .filter(|id| !present.contains(id))
+        .collect())
+}
+
+/// Which of `ids` of `model` Odoo holds archived (`active` false). Up to 17, `load` does not
+/// take an archived record by database id ("No matching record found for database id").
+pub async fn archived_ids(
+    odoo: &OdooClient,
+    model: &str,
+    ids: Vec<i64>,
+) -> Result<HashSet<i64>, PushError> {
+    let (_, archived) = ids_matching(odoo, model, ids, Domain::eq("active", false)).await?;
+    Ok(archived)
+}
+
+/// `ids` without repeats, and those of them whose record of `model` matches `domain` (one
+/// `search`, none when `ids` is empty).
+async fn ids_matching(
+    odoo: &OdooClient,
+    model: &str,
+    mut ids: Vec<i64>,
+    domain: Domain,
+) -> Result<(Vec<i64>, HashSet<i64>), PushError> {
     ids.sort_unstable();
     ids.dedup();
     if ids.is_empty() {
         return Ok(Default::default());
     }
-    // A domain that names `active` turns off Odoo's filter of archived records.
-    let present = odoo
+    let found = odoo
         .search(
             model,
-            &Domain::is_in("id", ids.clone()).and(Domain::is_in("active", [true, false])),
+            &Domain::is_in("id", ids.clone()).and(domain),
             None,
             None,
         )
         .await?;
-    Ok(ids.into_iter().filter(|id| !present.contains(id)).collect())
+    Ok((ids, found.into_iter().collect()))
 }
 
 async fn resolve_many(
