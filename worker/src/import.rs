@@ -21,8 +21,8 @@ use crate::run::run_batch;
 /// The orders to import, as the command line gives them; keys of `import_orders`' filter.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImportFilter {
-    /// `date_from`: ISO date or timestamp.
-    pub since: String,
+    /// `date_from`: ISO date or timestamp; None imports orders of any date.
+    pub since: Option<String>,
     /// `date_to`.
     pub until: Option<String>,
     /// `states`: Odoo order states.
@@ -38,7 +38,9 @@ impl ImportFilter {
     /// checks each key and says what is wrong.
     pub fn to_json(&self) -> Value {
         let mut f = serde_json::Map::new();
-        f.insert("date_from".into(), json!(self.since));
+        if let Some(since) = &self.since {
+            f.insert("date_from".into(), json!(since));
+        }
         if let Some(until) = &self.until {
             f.insert("date_to".into(), json!(until));
         }
@@ -412,13 +414,14 @@ mod tests {
 
     #[test]
     fn filter_keys() {
+        assert_eq!(ImportFilter::default().to_json(), json!({}));
         let f = ImportFilter {
-            since: "2026-01-01".into(),
+            since: Some("2026-01-01".into()),
             ..ImportFilter::default()
         };
         assert_eq!(f.to_json(), json!({"date_from": "2026-01-01"}));
         let f = ImportFilter {
-            since: "2026-01-01".into(),
+            since: Some("2026-01-01".into()),
             until: Some("2026-02-01T12:00:00Z".into()),
             states: vec!["purchase".into(), "to approve".into()],
             partner_ids: vec![7, 9],

@@ -5,7 +5,7 @@
 //!   is not (exit status 1 when something is not);
 //! - `sync <order-key>`: queues one order (`odoo_sync.sync_order`), pushes it and prints the
 //!   result;
-//! - `import --since DATE ...`: imports Odoo orders (`odoo_sync.import_orders`) and shows the
+//! - `import --since DATE ...` (or `--all`): imports Odoo orders (`odoo_sync.import_orders`) and shows the
 //!   batch's progress;
 //! - `status`: health, queue depth, workers and the last errors;
 //! - `verify [--json]`: compares every tracked local order with its Odoo order and prints
@@ -77,8 +77,13 @@ enum Command {
 #[derive(Args, Debug)]
 struct ImportArgs {
     /// Orders from this date on (ISO date or timestamp, e.g. 2026-01-31): the filter's date_from.
-    #[arg(long, value_name = "DATE")]
-    since: String,
+    /// Required unless --all says that orders of any date are meant.
+    #[arg(long, value_name = "DATE", required_unless_present = "all")]
+    since: Option<String>,
+    /// Orders of any date (every Odoo order the other options let through): a deliberate
+    /// choice, since a whole Odoo history can be large.
+    #[arg(long, conflicts_with = "since")]
+    all: bool,
     /// Orders up to this date (date_to).
     #[arg(long, value_name = "DATE")]
     until: Option<String>,

@@ -95,13 +95,21 @@ async fn import_shows_progress_and_a_summary() {
     );
     assert_eq!(env.count("SELECT count(*) FROM orders").await, 3, "{out}");
 
-    // The same import again: everything is there already.
-    let (code, out) = import(&env, &url, &["--since", "2000-01-01"], &[]);
+    // The same import again, of any date: everything is there already.
+    let (code, out) = import(&env, &url, &["--all"], &[]);
     assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("started: {}"), "{out}");
     assert!(
         out.contains(": found 3, imported 0, failed 0, skipped 3 in "),
         "{out}"
     );
+    // No date range at all must be asked for.
+    let (code, out) = import(&env, &url, &[], &[]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("--since <DATE>"), "{out}");
+    let (code, out) = import(&env, &url, &["--all", "--since", "2000-01-01"], &[]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("cannot be used with"), "{out}");
     assert_eq!(env.count("SELECT count(*) FROM orders").await, 3);
     env.finish().await;
 }
