@@ -3174,7 +3174,10 @@ SELECT t.orders_table,
        (SELECT c.id FROM @extschema@.conflicts c
         WHERE c.tracking_id = s.tracking_id AND c.order_key = s.order_key AND c.resolved_at IS NULL
         ORDER BY c.detected_at LIMIT 1) AS open_conflict_id,
-       s.changed_at
+       s.changed_at,
+       -- The Odoo order an Odoo user deleted (the order was cancelled here and unlinked; it
+       -- is not created in Odoo again while it stays cancelled).
+       s.odoo_deleted_id AS deleted_in_odoo
 FROM @extschema@.order_state s
 JOIN @extschema@.tracked_tables t ON t.id = s.tracking_id
 LEFT JOIN @extschema@.jobs j ON j.id = s.job_id;

@@ -2584,6 +2584,12 @@ async fn a_noted_push_of_an_order_deleted_in_odoo_does_not_bring_it_back() {
     assert_eq!(row.get::<_, Option<String>>(0).as_deref(), Some("SYNCED"));
     assert!(row.get::<_, bool>(1), "the noted attempt is forgotten");
     assert_eq!(row.get::<_, Option<i32>>(2), i32::try_from(odoo_id).ok());
+    let shown: Option<i32> = env
+        .one(&format!(
+            "SELECT deleted_in_odoo FROM odoo_sync.order_status WHERE local_order_id = '{id}'"
+        ))
+        .await;
+    assert_eq!(shown, i32::try_from(odoo_id).ok(), "order_status shows it");
     let dead: i64 = env.one("SELECT count(*) FROM odoo_sync.dead_letters").await;
     assert_eq!(dead, 0);
     env.finish().await;
