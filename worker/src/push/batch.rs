@@ -278,32 +278,43 @@ async fn recheck_references(
             gone.join(", ")
         )));
     }
-    name_archived_references(odoo, &refs, results).await;
+    name_archived_references(odoo, resolver, &refs, results).await;
 }
 
 /// Orders `load` refused because they name an archived vendor or product: up to 17 Odoo does
 /// not take an archived record by database id, and says only "No matching record found for
-/// database id". The refusal then names the record and what to do. (Odoo's own message is
-/// kept; from 18 archived records are taken, so this does not arise there.)
+/// database id '42' in field 'Vendor'". The refusal then names the record and what to do, and
+/// the resolver forgets it, so that a map row pointed at an active record is read again.
+/// (Odoo's own message is kept. Only the ids Odoo's message names count: a vendor the push
+/// did not send, or a product refused because a record rule hides it, is not blamed. From 18
+/// archived records are taken, so this does not arise there.)
 async fn name_archived_references(
     odoo: &OdooClient,
+    resolver: &mut Resolver,
     refs: &[Named],
     results: &mut [Result<PushOutcome, PushError>],
 ) {
-    let loads: Vec<&Named> = refs
+    let refused: Vec<(&Named, HashSet<i64>)> = refs
         .iter()
-        .filter(|r| matches!(&results[r.index], Err(PushError::Odoo(OdooError::Rejected { reasons, .. })) if reasons.contains("database id")))
+        .filter_map(|r| match &results[r.index] {
+            Err(PushError::Odoo(OdooError::Rejected { reasons, .. })) => {
+                let ids = refused_database_ids(reasons);
+                (!ids.is_empty()).then_some((r, ids))
+            }
+            _ => None,
+        })
         .collect();
-    if loads.is_empty() {
+    if refused.is_empty() || odoo.version().await.is_ok_and(|v| v.major >= 18) {
         return;
     }
-    let partner_ids = loads
+    let named = |id: &i64, ids: &HashSet<i64>| ids.contains(id);
+    let partner_ids = refused
         .iter()
-        .filter_map(|r| r.partner.as_ref().map(|p| p.1))
+        .filter_map(|(r, ids)| r.partner.as_ref().map(|p| p.1).filter(|id| named(id, ids)))
         .collect();
-    let product_ids = loads
+    let product_ids = refused
         .iter()
-        .flat_map(|r| r.products.iter().map(|p| p.1))
+        .flat_map(|(r, ids)| r.products.iter().map(|p| p.1).filter(|id| named(id, ids)))
         .collect();
     let (Ok(partners), Ok(products)) = (
         archived_ids(odoo, "res.partner", partner_ids).await,
@@ -311,11 +322,12 @@ async fn name_archived_references(
     ) else {
         return;
     };
-    for r in loads {
+    resolver.forget(&partners, &products);
+    for (r, ids) in refused {
         let mut archived: Vec<String> = r
             .partner
             .iter()
-            .filter(|(_, id)| partners.contains(id))
+            .filter(|(_, id)| partners.contains(id) && named(id, &ids))
             .map(|(k, id)| {
                 format!("vendor res.partner {id} (supplier '{k}'; partner_map decides which contact a supplier is)")
             })
@@ -323,7 +335,7 @@ async fn name_archived_references(
         archived.extend(
             r.products
                 .iter()
-                .filter(|(_, id)| products.contains(id))
+                .filter(|(_, id)| products.contains(id) && named(id, &ids))
                 .map(|(k, id)| format!("product.product {id} (product '{k}'; see product_map)")),
         );
         if archived.is_empty() {
@@ -341,6 +353,19 @@ async fn name_archived_references(
             archived.join(" and the archived ")
         )));
     }
+}
+
+/// The ids of Odoo's "No matching record found for database id '42' in field 'Vendor'"
+/// messages in `reasons`.
+fn refused_database_ids(reasons: &str) -> HashSet<i64> {
+    const MARK: &str = "database id '";
+    reasons
+        .match_indices(MARK)
+        .filter_map(|(at, _)| {
+            let rest = &reasons[at + MARK.len()..];
+            rest[..rest.find('\'')?].trim().parse().ok()
+        })
+        .collect()
 }
 
 /// Resolves the vendors and products of `docs` at once, so that the pushes that look them up
@@ -1084,4 +1109,19 @@ async fn write_chunk(odoo: &OdooClient, chunk: &[Ready]) -> Vec<Result<PushOutco
         });
     }
     results
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_database_ids_are_read_from_odoos_messages() {
+        let reasons = "Line 1 (order_line/product_id/.id): No matching record found for database id '7' in field 'Product'; \
+                       No matching record found for database id '42' in field 'Vendor'; \
+                       No matching record found for external id 'x' in field 'Vendor'";
+        assert_eq!(refused_database_ids(reasons), HashSet::from([7, 42]));
+        assert!(refused_database_ids("Missing required value for the field 'Vendor'").is_empty());
+        assert!(refused_database_ids("database id '").is_empty());
+    }
 }
