@@ -32,7 +32,7 @@ use super::order_push::{
     pushed_snapshot, reprice_lines, stays_deleted_in_odoo, text, writes_vendor, Amounts, LoadOrder,
     LoadShape, PushLine, PushOutcome, READ_BACK, XMLID_MODULE,
 };
-use super::resolve::{absent_ids, archived_ids, Resolver, Wanted};
+use super::resolve::{reference_states, Resolver, Wanted};
 use super::status_action::StatusAction;
 use super::PushError;
 use crate::odoo::money::money;
@@ -194,9 +194,15 @@ pub async fn push_orders(
 /// into another contact, or deleted, after this worker resolved it (the resolver keeps what it
 /// found for a while). Such a refusal is the resolution's fault, not the order's: for the
 /// orders Odoo refused in a way a missing record can cause ([`may_name_a_lost_reference`]),
-/// the vendors and products they name are looked up (one `search` per kind, only then), the
-/// missing ones forgotten, and those orders retried, so that their next attempt resolves them
-/// again (see `resolve`).
+/// the vendors and products they name are looked up (one `search_read` per kind, only then),
+/// the missing ones forgotten, and those orders retried, so that their next attempt resolves
+/// them again (see `resolve`).
+///
+/// Up to 17, `load` also refuses an archived record given by database id, saying only "No
+/// matching record found for database id '42' in field 'Vendor'". Such an order's refusal then
+/// names the archived record and what to do (only the ids Odoo's message names count: a vendor
+/// the push did not send, or a product a record rule hides, is not blamed), and the resolver
+/// forgets it, so that a map row pointed at an active record is read again.
 async fn recheck_references(
     odoo: &OdooClient,
     resolver: &mut Resolver,
@@ -240,119 +246,52 @@ async fn recheck_references(
         .flat_map(|r| r.products.iter().map(|p| p.1))
         .collect();
     // A lookup that fails changes nothing: the orders keep the error Odoo gave.
-    let (Ok(gone_partners), Ok(gone_products)) = (
-        absent_ids(odoo, "res.partner", partner_ids).await,
-        absent_ids(odoo, "product.product", product_ids).await,
+    let (Ok((gone_partners, archived_partners)), Ok((gone_products, archived_products))) = (
+        reference_states(odoo, "res.partner", partner_ids).await,
+        reference_states(odoo, "product.product", product_ids).await,
     ) else {
         return;
     };
-    resolver.forget(&gone_partners, &gone_products);
-    for Named {
-        index: i,
-        partner,
-        products,
-    } in &refs
-    {
-        let i = *i;
-        let mut gone: Vec<String> = partner
-            .iter()
-            .filter(|(_, id)| gone_partners.contains(id))
-            .map(|(k, id)| format!("res.partner {id} (supplier '{k}')"))
-            .collect();
-        gone.extend(
-            products
-                .iter()
-                .filter(|(_, id)| gone_products.contains(id))
-                .map(|(k, id)| format!("product.product {id} (product '{k}')")),
-        );
-        if gone.is_empty() {
-            continue;
-        }
-        let refusal = match &results[i] {
-            Err(e) => e.to_string(),
-            Ok(_) => continue,
-        };
-        results[i] = Err(PushError::StaleReference(format!(
-            "Odoo no longer has {} (merged into another record, or deleted): resolving again on \
-             the next attempt. Odoo said: {refusal}",
-            gone.join(", ")
-        )));
-    }
-    name_archived_references(odoo, resolver, &refs, results).await;
-}
-
-/// Orders `load` refused because they name an archived vendor or product: up to 17 Odoo does
-/// not take an archived record by database id, and says only "No matching record found for
-/// database id '42' in field 'Vendor'". The refusal then names the record and what to do, and
-/// the resolver forgets it, so that a map row pointed at an active record is read again.
-/// (Odoo's own message is kept. Only the ids Odoo's message names count: a vendor the push
-/// did not send, or a product refused because a record rule hides it, is not blamed. From 18
-/// archived records are taken, so this does not arise there.)
-async fn name_archived_references(
-    odoo: &OdooClient,
-    resolver: &mut Resolver,
-    refs: &[Named],
-    results: &mut [Result<PushOutcome, PushError>],
-) {
-    let refused: Vec<(&Named, HashSet<i64>)> = refs
-        .iter()
-        .filter_map(|r| match &results[r.index] {
-            Err(PushError::Odoo(OdooError::Rejected { reasons, .. })) => {
-                let ids = refused_database_ids(reasons);
-                (!ids.is_empty()).then_some((r, ids))
-            }
-            _ => None,
-        })
-        .collect();
-    if refused.is_empty() || odoo.version().await.is_ok_and(|v| v.major >= 18) {
-        return;
-    }
-    let named = |id: &i64, ids: &HashSet<i64>| ids.contains(id);
-    let partner_ids = refused
-        .iter()
-        .filter_map(|(r, ids)| r.partner.as_ref().map(|p| p.1).filter(|id| named(id, ids)))
-        .collect();
-    let product_ids = refused
-        .iter()
-        .flat_map(|(r, ids)| r.products.iter().map(|p| p.1).filter(|id| named(id, ids)))
-        .collect();
-    let (Ok(partners), Ok(products)) = (
-        archived_ids(odoo, "res.partner", partner_ids).await,
-        archived_ids(odoo, "product.product", product_ids).await,
-    ) else {
-        return;
-    };
-    resolver.forget(&partners, &products);
-    for (r, ids) in refused {
-        let mut archived: Vec<String> = r
-            .partner
-            .iter()
-            .filter(|(_, id)| partners.contains(id) && named(id, &ids))
-            .map(|(k, id)| {
-                format!("vendor res.partner {id} (supplier '{k}'; partner_map decides which contact a supplier is)")
-            })
-            .collect();
-        archived.extend(
-            r.products
-                .iter()
-                .filter(|(_, id)| products.contains(id) && named(id, &ids))
-                .map(|(k, id)| format!("product.product {id} (product '{k}'; see product_map)")),
-        );
-        if archived.is_empty() {
-            continue;
-        }
+    let archived_refused = !odoo.version().await.is_ok_and(|v| v.major >= 18);
+    let mut forget_partners = gone_partners.clone();
+    let mut forget_products = gone_products.clone();
+    for r in &refs {
         let refusal = match &results[r.index] {
             Err(e) => e.to_string(),
             Ok(_) => continue,
         };
+        let gone = r.describe(&gone_partners, &gone_products, false);
+        if !gone.is_empty() {
+            results[r.index] = Err(PushError::StaleReference(format!(
+                "Odoo no longer has {} (merged into another record, or deleted): resolving again \
+                 on the next attempt. Odoo said: {refusal}",
+                gone.join(", ")
+            )));
+            continue;
+        }
+        let named = match &results[r.index] {
+            Err(PushError::Odoo(OdooError::Rejected { reasons, .. })) if archived_refused => {
+                refused_database_ids(reasons)
+            }
+            _ => continue,
+        };
+        let partners: HashSet<i64> = archived_partners.intersection(&named).copied().collect();
+        let products: HashSet<i64> = archived_products.intersection(&named).copied().collect();
+        let archived = r.describe(&partners, &products, true);
+        if archived.is_empty() {
+            continue;
+        }
+        forget_partners.extend(partners);
+        forget_products.extend(products);
         results[r.index] = Err(PushError::Unresolved(format!(
             "Odoo refused the order because it names the archived {}: this Odoo version takes no \
-             archived record by database id. Restore (unarchive) it in Odoo, or map the \
-             reference to an active record (as odoo_sync_admin), then retry the job. Odoo said: \
-             {refusal}",
+             archived record by database id. Restore (unarchive) it in Odoo, or point its \
+             partner_map / product_map row at an active record (as odoo_sync_admin), then retry \
+             the job. Odoo said: {refusal}",
             archived.join(" and the archived ")
         )));
     }
+    resolver.forget(&forget_partners, &forget_products);
 }
 
 /// The ids of Odoo's "No matching record found for database id '42' in field 'Vendor'"
@@ -410,6 +349,34 @@ struct Named {
     index: usize,
     partner: Option<(String, i64)>,
     products: Vec<(String, i64)>,
+}
+
+impl Named {
+    /// The references among `partners` / `products`, as the refusal names them
+    /// (`res.partner 42 (supplier 'V-WOOD')`, with `kind`: `vendor res.partner 42 ...`).
+    fn describe(
+        &self,
+        partners: &HashSet<i64>,
+        products: &HashSet<i64>,
+        kind: bool,
+    ) -> Vec<String> {
+        let (vendor, product) = if kind {
+            ("vendor ", "product ")
+        } else {
+            ("", "")
+        };
+        self.partner
+            .iter()
+            .filter(|(_, id)| partners.contains(id))
+            .map(|(k, id)| format!("{vendor}res.partner {id} (supplier '{k}')"))
+            .chain(
+                self.products
+                    .iter()
+                    .filter(|(_, id)| products.contains(id))
+                    .map(|(k, id)| format!("{product}product.product {id} (product '{k}')")),
+            )
+            .collect()
+    }
 }
 
 /// [`push_orders`] with the references as the resolver has them.

@@ -300,55 +300,44 @@ async fn first_ids_by(
     Ok(found)
 }
 
-/// The ids among `ids` that no record of `model` has, archived records included (Odoo still
-/// takes an archived vendor or product on an order).
-pub async fn absent_ids(
-    odoo: &OdooClient,
-    model: &str,
-    ids: Vec<i64>,
-) -> Result<HashSet<i64>, PushError> {
-    // A domain that names `active` turns off Odoo's filter of archived records.
-    let (asked, present) =
-        ids_matching(odoo, model, ids, Domain::is_in("active", [true, false])).await?;
-    Ok(asked
-        .into_iter()
-        .filter(|id| !present.contains(id))
-        .collect())
-}
-
-/// Which of `ids` of `model` Odoo holds archived (`active` false). Up to 17, `load` does not
-/// take an archived record by database id ("No matching record found for database id").
-pub async fn archived_ids(
-    odoo: &OdooClient,
-    model: &str,
-    ids: Vec<i64>,
-) -> Result<HashSet<i64>, PushError> {
-    let (_, archived) = ids_matching(odoo, model, ids, Domain::eq("active", false)).await?;
-    Ok(archived)
-}
-
-/// `ids` without repeats, and those of them whose record of `model` matches `domain` (one
-/// `search`, none when `ids` is empty).
-async fn ids_matching(
+/// What Odoo holds of the records `ids` of `model`: the ids it has no record for (deleted, or
+/// merged into another), and those it holds archived (Odoo 18+ takes an archived vendor or
+/// product on an order; up to 17 `load` does not take one by database id). One `search_read`,
+/// none for no ids.
+pub async fn reference_states(
     odoo: &OdooClient,
     model: &str,
     mut ids: Vec<i64>,
-    domain: Domain,
-) -> Result<(Vec<i64>, HashSet<i64>), PushError> {
+) -> Result<(HashSet<i64>, HashSet<i64>), PushError> {
     ids.sort_unstable();
     ids.dedup();
     if ids.is_empty() {
         return Ok(Default::default());
     }
-    let found = odoo
-        .search(
+    // A domain that names `active` turns off Odoo's filter of archived records.
+    let rows = odoo
+        .search_read(
             model,
-            &Domain::is_in("id", ids.clone()).and(domain),
+            &Domain::is_in("id", ids.clone()).and(Domain::is_in("active", [true, false])),
+            &["active"],
+            0,
             None,
             None,
         )
         .await?;
-    Ok((ids, found.into_iter().collect()))
+    let mut present = HashSet::new();
+    let mut archived = HashSet::new();
+    for row in rows {
+        let Some(id) = row.get("id").and_then(serde_json::Value::as_i64) else {
+            continue;
+        };
+        present.insert(id);
+        if row.get("active") == Some(&serde_json::Value::Bool(false)) {
+            archived.insert(id);
+        }
+    }
+    let gone = ids.into_iter().filter(|id| !present.contains(id)).collect();
+    Ok((gone, archived))
 }
 
 async fn resolve_many(
@@ -392,7 +381,8 @@ async fn resolve_many(
     }
     // A mapped record Odoo no longer has (merged into another contact, deleted) would fail
     // every push that names it. A learned mapping is resolved again; a DBA's is reported.
-    let gone = absent_ids(odoo, kind.model, mapped.iter().map(|m| m.1).collect()).await?;
+    let (gone, _) =
+        reference_states(odoo, kind.model, mapped.iter().map(|m| m.1).collect()).await?;
     let mut stale: HashMap<String, i64> = HashMap::new();
     for (key, id, source) in mapped {
         if !gone.contains(&id) {
