@@ -809,13 +809,16 @@ BEGIN
         -- Without an Odoo id: the tombstone of an order that never reached Odoo, or a
         -- cancelled order whose Odoo order an Odoo user deleted, which stays so (operation
         -- DELETE, see order_state.odoo_deleted_id).
-        v_left_deleted := v_odoo_id IS NULL AND NOT st.deleted AND st.odoo_id IS NULL
-            AND st.odoo_deleted_id IS NOT NULL AND v_result ->> 'operation' = 'DELETE'
-            AND @extschema@._status_class(@extschema@._local_values(j.tracking_id, j.order_key, ARRAY['status']) ->> 'status')
-                IS NOT DISTINCT FROM 'cancel';
-        IF v_odoo_id IS NULL AND NOT st.deleted AND NOT v_left_deleted THEN
-            RAISE EXCEPTION 'result.odoo_order_id is required for a push'
-                USING ERRCODE = '22023', HINT = 'Pass the id of the Odoo purchase.order the order was written to.';
+        -- (Only then is the local status read: not on every completion.)
+        IF v_odoo_id IS NULL AND NOT st.deleted THEN
+            v_left_deleted := st.odoo_id IS NULL AND st.odoo_deleted_id IS NOT NULL
+                AND v_result ->> 'operation' = 'DELETE'
+                AND @extschema@._status_class(@extschema@._local_values(j.tracking_id, j.order_key, ARRAY['status']) ->> 'status')
+                    IS NOT DISTINCT FROM 'cancel';
+            IF NOT v_left_deleted THEN
+                RAISE EXCEPTION 'result.odoo_order_id is required for a push'
+                    USING ERRCODE = '22023', HINT = 'Pass the id of the Odoo purchase.order the order was written to.';
+            END IF;
         END IF;
         v_operation := COALESCE(v_result ->> 'operation',
                                 CASE WHEN st.deleted THEN 'DELETE' WHEN st.odoo_id IS NULL THEN 'CREATE' ELSE 'UPDATE' END);

@@ -4,7 +4,7 @@
 //! in flight longer than a third of the lease, the leases are extended; a job whose lease was
 //! lost meanwhile is dropped (another worker owns it; the push is idempotent).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -375,7 +375,7 @@ async fn changed_in_odoo(
 ) -> PrePushRead {
     // Every linked order, for whether Odoo still has it; the write_date where the last sync
     // stored one (orders linked by hand at track_orders have none yet).
-    let known: std::collections::HashMap<i64, Option<String>> = docs
+    let known: HashMap<i64, Option<String>> = docs
         .iter()
         .filter_map(|d| d.as_ref().ok())
         .filter(|d| !d["deleted"].as_bool().unwrap_or(false))
@@ -464,10 +464,10 @@ async fn read_write_dates(
     ids: &[i64],
 ) -> (
     Vec<serde_json::Map<String, serde_json::Value>>,
-    std::collections::HashMap<i64, Arc<PushError>>,
+    HashMap<i64, Arc<PushError>>,
 ) {
     let mut rows = Vec::new();
-    let mut refused = std::collections::HashMap::new();
+    let mut refused = HashMap::new();
     let mut hold = |part: &[i64], e: OdooError| {
         let e = Arc::new(PushError::Odoo(e));
         refused.extend(part.iter().map(|id| (*id, e.clone())));
@@ -579,8 +579,8 @@ enum InOdoo {
 /// when the error is transient.
 #[derive(Default)]
 struct PrePushRead {
-    found: std::collections::HashMap<i64, InOdoo>,
-    unreadable: std::collections::HashMap<i64, Arc<PushError>>,
+    found: HashMap<i64, InOdoo>,
+    unreadable: HashMap<i64, Arc<PushError>>,
 }
 
 /// Merges Odoo's newer version into the order of a running push job, then hands the job back.

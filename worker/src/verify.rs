@@ -692,12 +692,9 @@ fn compare(
         findings: Vec::new(),
     };
     let Some(primary) = primary else {
-        // An order an Odoo user deleted is cancelled here: as it should be (see
-        // `stays_deleted_in_odoo`).
+        // An order an Odoo user deleted, cancelled here: as it should be (the push's own rule).
         let deleted_in_odoo = doc["deleted_in_odoo"].as_i64();
-        let left_deleted = o.odoo_id.is_none()
-            && deleted_in_odoo.is_some()
-            && crate::push::order_push::is_cancelled(doc);
+        let left_deleted = crate::push::order_push::stays_deleted_in_odoo(doc);
         if !report.deleted && !left_deleted {
             let message = match (o.odoo_id, deleted_in_odoo) {
                 (Some(id), _) => {

@@ -308,7 +308,7 @@ pub(crate) fn stays_deleted_in_odoo(doc: &Value) -> bool {
 
 /// Whether the local status of `doc`'s order is `CANCELLED` (in any case, as `_status_class`
 /// reads it).
-pub(crate) fn is_cancelled(doc: &Value) -> bool {
+fn is_cancelled(doc: &Value) -> bool {
     doc["order"]["status"]
         .as_str()
         .is_some_and(|s| s.eq_ignore_ascii_case("CANCELLED"))
