@@ -3527,6 +3527,186 @@ async fn order_notes_sync_both_ways_as_text_against_odoos_html() {
     }
 }
 
+/// A push writes of each line only what changed since the last sync. Writing a line's quantity,
+/// even the one it has, makes Odoo 17+ plan its expected arrival again from the vendor's lead
+/// time (Wood Corner sells the Large Desk, FURN_8220, with a day's delay), so a push of a
+/// notes edit used to move the dates a purchaser had set in Odoo.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_leaves_the_lines_it_did_not_change_as_odoo_has_them() {
+    for version in [17, 19] {
+        let env = setup_version(&format!("tw_unchanged_lines{version}"), version).await;
+        let id = env
+            .insert_order(
+                "PO-KEEP",
+                &[("FURN_8220", "2", "400.00"), ("FURN_0001", "1", "10.00")],
+            )
+            .await;
+        env.drain().await;
+        let odoo_id = env.odoo_id(id).await;
+        env.poll().await;
+
+        // A purchaser moves every line in Odoo; the pull brings the day here.
+        let lines = env.odoo_lines(odoo_id).await;
+        let set = json!("2026-12-20 09:30:00");
+        let moved: Vec<Value> = lines
+            .iter()
+            .map(|l| json!([1, l.0, {"date_planned": set}]))
+            .collect();
+        env.odoo
+            .write("purchase.order", &[odoo_id], &json!({"order_line": moved}))
+            .await
+            .expect("move the dates in Odoo");
+        let report = env.poll().await;
+        assert_eq!(report.outcomes.get("applied"), Some(&1), "{report:?}");
+        assert_eq!(local_date(&env, id).await.as_deref(), Some("2026-12-20"));
+
+        // A notes edit, then the local date emptied: the lines stay as the purchaser set them.
+        for change in [
+            "notes = 'call first'",
+            "requested_delivery_date = NULL, notes = 'no date'",
+        ] {
+            env.sql(&format!("UPDATE orders SET {change} WHERE id = {id}"))
+                .await;
+            env.drain().await;
+            assert_eq!(
+                odoo_dates(&env, odoo_id).await,
+                (set.clone(), vec![set.clone(), set.clone()]),
+                "Odoo {version}, {change}"
+            );
+        }
+
+        // A price edit writes the price alone: the date stays.
+        env.sql(&format!(
+            "UPDATE order_items SET unit_price = 390 WHERE order_id = {id} AND product_id = 'FURN_8220'"
+        ))
+        .await;
+        env.drain().await;
+        let after: Vec<(Decimal, Decimal)> = env
+            .odoo_lines(odoo_id)
+            .await
+            .iter()
+            .map(|l| (l.1, l.2))
+            .collect();
+        assert_eq!(after, vec![(d("2"), d("390")), (d("1"), d("10"))]);
+        assert_eq!(
+            odoo_dates(&env, odoo_id).await,
+            (set.clone(), vec![set.clone(), set.clone()]),
+            "Odoo {version}, price edit"
+        );
+
+        // A quantity edit writes that line in full, and Odoo plans that line again, as it would
+        // for a purchaser changing the quantity: the other line keeps its date.
+        env.sql(&format!(
+            "UPDATE order_items SET quantity = 5 WHERE order_id = {id} AND product_id = 'FURN_8220'"
+        ))
+        .await;
+        env.drain().await;
+        let (_, dates) = odoo_dates(&env, odoo_id).await;
+        assert_ne!(dates[0], set, "Odoo {version} plans the desk again");
+        assert_eq!(dates[1], set, "Odoo {version}");
+        assert_eq!(env.odoo_lines(odoo_id).await[0].1, d("5"));
+
+        // Both sides agree, and the pull has nothing to bring back but the new date.
+        env.poll().await;
+        env.drain().await;
+        assert!(env.open_conflicts().await.is_empty());
+        let report = odoo_sync_worker::verify::verify(&env.db.client, &env.odoo)
+            .await
+            .expect("verify");
+        assert_eq!(report.summary.equal, 1, "{}", report.render_text());
+        env.finish().await;
+    }
+}
+
+/// A push leaves a line out when the base (what Odoo held at the last sync) has it as the
+/// document does. Every push reads an Odoo order that may have changed since (its write_date
+/// moved) and merges it first, so the base is Odoo's; an Odoo user can still remove a line
+/// between that read and the push's write. The push checks that every line it left out is
+/// there and writes a missing one in full. Staged here: a base claiming a line Odoo does not
+/// have, and a write_date that says Odoo has not changed since.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_the_base_has_and_odoo_lacks_is_written_again() {
+    let env = setup_version("tw_lost_line", 17).await;
+    let id = env
+        .insert_order("PO-LOST", &[("FURN_8220", "2", "400.00")])
+        .await;
+    env.drain().await;
+    let odoo_id = env.odoo_id(id).await;
+
+    // An item the base claims Odoo already has with these values.
+    let claim = async |code: &str| {
+        let item: i64 = env
+            .one(&format!(
+                "INSERT INTO order_items (order_id, product_id, product_code, quantity, unit_price) \
+                 VALUES ({id}, '{code}', '{code}', 1, 10) RETURNING id"
+            ))
+            .await;
+        let product = odoo_record(&env, "product.product", "default_code", code).await;
+        env.sql(&format!(
+            "UPDATE odoo_sync.order_state SET base_snapshot = jsonb_set(base_snapshot, '{{lines,{item}}}', \
+               '{{\"product_id\": \"{product}\", \"quantity\": 1, \"unit_price\": 10, \"discount\": 0}}'), \
+               odoo_write_date = '2999-01-01 00:00:00' \
+             WHERE order_key = '{id}'"
+        ))
+        .await;
+    };
+    let odoo_lines = async || {
+        env.odoo_lines(odoo_id)
+            .await
+            .iter()
+            .map(|l| (l.1, l.2))
+            .collect::<Vec<(Decimal, Decimal)>>()
+    };
+
+    // The batched push.
+    claim("FURN_0001").await;
+    env.drain().await;
+    assert_eq!(
+        odoo_lines().await,
+        vec![(d("2"), d("400")), (d("1"), d("10"))]
+    );
+
+    // The push of one order.
+    claim("FURN_0269").await;
+    let doc = odoo_sync_worker::queue::order_document(&env.worker, 1, &id.to_string())
+        .await
+        .expect("document");
+    odoo_sync_worker::push::order_push::push_order(
+        &env.worker,
+        &env.odoo,
+        &mut odoo_sync_worker::push::resolve::Resolver::new(),
+        &doc,
+    )
+    .await
+    .expect("push");
+    assert_eq!(
+        odoo_lines().await,
+        vec![(d("2"), d("400")), (d("1"), d("10")), (d("1"), d("10"))]
+    );
+    let registered = env
+        .odoo
+        .search(
+            "ir.model.data",
+            &Domain::eq("module", "odoo_sync").and(Domain::eq("model", "purchase.order.line")),
+            None,
+            None,
+        )
+        .await
+        .expect("external ids");
+    assert_eq!(registered.len(), 3);
+
+    // The job of that change finds Odoo as the document wants it.
+    env.drain().await;
+    assert_eq!(odoo_lines().await.len(), 3);
+    let sync: String = env
+        .one(&format!("SELECT sync_status FROM orders WHERE id = {id}"))
+        .await;
+    assert_eq!(sync, "SYNCED");
+    env.poll().await;
+    assert!(env.open_conflicts().await.is_empty());
+    env.finish().await;
+}
+
 /// Odoo's expected arrival of an order and of each of its lines (UTC datetimes).
 async fn odoo_dates(env: &Env, odoo_id: i64) -> (Value, Vec<Value>) {
     let order = env

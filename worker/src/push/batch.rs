@@ -25,10 +25,11 @@ use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
 use tokio_postgres::Client;
 
+use super::line_write::{LineNow, LineWrite};
 use super::linked_push::{needs_linked_push, push_linked};
 use super::order_push::{
-    base_discount, canonical_snapshot, date_planned_to_write, decimal, goods_lines, left_deleted,
-    line_xmlid_name, maps_notes, may_exist, notes_to_write, order_xmlid_name, push_order,
+    canonical_snapshot, date_planned_to_write, decimal, goods_lines, left_deleted,
+    line_ids_by_xmlid, maps_notes, may_exist, notes_to_write, order_xmlid_name, push_order,
     pushed_snapshot, reprice_lines, stays_deleted_in_odoo, text, writes_vendor, Amounts, LoadOrder,
     LoadShape, PushLine, PushOutcome, READ_BACK, XMLID_MODULE,
 };
@@ -36,6 +37,7 @@ use super::resolve::{reference_states, Resolver, Wanted};
 use super::status_action::StatusAction;
 use super::PushError;
 use crate::odoo::money::money;
+use crate::odoo::version::FieldNames;
 use crate::odoo::{Domain, OdooClient, OdooError};
 
 /// How a batch is written.
@@ -82,16 +84,16 @@ pub async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
 }
 
 struct Item {
-    xmlid: String,
+    /// The local item's key.
+    key: String,
     product: Wanted,
     qty: Decimal,
     price: Decimal,
-    /// See [`base_discount`].
-    discount: Decimal,
 }
 
 /// One live order document, checked.
 struct Prepared {
+    tracking_id: i64,
     version: Option<i64>,
     known_id: Option<i64>,
     xmlid: String,
@@ -146,7 +148,6 @@ fn prepare(doc: &Value) -> Result<Prepared, PushError> {
             .filter(|c| !c.is_empty())
             .unwrap_or_else(|| product_id.clone());
         items.push(Item {
-            xmlid: line_xmlid_name(tracking_id, &item_id),
             product: Wanted {
                 key: product_id,
                 code,
@@ -154,10 +155,11 @@ fn prepare(doc: &Value) -> Result<Prepared, PushError> {
             },
             qty: decimal(&item["quantity"], &format!("item {item_id} quantity"))?,
             price: decimal(&item["unit_price"], &format!("item {item_id} unit_price"))?,
-            discount: base_discount(doc, &item_id),
+            key: item_id,
         });
     }
     Ok(Prepared {
+        tracking_id,
         version: doc["version"].as_i64(),
         known_id: doc["odoo_id"].as_i64(),
         xmlid: order_xmlid_name(tracking_id, &order_key),
@@ -476,13 +478,17 @@ async fn push_resolved(
                 ))));
                 continue 'orders;
             };
-            lines.push(PushLine {
-                xmlid: it.xmlid,
-                product,
-                qty: it.qty,
-                price: it.price,
-                discount: it.discount,
-            });
+            lines.push(PushLine::of_item(
+                &docs[i],
+                p.tracking_id,
+                &LineNow {
+                    item_key: &it.key,
+                    product,
+                    qty: it.qty,
+                    price: it.price,
+                },
+                p.date_planned.as_deref(),
+            ));
         }
         ready.push(Ready {
             index: i,
@@ -812,6 +818,67 @@ async fn read_orders(
         .collect())
 }
 
+/// Writes in full the lines the loads of `chunk` left out as unchanged that Odoo no longer
+/// has (see `order_push::push_order`). An order whose lines cannot be checked or written fails.
+async fn write_lost_lines(
+    odoo: &OdooClient,
+    chunk: &[Ready],
+    loaded: &mut [Option<Result<i64, PushError>>],
+    names: &FieldNames,
+) {
+    let left_out = |r: &Ready| -> Vec<PushLine> {
+        r.lines
+            .iter()
+            .filter(|l| l.write != LineWrite::Full)
+            .cloned()
+            .collect()
+    };
+    let checked: Vec<usize> = (0..chunk.len())
+        .filter(|i| matches!(loaded[*i], Some(Ok(_))) && !left_out(&chunk[*i]).is_empty())
+        .collect();
+    if checked.is_empty() {
+        return;
+    }
+    let wanted: Vec<String> = checked
+        .iter()
+        .flat_map(|i| left_out(&chunk[*i]).into_iter().map(|l| l.xmlid))
+        .collect();
+    let existing = match line_ids_by_xmlid(odoo, wanted.iter().map(String::as_str)).await {
+        Ok(existing) => existing,
+        Err(e) => {
+            for i in &checked {
+                loaded[*i] = Some(Err(PushError::Odoo(e.clone())));
+            }
+            return;
+        }
+    };
+    for i in checked {
+        let lost: Vec<PushLine> = left_out(&chunk[i])
+            .into_iter()
+            .filter(|l| !existing.contains_key(&l.xmlid))
+            .map(|l| PushLine {
+                write: LineWrite::Full,
+                ..l
+            })
+            .collect();
+        if lost.is_empty() {
+            continue;
+        }
+        let again = LoadOrder {
+            lines: &lost,
+            ..chunk[i].load_order()
+        };
+        let shape = LoadShape::of(&again, names);
+        let written = odoo
+            .load("purchase.order", &shape.fields(), &shape.rows(&again))
+            .await
+            .and_then(|res| res.into_ids("purchase.order"));
+        if let Err(e) = written {
+            loaded[i] = Some(Err(PushError::Odoo(e)));
+        }
+    }
+}
+
 /// One chunk: one `load` (more only to isolate refused orders), one `read`, and the removals
 /// and buttons the chunk needs.
 async fn write_chunk(odoo: &OdooClient, chunk: &[Ready]) -> Vec<Result<PushOutcome, PushError>> {
@@ -852,22 +919,29 @@ async fn write_chunk(odoo: &OdooClient, chunk: &[Ready]) -> Vec<Result<PushOutco
                 .collect()
         }
     };
-    let repriced: Vec<usize> = loaded
-        .iter()
-        .enumerate()
-        .filter(|(i, l)| {
-            reprices && matches!(l, Some(Ok(_))) && chunk[*i].writes_vendor && chunk[*i].may_exist
-        })
-        .map(|(i, _)| i)
-        .collect();
-    if !repriced.is_empty() {
-        let prices: Vec<(&PushLine, Option<&str>)> = repriced
-            .iter()
-            .flat_map(|i| {
-                let r = &chunk[*i];
-                r.lines.iter().map(|l| (l, r.date_planned.as_deref()))
-            })
-            .collect();
+    write_lost_lines(odoo, chunk, &mut loaded, &names).await;
+    // Each loaded order's lines whose price alone changed, or all its lines when the load wrote
+    // its vendor and Odoo priced them again.
+    let mut repriced: Vec<usize> = Vec::new();
+    let mut prices: Vec<(&PushLine, Option<&str>)> = Vec::new();
+    for (i, l) in loaded.iter().enumerate() {
+        let r = &chunk[i];
+        if !matches!(l, Some(Ok(_))) {
+            continue;
+        }
+        let all = reprices && r.writes_vendor && r.may_exist;
+        let before = prices.len();
+        prices.extend(
+            r.lines
+                .iter()
+                .filter(|l| all || l.write == LineWrite::Price)
+                .map(|l| (l, r.date_planned.as_deref())),
+        );
+        if prices.len() > before {
+            repriced.push(i);
+        }
+    }
+    if !prices.is_empty() {
         if let Err(e) = reprice_lines(odoo, &prices).await {
             for i in &repriced {
                 loaded[*i] = Some(Err(PushError::Odoo(e.clone())));

@@ -28,10 +28,11 @@ use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
 use tokio_postgres::Client;
 
+use super::line_write::{day, LineWrite};
 use super::order_push::{
     base_discount, canonical_snapshot, date_planned_to_write, decimal, item_scales,
-    line_xmlid_name, maps_notes, notes_to_write, pushed_snapshot, read_back_fields, text,
-    vendor_write_reprices, xmlid_key, Amounts, PushLine, PushOutcome, XMLID_MODULE,
+    line_xmlid_name, line_xmlids, maps_notes, notes_to_write, pushed_snapshot, read_back_fields,
+    text, vendor_write_reprices, xmlid_key, Amounts, PushLine, PushOutcome, XMLID_MODULE,
 };
 use super::resolve::{ProductRef, Resolver};
 use super::status_action::StatusAction;
@@ -126,6 +127,8 @@ pub async fn push_linked(
             price: l.price,
             discount: xmlid_key("pol", &l.xmlid)
                 .map_or(Decimal::ZERO, |(_, key)| base_discount(doc, &key)),
+            // Only the snapshot's: this push compares with Odoo's lines as read.
+            write: LineWrite::Full,
         })
         .collect();
     super::note_attempts(pg, &[(doc, canonical_snapshot(partner, &snapshot_lines))]).await?;
@@ -164,24 +167,12 @@ pub async fn push_linked(
     // Lines pushed under an earlier tracking of the same tables carry our external id with
     // another tracking number (pol_<tracking>_<item>): they are this order's lines by item key.
     if lines.iter().any(|l| l.odoo_line_id.is_none()) && !present.is_empty() {
-        let known: HashMap<String, i64> = odoo
-            .search_read(
-                "ir.model.data",
-                &Domain::eq("module", XMLID_MODULE)
-                    .and(Domain::eq("model", "purchase.order.line"))
-                    .and(Domain::is_in("res_id", present.iter().copied())),
-                &["name", "res_id"],
-                0,
-                None,
-                None,
-            )
-            .await?
-            .iter()
-            .filter_map(|r| {
-                let (_, item) = xmlid_key("pol", r.get("name")?.as_str()?)?;
-                Some((item, r.get("res_id")?.as_i64()?))
-            })
-            .collect();
+        let known: HashMap<String, i64> =
+            line_xmlids(odoo, Domain::is_in("res_id", present.iter().copied()))
+                .await?
+                .into_iter()
+                .filter_map(|(name, id)| Some((xmlid_key("pol", &name)?.1, id)))
+                .collect();
         for l in lines.iter_mut().filter(|l| l.odoo_line_id.is_none()) {
             let item = xmlid_key("pol", &l.xmlid).map(|(_, item)| item);
             l.odoo_line_id = item.and_then(|i| known.get(&i)).copied();
@@ -424,11 +415,6 @@ async fn odoo_lines(
     Ok(out)
 }
 
-/// The day of an Odoo datetime (`YYYY-MM-DD HH:MM:SS`), as the merge compares delivery dates.
-fn day(datetime: &str) -> &str {
-    datetime.get(..10).unwrap_or(datetime)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -447,6 +433,5 @@ mod tests {
         assert!(!same("12.35", "12.345", None));
         assert!(!same("12.34", "12.345", Some(2)));
         assert!(!same("10", "10.5", Some(2)));
-        assert_eq!(day("2026-03-01 08:00:00"), "2026-03-01");
     }
 }

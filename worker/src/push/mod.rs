@@ -2,12 +2,14 @@
 //!
 //! - [`resolve`]: local supplier / product → Odoo `res.partner` / `product.product` ids;
 //! - [`order_push`]: one order document → one idempotent Odoo write (`load` with external ids);
+//! - [`line_write`]: which lines a push writes, and what of them (only what changed);
 //! - [`linked_push`]: orders imported from Odoo (linked by database id) written by id;
 //! - [`batch`]: many order documents → one `load` and one `read` per chunk, chunks written
 //!   concurrently, poison orders isolated;
 //! - [`status_action`]: the Odoo call that moves an order to its local status.
 
 pub mod batch;
+pub mod line_write;
 pub mod linked_push;
 pub mod order_push;
 pub mod resolve;

@@ -6,11 +6,12 @@
 //! transaction, so a push repeated after an unknown outcome (timeout, dropped connection,
 //! killed worker) updates the order and lines it created the first time instead of creating
 //! them again. Lines of the Odoo order whose external id is not in the document are removed
-//! with `[2, id, 0]`. Local status transitions are sent as Odoo's calls (`status_action`; and
+//! with `[2, id, 0]`. Of the lines Odoo has, only what changed since the last sync is written
+//! (`line_write`). Local status transitions are sent as Odoo's calls (`status_action`; and
 //! `button_draft` from a cancelled order). A deleted local order cancels its
 //! Odoo order (`button_cancel`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::time::Instant;
 
@@ -18,6 +19,7 @@ use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use tokio_postgres::Client;
 
+use super::line_write::{line_write, LineNow, LineWrite};
 use super::resolve::{ProductRef, Resolver};
 use super::status_action::StatusAction;
 use super::PushError;
@@ -118,6 +120,28 @@ pub struct PushLine {
     pub price: Decimal,
     /// The discount (%) written where lines have one (Odoo 17+): see [`base_discount`].
     pub discount: Decimal,
+    /// What the push writes of the line (see [`super::line_write`]).
+    pub write: LineWrite,
+}
+
+impl PushLine {
+    /// The line of item `line.item_key` of `doc`, written as [`line_write`] decides, when the
+    /// push dates every line with `date`.
+    pub(crate) fn of_item(
+        doc: &Value,
+        tracking_id: i64,
+        line: &LineNow<'_>,
+        date: Option<&str>,
+    ) -> PushLine {
+        PushLine {
+            xmlid: line_xmlid_name(tracking_id, line.item_key),
+            product: line.product,
+            qty: line.qty,
+            price: line.price,
+            discount: base_discount(doc, line.item_key),
+            write: line_write(doc, line, date),
+        }
+    }
 }
 
 /// The discount (%) a push writes on the line of item `item_key`: the one Odoo had at the last
@@ -192,15 +216,23 @@ pub(crate) struct LoadOrder<'a> {
     pub notes: Option<&'a Value>,
     /// Every line's expected arrival (see [`date_planned_to_write`]).
     pub date_planned: Option<&'a str>,
-    /// The lines.
+    /// The lines, each with what the push writes of it.
     pub lines: &'a [PushLine],
+}
+
+impl LoadOrder<'_> {
+    /// The lines the `load` writes (the others get their price alone, or nothing).
+    pub fn full_lines(&self) -> impl Iterator<Item = &PushLine> {
+        self.lines.iter().filter(|l| l.write == LineWrite::Full)
+    }
 }
 
 impl LoadShape {
     /// The shape of a call carrying `order` alone, on a server whose field names are `names`.
-    /// Where lines have a `discount` (17+), every line carries one (see [`base_discount`]).
+    /// Only the lines written in full ([`LineWrite::Full`]) are rows of the call. Where lines
+    /// have a `discount` (17+), every line carries one (see [`base_discount`]).
     pub fn of(order: &LoadOrder<'_>, names: &FieldNames) -> LoadShape {
-        let with_lines = !order.lines.is_empty();
+        let with_lines = order.full_lines().next().is_some();
         LoadShape {
             with_lines,
             notes_field: order.notes.map(|_| names.order_notes),
@@ -231,7 +263,7 @@ impl LoadShape {
     }
 
     /// The rows of one order: its head (external id, partner, origin, notes) on the row of its
-    /// first line, each further line on a row whose head cells are empty.
+    /// first line written in full, each further one on a row whose head cells are empty.
     pub fn rows(self, order: &LoadOrder<'_>) -> Vec<Vec<Value>> {
         let mut head = vec![json!(format!("{XMLID_MODULE}.{}", order.xmlid))];
         if self.with_partner {
@@ -248,13 +280,12 @@ impl LoadShape {
                 _ => json!(""),
             });
         }
-        if !self.with_lines || order.lines.is_empty() {
+        if !self.with_lines || order.full_lines().next().is_none() {
             return vec![head];
         }
         let blank = vec![json!(""); head.len()];
         order
-            .lines
-            .iter()
+            .full_lines()
             .enumerate()
             .map(|(i, l)| {
                 let mut row = if i == 0 { head.clone() } else { blank.clone() };
@@ -354,10 +385,11 @@ pub(crate) async fn vendor_write_reprices(odoo: &OdooClient) -> Result<bool, Odo
     Ok(odoo.version().await?.major >= 18)
 }
 
-/// Writes the lines' prices and discounts (see [`base_discount`]), and dates when given, again
-/// by their external ids, in a call of their own: after a call that wrote the vendor of
-/// existing orders, which on Odoo 18+ priced the lines from the vendor's price list (see
-/// [`writes_vendor`]). A price written alone triggers no such computation.
+/// Writes the lines' prices and discounts (see [`base_discount`]), and dates when given, by
+/// their external ids, in a call of their own: for lines whose price alone changed
+/// ([`LineWrite::Price`]), and after a call that wrote the vendor of existing orders, which on
+/// Odoo 18+ priced the lines from the vendor's price list (see [`writes_vendor`]). A price
+/// written alone triggers no such computation.
 pub(crate) async fn reprice_lines(
     odoo: &OdooClient,
     lines: &[(&PushLine, Option<&str>)],
@@ -396,6 +428,49 @@ pub(crate) async fn reprice_lines(
             .into_ids("purchase.order.line")?;
     }
     Ok(())
+}
+
+/// The Odoo ids of the lines registered under our external id names `names` (without module).
+pub(crate) async fn line_ids_by_xmlid<'a>(
+    odoo: &OdooClient,
+    names: impl Iterator<Item = &'a str>,
+) -> Result<HashMap<String, i64>, OdooError> {
+    let names: Vec<&str> = names.collect();
+    if names.is_empty() {
+        return Ok(HashMap::new());
+    }
+    Ok(
+        line_xmlids(odoo, Domain::leaf("name", Op::In, json!(names)))
+            .await?
+            .into_iter()
+            .collect(),
+    )
+}
+
+/// Our external ids of order lines that `filter` (on `ir.model.data`) selects: (name without
+/// module, line id).
+pub(crate) async fn line_xmlids(
+    odoo: &OdooClient,
+    filter: Domain,
+) -> Result<Vec<(String, i64)>, OdooError> {
+    Ok(odoo
+        .search_read(
+            "ir.model.data",
+            &Domain::eq("module", XMLID_MODULE)
+                .and(Domain::eq("model", "purchase.order.line"))
+                .and(filter),
+            &["name", "res_id"],
+            0,
+            None,
+            None,
+        )
+        .await?
+        .iter()
+        .filter_map(|r| {
+            let name = r.get("name")?.as_str()?.to_string();
+            Some((name, r.get("res_id")?.as_i64()?))
+        })
+        .collect())
 }
 
 /// The goods lines of the orders `ids` (sections and notes left out: the pull never brings
@@ -659,6 +734,7 @@ pub async fn push_order(
         .await?;
     let origin = text(&order["order_number"]).unwrap_or_else(|| order_key.clone());
 
+    let date_planned = date_planned_to_write(doc);
     let empty = Vec::new();
     let items = doc["items"].as_array().unwrap_or(&empty);
     let mut lines = Vec::with_capacity(items.len());
@@ -682,13 +758,17 @@ pub async fn push_order(
             .await?;
         let qty = decimal(&item["quantity"], &format!("item {item_id} quantity"))?;
         let price = decimal(&item["unit_price"], &format!("item {item_id} unit_price"))?;
-        lines.push(PushLine {
-            xmlid: line_xmlid_name(tracking_id, &item_id),
-            product,
-            qty,
-            price,
-            discount: base_discount(doc, &item_id),
-        });
+        lines.push(PushLine::of_item(
+            doc,
+            tracking_id,
+            &LineNow {
+                item_key: &item_id,
+                product,
+                qty,
+                price,
+            },
+            date_planned.as_deref(),
+        ));
     }
 
     // What will be written, noted first (see super::note_attempts).
@@ -706,7 +786,6 @@ pub async fn push_order(
 
     let names = odoo.field_names().await?;
     let notes = notes_to_write(doc);
-    let date_planned = date_planned_to_write(doc);
     let vendor = writes_vendor(doc, partner);
     let load_order = LoadOrder {
         xmlid: &order_name,
@@ -728,31 +807,43 @@ pub async fn push_order(
         })
     })?;
 
-    // Lines of the Odoo order that the document no longer has.
-    let wanted: Vec<String> = lines.iter().map(|l| l.xmlid.clone()).collect();
-    let keep: HashSet<i64> = if wanted.is_empty() {
-        HashSet::new()
-    } else {
-        odoo.search_read(
-            "ir.model.data",
-            &Domain::eq("module", XMLID_MODULE)
-                .and(Domain::eq("model", "purchase.order.line"))
-                .and(Domain::leaf("name", Op::In, json!(wanted))),
-            &["res_id"],
-            0,
-            None,
-            None,
-        )
-        .await?
+    // The lines the load left out as unchanged must be there: one Odoo no longer has (its
+    // order was replaced, say) is written in full.
+    let mut existing = line_ids_by_xmlid(odoo, lines.iter().map(|l| l.xmlid.as_str())).await?;
+    let lost: Vec<PushLine> = lines
         .iter()
-        .filter_map(|r| r.get("res_id").and_then(Value::as_i64))
-        .collect()
-    };
-    if vendor && may_exist(doc) && vendor_write_reprices(odoo).await? {
-        let prices: Vec<(&PushLine, Option<&str>)> =
-            lines.iter().map(|l| (l, date_planned.as_deref())).collect();
-        reprice_lines(odoo, &prices).await?;
+        .filter(|l| l.write != LineWrite::Full && !existing.contains_key(&l.xmlid))
+        .map(|l| PushLine {
+            write: LineWrite::Full,
+            ..l.clone()
+        })
+        .collect();
+    if !lost.is_empty() {
+        let again = LoadOrder {
+            lines: &lost,
+            ..load_order
+        };
+        let shape = LoadShape::of(&again, &names);
+        odoo.load("purchase.order", &shape.fields(), &shape.rows(&again))
+            .await?
+            .into_ids("purchase.order")?;
+        existing = line_ids_by_xmlid(odoo, lines.iter().map(|l| l.xmlid.as_str())).await?;
     }
+    let repriced: Vec<(&PushLine, Option<&str>)> =
+        if vendor && may_exist(doc) && vendor_write_reprices(odoo).await? {
+            lines.iter().map(|l| (l, date_planned.as_deref())).collect()
+        } else {
+            lines
+                .iter()
+                .filter(|l| l.write == LineWrite::Price)
+                .map(|l| (l, date_planned.as_deref()))
+                .collect()
+        };
+    if !repriced.is_empty() {
+        reprice_lines(odoo, &repriced).await?;
+    }
+    // Lines of the Odoo order that the document no longer has.
+    let keep: HashSet<i64> = existing.into_values().collect();
     let removed: Vec<Value> = goods_lines(odoo, &[odoo_id])
         .await?
         .iter()
@@ -878,6 +969,7 @@ mod tests {
             qty: Decimal::from(qty),
             price: Decimal::from(price),
             discount,
+            write: LineWrite::Full,
         };
         let lines = vec![
             line("pol_1_a", 7, 2, 10, Decimal::new(125, 1)),
@@ -936,5 +1028,54 @@ mod tests {
         let shape = LoadShape::of(&bare, &v17);
         assert!(!shape.with_dates);
         assert_eq!(shape.fields(), vec!["id", "partner_id/.id", "origin"]);
+    }
+
+    #[test]
+    fn only_lines_written_in_full_are_rows_of_the_load() {
+        let line = |xmlid: &str, write| PushLine {
+            xmlid: xmlid.to_string(),
+            product: 7,
+            qty: Decimal::ONE,
+            price: Decimal::TEN,
+            discount: Decimal::ZERO,
+            write,
+        };
+        let v17 = FieldNames::for_version(
+            &OdooVersion::from_value(&json!({"server_version": "17.0"})).expect("version"),
+        );
+        let mixed = vec![
+            line("pol_1_a", LineWrite::Skip),
+            line("pol_1_b", LineWrite::Full),
+            line("pol_1_c", LineWrite::Price),
+        ];
+        let order = LoadOrder {
+            xmlid: "po_1_9",
+            partner: None,
+            origin: "PO-9",
+            notes: None,
+            date_planned: None,
+            lines: &mixed,
+        };
+        let rows = LoadShape::of(&order, &v17).rows(&order);
+        // The head goes on the row of the only line written in full.
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0][0], json!("odoo_sync.po_1_9"));
+        assert_eq!(rows[0][2], json!("odoo_sync.pol_1_b"));
+
+        // No line written in full: the order's head alone, no line columns.
+        let unchanged = vec![
+            line("pol_1_a", LineWrite::Skip),
+            line("pol_1_c", LineWrite::Price),
+        ];
+        let head_only = LoadOrder {
+            lines: &unchanged,
+            ..order
+        };
+        let shape = LoadShape::of(&head_only, &v17);
+        assert_eq!(shape.fields(), vec!["id", "origin"]);
+        assert_eq!(
+            shape.rows(&head_only),
+            vec![vec![json!("odoo_sync.po_1_9"), json!("PO-9")]]
+        );
     }
 }
