@@ -3560,13 +3560,14 @@ async fn a_push_leaves_the_lines_it_did_not_change_as_odoo_has_them() {
         assert_eq!(report.outcomes.get("applied"), Some(&1), "{report:?}");
         assert_eq!(local_date(&env, id).await.as_deref(), Some("2026-12-20"));
 
-        // A notes edit, then the local date emptied: the lines stay as the purchaser set them.
+        // A notes edit, a price edit (the local day is Odoo's), then the local date emptied:
+        // the lines keep the dates the purchaser set; the price reaches its line alone.
         for change in [
-            "notes = 'call first'",
-            "requested_delivery_date = NULL, notes = 'no date'",
+            "UPDATE orders SET notes = 'call first' WHERE id = {id}",
+            "UPDATE order_items SET unit_price = 390 WHERE order_id = {id} AND product_id = 'FURN_8220'",
+            "UPDATE orders SET requested_delivery_date = NULL, notes = 'no date' WHERE id = {id}",
         ] {
-            env.sql(&format!("UPDATE orders SET {change} WHERE id = {id}"))
-                .await;
+            env.sql(&change.replace("{id}", &id.to_string())).await;
             env.drain().await;
             assert_eq!(
                 odoo_dates(&env, odoo_id).await,
@@ -3574,13 +3575,6 @@ async fn a_push_leaves_the_lines_it_did_not_change_as_odoo_has_them() {
                 "Odoo {version}, {change}"
             );
         }
-
-        // A price edit writes the price alone: the date stays.
-        env.sql(&format!(
-            "UPDATE order_items SET unit_price = 390 WHERE order_id = {id} AND product_id = 'FURN_8220'"
-        ))
-        .await;
-        env.drain().await;
         let after: Vec<(Decimal, Decimal)> = env
             .odoo_lines(odoo_id)
             .await
@@ -3588,11 +3582,6 @@ async fn a_push_leaves_the_lines_it_did_not_change_as_odoo_has_them() {
             .map(|l| (l.1, l.2))
             .collect();
         assert_eq!(after, vec![(d("2"), d("390")), (d("1"), d("10"))]);
-        assert_eq!(
-            odoo_dates(&env, odoo_id).await,
-            (set.clone(), vec![set.clone(), set.clone()]),
-            "Odoo {version}, price edit"
-        );
 
         // A quantity edit writes that line in full, and Odoo plans that line again, as it would
         // for a purchaser changing the quantity: the other line keeps its date.
@@ -3704,6 +3693,58 @@ async fn a_line_the_base_has_and_odoo_lacks_is_written_again() {
     assert_eq!(sync, "SYNCED");
     env.poll().await;
     assert!(env.open_conflicts().await.is_empty());
+    env.finish().await;
+}
+
+/// A line whose price alone changed is written after the order's `load`, by its external id.
+/// An Odoo user removing the line between the two calls makes Odoo refuse that write (`load`
+/// would create the line again, without its order): that is a change in Odoo, tried again
+/// after a read of the order, not a refusal that sends the order to the dead letters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_price_write_that_finds_its_line_removed_in_odoo_is_tried_again() {
+    use odoo_sync_worker::push::line_write::LineWrite;
+    use odoo_sync_worker::push::order_push::{reprice_order_lines, PushLine};
+
+    let env = setup_version("tw_price_race", 17).await;
+    let id = env
+        .insert_order(
+            "PO-RACE",
+            &[("FURN_8220", "2", "400.00"), ("FURN_0001", "1", "10.00")],
+        )
+        .await;
+    env.drain().await;
+    let odoo_id = env.odoo_id(id).await;
+    let lines = env.odoo_lines(odoo_id).await;
+    let items = env.item_ids(id).await;
+    let line = |item: i64, price: &str| PushLine {
+        xmlid: format!("pol_1_{item}"),
+        product: 0,
+        qty: Decimal::ONE,
+        price: d(price),
+        discount: Decimal::ZERO,
+        write: LineWrite::Price { dated: false },
+    };
+
+    // The line is there: its price is written, and nothing else.
+    let kept = line(items[1], "12.5");
+    reprice_order_lines(&env.odoo, &[(&kept, None)])
+        .await
+        .expect("price written");
+    assert_eq!(env.odoo_lines(odoo_id).await[1].2, d("12.5"));
+
+    // Removed in Odoo meanwhile: a transient error that names it.
+    env.odoo
+        .unlink("purchase.order.line", &[lines[0].0])
+        .await
+        .expect("remove the line in Odoo");
+    let gone = line(items[0], "390");
+    let err = reprice_order_lines(&env.odoo, &[(&gone, None)])
+        .await
+        .expect_err("the line is gone");
+    assert!(err.is_transient(), "{err}");
+    assert_eq!(err.type_name(), "changed_in_odoo");
+    assert!(err.to_string().contains(&gone.xmlid), "{err}");
+    assert_eq!(env.odoo_lines(odoo_id).await.len(), 1, "nothing created");
     env.finish().await;
 }
 

@@ -30,8 +30,9 @@ use super::linked_push::{needs_linked_push, push_linked};
 use super::order_push::{
     canonical_snapshot, date_planned_to_write, decimal, goods_lines, left_deleted,
     line_ids_by_xmlid, maps_notes, may_exist, notes_to_write, order_xmlid_name, push_order,
-    pushed_snapshot, reprice_lines, stays_deleted_in_odoo, text, writes_vendor, Amounts, LoadOrder,
-    LoadShape, PushLine, PushOutcome, READ_BACK, XMLID_MODULE,
+    pushed_snapshot, reprice_lines, reprice_order_lines, stays_deleted_in_odoo, text,
+    writes_vendor, Amounts, LoadOrder, LoadShape, PushLine, PushOutcome, Repriced, READ_BACK,
+    XMLID_MODULE,
 };
 use super::resolve::{reference_states, Resolver, Wanted};
 use super::status_action::StatusAction;
@@ -879,6 +880,40 @@ async fn write_lost_lines(
     }
 }
 
+/// Writes the prices of the lines of `orders` (each order's index in the chunk, and its lines
+/// as `reprice_lines` takes them) in one call. When Odoo refuses it for good, one call per
+/// order, so that one order's refusal fails that order alone. Returns the orders that failed.
+async fn reprice_isolating(
+    odoo: &OdooClient,
+    orders: &[(usize, Vec<Repriced<'_>>)],
+) -> Vec<(usize, PushError)> {
+    let all: Vec<Repriced<'_>> = orders
+        .iter()
+        .flat_map(|(_, lines)| lines.iter().copied())
+        .collect();
+    if all.is_empty() {
+        return Vec::new();
+    }
+    let e = match reprice_lines(odoo, &all).await {
+        Ok(()) => return Vec::new(),
+        Err(e) => e,
+    };
+    if e.is_transient() || e.is_credentials() {
+        return orders
+            .iter()
+            .map(|(i, _)| (*i, PushError::Odoo(e.clone())))
+            .collect();
+    }
+    // Refused: order by order, each telling a line removed meanwhile from a refusal.
+    let mut failed = Vec::new();
+    for (i, lines) in orders {
+        if let Err(e) = reprice_order_lines(odoo, lines).await {
+            failed.push((*i, e));
+        }
+    }
+    failed
+}
+
 /// One chunk: one `load` (more only to isolate refused orders), one `read`, and the removals
 /// and buttons the chunk needs.
 async fn write_chunk(odoo: &OdooClient, chunk: &[Ready]) -> Vec<Result<PushOutcome, PushError>> {
@@ -922,31 +957,22 @@ async fn write_chunk(odoo: &OdooClient, chunk: &[Ready]) -> Vec<Result<PushOutco
     write_lost_lines(odoo, chunk, &mut loaded, &names).await;
     // Each loaded order's lines whose price alone changed, or all its lines when the load wrote
     // its vendor and Odoo priced them again.
-    let mut repriced: Vec<usize> = Vec::new();
-    let mut prices: Vec<(&PushLine, Option<&str>)> = Vec::new();
-    for (i, l) in loaded.iter().enumerate() {
-        let r = &chunk[i];
-        if !matches!(l, Some(Ok(_))) {
-            continue;
-        }
-        let all = reprices && r.writes_vendor && r.may_exist;
-        let before = prices.len();
-        prices.extend(
-            r.lines
+    let repriced: Vec<(usize, Vec<Repriced<'_>>)> = (0..chunk.len())
+        .filter(|i| matches!(loaded[*i], Some(Ok(_))))
+        .map(|i| {
+            let r = &chunk[i];
+            let all = reprices && r.writes_vendor && r.may_exist;
+            let lines = r
+                .lines
                 .iter()
-                .filter(|l| all || l.write == LineWrite::Price)
-                .map(|l| (l, r.date_planned.as_deref())),
-        );
-        if prices.len() > before {
-            repriced.push(i);
-        }
-    }
-    if !prices.is_empty() {
-        if let Err(e) = reprice_lines(odoo, &prices).await {
-            for i in &repriced {
-                loaded[*i] = Some(Err(PushError::Odoo(e.clone())));
-            }
-        }
+                .filter_map(|l| l.repriced(r.date_planned.as_deref(), all))
+                .collect::<Vec<_>>();
+            (i, lines)
+        })
+        .filter(|(_, lines)| !lines.is_empty())
+        .collect();
+    for (i, e) in reprice_isolating(odoo, &repriced).await {
+        loaded[i] = Some(Err(e));
     }
     let mut results: Vec<Result<PushOutcome, PushError>> = Vec::with_capacity(chunk.len());
     let mut ok: Vec<(usize, i64)> = Vec::new();

@@ -6,10 +6,12 @@
 //! from the vendor's lead time (and prices and discounts it, which a push writes itself). A
 //! push of a notes edit, writing every line, moved the arrival dates a purchaser had set in
 //! Odoo. So each line of an order Odoo already has is compared with the base, what Odoo held at
-//! the last sync (read back after a push, or merged by a pull):
+//! the last sync (what the last push wrote, or what the last pull merged; every push first
+//! merges an Odoo order whose write_date moved since, see `run::changed_in_odoo`):
 //! - a line new to Odoo, or whose product or quantity changed, is written in full;
-//! - one whose price (or the order's requested date) changed gets the price, discount and date
-//!   alone, a write that plans and prices nothing again (`order_push::reprice_lines`);
+//! - one whose price (or the order's requested day) changed gets the price and discount alone,
+//!   and the date when its day changed, a write that plans and prices nothing again
+//!   (`order_push::reprice_lines`);
 //! - one as the base has it is not written at all.
 //!
 //! An order Odoo may not have yet (no Odoo id: a noted attempt may or may not have landed) is
@@ -29,8 +31,12 @@ use crate::odoo::money::as_stored;
 pub enum LineWrite {
     /// Every column: product, quantity, price, discount and date.
     Full,
-    /// The price, the discount and the date only.
-    Price,
+    /// The price and the discount only, and the date when its day differs from Odoo's
+    /// (`dated`).
+    Price {
+        /// The requested day differs from Odoo's: the date goes too.
+        dated: bool,
+    },
     /// Nothing: the line is as the last sync left it.
     Skip,
 }
@@ -72,7 +78,7 @@ pub fn line_write(doc: &Value, line: &LineNow<'_>, date: Option<&str>) -> LineWr
     if same(&held["unit_price"], line.price, price_scale) && same_date {
         LineWrite::Skip
     } else {
-        LineWrite::Price
+        LineWrite::Price { dated: !same_date }
     }
 }
 
@@ -115,7 +121,12 @@ mod tests {
         );
         assert_eq!(
             line_write(&d, &now("a", 7, "2", "11"), None),
-            LineWrite::Price
+            LineWrite::Price { dated: false }
+        );
+        // A new price on a day Odoo already has: the date stays as Odoo has it.
+        assert_eq!(
+            line_write(&d, &now("a", 7, "2", "11"), Some("2026-12-15 12:00:00")),
+            LineWrite::Price { dated: false }
         );
         assert_eq!(
             line_write(&d, &now("a", 7, "3", "10.5"), None),
@@ -142,13 +153,13 @@ mod tests {
         );
         assert_eq!(
             line_write(&d, &line, Some("2026-12-16 12:00:00")),
-            LineWrite::Price
+            LineWrite::Price { dated: true }
         );
         let undated = json!({"odoo_id": 5, "base_snapshot": {
             "lines": {"a": {"product_id": "7", "quantity": 2, "unit_price": 10.5}}}});
         assert_eq!(
             line_write(&undated, &line, Some("2026-12-15 12:00:00")),
-            LineWrite::Price
+            LineWrite::Price { dated: true }
         );
         assert_eq!(line_write(&undated, &line, None), LineWrite::Skip);
         assert_eq!(day("2026-03-01 08:00:00"), "2026-03-01");

@@ -41,6 +41,10 @@ pub enum PushError {
     /// A database error shared by several orders of one batch (transient).
     #[error("database: {0}")]
     DbShared(String),
+    /// Odoo changed the order while the push wrote it (a line it had moments before is gone):
+    /// the next attempt reads it first (transient).
+    #[error("{0}")]
+    ChangedInOdoo(String),
 }
 
 impl PushError {
@@ -55,7 +59,10 @@ impl PushError {
                     || e.is_missing("purchase.order")
             }
             PushError::Unresolved(_) | PushError::Document(_) => false,
-            PushError::StaleReference(_) | PushError::Db(_) | PushError::DbShared(_) => true,
+            PushError::StaleReference(_)
+            | PushError::ChangedInOdoo(_)
+            | PushError::Db(_)
+            | PushError::DbShared(_) => true,
         }
     }
 
@@ -72,6 +79,7 @@ impl PushError {
             PushError::Document(_) => "bad_document",
             PushError::StaleReference(_) => "stale_reference",
             PushError::Db(_) | PushError::DbShared(_) => "database",
+            PushError::ChangedInOdoo(_) => "changed_in_odoo",
         }
     }
 
@@ -84,6 +92,7 @@ impl PushError {
             PushError::StaleReference(m) => PushError::StaleReference(m.clone()),
             PushError::Db(e) => PushError::DbShared(e.to_string()),
             PushError::DbShared(m) => PushError::DbShared(m.clone()),
+            PushError::ChangedInOdoo(m) => PushError::ChangedInOdoo(m.clone()),
         }
     }
 }

@@ -144,6 +144,23 @@ impl PushLine {
     }
 }
 
+/// A line as [`reprice_lines`] writes it: its price and discount, and the date when given.
+pub type Repriced<'a> = (&'a PushLine, Option<&'a str>);
+
+impl PushLine {
+    /// This line as [`reprice_lines`] takes it, when the push writes its price after the load:
+    /// every line (`all`: the load wrote the vendor, and Odoo priced them all again), with the
+    /// order's date `date`; otherwise a line whose price alone changed, with the date when its
+    /// day changed.
+    pub(crate) fn repriced<'a>(&'a self, date: Option<&'a str>, all: bool) -> Option<Repriced<'a>> {
+        match self.write {
+            _ if all => Some((self, date)),
+            LineWrite::Price { dated } => Some((self, date.filter(|_| dated))),
+            LineWrite::Full | LineWrite::Skip => None,
+        }
+    }
+}
+
 /// The discount (%) a push writes on the line of item `item_key`: the one Odoo had at the last
 /// sync (the base), or 0 for a line new to Odoo.
 ///
@@ -392,7 +409,7 @@ pub(crate) async fn vendor_write_reprices(odoo: &OdooClient) -> Result<bool, Odo
 /// written alone triggers no such computation.
 pub(crate) async fn reprice_lines(
     odoo: &OdooClient,
-    lines: &[(&PushLine, Option<&str>)],
+    lines: &[Repriced<'_>],
 ) -> Result<(), OdooError> {
     let with_discount = odoo.field_names().await?.line_discount;
     // One call for the lines with a date and one for those without: an empty date cell would
@@ -471,6 +488,32 @@ pub(crate) async fn line_xmlids(
             Some((name, r.get("res_id")?.as_i64()?))
         })
         .collect())
+}
+
+/// [`reprice_lines`] for the lines of one order. Odoo refusing it when one of the lines is gone
+/// by then (an Odoo user removed it while the push ran: `load` would create it again, and
+/// Odoo refuses a line without its order) is a change in Odoo, not a refusal of the order:
+/// the next attempt reads the order first.
+pub async fn reprice_order_lines(
+    odoo: &OdooClient,
+    lines: &[Repriced<'_>],
+) -> Result<(), PushError> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let refused = match reprice_lines(odoo, lines).await {
+        Ok(()) => return Ok(()),
+        Err(e) if e.is_transient() || e.is_credentials() => return Err(e.into()),
+        Err(e) => e,
+    };
+    let existing = line_ids_by_xmlid(odoo, lines.iter().map(|(l, _)| l.xmlid.as_str())).await?;
+    match lines.iter().find(|(l, _)| !existing.contains_key(&l.xmlid)) {
+        Some((gone, _)) => Err(PushError::ChangedInOdoo(format!(
+            "line {} of the order was removed in Odoo while its prices were written ({refused}); the next attempt reads the order first",
+            gone.xmlid
+        ))),
+        None => Err(refused.into()),
+    }
 }
 
 /// The goods lines of the orders `ids` (sections and notes left out: the pull never brings
@@ -829,19 +872,12 @@ pub async fn push_order(
             .into_ids("purchase.order")?;
         existing = line_ids_by_xmlid(odoo, lines.iter().map(|l| l.xmlid.as_str())).await?;
     }
-    let repriced: Vec<(&PushLine, Option<&str>)> =
-        if vendor && may_exist(doc) && vendor_write_reprices(odoo).await? {
-            lines.iter().map(|l| (l, date_planned.as_deref())).collect()
-        } else {
-            lines
-                .iter()
-                .filter(|l| l.write == LineWrite::Price)
-                .map(|l| (l, date_planned.as_deref()))
-                .collect()
-        };
-    if !repriced.is_empty() {
-        reprice_lines(odoo, &repriced).await?;
-    }
+    let all = vendor && may_exist(doc) && vendor_write_reprices(odoo).await?;
+    let repriced: Vec<Repriced<'_>> = lines
+        .iter()
+        .filter_map(|l| l.repriced(date_planned.as_deref(), all))
+        .collect();
+    reprice_order_lines(odoo, &repriced).await?;
     // Lines of the Odoo order that the document no longer has.
     let keep: HashSet<i64> = existing.into_values().collect();
     let removed: Vec<Value> = goods_lines(odoo, &[odoo_id])
@@ -1046,7 +1082,7 @@ mod tests {
         let mixed = vec![
             line("pol_1_a", LineWrite::Skip),
             line("pol_1_b", LineWrite::Full),
-            line("pol_1_c", LineWrite::Price),
+            line("pol_1_c", LineWrite::Price { dated: false }),
         ];
         let order = LoadOrder {
             xmlid: "po_1_9",
@@ -1065,7 +1101,7 @@ mod tests {
         // No line written in full: the order's head alone, no line columns.
         let unchanged = vec![
             line("pol_1_a", LineWrite::Skip),
-            line("pol_1_c", LineWrite::Price),
+            line("pol_1_c", LineWrite::Price { dated: false }),
         ];
         let head_only = LoadOrder {
             lines: &unchanged,
