@@ -3595,6 +3595,34 @@ async fn a_push_leaves_the_lines_it_did_not_change_as_odoo_has_them() {
         assert_eq!(dates[1], set, "Odoo {version}");
         assert_eq!(env.odoo_lines(odoo_id).await[0].1, d("5"));
 
+        // Nothing odoo_sync sends changed (approved_by is not sent), then only the status: no
+        // `load`, and Odoo's order is not written but for the confirmation.
+        env.poll().await;
+        let write_date = async || {
+            env.odoo
+                .read("purchase.order", &[odoo_id], &["write_date"])
+                .await
+                .expect("read")[0]["write_date"]
+                .clone()
+        };
+        let before = write_date().await;
+        env.sim.sim.reset_stats();
+        env.sql(&format!(
+            "UPDATE orders SET approved_by = 'eve' WHERE id = {id}"
+        ))
+        .await;
+        env.drain().await;
+        assert_eq!(env.calls("purchase.order.load").await, 0);
+        assert_eq!(env.calls(".write").await, 0);
+        assert_eq!(write_date().await, before, "Odoo {version}");
+        env.sql(&format!(
+            "UPDATE orders SET status = 'CONFIRMED' WHERE id = {id}"
+        ))
+        .await;
+        env.drain().await;
+        assert_eq!(env.calls("purchase.order.load").await, 0);
+        assert_eq!(env.calls("button_confirm").await, 1);
+
         // Both sides agree, and the pull has nothing to bring back but the new date.
         env.poll().await;
         env.drain().await;

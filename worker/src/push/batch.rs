@@ -29,8 +29,8 @@ use super::line_write::{LineNow, LineWrite};
 use super::linked_push::{needs_linked_push, push_linked};
 use super::order_push::{
     canonical_snapshot, date_planned_to_write, decimal, goods_lines, left_deleted,
-    line_ids_by_xmlid, maps_notes, may_exist, notes_to_write, order_xmlid_name, push_order,
-    pushed_snapshot, reprice_lines, reprice_order_lines, stays_deleted_in_odoo, text,
+    line_ids_by_xmlid, maps_notes, may_exist, needs_load, notes_to_write, order_xmlid_name,
+    push_order, pushed_snapshot, reprice_lines, reprice_order_lines, stays_deleted_in_odoo, text,
     writes_vendor, Amounts, LoadOrder, LoadShape, PushLine, PushOutcome, Repriced, READ_BACK,
     XMLID_MODULE,
 };
@@ -127,6 +127,8 @@ struct Ready {
     writes_vendor: bool,
     /// The Odoo order may exist already (see [`may_exist`]).
     may_exist: bool,
+    /// The push writes the order with `load` (see [`needs_load`]).
+    needs_load: bool,
 }
 
 fn prepare(doc: &Value) -> Result<Prepared, PushError> {
@@ -491,7 +493,7 @@ async fn push_resolved(
                 p.date_planned.as_deref(),
             ));
         }
-        ready.push(Ready {
+        let mut r = Ready {
             index: i,
             version: p.version,
             known_id: p.known_id,
@@ -505,7 +507,10 @@ async fn push_resolved(
             notes: p.notes,
             maps_notes: p.maps_notes,
             date_planned: p.date_planned,
-        });
+            needs_load: true,
+        };
+        r.needs_load = needs_load(&docs[i], &r.load_order());
+        ready.push(r);
     }
 
     // Back to DRAFT from a cancelled Odoo order: reopen first (one read, one button).
@@ -931,6 +936,10 @@ async fn write_chunk(odoo: &OdooClient, chunk: &[Ready]) -> Vec<Result<PushOutco
     // One load per shape: the orders of the chunk grouped by the columns they need.
     let mut groups: Vec<(LoadShape, Vec<usize>)> = Vec::new();
     for (i, r) in chunk.iter().enumerate() {
+        if let (false, Some(id)) = (r.needs_load, r.known_id) {
+            loaded[i] = Some(Ok(id));
+            continue;
+        }
         let shape = LoadShape::of(&r.load_order(), &names);
         match groups.iter_mut().find(|(s, _)| *s == shape) {
             Some((_, idx)) => idx.push(i),

@@ -334,6 +334,26 @@ pub(crate) fn notes_to_write(doc: &Value) -> Option<Value> {
     })
 }
 
+/// Whether a push of `doc` writes `order` with `load`: an order Odoo may not have yet, one
+/// whose vendor, notes or origin (the order number) differ from the base's, one with a line to
+/// write in full. A push with none of these (a status change, an edit of a column odoo_sync does
+/// not send, a price edit) leaves the order's head alone: a write of the same origin would
+/// still move Odoo's `write_date`, and the next pull would read the order for nothing.
+pub(crate) fn needs_load(doc: &Value, order: &LoadOrder<'_>) -> bool {
+    let base = &doc["base_snapshot"];
+    // Notes unchanged here are sent as Odoo's own HTML (the base's), which needs no write.
+    let notes_changed = order.notes.is_some_and(|n| match (n, &base["notes_html"]) {
+        (Value::String(wanted), Value::String(held)) => wanted != held,
+        (Value::Bool(false), Value::Null) => false,
+        _ => true,
+    });
+    doc["odoo_id"].as_i64().is_none()
+        || order.partner.is_some()
+        || notes_changed
+        || order.full_lines().next().is_some()
+        || text(&base["origin"]).as_deref() != Some(order.origin)
+}
+
 /// Whether the Odoo order of `doc` may exist already: its id is known, or an earlier push was
 /// noted and not acknowledged (its create may have landed with its reply lost). A `load` of it
 /// is then perhaps a write, not a create.
@@ -838,17 +858,22 @@ pub async fn push_order(
         date_planned: date_planned.as_deref(),
         lines: &lines,
     };
-    let shape = LoadShape::of(&load_order, &names);
-    let ids = odoo
-        .load("purchase.order", &shape.fields(), &shape.rows(&load_order))
-        .await?
-        .into_ids("purchase.order")?;
-    let odoo_id = *ids.first().ok_or_else(|| {
-        PushError::Odoo(crate::odoo::OdooError::Rejected {
-            call: "purchase.order.load".into(),
-            reasons: "no id returned".into(),
-        })
-    })?;
+    let odoo_id = match known_id.filter(|_| !needs_load(doc, &load_order)) {
+        Some(id) => id,
+        None => {
+            let shape = LoadShape::of(&load_order, &names);
+            let ids = odoo
+                .load("purchase.order", &shape.fields(), &shape.rows(&load_order))
+                .await?
+                .into_ids("purchase.order")?;
+            *ids.first().ok_or_else(|| {
+                PushError::Odoo(crate::odoo::OdooError::Rejected {
+                    call: "purchase.order.load".into(),
+                    reasons: "no id returned".into(),
+                })
+            })?
+        }
+    };
 
     // The lines the load left out as unchanged must be there: one Odoo no longer has (its
     // order was replaced, say) is written in full.
@@ -1064,6 +1089,92 @@ mod tests {
         let shape = LoadShape::of(&bare, &v17);
         assert!(!shape.with_dates);
         assert_eq!(shape.fields(), vec!["id", "partner_id/.id", "origin"]);
+    }
+
+    #[test]
+    fn an_order_is_loaded_only_when_its_head_or_a_whole_line_changed() {
+        let doc =
+            json!({"odoo_id": 9, "base_snapshot": {"origin": "PO-9", "notes_html": "<p>a</p>"}});
+        let line = |write| PushLine {
+            xmlid: "pol_1_a".into(),
+            product: 7,
+            qty: Decimal::ONE,
+            price: Decimal::TEN,
+            discount: Decimal::ZERO,
+            write,
+        };
+        let skipped = [
+            line(LineWrite::Skip),
+            line(LineWrite::Price { dated: true }),
+        ];
+        let same_notes = json!("<p>a</p>");
+        let order = LoadOrder {
+            xmlid: "po_1_9",
+            partner: None,
+            origin: "PO-9",
+            notes: Some(&same_notes),
+            date_planned: None,
+            lines: &skipped,
+        };
+        assert!(!needs_load(&doc, &order));
+        assert!(!needs_load(
+            &doc,
+            &LoadOrder {
+                notes: None,
+                ..order
+            }
+        ));
+        let other_notes = json!("<p>b</p>");
+        assert!(needs_load(
+            &doc,
+            &LoadOrder {
+                notes: Some(&other_notes),
+                ..order
+            }
+        ));
+        let emptied = json!(false);
+        assert!(needs_load(
+            &doc,
+            &LoadOrder {
+                notes: Some(&emptied),
+                ..order
+            }
+        ));
+        let empty_base =
+            json!({"odoo_id": 9, "base_snapshot": {"origin": "PO-9", "notes_html": null}});
+        assert!(!needs_load(
+            &empty_base,
+            &LoadOrder {
+                notes: Some(&emptied),
+                ..order
+            }
+        ));
+        assert!(needs_load(
+            &doc,
+            &LoadOrder {
+                origin: "PO-10",
+                ..order
+            }
+        ));
+        assert!(needs_load(
+            &doc,
+            &LoadOrder {
+                partner: Some(4),
+                ..order
+            }
+        ));
+        let full = [line(LineWrite::Full)];
+        assert!(needs_load(
+            &doc,
+            &LoadOrder {
+                lines: &full,
+                ..order
+            }
+        ));
+        assert!(needs_load(
+            &json!({"odoo_id": null, "base_snapshot": doc["base_snapshot"]}),
+            &order
+        ));
     }
 
     #[test]
