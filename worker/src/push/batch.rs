@@ -31,8 +31,8 @@ use super::order_push::{
     canonical_snapshot, date_planned_to_write, decimal, goods_lines, left_deleted,
     line_ids_by_xmlid, maps_notes, may_exist, needs_load, notes_to_write, order_xmlid_name,
     push_order, pushed_snapshot, reprice_lines, reprice_order_lines, stays_deleted_in_odoo, text,
-    writes_vendor, Amounts, LoadOrder, LoadShape, PushLine, PushOutcome, Repriced, READ_BACK,
-    XMLID_MODULE,
+    vanished, writes_vendor, Amounts, LoadOrder, LoadShape, PushLine, PushOutcome, Repriced,
+    READ_BACK, XMLID_MODULE,
 };
 use super::resolve::{reference_states, Resolver, Wanted};
 use super::status_action::StatusAction;
@@ -1150,10 +1150,7 @@ async fn write_chunk(odoo: &OdooClient, chunk: &[Ready]) -> Vec<Result<PushOutco
         }
         let r = &chunk[i];
         let Some(rec) = records.get(&id) else {
-            results[i] = Err(PushError::Odoo(OdooError::Rejected {
-                call: "purchase.order.read".into(),
-                reasons: format!("order {id} vanished after load"),
-            }));
+            results[i] = Err(vanished(id));
             continue;
         };
         let amounts = match amounts_of(rec) {

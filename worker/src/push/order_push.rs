@@ -354,6 +354,15 @@ pub(crate) fn needs_load(doc: &Value, order: &LoadOrder<'_>) -> bool {
         || text(&base["origin"]).as_deref() != Some(order.origin)
 }
 
+/// The error of a push whose Odoo order `id` is gone when it is read back: an Odoo user deleted
+/// it while the push ran (the push read it moments before). The next attempt finds it deleted
+/// and treats it as such.
+pub(crate) fn vanished(id: i64) -> PushError {
+    PushError::ChangedInOdoo(format!(
+        "Odoo order {id} was deleted in Odoo while the push wrote it; the next attempt reads it first"
+    ))
+}
+
 /// Whether the Odoo order of `doc` may exist already: its id is known, or an earlier push was
 /// noted and not acknowledged (its create may have landed with its reply lost). A `load` of it
 /// is then perhaps a write, not a create.
@@ -932,12 +941,7 @@ pub async fn push_order(
             &read_back_fields(doc, names.order_notes),
         )
         .await?;
-    let rec = read.first().ok_or_else(|| {
-        PushError::Odoo(crate::odoo::OdooError::Rejected {
-            call: "purchase.order.read".into(),
-            reasons: format!("order {odoo_id} vanished after load"),
-        })
-    })?;
+    let rec = read.first().ok_or_else(|| vanished(odoo_id))?;
     let amounts = Amounts {
         subtotal: money(
             rec.get("amount_untaxed").unwrap_or(&Value::Null),
@@ -1089,6 +1093,14 @@ mod tests {
         let shape = LoadShape::of(&bare, &v17);
         assert!(!shape.with_dates);
         assert_eq!(shape.fields(), vec!["id", "partner_id/.id", "origin"]);
+    }
+
+    #[test]
+    fn an_order_deleted_in_odoo_during_its_push_is_tried_again() {
+        let e = vanished(17);
+        assert!(e.is_transient());
+        assert_eq!(e.type_name(), "changed_in_odoo");
+        assert!(e.to_string().contains("Odoo order 17 was deleted in Odoo"));
     }
 
     #[test]
