@@ -420,15 +420,18 @@ BEGIN
     IF j.kind = 'push' THEN
         SELECT * INTO st FROM @extschema@.order_state s
         WHERE s.tracking_id = j.tracking_id AND s.order_key = j.order_key FOR UPDATE;
-        -- Without an Odoo id: the tombstone of an order that never reached Odoo, or a
-        -- cancelled order whose Odoo order an Odoo user deleted, which stays so (operation
-        -- DELETE, see order_state.odoo_deleted_id).
+        -- Without an Odoo id: the tombstone of an order that never reached Odoo, or an order
+        -- whose Odoo order an Odoo user deleted, which stays so while it is cancelled here, or
+        -- for good in a table without a status column (operation DELETE, see
+        -- order_state.odoo_deleted_id; sync_order creates it again).
         -- (Only then is the local status read: not on every completion.)
         IF v_odoo_id IS NULL AND NOT st.deleted THEN
             v_left_deleted := st.odoo_id IS NULL AND st.odoo_deleted_id IS NOT NULL
                 AND v_result ->> 'operation' = 'DELETE'
-                AND @extschema@._status_class(@extschema@._local_values(j.tracking_id, j.order_key, ARRAY['status']) ->> 'status')
-                    IS NOT DISTINCT FROM 'cancel';
+                AND (NOT EXISTS (SELECT 1 FROM @extschema@.tracked_tables t
+                                 WHERE t.id = j.tracking_id AND t.mapping -> 'orders' ? 'status')
+                     OR @extschema@._status_class(@extschema@._local_values(j.tracking_id, j.order_key, ARRAY['status']) ->> 'status')
+                        IS NOT DISTINCT FROM 'cancel');
             IF NOT v_left_deleted THEN
                 RAISE EXCEPTION 'result.odoo_order_id is required for a push'
                     USING ERRCODE = '22023', HINT = 'Pass the id of the Odoo purchase.order the order was written to.';

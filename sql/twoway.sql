@@ -1195,7 +1195,8 @@ $$;
 -- An Odoo order linked here no longer exists in Odoo (found by the reconciliation, or by a
 -- push about to write it). The local order is cancelled (Odoo only deletes cancelled orders)
 -- and unlinked, and the deleted id kept in odoo_deleted_id: while the order stays cancelled,
--- its pushes write nothing to Odoo; reopened, it is created there again.
+-- its pushes write nothing to Odoo; reopened, it is created there again. A table without a
+-- status column cannot cancel it: its pushes write nothing until sync_order asks for it.
 CREATE FUNCTION @extschema@.remote_deleted(odoo_order_id integer) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp

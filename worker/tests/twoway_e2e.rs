@@ -2595,6 +2595,80 @@ async fn a_noted_push_of_an_order_deleted_in_odoo_does_not_bring_it_back() {
     env.finish().await;
 }
 
+/// In a table without a status column an order whose Odoo order an Odoo user deleted cannot be
+/// cancelled here. Its later edits used to create it in Odoo again, bringing back what the Odoo
+/// user deleted; they now stay here, saying so, until `sync_order` asks for the order by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_status_column_an_order_deleted_in_odoo_comes_back_only_when_asked() {
+    let schema = common_schema("bigint").replace("status text NOT NULL DEFAULT 'DRAFT',", "");
+    assert_ne!(
+        schema,
+        common_schema("bigint"),
+        "the schema has a status column to drop"
+    );
+    let env = setup_schema("tw_deleted_nostatus", 17, &schema).await;
+    let id = env
+        .insert_order("PO-NS", &[("FURN_0001", "1", "10.00")])
+        .await;
+    env.drain().await;
+    let odoo_id = env.odoo_id(id).await;
+    env.delete_in_odoo(odoo_id).await;
+
+    for edit in ["notes = 'edited after'", "notes = 'and again'"] {
+        env.sql(&format!("UPDATE orders SET {edit} WHERE id = {id}"))
+            .await;
+        env.drain().await;
+        let in_odoo = env.odoo_orders_of("PO-NS").await;
+        assert!(in_odoo.is_empty(), "not created again: {in_odoo:?}");
+    }
+    let (sync, shown): (String, Option<i32>) = {
+        let row = env
+            .db
+            .client
+            .query_one(
+                "SELECT o.sync_status, s.deleted_in_odoo FROM orders o \
+                 JOIN odoo_sync.order_status s ON s.local_order_id = o.id::text WHERE o.id = $1",
+                &[&id],
+            )
+            .await
+            .expect("order");
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(sync, "SYNCED");
+    assert_eq!(shown, i32::try_from(odoo_id).ok());
+    let warning: String = env
+        .one(&format!(
+            "SELECT warnings[1] FROM odoo_sync.sync_log WHERE order_key = '{id}' ORDER BY id DESC LIMIT 1"
+        ))
+        .await;
+    assert!(
+        warning.contains(&format!("SELECT odoo_sync.sync_order('{id}')")),
+        "{warning}"
+    );
+    let dead: i64 = env.one("SELECT count(*) FROM odoo_sync.dead_letters").await;
+    assert_eq!(dead, 0);
+
+    // Asked for by name: a new Odoo order, linked, with the local edits.
+    env.sql(&format!("SELECT odoo_sync.sync_order({id}::bigint)"))
+        .await;
+    env.drain().await;
+    let again = env.odoo_orders_of("PO-NS").await;
+    assert_eq!(again.len(), 1);
+    assert_ne!(again[0], odoo_id);
+    assert_eq!(env.odoo_id(id).await, again[0]);
+    let shown: Option<i32> = env
+        .one(&format!(
+            "SELECT deleted_in_odoo FROM odoo_sync.order_status WHERE local_order_id = '{id}'"
+        ))
+        .await;
+    assert_eq!(shown, None);
+    let report = odoo_sync_worker::verify::verify(&env.db.client, &env.odoo)
+        .await
+        .expect("verify");
+    assert_eq!(report.summary.equal, 1, "{}", report.render_text());
+    env.finish().await;
+}
+
 /// Up to 17, Odoo's `load` takes no archived record by database id: an order naming a vendor
 /// archived in Odoo after the worker learned it goes to the dead letters saying which record is
 /// archived and what to do, instead of Odoo's bare "No matching record found". From 18 `load`

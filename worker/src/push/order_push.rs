@@ -374,13 +374,20 @@ pub(crate) fn may_exist(doc: &Value) -> bool {
 /// order's Odoo order (`remote_deleted` cancelled it here and unlinked it, noting the id in
 /// `deleted_in_odoo`) and the order is still `CANCELLED`. Pushed, it would become a new,
 /// cancelled Odoo order, bringing back what the Odoo user deleted. Set back to another status
-/// (reopened), it is created again. An earlier push noted and not acknowledged may have
-/// created it already: then it is pushed, to cancel that one.
+/// (reopened), it is created again. A table without a status column could not cancel it: its
+/// edits stay here until `odoo_sync.sync_order` asks for it by name, which clears the mark. An
+/// earlier push noted and not acknowledged may have created it already: then it is pushed, to
+/// cancel that one.
 pub(crate) fn stays_deleted_in_odoo(doc: &Value) -> bool {
     doc["deleted_in_odoo"].as_i64().is_some()
         && !may_exist(doc)
         && !doc["deleted"].as_bool().unwrap_or(false)
-        && is_cancelled(doc)
+        && (is_cancelled(doc) || !maps_status(doc))
+}
+
+/// Whether the tracking maps a status column.
+fn maps_status(doc: &Value) -> bool {
+    doc["order"].get("status").is_some()
 }
 
 /// Whether the local status of `doc`'s order is `CANCELLED` (in any case, as `_status_class`
@@ -404,9 +411,16 @@ pub(crate) fn left_deleted(doc: &Value) -> PushOutcome {
         snapshot: json!({"deleted_in_odoo": deleted}),
         amounts: None,
         duration_ms: 0,
-        warnings: vec![format!(
-            "nothing written to Odoo: an Odoo user deleted this order's Odoo order {deleted} and it is CANCELLED here; give it another status (DRAFT, say) to create it in Odoo again"
-        )],
+        warnings: vec![if maps_status(doc) {
+            format!(
+                "nothing written to Odoo: an Odoo user deleted this order's Odoo order {deleted} and it is CANCELLED here; give it another status (DRAFT, say) to create it in Odoo again"
+            )
+        } else {
+            format!(
+                "nothing written to Odoo: an Odoo user deleted this order's Odoo order {deleted}; SELECT odoo_sync.sync_order('{}') creates it in Odoo again",
+                text(&doc["order_key"]).unwrap_or_default().replace('\'', "''")
+            )
+        }],
         odoo_state: None,
         odoo_write_date: None,
     }
