@@ -70,9 +70,9 @@ CREATE TABLE @extschema@.order_state (
     -- write_date, may predate that version: apply_remote takes it as stale.
     odoo_seen_at    timestamptz,
     -- The Odoo order this order was linked to until an Odoo user deleted it (remote_deleted
-    -- cancelled it here and unlinked it): while the order stays CANCELLED, its pushes write
-    -- nothing to Odoo rather than create it there again; a push that links an Odoo order
-    -- again (the order reopened) clears it.
+    -- cancelled it here and unlinked it): while the order stays CANCELLED (in a table without
+    -- a status column: until sync_order asks for it), its pushes write nothing to Odoo rather
+    -- than create it there again; a push that links an Odoo order again clears it.
     odoo_deleted_id integer,
     PRIMARY KEY (tracking_id, order_key)
 ) WITH (fillfactor = 80);

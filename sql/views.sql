@@ -25,7 +25,7 @@ SELECT t.orders_table,
         ORDER BY c.detected_at LIMIT 1) AS open_conflict_id,
        s.changed_at,
        -- The Odoo order an Odoo user deleted (the order was cancelled here and unlinked; it
-       -- is not created in Odoo again while it stays cancelled).
+       -- is not created in Odoo again while it stays cancelled, see order_state).
        s.odoo_deleted_id AS deleted_in_odoo
 FROM @extschema@.order_state s
 JOIN @extschema@.tracked_tables t ON t.id = s.tracking_id

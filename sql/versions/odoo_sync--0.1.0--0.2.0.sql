@@ -1329,6 +1329,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_tables integer[];
+    v_key text;
 BEGIN
     IF p_key IS NULL THEN
         RAISE EXCEPTION 'sync_order needs an order id, got NULL' USING ERRCODE = '22004';
@@ -1343,16 +1344,17 @@ BEGIN
             (SELECT string_agg(orders_table::text, ', ') FROM @extschema@.tracked_tables WHERE id = ANY (v_tables))
             USING ERRCODE = '21000';
     END IF;
+    -- The recorded spelling: another one would be a second order, and a second Odoo order.
+    v_key := @extschema@._stored_key(v_tables[1], p_key);
     -- An order whose Odoo order an Odoo user deleted, in a table without a status column to
     -- cancel it in, stays deleted in Odoo whatever changes here: asked for by name, it is
     -- created there again.
     UPDATE @extschema@.order_state s SET odoo_deleted_id = NULL
     FROM @extschema@.tracked_tables t
     WHERE t.id = v_tables[1] AND NOT t.mapping -> 'orders' ? 'status'
-      AND s.tracking_id = t.id AND s.order_key = @extschema@._stored_key(v_tables[1], p_key)
+      AND s.tracking_id = t.id AND s.order_key = v_key
       AND s.odoo_id IS NULL AND s.odoo_deleted_id IS NOT NULL;
-    -- The recorded spelling: another one would be a second order, and a second Odoo order.
-    RETURN @extschema@._ensure_push_job(v_tables[1], @extschema@._stored_key(v_tables[1], p_key), NULL);
+    RETURN @extschema@._ensure_push_job(v_tables[1], v_key, NULL);
 END
 $$;
 
@@ -3190,7 +3192,7 @@ SELECT t.orders_table,
         ORDER BY c.detected_at LIMIT 1) AS open_conflict_id,
        s.changed_at,
        -- The Odoo order an Odoo user deleted (the order was cancelled here and unlinked; it
-       -- is not created in Odoo again while it stays cancelled).
+       -- is not created in Odoo again while it stays cancelled, see order_state).
        s.odoo_deleted_id AS deleted_in_odoo
 FROM @extschema@.order_state s
 JOIN @extschema@.tracked_tables t ON t.id = s.tracking_id

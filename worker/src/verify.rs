@@ -20,7 +20,8 @@
 //! `odoo_sync.notes_text` (of the local value, of Odoo's HTML), so verify and the merge agree
 //! on what "equal" means. Odoo orders that carry our external id but belong to no local
 //! order are counted too. A deleted local order must be cancelled in Odoo (or never have
-//! reached it); a cancelled one whose Odoo order an Odoo user deleted is equal without one.
+//! reached it); one whose Odoo order an Odoo user deleted, left so by its pushes (cancelled
+//! here, or in a table without a status column), is equal without one.
 //!
 //! Reading is paged: 200 local orders per page, about ten Odoo calls per page.
 
@@ -692,7 +693,7 @@ fn compare(
         findings: Vec::new(),
     };
     let Some(primary) = primary else {
-        // An order an Odoo user deleted, cancelled here: as it should be (the push's own rule).
+        // An order an Odoo user deleted, left so by its pushes: as it should be (their rule).
         let deleted_in_odoo = doc["deleted_in_odoo"].as_i64();
         let left_deleted = crate::push::order_push::stays_deleted_in_odoo(doc);
         if !report.deleted && !left_deleted {

@@ -29,10 +29,10 @@ use super::line_write::{LineNow, LineWrite};
 use super::linked_push::{needs_linked_push, push_linked};
 use super::order_push::{
     canonical_snapshot, date_planned_to_write, decimal, goods_lines, left_deleted,
-    line_ids_by_xmlid, maps_notes, may_exist, needs_load, notes_to_write, order_xmlid_name,
-    push_order, pushed_snapshot, reprice_lines, reprice_order_lines, stays_deleted_in_odoo, text,
-    vanished, writes_vendor, Amounts, LoadOrder, LoadShape, PushLine, PushOutcome, Repriced,
-    READ_BACK, XMLID_MODULE,
+    line_ids_by_xmlid, load_in_full, lost_lines, maps_notes, may_exist, needs_load, notes_to_write,
+    order_xmlid_name, push_order, pushed_snapshot, reprice_lines, reprice_order_lines,
+    stays_deleted_in_odoo, text, vanished, writes_vendor, Amounts, LoadOrder, LoadShape, PushLine,
+    PushOutcome, Repriced, READ_BACK, XMLID_MODULE,
 };
 use super::resolve::{reference_states, Resolver, Wanted};
 use super::status_action::StatusAction;
@@ -832,24 +832,19 @@ async fn write_lost_lines(
     loaded: &mut [Option<Result<i64, PushError>>],
     names: &FieldNames,
 ) {
-    let left_out = |r: &Ready| -> Vec<PushLine> {
-        r.lines
-            .iter()
-            .filter(|l| l.write != LineWrite::Full)
-            .cloned()
-            .collect()
-    };
     let checked: Vec<usize> = (0..chunk.len())
-        .filter(|i| matches!(loaded[*i], Some(Ok(_))) && !left_out(&chunk[*i]).is_empty())
+        .filter(|i| {
+            matches!(loaded[*i], Some(Ok(_)))
+                && chunk[*i].lines.iter().any(|l| l.write != LineWrite::Full)
+        })
         .collect();
-    if checked.is_empty() {
-        return;
-    }
-    let wanted: Vec<String> = checked
+    let left_out: Vec<&str> = checked
         .iter()
-        .flat_map(|i| left_out(&chunk[*i]).into_iter().map(|l| l.xmlid))
+        .flat_map(|i| chunk[*i].lines.iter())
+        .filter(|l| l.write != LineWrite::Full)
+        .map(|l| l.xmlid.as_str())
         .collect();
-    let existing = match line_ids_by_xmlid(odoo, wanted.iter().map(String::as_str)).await {
+    let existing = match line_ids_by_xmlid(odoo, left_out.into_iter()).await {
         Ok(existing) => existing,
         Err(e) => {
             for i in &checked {
@@ -859,27 +854,11 @@ async fn write_lost_lines(
         }
     };
     for i in checked {
-        let lost: Vec<PushLine> = left_out(&chunk[i])
-            .into_iter()
-            .filter(|l| !existing.contains_key(&l.xmlid))
-            .map(|l| PushLine {
-                write: LineWrite::Full,
-                ..l
-            })
-            .collect();
+        let lost = lost_lines(&chunk[i].lines, &existing);
         if lost.is_empty() {
             continue;
         }
-        let again = LoadOrder {
-            lines: &lost,
-            ..chunk[i].load_order()
-        };
-        let shape = LoadShape::of(&again, names);
-        let written = odoo
-            .load("purchase.order", &shape.fields(), &shape.rows(&again))
-            .await
-            .and_then(|res| res.into_ids("purchase.order"));
-        if let Err(e) = written {
+        if let Err(e) = load_in_full(odoo, &chunk[i].load_order(), &lost, names).await {
             loaded[i] = Some(Err(PushError::Odoo(e)));
         }
     }

@@ -142,12 +142,7 @@ impl PushLine {
             write: line_write(doc, line, date),
         }
     }
-}
 
-/// A line as [`reprice_lines`] writes it: its price and discount, and the date when given.
-pub type Repriced<'a> = (&'a PushLine, Option<&'a str>);
-
-impl PushLine {
     /// This line as [`reprice_lines`] takes it, when the push writes its price after the load:
     /// every line (`all`: the load wrote the vendor, and Odoo priced them all again), with the
     /// order's date `date`; otherwise a line whose price alone changed, with the date when its
@@ -160,6 +155,9 @@ impl PushLine {
         }
     }
 }
+
+/// A line as [`reprice_lines`] writes it: its price and discount, and the date when given.
+pub type Repriced<'a> = (&'a PushLine, Option<&'a str>);
 
 /// The discount (%) a push writes on the line of item `item_key`: the one Odoo had at the last
 /// sync (the base), or 0 for a line new to Odoo.
@@ -487,6 +485,35 @@ pub(crate) async fn reprice_lines(
             .await?
             .into_ids("purchase.order.line")?;
     }
+    Ok(())
+}
+
+/// The lines of `lines` a load left out (unchanged, or written for their price alone) that
+/// Odoo does not have under their external id (`existing`, see [`line_ids_by_xmlid`]), as
+/// lines to write in full.
+pub(crate) fn lost_lines(lines: &[PushLine], existing: &HashMap<String, i64>) -> Vec<PushLine> {
+    lines
+        .iter()
+        .filter(|l| l.write != LineWrite::Full && !existing.contains_key(&l.xmlid))
+        .map(|l| PushLine {
+            write: LineWrite::Full,
+            ..l.clone()
+        })
+        .collect()
+}
+
+/// Loads `order` once more with `lines` (from [`lost_lines`]) as its only lines.
+pub(crate) async fn load_in_full(
+    odoo: &OdooClient,
+    order: &LoadOrder<'_>,
+    lines: &[PushLine],
+    names: &FieldNames,
+) -> Result<(), OdooError> {
+    let again = LoadOrder { lines, ..*order };
+    let shape = LoadShape::of(&again, names);
+    odoo.load("purchase.order", &shape.fields(), &shape.rows(&again))
+        .await?
+        .into_ids("purchase.order")?;
     Ok(())
 }
 
@@ -901,23 +928,9 @@ pub async fn push_order(
     // The lines the load left out as unchanged must be there: one Odoo no longer has (its
     // order was replaced, say) is written in full.
     let mut existing = line_ids_by_xmlid(odoo, lines.iter().map(|l| l.xmlid.as_str())).await?;
-    let lost: Vec<PushLine> = lines
-        .iter()
-        .filter(|l| l.write != LineWrite::Full && !existing.contains_key(&l.xmlid))
-        .map(|l| PushLine {
-            write: LineWrite::Full,
-            ..l.clone()
-        })
-        .collect();
+    let lost = lost_lines(&lines, &existing);
     if !lost.is_empty() {
-        let again = LoadOrder {
-            lines: &lost,
-            ..load_order
-        };
-        let shape = LoadShape::of(&again, &names);
-        odoo.load("purchase.order", &shape.fields(), &shape.rows(&again))
-            .await?
-            .into_ids("purchase.order")?;
+        load_in_full(odoo, &load_order, &lost, &names).await?;
         existing = line_ids_by_xmlid(odoo, lines.iter().map(|l| l.xmlid.as_str())).await?;
     }
     let all = vendor && may_exist(doc) && vendor_write_reprices(odoo).await?;
