@@ -3824,7 +3824,7 @@ async fn a_price_write_that_finds_its_line_removed_in_odoo_is_tried_again() {
         qty: Decimal::ONE,
         price: d(price),
         discount: Decimal::ZERO,
-        write: LineWrite::Price { dated: false },
+        write: LineWrite::Price,
     };
 
     // The line is there: its price is written, and nothing else.

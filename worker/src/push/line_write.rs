@@ -8,10 +8,13 @@
 //! Odoo. So each line of an order Odoo already has is compared with the base, what Odoo held at
 //! the last sync (what the last push wrote, or what the last pull merged; every push first
 //! merges an Odoo order whose write_date moved since, see `run::changed_in_odoo`):
-//! - a line new to Odoo, or whose product or quantity changed, is written in full;
-//! - one whose price (or the order's requested day) changed gets the price and discount alone,
-//!   and the date when its day changed, a write that plans and prices nothing again
-//!   (`order_push::reprice_lines`);
+//! - a line new to Odoo, or whose product or quantity changed, is written in full, and so is
+//!   every line when the order's requested day changed: the date then reaches all lines in the
+//!   order's one `load`, never some lines of it (a push failing between two calls would leave
+//!   Odoo an expected arrival that is neither the old day nor the new one, which the next merge
+//!   would take for an Odoo edit);
+//! - one whose price alone changed gets the price and discount, a write that plans and prices
+//!   nothing again (`order_push::reprice_lines`);
 //! - one as the base has it is not written at all.
 //!
 //! An order Odoo may not have yet (no Odoo id: a noted attempt may or may not have landed) is
@@ -31,12 +34,8 @@ use crate::odoo::money::as_stored;
 pub enum LineWrite {
     /// Every column: product, quantity, price, discount and date.
     Full,
-    /// The price and the discount only, and the date when its day differs from Odoo's
-    /// (`dated`).
-    Price {
-        /// The requested day differs from Odoo's: the date goes too.
-        dated: bool,
-    },
+    /// The price and the discount only.
+    Price,
     /// Nothing: the line is as the last sync left it.
     Skip,
 }
@@ -68,17 +67,16 @@ pub fn line_write(doc: &Value, line: &LineNow<'_>, date: Option<&str>) -> LineWr
             .and_then(|s| Decimal::from_str(s.trim()).ok())
             .is_some_and(|b| as_stored(b, scale) == now)
     };
-    let same_product = text(&held["product_id"]) == Some(line.product.to_string());
-    if !same_product || !same(&held["quantity"], line.qty, qty_scale) {
-        return LineWrite::Full;
-    }
     // The base keeps Odoo's expected arrival as the merge compares it: its day.
     let same_date =
         date.is_none_or(|d| text(&base["delivery_date"]).is_some_and(|b| day(&b) == day(d)));
-    if same(&held["unit_price"], line.price, price_scale) && same_date {
+    let same_product = text(&held["product_id"]) == Some(line.product.to_string());
+    if !same_product || !same(&held["quantity"], line.qty, qty_scale) || !same_date {
+        LineWrite::Full
+    } else if same(&held["unit_price"], line.price, price_scale) {
         LineWrite::Skip
     } else {
-        LineWrite::Price { dated: !same_date }
+        LineWrite::Price
     }
 }
 
@@ -121,12 +119,12 @@ mod tests {
         );
         assert_eq!(
             line_write(&d, &now("a", 7, "2", "11"), None),
-            LineWrite::Price { dated: false }
+            LineWrite::Price
         );
         // A new price on a day Odoo already has: the date stays as Odoo has it.
         assert_eq!(
             line_write(&d, &now("a", 7, "2", "11"), Some("2026-12-15 12:00:00")),
-            LineWrite::Price { dated: false }
+            LineWrite::Price
         );
         assert_eq!(
             line_write(&d, &now("a", 7, "3", "10.5"), None),
@@ -153,13 +151,13 @@ mod tests {
         );
         assert_eq!(
             line_write(&d, &line, Some("2026-12-16 12:00:00")),
-            LineWrite::Price { dated: true }
+            LineWrite::Full
         );
         let undated = json!({"odoo_id": 5, "base_snapshot": {
             "lines": {"a": {"product_id": "7", "quantity": 2, "unit_price": 10.5}}}});
         assert_eq!(
             line_write(&undated, &line, Some("2026-12-15 12:00:00")),
-            LineWrite::Price { dated: true }
+            LineWrite::Full
         );
         assert_eq!(line_write(&undated, &line, None), LineWrite::Skip);
         assert_eq!(day("2026-03-01 08:00:00"), "2026-03-01");

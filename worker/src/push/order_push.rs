@@ -145,12 +145,12 @@ impl PushLine {
 
     /// This line as [`reprice_lines`] takes it, when the push writes its price after the load:
     /// every line (`all`: the load wrote the vendor, and Odoo priced them all again), with the
-    /// order's date `date`; otherwise a line whose price alone changed, with the date when its
-    /// day changed.
+    /// order's date `date`; otherwise a line whose price alone changed, without a date (a
+    /// changed day writes every line in full, see [`super::line_write`]).
     pub(crate) fn repriced<'a>(&'a self, date: Option<&'a str>, all: bool) -> Option<Repriced<'a>> {
         match self.write {
             _ if all => Some((self, date)),
-            LineWrite::Price { dated } => Some((self, date.filter(|_| dated))),
+            LineWrite::Price => Some((self, None)),
             LineWrite::Full | LineWrite::Skip => None,
         }
     }
@@ -1142,10 +1142,7 @@ mod tests {
             discount: Decimal::ZERO,
             write,
         };
-        let skipped = [
-            line(LineWrite::Skip),
-            line(LineWrite::Price { dated: true }),
-        ];
+        let skipped = [line(LineWrite::Skip), line(LineWrite::Price)];
         let same_notes = json!("<p>a</p>");
         let order = LoadOrder {
             xmlid: "po_1_9",
@@ -1232,7 +1229,7 @@ mod tests {
         let mixed = vec![
             line("pol_1_a", LineWrite::Skip),
             line("pol_1_b", LineWrite::Full),
-            line("pol_1_c", LineWrite::Price { dated: false }),
+            line("pol_1_c", LineWrite::Price),
         ];
         let order = LoadOrder {
             xmlid: "po_1_9",
@@ -1251,7 +1248,7 @@ mod tests {
         // No line written in full: the order's head alone, no line columns.
         let unchanged = vec![
             line("pol_1_a", LineWrite::Skip),
-            line("pol_1_c", LineWrite::Price { dated: false }),
+            line("pol_1_c", LineWrite::Price),
         ];
         let head_only = LoadOrder {
             lines: &unchanged,
