@@ -14,6 +14,8 @@ command -v clang >/dev/null 2>&1 || need_apt+=(clang)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 command -v sudo >/dev/null 2>&1 || need_apt+=(sudo)
 command -v pgbench >/dev/null 2>&1 || [ -x /usr/lib/postgresql/15/bin/pgbench ] || need_apt+=(postgresql-contrib)
+# make bench counts capture's instructions with valgrind (tests/bench/capture_instructions.sh).
+command -v valgrind >/dev/null 2>&1 || need_apt+=(valgrind)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -28,33 +28,14 @@ trap 'rm -rf "$work"' EXIT
 
 psql_db() { psql "$CONN dbname=$1" -v ON_ERROR_STOP=1 -q "${@:2}"; }
 
-schema="CREATE TABLE orders (id bigint PRIMARY KEY, order_number text, supplier_id text NOT NULL,
-          status text, grand_total numeric(12,2), notes text, sync_status text, odoo_order_id integer,
-          last_synced_at timestamptz, updated_at timestamptz DEFAULT now());
-        CREATE TABLE order_items (id bigint PRIMARY KEY, order_id bigint REFERENCES orders, product_id text,
-          quantity numeric, unit_price numeric);
-        CREATE INDEX order_items_order_id ON order_items (order_id);
-        INSERT INTO orders (id, order_number, supplier_id, status, grand_total)
-          SELECT g, 'PO-' || g, 'S' || (g % 10), 'DRAFT', g FROM generate_series(1, $ORDERS) g;"
-
+. tests/bench/capture_tables.sh
 for db in $DBS; do
   psql "$CONN" -q -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
-  psql_db "$db" -c "$schema"
+  psql_db "$db" -c "$bench_schema"
 done
-# naive_trigger SQL: the naive queue trigger, with $1 as an extra statement after its INSERT.
-naive_trigger() {
-  echo "CREATE TABLE naive_queue (id bigserial PRIMARY KEY, order_id bigint NOT NULL, op text NOT NULL,
-                            created_at timestamptz NOT NULL DEFAULT now());
-  CREATE FUNCTION naive_enqueue() RETURNS trigger LANGUAGE plpgsql AS \$\$
-  BEGIN
-    INSERT INTO naive_queue (order_id, op) VALUES (NEW.id, TG_OP);$1
-    RETURN NEW;
-  END \$\$;
-  CREATE TRIGGER naive_enqueue AFTER UPDATE ON orders FOR EACH ROW EXECUTE FUNCTION naive_enqueue();"
-}
 psql_db bench_naive -c "$(naive_trigger "")"
 psql_db bench_naive_notify -c "$(naive_trigger " PERFORM pg_notify('odoo_sync_events', 'queue');")"
-psql_db bench_tracked -c "CREATE EXTENSION odoo_sync; SELECT odoo_sync.track_orders('orders', 'order_items');" >/dev/null
+psql_db bench_tracked -c "$tracked_sql" >/dev/null
 
 cat > "$work/update.sql" <<SQL
 \set id random(1, $ORDERS)
@@ -75,10 +56,6 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 
 LOOP_UPDATES=${BENCH_LOOP_UPDATES:-20000}
-loop_sql="CREATE PROCEDURE bench_loop(n int) LANGUAGE plpgsql AS \$\$
-  BEGIN FOR i IN 1..n LOOP
-    UPDATE orders SET notes = 'loop ' || i WHERE id = 1 + (i * 7919) % $ORDERS; COMMIT;
-  END LOOP; END \$\$"
 declare -A loops
 for db in $DBS; do psql_db "$db" -c "$loop_sql"; done
 for round in $(seq 1 "$ROUNDS"); do
