@@ -12,7 +12,9 @@
 # and the CALL cancel out. Each database first gets WARMUP updates of history (the event log,
 # its index, the queue), as a table that has been tracked for a while has.
 #
-# Needs valgrind and the extension installed (make install). Runs its own throw-away cluster:
+# BENCH_TRACKED_SQL runs in the tracked database after tracking, to count a variant (an index
+# added to or dropped from odoo_sync's tables, say). Needs valgrind and the extension installed
+# (make install). Runs its own throw-away cluster:
 # single-user mode needs a data directory no server holds.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -48,6 +50,7 @@ for db in $DBS; do
 done
 psql_db bench_naive -c "$(naive_trigger "")"
 psql_db bench_tracked -c "$tracked_sql" >/dev/null
+[ -z "${BENCH_TRACKED_SQL:-}" ] || psql_db bench_tracked -c "$BENCH_TRACKED_SQL"
 for db in $DBS; do psql_db "$db" -c "CALL bench_loop($WARMUP)" -c "CHECKPOINT"; done
 stop_server
 

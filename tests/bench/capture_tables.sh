@@ -29,5 +29,5 @@ tracked_sql="CREATE EXTENSION odoo_sync; SELECT odoo_sync.track_orders('orders',
 # bench_loop(n): n single-row updates, each committed, inside one backend (no client round trip).
 loop_sql="CREATE PROCEDURE bench_loop(n int) LANGUAGE plpgsql AS \$\$
   BEGIN FOR i IN 1..n LOOP
-    UPDATE orders SET notes = 'loop ' || i WHERE id = 1 + (i * 7919) % $ORDERS; COMMIT;
+    UPDATE orders SET notes = 'loop ' || i WHERE id = 1 + (i::bigint * 7919) % $ORDERS; COMMIT;
   END LOOP; END \$\$"
