@@ -98,19 +98,15 @@ BEGIN
 END
 $$;
 
--- The order's version: the id of its latest change event (or what its state row remembers,
--- once retention has removed the events). Events about syncing are not changes.
+-- The order's version: the id of its latest change event, which every change writes to its
+-- state row (see order_state). Events about syncing are not changes.
 CREATE FUNCTION @extschema@._current_version(p_tracking_id integer, p_order_key text) RETURNS bigint
 LANGUAGE plpgsql STABLE
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RETURN GREATEST(
-        (SELECT e.id FROM @extschema@.event_log e
-         WHERE e.entity_id = p_order_key AND e.tracking_id = p_tracking_id
-           AND e.event_type IN ('ORDER_CREATED', 'ORDER_UPDATED', 'ORDER_DELETED')
-         ORDER BY e.id DESC LIMIT 1),
-        (SELECT s.version FROM @extschema@.order_state s WHERE s.tracking_id = p_tracking_id AND s.order_key = p_order_key));
+    RETURN (SELECT s.version FROM @extschema@.order_state s
+            WHERE s.tracking_id = p_tracking_id AND s.order_key = p_order_key);
 END
 $$;
 

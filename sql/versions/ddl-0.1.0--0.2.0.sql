@@ -100,3 +100,13 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- Versions move from the event log's per-order index to order_state.version, which 0.1.0 wrote
+-- only when an order started waiting: carry each order's latest change event over, then drop
+-- the index (see event_log in the install script).
+UPDATE @extschema@.order_state s SET version = e.version
+FROM (SELECT tracking_id, entity_id, max(id) AS version FROM @extschema@.event_log
+      WHERE event_type IN ('ORDER_CREATED', 'ORDER_UPDATED', 'ORDER_DELETED')
+      GROUP BY tracking_id, entity_id) e
+WHERE e.tracking_id = s.tracking_id AND e.entity_id = s.order_key AND e.version > s.version;
+DROP INDEX @extschema@.event_log_entity;

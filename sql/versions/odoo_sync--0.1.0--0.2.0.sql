@@ -103,6 +103,16 @@ BEGIN
 END
 $$;
 
+-- Versions move from the event log's per-order index to order_state.version, which 0.1.0 wrote
+-- only when an order started waiting: carry each order's latest change event over, then drop
+-- the index (see event_log in the install script).
+UPDATE @extschema@.order_state s SET version = e.version
+FROM (SELECT tracking_id, entity_id, max(id) AS version FROM @extschema@.event_log
+      WHERE event_type IN ('ORDER_CREATED', 'ORDER_UPDATED', 'ORDER_DELETED')
+      GROUP BY tracking_id, entity_id) e
+WHERE e.tracking_id = s.tracking_id AND e.entity_id = s.order_key AND e.version > s.version;
+DROP INDEX @extschema@.event_log_entity;
+
 -- Functions that are new or changed, in the order of a fresh install (SQL functions
 -- are checked against the functions they call when created).
 CREATE OR REPLACE FUNCTION "_notify"(
@@ -578,6 +588,16 @@ BEGIN
         format('SELECT 1 FROM %s WHERE %I = $1[1]::%s FOR NO KEY UPDATE', t.orders_table, t.mapping -> 'orders' ->> 'id',
                @extschema@._coltype(t.orders_table, t.mapping -> 'orders' ->> 'id')),
         ARRAY[p_order_key]);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION @extschema@._current_version(p_tracking_id integer, p_order_key text) RETURNS bigint
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN (SELECT s.version FROM @extschema@.order_state s
+            WHERE s.tracking_id = p_tracking_id AND s.order_key = p_order_key);
 END
 $$;
 

@@ -1,13 +1,16 @@
-//! Capture's direct write path: the trigger appends events without the executor and reads the
-//! order's state with a fresh snapshot. These tests prove the rows and index entries it writes
-//! are the ones an INSERT would write, that anything a DBA adds to the event log (a trigger, an
-//! expression index) still works because capture then goes through SQL, and that a change made
-//! in a REPEATABLE READ transaction is never left without a job.
+//! Capture's direct write path: the trigger appends events without the executor, reads the
+//! order's state with a fresh snapshot and writes the order's version in place of its state row.
+//! These tests prove the rows and index entries it writes are the ones an INSERT or UPDATE would
+//! write, that anything a DBA adds to the event log or the state table (a trigger, an index)
+//! still works because capture then goes through SQL or maintains it, and that a change made in
+//! a REPEATABLE READ transaction is never left without a job.
 
 use odoo_sync_tests::pg_cluster::{common_schema, TestDb};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
+/// A tracked pair, with the index by order a DBA who reads one order's history often adds to
+/// the event log (docs/operations.md): the direct path must keep it complete.
 async fn tracked_db(label: &str) -> TestDb {
     let db = TestDb::new(label).await;
     db.client
@@ -15,7 +18,10 @@ async fn tracked_db(label: &str) -> TestDb {
         .await
         .unwrap();
     db.client
-        .batch_execute("SELECT odoo_sync.track_orders('orders', 'order_items')")
+        .batch_execute(
+            "SELECT odoo_sync.track_orders('orders', 'order_items');
+             CREATE INDEX event_log_by_order ON odoo_sync.event_log (entity_id, tracking_id, id);",
+        )
         .await
         .unwrap();
     db
@@ -38,6 +44,11 @@ async fn new_order(client: &Client) -> i64 {
 
 /// Every index of the event log holds exactly the rows of the table (amcheck reads them all).
 async fn assert_event_indexes_complete(client: &Client) {
+    assert_indexes_complete(client, "odoo_sync.event_log").await;
+}
+
+/// Every btree index of `table` holds exactly the rows of the table.
+async fn assert_indexes_complete(client: &Client, table: &str) {
     client
         .batch_execute("CREATE EXTENSION IF NOT EXISTS amcheck")
         .await
@@ -46,12 +57,12 @@ async fn assert_event_indexes_complete(client: &Client) {
         .query(
             "SELECT i.indexrelid::regclass::text FROM pg_index i
              JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam
-             WHERE i.indrelid = 'odoo_sync.event_log'::regclass AND a.amname = 'btree'",
-            &[],
+             WHERE i.indrelid = $1::text::regclass AND a.amname = 'btree'",
+            &[&table],
         )
         .await
         .unwrap();
-    assert!(!btrees.is_empty(), "the event log has a btree index");
+    assert!(!btrees.is_empty(), "{table} has a btree index");
     for row in btrees {
         let index: String = row.get(0);
         client
@@ -97,8 +108,8 @@ async fn directly_written_events_are_what_an_insert_would_write() {
         serde_json::json!({"op": "UPDATE", "table": "orders"})
     );
 
-    // The per-order lookups find the events through the index, and amcheck finds every row of
-    // the table in every btree index.
+    // The DBA's index finds the order's events, and amcheck finds every row of the table in
+    // every btree index.
     c.batch_execute("SET enable_seqscan = off; SET enable_bitmapscan = off")
         .await
         .unwrap();
@@ -136,6 +147,178 @@ async fn directly_written_events_are_what_an_insert_would_write() {
         .unwrap()
         .get(0);
     assert_eq!(version, latest);
+}
+
+/// The version of `id` as the queue and the views see it, and the id of its latest event.
+async fn version_and_latest_event(c: &Client, id: i64) -> (i64, i64) {
+    let row = c
+        .query_one(
+            "SELECT s.version,
+                    (SELECT max(e.id) FROM odoo_sync.event_log e
+                     WHERE e.entity_id = s.order_key AND e.tracking_id = s.tracking_id)
+             FROM odoo_sync.order_state s WHERE s.order_key = $1",
+            &[&id.to_string()],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+/// A change that joins a waiting job writes the order's version in place of its state row.
+/// An index on a column that changes (here `version` itself) makes every such write leave the
+/// page's HOT chain, so capture must insert the new row version into every index itself,
+/// partial ones by their predicate; a rolled back change leaves the version as it was.
+#[tokio::test]
+async fn the_version_written_in_place_is_in_every_index_of_the_state_table() {
+    let db = tracked_db("direct_version_index").await;
+    let c = &db.client;
+    let id = new_order(c).await;
+    c.batch_execute(
+        "CREATE INDEX state_by_version ON odoo_sync.order_state (version);
+         CREATE INDEX state_pending ON odoo_sync.order_state (order_key) WHERE sync_status = 'PENDING_SYNC';",
+    )
+    .await
+    .unwrap();
+    for n in 0..5 {
+        c.execute(
+            "UPDATE orders SET notes = $2 WHERE id = $1",
+            &[&id, &format!("v{n}")],
+        )
+        .await
+        .unwrap();
+        c.execute(
+            "INSERT INTO order_items (order_id, product_id, quantity, unit_price) VALUES ($1, 'P', 1, 2)",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    }
+    let (version, latest) = version_and_latest_event(c, id).await;
+    assert_eq!(version, latest, "the version is the latest change event");
+    assert_indexes_complete(c, "odoo_sync.order_state").await;
+    c.batch_execute("SET enable_seqscan = off; SET enable_bitmapscan = off")
+        .await
+        .unwrap();
+    assert_eq!(
+        count(
+            c,
+            &format!("SELECT count(*) FROM odoo_sync.order_state WHERE version = {version}")
+        )
+        .await,
+        1,
+        "found by the index on version"
+    );
+    assert_eq!(
+        count(
+            c,
+            &format!(
+                "SELECT count(*) FROM odoo_sync.order_state
+                 WHERE order_key = '{id}' AND sync_status = 'PENDING_SYNC'"
+            )
+        )
+        .await,
+        1,
+        "found by the partial index"
+    );
+    c.batch_execute("RESET enable_seqscan; RESET enable_bitmapscan")
+        .await
+        .unwrap();
+
+    c.batch_execute("BEGIN").await.unwrap();
+    c.execute("UPDATE orders SET notes = 'gone' WHERE id = $1", &[&id])
+        .await
+        .unwrap();
+    c.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(version_and_latest_event(c, id).await, (version, latest));
+    assert_eq!(
+        count(c, "SELECT count(*) FROM odoo_sync.jobs WHERE kind = 'push'").await,
+        1,
+        "one coalesced job"
+    );
+}
+
+/// A trigger a DBA put on the state table sees capture's version writes (they go through an
+/// UPDATE then), and the version is still the latest change event.
+#[tokio::test]
+async fn a_trigger_added_to_the_state_table_sees_the_version_writes() {
+    let db = tracked_db("direct_state_trigger").await;
+    let c = &db.client;
+    let id = new_order(c).await;
+    c.batch_execute(
+        "CREATE TABLE version_audit (order_key text, version bigint);
+         CREATE FUNCTION audit_version() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN INSERT INTO public.version_audit VALUES (NEW.order_key, NEW.version); RETURN NEW; END $$;
+         CREATE TRIGGER audit AFTER UPDATE ON odoo_sync.order_state
+             FOR EACH ROW EXECUTE FUNCTION audit_version();",
+    )
+    .await
+    .unwrap();
+    for n in 0..3 {
+        c.execute(
+            "UPDATE orders SET notes = $2 WHERE id = $1",
+            &[&id, &format!("v{n}")],
+        )
+        .await
+        .unwrap();
+    }
+    let (version, latest) = version_and_latest_event(c, id).await;
+    assert_eq!(version, latest);
+    assert_eq!(
+        count(c, "SELECT count(*) FROM version_audit").await,
+        3,
+        "the DBA's trigger saw each version write"
+    );
+    assert_eq!(
+        count(c, "SELECT max(version) FROM version_audit").await,
+        version
+    );
+}
+
+/// Another transaction that updates the order's state row while a change is captured (here a
+/// DBA's UPDATE; the worker's writes take the order's lock first): capture waits for it, reads
+/// the row again and writes the version over the other transaction's update, losing neither.
+#[tokio::test]
+async fn a_state_row_updated_meanwhile_is_read_again() {
+    let db = tracked_db("direct_state_race").await;
+    let c = &db.client;
+    let id = new_order(c).await;
+    c.execute("UPDATE orders SET notes = 'first' WHERE id = $1", &[&id])
+        .await
+        .unwrap();
+    let other = db.connect().await;
+    other
+        .batch_execute(&format!(
+            "BEGIN; UPDATE odoo_sync.order_state SET last_error = '{{\"by\": \"dba\"}}' WHERE order_key = '{id}'"
+        ))
+        .await
+        .unwrap();
+    let app = db.connect().await;
+    let change = tokio::spawn(async move {
+        app.execute("UPDATE orders SET notes = 'second' WHERE id = $1", &[&id])
+            .await
+            .map(|_| ())
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !change.is_finished(),
+        "the change waits for the other update"
+    );
+    other.batch_execute("COMMIT").await.unwrap();
+    change.await.unwrap().unwrap();
+    let (version, latest) = version_and_latest_event(c, id).await;
+    assert_eq!(version, latest, "the version of the second change");
+    assert_eq!(
+        count(
+            c,
+            &format!(
+                "SELECT count(*) FROM odoo_sync.order_state
+                 WHERE order_key = '{id}' AND last_error ->> 'by' = 'dba'"
+            )
+        )
+        .await,
+        1,
+        "the other transaction's update is kept"
+    );
 }
 
 #[tokio::test]

@@ -2,7 +2,8 @@
 //!
 //! Every change appends one event (`event_append`, without the executor) and looks up the
 //! order's state (`state_probe`); for the common case, an order that already waits for its
-//! push, that is all. Only when the order has no active job (or its state must change:
+//! push, that is all, with the order's new version (the event's id) written in place of the
+//! state row. Only when the order has no active job (or its state must change:
 //! created, deleted, renumbered, failed before) does an SQL statement upsert the order's state
 //! and enqueue the job, and only then are listeners notified: a change that joins a waiting job
 //! gives the workers nothing new to do, and each NOTIFY serializes the commit of its
@@ -117,7 +118,10 @@ pub fn record_change(change: &Change<'_>) -> Result<Captured> {
         Some(id) => id,
         None => append_with_sql(change)?,
     };
-    let order = state_probe::probe(change.tracking_id, change.order_key)?;
+    // A change that joins a waiting job writes its version here; any other writes it with the
+    // state row below.
+    let bump_to = (!change.state_changed).then_some(version);
+    let order = state_probe::probe(change.tracking_id, change.order_key, bump_to)?;
     if let (false, Some(status)) = (change.state_changed, order.waiting) {
         return Ok(Captured {
             sync_status: status.to_string(),
