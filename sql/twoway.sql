@@ -1370,8 +1370,10 @@ BEGIN
 END
 $$;
 
--- Notes what the pushes under way are about to write (see order_state.attempt_snapshot), in
--- one statement for a batch: [{"tracking_id", "order_key", "status", "snapshot"}, ...].
+-- Notes what the pushes under way are about to write (see order_state.attempt_snapshot):
+-- [{"tracking_id", "order_key", "status", "snapshot"}, ...]. The worker notes one order per
+-- call, each committed on its own: an application change holds its order's state row until it
+-- commits, and a call that waits for one must hold no other (see worker push::note_attempts).
 CREATE FUNCTION @extschema@.note_attempts(attempts jsonb) RETURNS integer
 LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp

@@ -27,6 +27,10 @@ pub enum SyncError {
     /// A trigger API call failed.
     #[error("odoo_sync trigger error: {0}")]
     Trigger(#[from] pgrx::PgTriggerError),
+    /// Another transaction kept changing the order's sync state while this one recorded a change
+    /// of the order, or changed it after this transaction's snapshot (REPEATABLE READ).
+    #[error("the sync state of order {order_key} changed while this transaction recorded a change of it")]
+    StateChanged { order_key: String },
     /// odoo_sync's SQL asked to notify with a payload it does not define.
     #[error("odoo_sync has no notification payload {0:?}")]
     UnknownPayload(String),
@@ -39,6 +43,7 @@ impl SyncError {
             SyncError::NullKey { .. } => PgSqlErrorCode::ERRCODE_NOT_NULL_VIOLATION,
             SyncError::MissingColumn { .. } => PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
             SyncError::NotInstalled => PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            SyncError::StateChanged { .. } => PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE,
             SyncError::Spi(_) | SyncError::Trigger(_) | SyncError::UnknownPayload(_) => {
                 PgSqlErrorCode::ERRCODE_INTERNAL_ERROR
             }
@@ -55,6 +60,7 @@ impl SyncError {
                 "Run odoo_sync.untrack_orders() and odoo_sync.track_orders() again with the new column names."
             }
             SyncError::NotInstalled => "Run CREATE EXTENSION odoo_sync.",
+            SyncError::StateChanged { .. } => "Retry the transaction; nothing of it was kept.",
             SyncError::Spi(_) | SyncError::Trigger(_) | SyncError::UnknownPayload(_) => {
                 "This is a bug in odoo_sync or a damaged installation; the change was not made."
             }

@@ -1368,7 +1368,9 @@ BEGIN
     v_key := @extschema@._stored_key(v_tables[1], p_key);
     -- An order whose Odoo order an Odoo user deleted, in a table without a status column to
     -- cancel it in, stays deleted in Odoo whatever changes here: asked for by name, it is
-    -- created there again.
+    -- created there again. The order's lock first, as every writer of its state row takes it
+    -- (an application change holds both until it commits).
+    PERFORM @extschema@._lock_order(v_tables[1], v_key);
     UPDATE @extschema@.order_state s SET odoo_deleted_id = NULL
     FROM @extschema@.tracked_tables t
     WHERE t.id = v_tables[1] AND NOT t.mapping -> 'orders' ? 'status'

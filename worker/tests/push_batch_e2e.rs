@@ -632,3 +632,82 @@ async fn an_order_for_a_vendor_merged_away_is_retried_and_resolved_again() {
     assert_eq!(i64::from(mapped), survivor);
     env.finish().await;
 }
+
+/// An application transaction that changes two orders of a batch while the batch notes what it
+/// will write: it holds the first order's state row (capture writes the version there) until it
+/// commits, and the batch waits for it there. The batch notes each order in a statement of its
+/// own, so it holds no other state row while it waits, and the application's change of the
+/// second order goes through: no deadlock, nothing lost, both pushed again with the new notes.
+/// Done both ways round, so that whichever order the batch notes first, one round has it
+/// holding the other order's row if it noted the two in one statement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_application_changing_two_orders_during_a_batch_does_not_deadlock_with_it() {
+    let env = setup("batch_no_deadlock").await;
+    let a = env.insert_order(1, 0, &lines_for(1, 2)).await;
+    let b = env.insert_order(2, 1, &lines_for(2, 2)).await;
+    env.odoo.connect().await.expect("connect");
+    let reports = env.batch(10, 2).await;
+    assert!(reports.iter().all(|r| r.state == "done"), "{reports:?}");
+    let app = env.db.connect().await;
+    for (round, (held, later)) in [(a, b), (b, a)].into_iter().enumerate() {
+        for id in [a, b] {
+            env.db
+                .client
+                .execute(
+                    "UPDATE orders SET notes = $2 WHERE id = $1",
+                    &[&id, &format!("round {round} edit of {id}")],
+                )
+                .await
+                .expect("edit");
+        }
+        // The application's transaction holds `held`'s order row and state row from here on.
+        app.batch_execute("BEGIN").await.expect("begin");
+        app.execute(
+            "UPDATE orders SET notes = $2 WHERE id = $1",
+            &[&held, &format!("round {round} app {held}")],
+        )
+        .await
+        .expect("app changes the first order");
+        let app_side = async {
+            // Meanwhile the batch has claimed both orders and waits to note `held`.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            app.execute(
+                "UPDATE orders SET notes = $2 WHERE id = $1",
+                &[&later, &format!("round {round} app {later}")],
+            )
+            .await?;
+            app.batch_execute("COMMIT").await
+        };
+        let (reports, app_result) = tokio::join!(env.batch(10, 2), app_side);
+        app_result.expect("the application's transaction commits, without a deadlock");
+        assert_eq!(reports.len(), 2, "{reports:?}");
+
+        // Changed during their push, both go again; then Odoo has what the application wrote.
+        env.db
+            .client
+            .execute("UPDATE odoo_sync.jobs SET run_after = now()", &[])
+            .await
+            .expect("due now");
+        for _ in 0..3 {
+            if env.batch(10, 2).await.is_empty() {
+                break;
+            }
+        }
+        for id in [a, b] {
+            let (status, odoo_id) = env.status(id).await;
+            assert_eq!(status.as_deref(), Some("SYNCED"), "order {id}");
+            // The field is `note` from Odoo 19 on, `notes` before.
+            let odoo_id = i64::from(odoo_id.expect("linked"));
+            let mut text = String::new();
+            for field in ["note", "notes"] {
+                if let Ok(rec) = env.odoo.read("purchase.order", &[odoo_id], &[field]).await {
+                    text = rec[0][field].as_str().unwrap_or_default().to_string();
+                    break;
+                }
+            }
+            let want = format!("round {round} app {id}");
+            assert!(text.contains(&want), "order {id}: Odoo notes {text:?}");
+        }
+    }
+    env.finish().await;
+}

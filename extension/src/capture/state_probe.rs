@@ -98,10 +98,13 @@ impl OrderStateLayout {
                         1,
                         &mut columns,
                     );
-                    pg_sys::bms_is_member(
-                        i32::from(self.version) - pg_sys::FirstLowInvalidHeapAttributeNumber,
-                        columns,
-                    )
+                    // Column 0 is a reference to the whole row.
+                    [i32::from(self.version), 0].iter().any(|&column| {
+                        pg_sys::bms_is_member(
+                            column - pg_sys::FirstLowInvalidHeapAttributeNumber,
+                            columns,
+                        )
+                    })
                 });
             self.plain_write = class.relkind as u8 == pg_sys::RELKIND_RELATION
                 && class.relam == pg_sys::HEAP_TABLE_AM_OID
@@ -157,12 +160,8 @@ pub fn probe(tracking_id: i32, order_key: &str, bump_to: Option<i64>) -> Result<
             Probed::Moved => continue,
         }
     }
-    Err(SyncError::BadTrigger {
-        table: "odoo_sync.order_state".into(),
-        detail: format!(
-            "the state row of order {order_key} kept changing while its version was written; \
-             retry the transaction"
-        ),
+    Err(SyncError::StateChanged {
+        order_key: order_key.to_string(),
     })
 }
 
@@ -375,16 +374,25 @@ unsafe fn insert_index_entries(rel: pg_sys::Relation, row: pg_sys::HeapTuple) {
 }
 
 /// Writes the version with an UPDATE, for a state table a DBA extended (see `plain_write`).
+/// The UPDATE sees the row as the transaction's snapshot does: under REPEATABLE READ, a row
+/// the lookup found but the snapshot cannot see is a serialization failure, not a version left
+/// unwritten.
 fn write_version_with_sql(tracking_id: i32, order_key: &str, version: i64) -> Result<()> {
-    pgrx::spi::Spi::connect_mut(|client| {
-        client.update(
+    let written = pgrx::spi::Spi::connect_mut(|client| {
+        let updated = client.update(
             "UPDATE odoo_sync.order_state SET version = GREATEST(version, $3)
              WHERE tracking_id OPERATOR(pg_catalog.=) $1 AND order_key OPERATOR(pg_catalog.=) $2",
             None,
             &[tracking_id.into(), order_key.into(), version.into()],
         )?;
-        Ok(())
-    })
+        Ok::<_, SyncError>(updated.len())
+    })?;
+    if written == 0 {
+        return Err(SyncError::StateChanged {
+            order_key: order_key.to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// The attribute number of a live column of `desc`.

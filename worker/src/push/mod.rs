@@ -100,28 +100,30 @@ impl PushError {
 /// Notes in the database what pushes are about to write to Odoo, before writing it
 /// (`odoo_sync.note_attempts`): when a reply is lost, the next merge recognises our own write.
 /// Each element: the order's document and the canonical snapshot of what will be written.
+///
+/// One statement per order, pipelined on the connection, each committed on its own: an
+/// application transaction that changes an order holds its state row until it commits (capture
+/// writes the order's version there), and a statement that waits for it then holds no other
+/// state row. One statement for the whole batch would wait while holding the rows it had
+/// already updated, and deadlock with an application transaction that changes two of them.
 pub async fn note_attempts(
     pg: &tokio_postgres::Client,
     attempts: &[(&serde_json::Value, serde_json::Value)],
 ) -> Result<(), PushError> {
-    if attempts.is_empty() {
-        return Ok(());
+    let notes = attempts.iter().map(|(doc, snapshot)| {
+        let one = serde_json::json!([{
+            "tracking_id": doc["tracking_id"],
+            "order_key": doc["order_key"],
+            "status": doc["order"]["status"],
+            "snapshot": snapshot,
+        }]);
+        async move {
+            pg.execute("SELECT odoo_sync.note_attempts($1)", &[&one])
+                .await
+        }
+    });
+    for noted in batch::join_all(notes.collect()).await {
+        noted?;
     }
-    let list: Vec<serde_json::Value> = attempts
-        .iter()
-        .map(|(doc, snapshot)| {
-            serde_json::json!({
-                "tracking_id": doc["tracking_id"],
-                "order_key": doc["order_key"],
-                "status": doc["order"]["status"],
-                "snapshot": snapshot,
-            })
-        })
-        .collect();
-    pg.execute(
-        "SELECT odoo_sync.note_attempts($1)",
-        &[&serde_json::Value::Array(list)],
-    )
-    .await?;
     Ok(())
 }
