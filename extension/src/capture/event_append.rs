@@ -227,22 +227,15 @@ unsafe fn default_is(
     }
 }
 
-/// True when inserting into `rel` runs nothing but the insert: a plain heap table (not a
-/// partition, whose bounds are a constraint, nor another table access method), with no
-/// trigger, rule, CHECK constraint, generated column or row-level security.
+/// True when inserting into `rel` runs nothing but the insert: a plain heap table (see
+/// `super::plain_heap_table`) without CHECK constraints or row-level security.
 unsafe fn executor_free(rel: pg_sys::Relation) -> bool {
     // SAFETY: `rel` is open.
     unsafe {
-        let class = &*(*rel).rd_rel;
         let constr = (*(*rel).rd_att).constr;
-        class.relkind as u8 == pg_sys::RELKIND_RELATION
-            && class.relam == pg_sys::HEAP_TABLE_AM_OID
-            && !class.relispartition
-            && !class.relhasrules
-            && (*rel).rd_rules.is_null()
-            && !class.relrowsecurity
-            && (*rel).trigdesc.is_null()
-            && (constr.is_null() || ((*constr).num_check == 0 && !(*constr).has_generated_stored))
+        super::plain_heap_table(rel)
+            && !(*(*rel).rd_rel).relrowsecurity
+            && (constr.is_null() || (*constr).num_check == 0)
     }
 }
 

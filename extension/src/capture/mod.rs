@@ -214,6 +214,28 @@ fn own_relation(name: &std::ffi::CStr) -> Option<pg_sys::Oid> {
     (oid != pg_sys::InvalidOid).then_some(oid)
 }
 
+/// True when writing a row of `rel` directly runs nothing the executor would: a plain heap
+/// table (not a partition, whose bounds are a constraint, nor another table access method) with
+/// no trigger, rule or generated column. Callers check CHECK constraints and row-level security
+/// as their write needs.
+///
+/// # Safety
+/// `rel` must be open.
+unsafe fn plain_heap_table(rel: pg_sys::Relation) -> bool {
+    // SAFETY: the caller keeps `rel` open.
+    unsafe {
+        let class = &*(*rel).rd_rel;
+        let constr = (*(*rel).rd_att).constr;
+        class.relkind as u8 == pg_sys::RELKIND_RELATION
+            && class.relam == pg_sys::HEAP_TABLE_AM_OID
+            && !class.relispartition
+            && !class.relhasrules
+            && (*rel).rd_rules.is_null()
+            && (*rel).trigdesc.is_null()
+            && (constr.is_null() || !(*constr).has_generated_stored)
+    }
+}
+
 /// Sets the order's write-back status column (used when an item change first marks its order
 /// pending: the order row itself was not written by the application).
 pub fn write_back_status(tracking_id: i32, order_key: &str, status: &str) -> Result<()> {

@@ -87,7 +87,6 @@ impl OrderStateLayout {
     unsafe fn with_plain_write(mut self, rel: pg_sys::Relation) -> Self {
         // SAFETY: `rel` is open; its constraint expressions are node strings PostgreSQL wrote.
         unsafe {
-            let class = &*(*rel).rd_rel;
             let constr = (*(*rel).rd_att).constr;
             let checks_version = !constr.is_null()
                 && (0..(*constr).num_check as usize).any(|i| {
@@ -106,14 +105,7 @@ impl OrderStateLayout {
                         )
                     })
                 });
-            self.plain_write = class.relkind as u8 == pg_sys::RELKIND_RELATION
-                && class.relam == pg_sys::HEAP_TABLE_AM_OID
-                && !class.relispartition
-                && !class.relhasrules
-                && (*rel).rd_rules.is_null()
-                && (*rel).trigdesc.is_null()
-                && !checks_version
-                && (constr.is_null() || !(*constr).has_generated_stored);
+            self.plain_write = super::plain_heap_table(rel) && !checks_version;
             self
         }
     }
