@@ -110,3 +110,22 @@ FROM (SELECT tracking_id, entity_id, max(id) AS version FROM @extschema@.event_l
       GROUP BY tracking_id, entity_id) e
 WHERE e.tracking_id = s.tracking_id AND e.entity_id = s.order_key AND e.version > s.version;
 DROP INDEX @extschema@.event_log_entity;
+
+-- The event log's actor becomes text: as a name it took 64 bytes of every row. A view's column
+-- cannot change type under it, so the events view and the functions returning its rows go
+-- first; scripts/gen-upgrade.py makes the view again right after this part and repeats every
+-- function this part drops. The ALTER rewrites the event log under an exclusive lock, which
+-- blocks capture while it runs (docs/operations.md, upgrading).
+DROP FUNCTION @extschema@.event_history(text);
+DROP VIEW @extschema@.events;
+ALTER TABLE @extschema@.event_log ALTER COLUMN actor TYPE text;
+
+-- A smaller ANALYZE sample for the event log (see event_log in the install script).
+ALTER TABLE @extschema@.event_log
+    ALTER COLUMN id SET STATISTICS 10,
+    ALTER COLUMN occurred_at SET STATISTICS 10,
+    ALTER COLUMN event_type SET STATISTICS 10,
+    ALTER COLUMN tracking_id SET STATISTICS 10,
+    ALTER COLUMN entity_id SET STATISTICS 10,
+    ALTER COLUMN actor SET STATISTICS 0,
+    ALTER COLUMN payload SET STATISTICS 0;

@@ -23,9 +23,9 @@ UNION ALL
 SELECT format('relation %s %s acl=%s options=%s', c.relname, c.relkind, c.relacl, c.reloptions)
 FROM pg_class c WHERE c.relnamespace = 'odoo_sync'::regnamespace
 UNION ALL
-SELECT format('column %s.%s %s notnull=%s default=%s identity=%s', c.relname, a.attname,
+SELECT format('column %s.%s %s notnull=%s default=%s identity=%s statistics=%s', c.relname, a.attname,
               format_type(a.atttypid, a.atttypmod), a.attnotnull, pg_get_expr(ad.adbin, ad.adrelid),
-              a.attidentity)
+              a.attidentity, a.attstattarget)
 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
 LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
 WHERE c.relnamespace = 'odoo_sync'::regnamespace AND a.attnum > 0 AND NOT a.attisdropped

@@ -83,7 +83,7 @@ impl EventLogLayout {
                     "event_type" => (EventColumn::EventType, pg_sys::TEXTOID),
                     "tracking_id" => (EventColumn::TrackingId, pg_sys::INT4OID),
                     "entity_id" => (EventColumn::EntityId, pg_sys::TEXTOID),
-                    "actor" => (EventColumn::Actor, pg_sys::NAMEOID),
+                    "actor" => (EventColumn::Actor, pg_sys::TEXTOID),
                     "payload" => (EventColumn::Payload, pg_sys::JSONBOID),
                     _ => {
                         return EventLogLayout {
@@ -101,7 +101,9 @@ impl EventLogLayout {
                             && (*node.cast::<pg_sys::FuncExpr>()).funcid
                                 == pg_sys::Oid::from(pg_sys::F_NOW)
                     }),
+                    // session_user is a name; the column's default casts it to text.
                     EventColumn::Actor => default_is(rel, i + 1, |node| {
+                        let node = pg_sys::strip_implicit_coercions(node);
                         (*node).type_ == pg_sys::NodeTag::T_SQLValueFunction
                             && (*node.cast::<pg_sys::SQLValueFunction>()).op
                                 == pg_sys::SQLValueFunctionOp::SVFOP_SESSION_USER
@@ -189,7 +191,7 @@ pub fn append(event: &Event<'_>) -> Result<Option<i64>> {
                 EventColumn::EventType => text_datum(&event_type),
                 EventColumn::TrackingId => Datum::from(event.tracking_id),
                 EventColumn::EntityId => text_datum(&entity_id),
-                EventColumn::Actor => session_user_name(),
+                EventColumn::Actor => session_user_text(),
                 EventColumn::Payload => payload_datum(&payload, event.fixed_payload),
             };
             nulls[i] = false;
@@ -239,14 +241,12 @@ unsafe fn executor_free(rel: pg_sys::Relation) -> bool {
     }
 }
 
-/// session_user as a `name` datum (the column's default).
-unsafe fn session_user_name() -> Datum {
-    // SAFETY: a syscache lookup of the session's own role, copied into a palloc'd NameData.
+/// session_user as a `text` datum (the column's default).
+unsafe fn session_user_text() -> Datum {
+    // SAFETY: a syscache lookup of the session's own role, copied into a palloc'd text.
     unsafe {
         let user = pg_sys::GetUserNameFromId(pg_sys::GetSessionUserId(), false);
-        let name = pg_sys::palloc0(pg_sys::NAMEDATALEN as usize).cast::<pg_sys::NameData>();
-        pg_sys::namestrcpy(name, user);
-        Datum::from(name)
+        Datum::from(pg_sys::cstring_to_text(user))
     }
 }
 
