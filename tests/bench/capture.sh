@@ -6,8 +6,10 @@
 #      to show what PostgreSQL's NOTIFY alone costs,
 #   4. the same table tracked by odoo_sync (event + state lookup + coalesced job; a NOTIFY when a
 #      change queues its order, so here, with no worker draining, only on its first update).
-# Rounds alternate between the four so drift on the machine hits all of them alike; the
-# median of the rounds is reported. A second figure times the same update, committed one by
+# Rounds alternate between the four so drift on the machine hits all of them alike, and each
+# round starts one variant later than the last: background work a run leaves behind (autovacuum
+# of the tables it wrote, a checkpoint its WAL triggered) lands on whichever variant runs next,
+# and that must not always be the same one. The median of the rounds is reported. A second figure times the same update, committed one by
 # one, inside a single backend (a procedure loop): no client round trip, so it shows what each
 # variant adds per update. A third figure is the WAL each update writes: what a durable server
 # must flush at commit and what replicas must receive.
@@ -48,9 +50,16 @@ run() {
     | awk '/^tps = / {printf "%.0f\n", $3}'
 }
 
+# in_round N: the variants in the order round N runs them.
+in_round() {
+  local -a all=($DBS)
+  local i
+  for i in "${!all[@]}"; do echo "${all[(i + $1) % ${#all[@]}]}"; done
+}
+
 declare -A results
 for round in $(seq 1 "$ROUNDS"); do
-  for db in $DBS; do
+  for db in $(in_round "$round"); do
     results[$db]+="$(run "$db") "
   done
 done
@@ -59,7 +68,7 @@ LOOP_UPDATES=${BENCH_LOOP_UPDATES:-20000}
 declare -A loops
 for db in $DBS; do psql_db "$db" -c "$loop_sql"; done
 for round in $(seq 1 "$ROUNDS"); do
-  for db in $DBS; do
+  for db in $(in_round "$round"); do
     ms=$(psql_db "$db" -At -c "SELECT extract(epoch FROM clock_timestamp())" \
            -c "CALL bench_loop($LOOP_UPDATES)" -c "SELECT extract(epoch FROM clock_timestamp())" \
          | grep -v '^CALL' | awk 'NR == 1 {t = $1} NR == 2 {printf "%.3f", ($1 - t) * 1000}')
