@@ -2,7 +2,7 @@
 # make bench: benchmarks that print figures, each against a baseline measured in the same run.
 #   1. capture cost of the odoo_sync triggers (untracked vs naive trigger vs tracked: pgbench,
 #      each update timed inside one backend, WAL per update), on the test cluster (fsync off: the
-#      CPU cost) and again on a second cluster with PostgreSQL's durable defaults; then counted in
+#      CPU cost; then with autovacuum off, see capture.sh) and again on a second cluster with PostgreSQL's durable defaults; then counted in
 #      instructions and cache misses (valgrind), figures that this VM's noise does not move
 #   2. the Odoo simulator's throughput (it must never be the bottleneck of our benchmarks)
 #   3. the worker's push: batched vs a naive one-order-at-a-time baseline, RPCs per order,
@@ -16,6 +16,9 @@ bash scripts/pg.sh start
 trap 'bash scripts/pg.sh stop; ODOO_SYNC_PG_PORT=$durable_port bash scripts/pg.sh stop' EXIT
 
 bash tests/bench/capture.sh
+echo
+echo "== the same with autovacuum off on the benchmark's tables: the triggers' own cost =="
+BENCH_AUTOVACUUM=off bash tests/bench/capture.sh
 echo
 echo "== the same on a cluster with PostgreSQL's durable defaults (commits wait for fsync) =="
 ODOO_SYNC_PG_PORT=$durable_port ODOO_SYNC_PG_DURABLE=1 bash scripts/pg.sh start
