@@ -6,10 +6,11 @@
 #      to show what PostgreSQL's NOTIFY alone costs,
 #   4. the same table tracked by odoo_sync (event + state lookup + coalesced job; a NOTIFY when a
 #      change queues its order, so here, with no worker draining, only on its first update).
-# Rounds alternate between the four so drift on the machine hits all of them alike, and each
-# round starts one variant later than the last: background work a run leaves behind (autovacuum
-# of the tables it wrote, a checkpoint its WAL triggered) lands on whichever variant runs next,
-# and that must not always be the same one. The median of the rounds is reported. A second figure times the same update, committed one by
+# Rounds alternate between the four so drift on the machine hits all of them alike, in orders
+# that put each variant right after each other one equally often (a Williams design: every 4
+# rounds, each ordered pair once): background work a run leaves behind (autovacuum of the
+# tables it wrote, a checkpoint its WAL triggered) lands on whichever variant runs next.
+# The median of the rounds is reported. A second figure times the same update, committed one by
 # one, inside a single backend (a procedure loop): no client round trip, so it shows what each
 # variant adds per update. A third figure is the WAL each update writes: what a durable server
 # must flush at commit and what replicas must receive.
@@ -63,11 +64,15 @@ run() {
     | awk '/^tps = / {printf "%.0f\n", $3}'
 }
 
-# in_round N: the variants in the order round N runs them.
+# in_round N: the variants in the order round N runs them: 0, 1, n-1, 2, n-2, ... shifted by N.
 in_round() {
-  local -a all=($DBS)
-  local i
-  for i in "${!all[@]}"; do echo "${all[(i + $1) % ${#all[@]}]}"; done
+  local -a all=($DBS) order=(0)
+  local n=${#all[@]} lo=1 hi=$(( ${#all[@]} - 1 )) i
+  while (( ${#order[@]} < n )); do
+    order+=("$lo"); lo=$((lo + 1))
+    if (( ${#order[@]} < n )); then order+=("$hi"); hi=$((hi - 1)); fi
+  done
+  for i in "${order[@]}"; do echo "${all[(i + $1) % n]}"; done
 }
 
 declare -A results

@@ -321,6 +321,60 @@ async fn a_state_row_updated_meanwhile_is_read_again() {
     );
 }
 
+/// Whether this session has prepared capture's SQL insert of an event (`EVENT_SQL` in
+/// extension/src/capture/mod.rs), which it does only when the direct path refuses the table: the
+/// plan is kept for the session, and PostgreSQL names its memory context after the statement.
+/// The patterns are split so that this query's own plan, named after its text, does not match.
+async fn event_insert_prepared(c: &Client) -> bool {
+    count(
+        c,
+        "SELECT count(*) FROM pg_backend_memory_contexts
+         WHERE ident LIKE '%odoo_sync.' || 'event_log%'
+           AND ident LIKE '%VALUES (' || '$3, $1, $2, $4::pg_catalog.jsonb)%'",
+    )
+    .await
+        > 0
+}
+
+#[tokio::test]
+async fn the_installed_event_log_is_written_without_the_executor() {
+    let db = tracked_db("direct_taken").await;
+    let c = &db.client;
+    let id = new_order(c).await;
+    c.execute("UPDATE orders SET notes = 'direct' WHERE id = $1", &[&id])
+        .await
+        .unwrap();
+    assert_eq!(
+        count(c, "SELECT count(*) FROM odoo_sync.event_log").await,
+        2,
+        "both changes were recorded"
+    );
+    assert!(
+        !event_insert_prepared(c).await,
+        "the event log as installed (actor text, default session_user) takes the direct path"
+    );
+
+    // The check sees the SQL path when capture takes it: a DBA's trigger on the log.
+    c.batch_execute(
+        "CREATE FUNCTION keep_event() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+         CREATE TRIGGER keep BEFORE INSERT ON odoo_sync.event_log
+             FOR EACH ROW EXECUTE FUNCTION keep_event();",
+    )
+    .await
+    .unwrap();
+    c.execute(
+        "UPDATE orders SET notes = 'through SQL' WHERE id = $1",
+        &[&id],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        count(c, "SELECT count(*) FROM odoo_sync.event_log").await,
+        3
+    );
+    assert!(event_insert_prepared(c).await);
+}
+
 #[tokio::test]
 async fn a_trigger_added_to_the_event_log_still_fires() {
     let db = tracked_db("direct_trigger").await;
