@@ -930,6 +930,7 @@ DECLARE
     v_status text;
     v_same boolean;
     v_matched bigint;
+    v_vendor_pending boolean;
     v_read_at timestamptz;
 BEGIN
     PERFORM @extschema@._require_read_committed('apply_remote');
@@ -1155,11 +1156,23 @@ BEGIN
     END IF;
 
     v_same := jsonb_array_length(v_conflicts) = 0 AND @extschema@._same_content(v_local, v_remote);
+    -- Odoo shows a vendor change of ours half done (its vendor is a noted attempt's, not the
+    -- base's, and no attempt landed whole) and nothing of Odoo's was taken: the base stays.
+    -- Taken as the base, that in-between state (prices and dates Odoo computed for the new
+    -- vendor, line by line) would end the rule above that recognises it, and the next push,
+    -- seeing no vendor change left to write, would not write every line's price and date again:
+    -- a line it removes keeps Odoo's date until then, which the next merge met as an Odoo edit.
+    v_vendor_pending := st.base_snapshot IS NOT NULL AND v_matched IS NULL
+        AND jsonb_array_length(v_apply) = 0 AND jsonb_array_length(v_conflicts) = 0
+        AND v_remote -> 'partner_id' IS DISTINCT FROM v_base -> 'partner_id'
+        AND EXISTS (SELECT 1 FROM @extschema@._noted_attempts(st.attempt_snapshot) a(attempt)
+                    WHERE a.attempt -> 'partner_id' = v_remote -> 'partner_id');
     -- The base remembers the totals last written to the local row (Odoo's, when the local
     -- order now equals Odoo's): local totals that differ from them are the application's own.
     UPDATE @extschema@.order_state s
-    SET base_snapshot = v_remote || jsonb_build_object('amounts',
-            CASE WHEN v_same THEN @extschema@._numeric_amounts(r -> 'amounts') ELSE s.base_snapshot -> 'amounts' END),
+    SET base_snapshot = CASE WHEN v_vendor_pending THEN s.base_snapshot
+                             ELSE v_remote || jsonb_build_object('amounts',
+            CASE WHEN v_same THEN @extschema@._numeric_amounts(r -> 'amounts') ELSE s.base_snapshot -> 'amounts' END) END,
         odoo_write_date = r ->> 'write_date', odoo_seen_at = GREATEST(s.odoo_seen_at, v_read_at),
         odoo_state = r ->> 'state', odoo_locked = r ->> 'state' IN ('purchase', 'done'), odoo_id = v_odoo_id,
         odoo_deleted_id = NULL, odoo_name = COALESCE(r ->> 'name', s.odoo_name)
