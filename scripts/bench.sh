@@ -2,8 +2,9 @@
 # make bench: benchmarks that print figures, each against a baseline measured in the same run.
 #   1. capture cost of the odoo_sync triggers (untracked vs naive trigger vs tracked: pgbench,
 #      each update timed inside one backend, WAL per update), on the test cluster (fsync off: the
-#      CPU cost; then with autovacuum off, see capture.sh) and again on a second cluster with PostgreSQL's durable defaults; then counted in
-#      instructions and cache misses (valgrind), figures that this VM's noise does not move
+#      CPU cost), there again with autovacuum off (see capture.sh), and on a second cluster with
+#      PostgreSQL's durable defaults; then counted in instructions and cache misses (valgrind),
+#      figures that this VM's noise does not move
 #   2. the Odoo simulator's throughput (it must never be the bottleneck of our benchmarks)
 #   3. the worker's push: batched vs a naive one-order-at-a-time baseline, RPCs per order,
 #      commit-to-Odoo latency

@@ -4,10 +4,10 @@
 The upgrade script is the hand-written table changes (sql/versions/ddl-<old>--<new>.sql),
 then every function of the new install script that is new or whose text changed (as CREATE
 OR REPLACE), views likewise (after the functions they call), new event triggers, and the grants
-of security.sql (idempotent). Functions whose
-argument list changed are dropped first. Views and functions the hand-written part drops (to
-change a column they depend on) are made again: views right after it, functions with the rest. The test tests/tests/ext_upgrade.rs proves the result
-equals a fresh install.
+of security.sql (idempotent). Functions whose argument list changed are dropped first. Views
+and functions the hand-written part drops (to change a column they depend on) are made again:
+views right after it, functions with the rest. The test tests/tests/ext_upgrade.rs proves the
+result equals a fresh install.
 
 usage: scripts/gen-upgrade.py OLD_VERSION NEW_VERSION NEW_INSTALL_SCRIPT
 """

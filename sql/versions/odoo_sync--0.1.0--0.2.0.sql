@@ -2458,7 +2458,7 @@ DECLARE
     v_status text;
     v_same boolean;
     v_matched bigint;
-    v_vendor_pending boolean;
+    v_vendor_ours boolean;
     v_read_at timestamptz;
 BEGIN
     PERFORM @extschema@._require_read_committed('apply_remote');
@@ -2591,6 +2591,11 @@ BEGIN
         WHERE s.tracking_id = v_tracking AND s.order_key = v_key;
     END IF;
     v_entries := @extschema@._diff3(v_base, v_local, v_remote);
+    -- Odoo's vendor is not the base's but a noted attempt's: a vendor change of ours, whose
+    -- push may not have finished (see the lines rule below, and the base written at the end).
+    v_vendor_ours := v_remote -> 'partner_id' IS DISTINCT FROM v_base -> 'partner_id'
+        AND EXISTS (SELECT 1 FROM @extschema@._noted_attempts(st.attempt_snapshot) a(attempt)
+                    WHERE a.attempt -> 'partner_id' = v_remote -> 'partner_id');
     -- Odoo can hold part of an unacknowledged push (a lost reply, or a worker stopped between
     -- its calls), so that it matches no noted attempt as a whole. Line by line:
     --  * a line whose values in Odoo are those of a noted attempt is our own write, whether the
@@ -2619,9 +2624,7 @@ BEGIN
                THEN x.entry || jsonb_build_object('side', 'local')
                WHEN (x.entry ->> 'field' = 'delivery_date' OR x.entry ->> 'group' = 'lines')
                     AND x.entry ->> 'side' IN ('remote', 'both')
-                    AND v_remote -> 'partner_id' IS DISTINCT FROM v_base -> 'partner_id'
-                    AND EXISTS (SELECT 1 FROM @extschema@._noted_attempts(st.attempt_snapshot) a(attempt)
-                                WHERE a.attempt -> 'partner_id' = v_remote -> 'partner_id')
+                    AND v_vendor_ours
                     -- The line's product and quantity in Odoo are the base's or a noted
                     -- attempt's: only its price is Odoo's doing.
                     AND (x.entry ->> 'field' = 'delivery_date'
@@ -2684,21 +2687,17 @@ BEGIN
     END IF;
 
     v_same := jsonb_array_length(v_conflicts) = 0 AND @extschema@._same_content(v_local, v_remote);
-    -- Odoo shows a vendor change of ours half done (its vendor is a noted attempt's, not the
-    -- base's, and no attempt landed whole) and nothing of Odoo's was taken: the base stays.
-    -- Taken as the base, that in-between state (prices and dates Odoo computed for the new
-    -- vendor, line by line) would end the rule above that recognises it, and the next push,
-    -- seeing no vendor change left to write, would not write every line's price and date again:
-    -- a line it removes keeps Odoo's date until then, which the next merge met as an Odoo edit.
-    v_vendor_pending := st.base_snapshot IS NOT NULL AND v_matched IS NULL
-        AND jsonb_array_length(v_apply) = 0 AND jsonb_array_length(v_conflicts) = 0
-        AND v_remote -> 'partner_id' IS DISTINCT FROM v_base -> 'partner_id'
-        AND EXISTS (SELECT 1 FROM @extschema@._noted_attempts(st.attempt_snapshot) a(attempt)
-                    WHERE a.attempt -> 'partner_id' = v_remote -> 'partner_id');
+    -- Odoo shows a vendor change of ours not yet acknowledged (no attempt landed whole: then
+    -- the base is Odoo's already) and nothing of Odoo's was taken: the base stays. Taken as the
+    -- base, that in-between state (prices and dates Odoo computed for the new vendor, line by
+    -- line) would end the rule above that recognises it, and the next push, seeing no vendor
+    -- change left to write, would not write every line's price and date again: a line it
+    -- removes keeps Odoo's date until then, which the next merge met as an Odoo edit.
     -- The base remembers the totals last written to the local row (Odoo's, when the local
     -- order now equals Odoo's): local totals that differ from them are the application's own.
     UPDATE @extschema@.order_state s
-    SET base_snapshot = CASE WHEN v_vendor_pending THEN s.base_snapshot
+    SET base_snapshot = CASE WHEN v_vendor_ours AND jsonb_array_length(v_apply) = 0
+                                  AND jsonb_array_length(v_conflicts) = 0 THEN s.base_snapshot
                              ELSE v_remote || jsonb_build_object('amounts',
             CASE WHEN v_same THEN @extschema@._numeric_amounts(r -> 'amounts') ELSE s.base_snapshot -> 'amounts' END) END,
         odoo_write_date = r ->> 'write_date', odoo_seen_at = GREATEST(s.odoo_seen_at, v_read_at),
