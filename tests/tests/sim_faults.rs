@@ -227,6 +227,56 @@ async fn drop_after_commit_applies_the_write_then_drops() {
     );
 }
 
+/// `fail_calls`: the next calls of one model/method fail, over JSON-RPC and JSON-2 alike,
+/// with nothing written, while other calls go through; a bad name is refused.
+#[tokio::test]
+async fn fail_calls_fails_the_chosen_calls_only() {
+    let o = start().await;
+    let gemini = o.find("res.partner", "ref", "V-GEMINI").await;
+    let state = set_faults(&o, json!({"fail_calls": {"purchase.order.create": 2}})).await;
+    assert_eq!(state["fail_calls"], json!({"purchase.order.create": 2}));
+    let create = json!([{"partner_id": gemini, "origin": "F-1"}]);
+    let rpc =
+        o.c.execute_kw(
+            DB,
+            UID,
+            PASSWORD,
+            "purchase.order",
+            "create",
+            create.clone(),
+            json!({}),
+        )
+        .await;
+    assert!(rpc.is_err(), "JSON-RPC create fails: {rpc:?}");
+    let j2 = o
+        .j2("purchase.order", "create", json!({"vals_list": create}))
+        .await;
+    assert_eq!(j2.status, 503, "JSON-2 create fails: {}", j2.text);
+    // Another method of the same model is not touched.
+    assert_eq!(
+        o.ok("purchase.order", "search_count", json!([[]]), json!({}))
+            .await,
+        0,
+        "nothing was written"
+    );
+    let id = o.ok("purchase.order", "create", create, json!({})).await;
+    assert!(id.is_i64(), "the third create goes through: {id}");
+    let state = o.c.get("/__sim/faults").await.unwrap().body();
+    assert_eq!(state["fail_calls"], json!({}));
+    assert_eq!(state["failed_calls"], 2);
+
+    let r =
+        o.c.post("/__sim/faults", &json!({"fail_calls": {"create": 1}}))
+            .await
+            .unwrap();
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("model.method"), "{}", r.text);
+    assert_eq!(
+        o.c.get("/__sim/faults").await.unwrap().body()["fail_calls"],
+        json!({})
+    );
+}
+
 /// `drop_rate`: about that share of writes is committed without a reply, reads are never
 /// dropped, and every drop is counted.
 #[tokio::test]

@@ -155,6 +155,17 @@ impl Env {
         panic!("queue did not drain");
     }
 
+    /// Sets the simulator's faults (see tests/SIMULATOR.md).
+    fn faults(&self, spec: Value) {
+        self.sim
+            .sim
+            .faults
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .apply(&serde_json::from_value(spec).expect("fault spec"))
+            .expect("faults");
+    }
+
     async fn sql(&self, sql: &str) {
         self.db.client.batch_execute(sql).await.expect(sql);
     }
@@ -2083,6 +2094,107 @@ async fn prices_odoo_set_for_our_vendor_change_are_not_taken_for_odoo_edits() {
     env.finish().await;
 }
 
+/// Makes the next `count` calls of `call` (`model.method`) fail with a 503, nothing written.
+fn fail_next(env: &Env, call: &str, count: u64) {
+    env.faults(json!({"fail_calls": {call: count}}));
+}
+
+/// The sequence a chaos run once found (a VERSION_CONFLICT on the delivery date nobody edited
+/// in Odoo), each failure at its chosen step. A push changes the vendor: its `load` lands, and
+/// Odoo 18+ prices and dates the desk from the new vendor's price list (the other product has
+/// no entry there and keeps its date), and its second call, which writes our prices and dates
+/// again, fails. A pull then sees that half-done state: our own write, not an Odoo edit, and it
+/// must not become the base either, or the next push, seeing no vendor change left to write,
+/// does not write every line's price and date again. That next push moves the date and
+/// removes the desk, and is cut after its `load`, before the removal: the desk keeps the date
+/// the price list gave it, now the order's earliest. Nothing of this may end as a conflict:
+/// once Odoo answers again, both sides are equal with the local prices and date. (With the
+/// half-done state taken as the base, the pull after the cut push records the conflict.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vendor_change_cut_twice_midway_ends_equal_without_a_conflict() {
+    let env = setup_version("tw_vendor_cut_twice", 19).await;
+    let order = env
+        .insert_order(
+            "PO-CUT",
+            &[("FURN_0001", "2", "80.00"), ("FURN_8220", "1", "400.00")],
+        )
+        .await;
+    env.sql(&format!(
+        "UPDATE orders SET supplier_id = 'V-GEMINI', supplier_name = 'Gemini Furniture', \
+         requested_delivery_date = current_date WHERE id = {order}"
+    ))
+    .await;
+    env.drain().await;
+    let odoo_id = env.odoo_id(order).await;
+    env.poll().await;
+
+    // 1. Back to Wood Corner; the push's reprice call fails.
+    env.sql(&format!(
+        "UPDATE orders SET supplier_id = 'V-WOOD', supplier_name = 'Wood Corner' WHERE id = {order}"
+    ))
+    .await;
+    fail_next(&env, "purchase.order.line.load", 1);
+    env.drain().await;
+    let failed: i64 = env
+        .one("SELECT count(*) FROM odoo_sync.jobs WHERE attempts > 0")
+        .await;
+    assert_eq!(failed, 1, "the push failed at its second call");
+    assert_eq!(
+        env.odoo_lines(odoo_id).await[1].2,
+        d("480"),
+        "Odoo priced the desk from Wood Corner's list"
+    );
+    let (_, dates) = odoo_dates(&env, odoo_id).await;
+    assert_ne!(dates[1], dates[0], "and dated it from the list's lead time");
+
+    // 2. A pull sees the half-done push.
+    let report = env.poll().await;
+    assert_eq!(report.outcomes.get("conflict"), None, "{report:?}");
+
+    // 3. A new date and the second line deleted; the push is cut before it removes the line.
+    let gone: i64 = env
+        .one(&format!(
+            "SELECT max(id) FROM order_items WHERE order_id = {order}"
+        ))
+        .await;
+    env.sql(&format!(
+        "UPDATE orders SET requested_delivery_date = '2026-12-24' WHERE id = {order};
+         DELETE FROM order_items WHERE id = {gone}"
+    ))
+    .await;
+    fail_next(&env, "purchase.order.write", 1);
+    env.drain().await;
+    assert_eq!(
+        env.odoo_lines(odoo_id).await.len(),
+        2,
+        "the line is still there"
+    );
+    let report = env.poll().await;
+    assert_eq!(report.outcomes.get("conflict"), None, "{report:?}");
+
+    // 4. Odoo answers again.
+    env.sql("UPDATE odoo_sync.jobs SET run_after = now()").await;
+    env.drain().await;
+    env.poll().await;
+    env.drain().await;
+    assert!(
+        env.open_conflicts().await.is_empty(),
+        "{:?}",
+        env.open_conflicts().await
+    );
+    assert_eq!(env.local_lines(order).await, [(d("2"), d("80"))]);
+    assert_eq!(local_date(&env, order).await.as_deref(), Some("2026-12-24"));
+    let (order_date, line_dates) = odoo_dates(&env, odoo_id).await;
+    assert_eq!(order_date, json!("2026-12-24 12:00:00"));
+    assert_eq!(line_dates, vec![json!("2026-12-24 12:00:00")]);
+    env.assert_equal(order).await;
+    let report = odoo_sync_worker::verify::verify(&env.db.client, &env.odoo)
+        .await
+        .expect("verify");
+    assert_eq!(report.summary.equal, 1, "{}", report.render_text());
+    env.finish().await;
+}
+
 /// A create whose reply was lost, pushed again: Odoo has the order, so the second `load` is a
 /// write, and writing the vendor there priced its lines from the price list. The retry knows an
 /// earlier attempt may have landed and writes the prices again.
@@ -2090,13 +2202,7 @@ async fn prices_odoo_set_for_our_vendor_change_are_not_taken_for_odoo_edits() {
 async fn a_retried_create_keeps_local_prices_against_the_vendors_price_list() {
     let env = setup_version("tw_vendor_retry", 19).await;
     let wood = odoo_record(&env, "res.partner", "ref", "V-WOOD").await;
-    env.sim
-        .sim
-        .faults
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .apply(&serde_json::from_value(json!({"drop_after_commit": 1})).expect("spec"))
-        .expect("faults");
+    env.faults(json!({"drop_after_commit": 1}));
     let order = env
         .insert_order("PO-RETRY", &[("FURN_8220", "2", "400.00")])
         .await;

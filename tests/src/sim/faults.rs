@@ -1,8 +1,9 @@
-//! Fault injection: latency, a share of failing requests, "commit then drop the connection"
-//! and outages. Random draws come from a seedable generator so tests are reproducible.
+//! Fault injection: latency, a share of failing requests, failures of chosen calls, "commit
+//! then drop the connection" and outages. Random draws come from a seedable generator so tests are reproducible.
 
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// How an injected failure shows itself to the client.
@@ -59,6 +60,9 @@ pub struct FaultSpec {
     pub drop_rate: Option<f64>,
     /// Every Odoo request gets 503 for this many seconds from now.
     pub outage_seconds: Option<f64>,
+    /// Per call, named `model.method` as the stats name it: how many of its next calls fail
+    /// (as `error_kind` says) before doing anything. 0 takes a call off the list.
+    pub fail_calls: Option<BTreeMap<String, u64>>,
     /// Seed of the random draws of `error_rate`.
     pub seed: Option<u64>,
     /// How long a "timeout" request hangs before its connection is closed.
@@ -110,6 +114,10 @@ pub struct Faults {
     pub dropped: u64,
     /// Requests refused by an outage so far: the load a client puts on a server that is down.
     pub refused: u64,
+    /// Calls (`model.method`) still to fail, with how many of their next calls fail.
+    pub fail_calls: BTreeMap<String, u64>,
+    /// Calls failed so far by `fail_calls`.
+    pub failed_calls: u64,
 }
 
 /// Default seed of the fault generator.
@@ -129,6 +137,8 @@ impl Default for Faults {
             injected: 0,
             dropped: 0,
             refused: 0,
+            fail_calls: BTreeMap::new(),
+            failed_calls: 0,
         }
     }
 }
@@ -163,6 +173,13 @@ impl Faults {
                 }
             }
         }
+        if let Some(calls) = &spec.fail_calls {
+            if let Some(name) = calls.keys().find(|name| !is_call_name(name)) {
+                return Err(format!(
+                    "fail_calls keys are model.method, like \"purchase.order.write\", not {name:?}"
+                ));
+            }
+        }
         if let Some(secs) = spec.outage_seconds {
             if !(secs >= 0.0 && secs.is_finite()) {
                 return Err(format!(
@@ -188,6 +205,13 @@ impl Faults {
         if let Some(secs) = spec.outage_seconds {
             self.outage_until = Some(Instant::now() + Duration::from_secs_f64(secs));
         }
+        for (name, count) in spec.fail_calls.iter().flatten() {
+            if *count == 0 {
+                self.fail_calls.remove(name);
+            } else {
+                self.fail_calls.insert(name.clone(), *count);
+            }
+        }
         if let Some(seed) = spec.seed {
             self.rng = Rng::new(seed);
         }
@@ -197,11 +221,20 @@ impl Faults {
         Ok(())
     }
 
-    /// Decides the fate of the next Odoo request.
-    pub fn verdict(&mut self) -> Verdict {
+    /// Decides the fate of the next Odoo request; `call` is the model/method it calls
+    /// (`model.method`), when it calls one.
+    pub fn verdict(&mut self, call: Option<&str>) -> Verdict {
         if self.outage_until.is_some_and(|t| Instant::now() < t) {
             self.refused += 1;
             return Verdict::Outage;
+        }
+        if let Some(left) = call.and_then(|c| self.fail_calls.get_mut(c)) {
+            *left -= 1;
+            if *left == 0 {
+                self.fail_calls.retain(|_, n| *n > 0);
+            }
+            self.failed_calls += 1;
+            return Verdict::Fail(self.error_kind);
         }
         if self.error_rate > 0.0 && self.rng.next_f64() < self.error_rate {
             self.injected += 1;
@@ -243,13 +276,66 @@ impl Faults {
             "injected": self.injected,
             "dropped": self.dropped,
             "refused": self.refused,
+            "fail_calls": self.fail_calls,
+            "failed_calls": self.failed_calls,
         })
     }
+}
+
+/// True for a `model.method` name: dot-separated words of lower-case letters, digits and `_`,
+/// at least two of them.
+fn is_call_name(name: &str) -> bool {
+    let parts: Vec<&str> = name.split('.').collect();
+    parts.len() >= 2
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_chosen_call_fails_as_often_as_asked_and_no_other() {
+        let mut faults = Faults::default();
+        let spec: FaultSpec =
+            serde_json::from_value(json!({"fail_calls": {"purchase.order.line.load": 2}}))
+                .expect("spec");
+        faults.apply(&spec).expect("apply");
+        let line_load = Some("purchase.order.line.load");
+        assert_eq!(
+            faults.verdict(Some("purchase.order.load")),
+            Verdict::Proceed
+        );
+        assert_eq!(faults.verdict(None), Verdict::Proceed);
+        assert_eq!(
+            faults.verdict(line_load),
+            Verdict::Fail(FaultKind::Unavailable)
+        );
+        assert_eq!(
+            faults.verdict(line_load),
+            Verdict::Fail(FaultKind::Unavailable)
+        );
+        assert_eq!(faults.verdict(line_load), Verdict::Proceed);
+        assert_eq!(faults.to_json()["failed_calls"], 2);
+        assert_eq!(faults.to_json()["fail_calls"], json!({}));
+    }
+
+    #[test]
+    fn a_bad_call_name_changes_nothing() {
+        let mut faults = Faults::default();
+        let spec: FaultSpec = serde_json::from_value(
+            json!({"latency_ms": 5, "fail_calls": {"purchase.order.write": 1, "write": 1}}),
+        )
+        .expect("spec");
+        let err = faults.apply(&spec).expect_err("a name without a model");
+        assert!(err.contains("\"write\""), "{err}");
+        assert!(faults.fail_calls.is_empty());
+        assert!(faults.latency.is_zero());
+    }
 
     #[test]
     fn same_seed_same_draws() {

@@ -160,6 +160,27 @@ fn load_call(path: &str, body: &[u8]) -> Option<Option<Value>> {
     calls_load.then(|| Some(request.get("id").cloned().unwrap_or(Value::Null)))
 }
 
+/// The model/method a request calls, named `model.method` as the stats name it.
+fn call_name(path: &str, body: &[u8]) -> Option<String> {
+    if let Some(rest) = path.strip_prefix("/json/2/") {
+        let (model, method) = rest.rsplit_once('/')?;
+        return Some(format!("{model}.{method}"));
+    }
+    let request: Value = serde_json::from_slice(body).ok()?;
+    let params = request.get("params")?;
+    if params.get("service")?.as_str()? != "object"
+        || !matches!(params.get("method")?.as_str()?, "execute_kw" | "execute")
+    {
+        return None;
+    }
+    let args = params.get("args")?;
+    Some(format!(
+        "{}.{}",
+        args.get(3)?.as_str()?,
+        args.get(4)?.as_str()?
+    ))
+}
+
 async fn handle(
     sim: Arc<Sim>,
     req: Request<Incoming>,
@@ -193,9 +214,14 @@ async fn handle(
         ));
     }
     // Faults come before any work, as a proxy or a crashed worker would show them.
+    let call = call_name(&path, &body);
     let (latency, verdict, hang) = {
         let mut faults = sim.faults.lock().unwrap_or_else(|p| p.into_inner());
-        (faults.latency, faults.verdict(), faults.timeout)
+        (
+            faults.latency,
+            faults.verdict(call.as_deref()),
+            faults.timeout,
+        )
     };
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
