@@ -498,6 +498,49 @@ async fn write_back_by_odoo_sync_does_not_echo() {
     db.finish().await;
 }
 
+/// Capture compares a row on the stack up to 64 columns; a wider table takes another path,
+/// which must tell a write-back-only update from a change just the same, in any column.
+#[tokio::test]
+async fn a_table_wider_than_64_columns_is_compared_column_by_column() {
+    let db = tracked_db("wide", "bigint").await;
+    db.client
+        .batch_execute(
+            "DO $$ BEGIN FOR i IN 1..70 LOOP
+                 EXECUTE format('ALTER TABLE orders ADD COLUMN extra_%s text', i);
+             END LOOP; END $$;",
+        )
+        .await
+        .unwrap();
+    new_order(&db.client, "PO-WIDE").await;
+    sync_as_worker(&db.client, 7).await;
+    let jobs = "SELECT count(*) FROM odoo_sync.jobs";
+    db.client
+        .execute(
+            "UPDATE orders SET sync_status = 'SYNCED', last_synced_at = now(), extra_70 = extra_70",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(count(&db.client, jobs).await, 0, "a write-back-only update");
+    db.client
+        .execute("UPDATE orders SET extra_70 = 'changed'", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&db.client, jobs).await,
+        1,
+        "a change of the last column"
+    );
+    let status: String = db
+        .client
+        .query_one("SELECT sync_status FROM orders", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "PENDING_SYNC");
+    db.finish().await;
+}
+
 #[tokio::test]
 async fn change_during_push_is_pushed_again() {
     let db = tracked_db("inflight", "text").await;

@@ -96,7 +96,7 @@ pub struct Change<'a> {
 /// What recording a change produced.
 pub struct Captured {
     /// The order's sync status after the change (PENDING_SYNC, or CONFLICT while one is open).
-    pub sync_status: String,
+    pub sync_status: Cow<'static, str>,
     /// True when this change created the order's job or changed its state row.
     pub state_written: bool,
     /// True when Odoo has confirmed the order: some local writes (removing a line, lowering
@@ -124,7 +124,7 @@ pub fn record_change(change: &Change<'_>) -> Result<Captured> {
     let order = state_probe::probe(change.tracking_id, change.order_key, bump_to)?;
     if let (false, Some(status)) = (change.state_changed, order.waiting) {
         return Ok(Captured {
-            sync_status: status.to_string(),
+            sync_status: Cow::Borrowed(status),
             state_written: false,
             odoo_locked: order.odoo_locked,
         });
@@ -161,7 +161,7 @@ pub fn record_change(change: &Change<'_>) -> Result<Captured> {
             .get::<String>(1)?
             .unwrap_or_default();
         Ok(Captured {
-            sync_status: status,
+            sync_status: Cow::Owned(status),
             state_written: true,
             odoo_locked: order.odoo_locked,
         })

@@ -127,14 +127,15 @@ fn capture<'a>(
             )?);
         }
         (Some(o), Some(n)) => {
-            // The key's text is made once when the key did not change (the common case).
+            // The key's text is made once when the key did not change (the common case); the
+            // old one only when its bytes changed, and then only a different text is a new key.
             let new_key = key_of(&n)?;
             let old_key = if o.same_value(&n, cols.key) {
-                new_key.clone()
+                None
             } else {
-                key_of(&o)?
+                Some(key_of(&o)?).filter(|old| *old != new_key)
             };
-            if old_key != new_key {
+            if let Some(old_key) = old_key {
                 // A changed key is the old order gone and a new one created.
                 record_delete(trigger, &cols, &o, &old_key)?;
                 status = Some(record_upsert(
@@ -180,7 +181,7 @@ fn record_upsert(
     key: &str,
     event_type: &'static str,
     payload: &'static str,
-) -> crate::error::Result<String> {
+) -> crate::error::Result<Cow<'static, str>> {
     // A plain update of a waiting order only appends its event; anything that changes what the
     // state row holds writes it too.
     let state_changed = match (old, cols.order_number) {

@@ -11,7 +11,7 @@
 //! id of its latest event) cost each change an insert at a random place of a large index, which
 //! made capture slower than a naive trigger that appends one queue row.
 
-use std::ffi::{CStr, CString};
+use std::ffi::CStr;
 
 use pgrx::pg_sys::{self, Datum};
 
@@ -133,17 +133,19 @@ fn damaged(what: &CStr) -> SyncError {
 /// as PostgreSQL writes its catalogs; a transaction that updates the row meanwhile is waited
 /// for, and the row read again.
 pub fn probe(tracking_id: i32, order_key: &str, bump_to: Option<i64>) -> Result<OrderProbe> {
-    let key = CString::new(order_key).map_err(|_| SyncError::BadTrigger {
-        table: "odoo_sync.order_state".into(),
-        detail: "an order key with a NUL byte".into(),
-    })?;
+    if order_key.as_bytes().contains(&0) {
+        return Err(SyncError::BadTrigger {
+            table: "odoo_sync.order_state".into(),
+            detail: "an order key with a NUL byte".into(),
+        });
+    }
     let relid = match catalog_cache::order_state() {
         Some(layout) => layout.relid,
         None => own_relation(c"order_state").ok_or(SyncError::NotInstalled)?,
     };
     for _ in 0..WRITE_RETRIES {
         // SAFETY: see `probe_once`.
-        match unsafe { probe_once(relid, tracking_id, &key, bump_to)? } {
+        match unsafe { probe_once(relid, tracking_id, order_key, bump_to)? } {
             Probed::Done(found) => return Ok(found),
             Probed::ByExecutor(found, version) => {
                 write_version_with_sql(tracking_id, order_key, version)?;
@@ -174,7 +176,7 @@ enum Probed {
 unsafe fn probe_once(
     relid: pg_sys::Oid,
     tracking_id: i32,
-    key: &CStr,
+    key: &str,
     bump_to: Option<i64>,
 ) -> Result<Probed> {
     // SAFETY: the relation is opened and locked as for an UPDATE; the snapshot is registered
@@ -221,8 +223,8 @@ unsafe fn probe_once(
             layout.key_collation,
             pg_sys::regproc::from(pg_sys::F_TEXTEQ),
             Datum::from(pg_sys::cstring_to_text_with_len(
-                key.as_ptr(),
-                key.to_bytes().len() as i32,
+                key.as_ptr().cast(),
+                key.len() as i32,
             )),
         );
         let scan =
@@ -233,12 +235,11 @@ unsafe fn probe_once(
         let mut rewritten: Option<pg_sys::HeapTuple> = None;
         let mut by_executor = None;
         if !tuple.is_null() {
-            let mut isnull = false;
-            pg_sys::heap_getattr(tuple, layout.job_id.into(), desc, &mut isnull);
-            if !isnull {
-                let status =
-                    pg_sys::heap_getattr(tuple, layout.sync_status.into(), desc, &mut isnull);
-                if !isnull {
+            // One pass over the row for the four columns read: fetching them one by one walked
+            // it from its start for each (they follow the variable-length order key).
+            let columns = StateColumns::read(tuple, desc, &layout);
+            if columns.job_id.is_some() {
+                if let Some(status) = columns.sync_status {
                     // Compared in place: copying the text out cost more than the comparison.
                     found.waiting = match crate::tuple::varlena_bytes(status) {
                         b"PENDING_SYNC" => Some("PENDING_SYNC"),
@@ -247,12 +248,8 @@ unsafe fn probe_once(
                     };
                 }
             }
-            if let Some(col) = layout.odoo_locked {
-                let locked = pg_sys::heap_getattr(tuple, col.into(), desc, &mut isnull);
-                found.odoo_locked = !isnull && locked.value() != 0;
-            }
-            let stored = pg_sys::heap_getattr(tuple, layout.version.into(), desc, &mut isnull);
-            let stored = if isnull { 0 } else { stored.value() as i64 };
+            found.odoo_locked = columns.odoo_locked.is_some_and(|v| v.value() != 0);
+            let stored = columns.version.map_or(0, |v| v.value() as i64);
             match bump_to {
                 Some(version) if found.waiting.is_some() && version > stored => {
                     if layout.plain_write {
@@ -289,6 +286,59 @@ unsafe fn probe_once(
         };
         pg_sys::table_close(rel, pg_sys::NoLock as i32);
         Ok(outcome)
+    }
+}
+
+/// The columns of a state row the probe reads (None for NULL).
+struct StateColumns {
+    sync_status: Option<Datum>,
+    job_id: Option<Datum>,
+    version: Option<Datum>,
+    odoo_locked: Option<Datum>,
+}
+
+/// Columns of order_state `StateColumns::read` deforms on the stack (it has 25).
+const INLINE_COLUMNS: usize = 64;
+
+impl StateColumns {
+    /// Reads them from `tuple`, a row of the relation `desc` and `layout` describe.
+    ///
+    /// # Safety
+    /// `tuple` must be valid and described by `desc`; the datums point into it.
+    unsafe fn read(
+        tuple: pg_sys::HeapTuple,
+        desc: pg_sys::TupleDesc,
+        layout: &OrderStateLayout,
+    ) -> Self {
+        // SAFETY: per the contract; the arrays hold natts entries.
+        unsafe {
+            if (*desc).natts as usize > INLINE_COLUMNS {
+                let get = |attnum: i16| {
+                    let mut isnull = false;
+                    let value = pg_sys::heap_getattr(tuple, attnum.into(), desc, &mut isnull);
+                    (!isnull).then_some(value)
+                };
+                return StateColumns {
+                    sync_status: get(layout.sync_status),
+                    job_id: get(layout.job_id),
+                    version: get(layout.version),
+                    odoo_locked: layout.odoo_locked.and_then(get),
+                };
+            }
+            let mut values = [Datum::from(0usize); INLINE_COLUMNS];
+            let mut nulls = [true; INLINE_COLUMNS];
+            pg_sys::heap_deform_tuple(tuple, desc, values.as_mut_ptr(), nulls.as_mut_ptr());
+            let get = |attnum: i16| {
+                let i = attnum as usize - 1;
+                (!nulls[i]).then_some(values[i])
+            };
+            StateColumns {
+                sync_status: get(layout.sync_status),
+                job_id: get(layout.job_id),
+                version: get(layout.version),
+                odoo_locked: layout.odoo_locked.and_then(get),
+            }
+        }
     }
 }
 
