@@ -66,9 +66,14 @@ FROM @extschema@.conflicts c
 JOIN @extschema@.tracked_tables t ON t.id = c.tracking_id
 WHERE c.resolved_at IS NULL;
 
--- The event log.
+-- The event log. Capture leaves out the payload that an order's insert and update events always
+-- carry (see event_log); it is put back here, as capture's order trigger writes it.
 CREATE VIEW @extschema@.events AS
-SELECT e.id, e.occurred_at, e.event_type, t.orders_table, e.entity_id, e.actor, e.payload
+SELECT e.id, e.occurred_at, e.event_type, t.orders_table, e.entity_id, e.actor,
+       COALESCE(e.payload, CASE e.event_type
+           WHEN 'ORDER_CREATED' THEN '{"op": "INSERT", "table": "orders"}'::jsonb
+           WHEN 'ORDER_UPDATED' THEN '{"op": "UPDATE", "table": "orders"}'::jsonb
+       END) AS payload
 FROM @extschema@.event_log e
 LEFT JOIN @extschema@.tracked_tables t ON t.id = e.tracking_id;
 

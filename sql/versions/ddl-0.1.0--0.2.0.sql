@@ -129,3 +129,6 @@ ALTER TABLE @extschema@.event_log
     ALTER COLUMN entity_id SET STATISTICS 10,
     ALTER COLUMN actor SET STATISTICS 0,
     ALTER COLUMN payload SET STATISTICS 0;
+
+-- Capture leaves out the payload its event type implies (see event_log in the install script).
+ALTER TABLE @extschema@.event_log ALTER COLUMN payload DROP NOT NULL;

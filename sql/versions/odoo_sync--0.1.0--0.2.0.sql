@@ -132,9 +132,16 @@ ALTER TABLE @extschema@.event_log
     ALTER COLUMN actor SET STATISTICS 0,
     ALTER COLUMN payload SET STATISTICS 0;
 
+-- Capture leaves out the payload its event type implies (see event_log in the install script).
+ALTER TABLE @extschema@.event_log ALTER COLUMN payload DROP NOT NULL;
+
 -- Views the part above dropped, made again.
 CREATE VIEW @extschema@.events AS
-SELECT e.id, e.occurred_at, e.event_type, t.orders_table, e.entity_id, e.actor, e.payload
+SELECT e.id, e.occurred_at, e.event_type, t.orders_table, e.entity_id, e.actor,
+       COALESCE(e.payload, CASE e.event_type
+           WHEN 'ORDER_CREATED' THEN '{"op": "INSERT", "table": "orders"}'::jsonb
+           WHEN 'ORDER_UPDATED' THEN '{"op": "UPDATE", "table": "orders"}'::jsonb
+       END) AS payload
 FROM @extschema@.event_log e
 LEFT JOIN @extschema@.tracked_tables t ON t.id = e.tracking_id;
 

@@ -104,9 +104,49 @@ async fn directly_written_events_are_what_an_insert_would_write() {
     assert_eq!(row.get::<_, Option<i32>>(2), Some(1));
     assert!(row.get::<_, bool>(4), "actor is the session user");
     assert_eq!(
-        row.get::<_, serde_json::Value>(5),
+        row.get::<_, Option<serde_json::Value>>(5),
+        None,
+        "the payload the event type implies is not stored"
+    );
+    let latest_payload =
+        "SELECT payload FROM odoo_sync.events WHERE entity_id = $1 ORDER BY id DESC LIMIT 1";
+    let shown: serde_json::Value = c
+        .query_one(latest_payload, &[&id.to_string()])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        shown,
+        serde_json::json!({"op": "UPDATE", "table": "orders"}),
+        "the events view shows it"
+    );
+    // A DBA who wants every payload stored fills in the missing ones and makes the column NOT
+    // NULL (docs/operations.md), and gets them.
+    c.batch_execute(
+        "UPDATE odoo_sync.event_log l SET payload = e.payload
+           FROM odoo_sync.events e WHERE e.id = l.id AND l.payload IS NULL;
+         ALTER TABLE odoo_sync.event_log ALTER COLUMN payload SET NOT NULL",
+    )
+    .await
+    .unwrap();
+    c.execute("UPDATE orders SET notes = 'stored' WHERE id = $1", &[&id])
+        .await
+        .unwrap();
+    let stored: serde_json::Value = c
+        .query_one(
+            "SELECT payload FROM odoo_sync.event_log WHERE entity_id = $1 ORDER BY id DESC LIMIT 1",
+            &[&id.to_string()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        stored,
         serde_json::json!({"op": "UPDATE", "table": "orders"})
     );
+    c.batch_execute("ALTER TABLE odoo_sync.event_log ALTER COLUMN payload DROP NOT NULL")
+        .await
+        .unwrap();
 
     // The DBA's index finds the order's events, and amcheck finds every row of the table in
     // every btree index.
@@ -124,8 +164,8 @@ async fn directly_written_events_are_what_an_insert_would_write() {
         .await
         .unwrap();
     assert_eq!(
-        via_index, 2,
-        "ORDER_CREATED and ORDER_UPDATED, found by index"
+        via_index, 3,
+        "ORDER_CREATED and two ORDER_UPDATED, found by index"
     );
     assert_event_indexes_complete(c).await;
 

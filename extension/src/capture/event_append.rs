@@ -33,8 +33,10 @@ pub struct Event<'a> {
     pub event_type: &'a str,
     /// The payload, as JSON text.
     pub payload: &'a str,
-    /// True when the payload is one of a few fixed texts, whose jsonb form is worth keeping.
-    pub fixed_payload: bool,
+    /// True when the payload is the one the `events` view implies from the event type (an
+    /// order's insert or update): it is left out (NULL) where the column allows it, else its
+    /// jsonb form is remembered.
+    pub implied_payload: bool,
 }
 
 /// How each column of event_log is filled, read once from the catalog (see catalog_cache).
@@ -44,6 +46,8 @@ pub struct EventLogLayout {
     /// Per attribute, None for a dropped column. None as a whole when the table has a column
     /// this code does not know, or one of another type than odoo_sync gave it.
     columns: Option<Vec<Option<EventColumn>>>,
+    /// False when a DBA made the payload NOT NULL: implied payloads are then written too.
+    payload_nullable: bool,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -70,6 +74,7 @@ impl EventLogLayout {
             let relid = (*rel).rd_id;
             let desc = (*rel).rd_att;
             let mut sequence = pg_sys::InvalidOid;
+            let mut payload_nullable = false;
             let mut columns = Vec::with_capacity((*desc).natts as usize);
             for i in 0..(*desc).natts as usize {
                 let attr = &*(*desc).attrs.as_ptr().add(i);
@@ -90,6 +95,7 @@ impl EventLogLayout {
                             relid,
                             sequence,
                             columns: None,
+                            payload_nullable: false,
                         }
                     }
                 };
@@ -115,10 +121,14 @@ impl EventLogLayout {
                         relid,
                         sequence,
                         columns: None,
+                        payload_nullable: false,
                     };
                 }
                 if column == EventColumn::Id {
                     sequence = pg_sys::getIdentitySequence(relid, (i + 1) as i16, true);
+                }
+                if column == EventColumn::Payload {
+                    payload_nullable = !attr.attnotnull;
                 }
                 columns.push(Some(column));
             }
@@ -127,6 +137,7 @@ impl EventLogLayout {
                 relid,
                 sequence,
                 columns: complete.then_some(columns),
+                payload_nullable,
             }
         }
     }
@@ -208,7 +219,10 @@ pub fn append(event: &Event<'_>) -> Result<Option<i64>> {
                 EventColumn::TrackingId => Datum::from(event.tracking_id),
                 EventColumn::EntityId => text_datum(event.entity_id),
                 EventColumn::Actor => session_user_text(),
-                EventColumn::Payload => payload_datum(event.payload, event.fixed_payload)?,
+                EventColumn::Payload if event.implied_payload && layout.payload_nullable => {
+                    continue
+                }
+                EventColumn::Payload => payload_datum(event.payload, event.implied_payload)?,
             };
             nulls[i] = false;
         }
@@ -269,18 +283,19 @@ unsafe fn session_user_text() -> Datum {
 /// Columns of event_log whose values `append` builds on the stack.
 const INLINE_COLUMNS: usize = 16;
 
-/// At most this many fixed payloads have their jsonb form remembered (there are two today).
+/// At most this many implied payloads have their jsonb form remembered (there are two today).
 const REMEMBERED_PAYLOADS: usize = 8;
 
 thread_local! {
-    /// jsonb forms of the fixed payloads that every change repeats
+    /// jsonb forms of the implied payloads that every change repeats, for a log whose payload
+    /// a DBA made NOT NULL
     /// (`{"op":"UPDATE","table":"orders"}`, ...): parsing them again cost more than the heap
     /// insert of the event.
     static PAYLOADS: RefCell<HashMap<Vec<u8>, Vec<u8>>> = RefCell::new(HashMap::new());
 }
 
-/// The payload as a palloc'd jsonb datum; a `fixed` one's jsonb form is remembered.
-unsafe fn payload_datum(payload: &str, fixed: bool) -> Result<Datum> {
+/// The payload as a palloc'd jsonb datum; an implied one's jsonb form is remembered.
+unsafe fn payload_datum(payload: &str, implied: bool) -> Result<Datum> {
     let text = payload.as_bytes();
     // SAFETY: the remembered bytes are a whole jsonb varlena made by jsonb_in in this backend;
     // the copy is palloc'd in the current context like jsonb_in's own result.
@@ -302,7 +317,7 @@ unsafe fn payload_datum(payload: &str, fixed: bool) -> Result<Datum> {
     // SAFETY: jsonb_in takes a NUL-terminated string and returns a plain (not toasted) varlena.
     unsafe {
         let datum = builtin(pg_sys::F_JSONB_IN, Datum::from(payload.as_ptr()));
-        if fixed {
+        if implied {
             let ptr = datum.cast_mut_ptr::<u8>();
             let bytes = std::slice::from_raw_parts(ptr, pgrx::varlena::varsize_any(ptr.cast()));
             PAYLOADS.with(|p| {

@@ -88,8 +88,9 @@ pub struct Change<'a> {
     pub state_changed: bool,
     /// Event type for the event log.
     pub event_type: &'static str,
-    /// Event payload, as JSON: a fixed text (its jsonb form is remembered, see
-    /// `event_append`) or one made for this change.
+    /// Event payload, as JSON: a fixed text (`Cow::Borrowed`), which must be the one the
+    /// `events` view implies from `event_type` and is not stored (see `event_append`), or one
+    /// made for this change.
     pub payload: Cow<'static, str>,
 }
 
@@ -112,7 +113,7 @@ pub fn record_change(change: &Change<'_>) -> Result<Captured> {
         entity_id: change.order_key,
         event_type: change.event_type,
         payload: &change.payload,
-        fixed_payload: matches!(change.payload, Cow::Borrowed(_)),
+        implied_payload: matches!(change.payload, Cow::Borrowed(_)),
     })?;
     let version = match appended {
         Some(id) => id,

@@ -170,7 +170,8 @@ fn capture<'a>(
     Ok(returned(passthrough.heap_tuple()))
 }
 
-/// The payloads of an order's insert and update events (always the same text).
+/// The payloads of an order's insert and update events (always the same text): the `events`
+/// view (sql/views.sql) puts them back from the event type, as capture does not store them.
 const ORDER_INSERTED: &str = r#"{"op":"INSERT","table":"orders"}"#;
 const ORDER_UPDATED: &str = r#"{"op":"UPDATE","table":"orders"}"#;
 
