@@ -8,8 +8,44 @@ use pgrx::pg_sys::Datum;
 
 use crate::error::{Result, SyncError};
 
-/// Columns of a tracked table `Row::same_as` deforms on the stack.
+/// Columns a row can have for `Deformed` to hold its values (on the stack).
 const INLINE_COLUMNS: usize = 64;
+
+/// A row's column values, read in one pass over the tuple and kept on the stack: fetching
+/// column after column walks the tuple from its start for every column that follows a
+/// variable-length one, and heap buffers per write showed in the capture trigger's profile.
+pub struct Deformed {
+    values: [Datum; INLINE_COLUMNS],
+    nulls: [bool; INLINE_COLUMNS],
+}
+
+impl Deformed {
+    /// Deforms `tuple`; None when its relation has more columns than fit (the caller then
+    /// reads the columns one by one).
+    ///
+    /// # Safety
+    /// `tuple` must be valid and described by `desc`; the values point into the tuple.
+    pub unsafe fn of(tuple: pg_sys::HeapTuple, desc: pg_sys::TupleDesc) -> Option<Self> {
+        // SAFETY: per the contract; the arrays hold at least natts entries.
+        unsafe {
+            if (*desc).natts as usize > INLINE_COLUMNS {
+                return None;
+            }
+            let mut row = Deformed {
+                values: [Datum::from(0usize); INLINE_COLUMNS],
+                nulls: [true; INLINE_COLUMNS],
+            };
+            pg_sys::heap_deform_tuple(tuple, desc, row.values.as_mut_ptr(), row.nulls.as_mut_ptr());
+            Some(row)
+        }
+    }
+
+    /// The value of column `attnum` (1-based), None for NULL.
+    pub fn get(&self, attnum: i32) -> Option<Datum> {
+        let i = attnum as usize - 1;
+        (!self.nulls[i]).then_some(self.values[i])
+    }
+}
 
 /// A row as the trigger sees it: a heap tuple and its descriptor.
 #[derive(Clone, Copy)]
@@ -117,36 +153,23 @@ impl Row {
     /// deformed once: fetching column after column would walk the tuple from its start for
     /// every column that follows a variable-length one.
     pub fn same_as(&self, other: &Row, ignored: &[i32]) -> bool {
-        let n = self.natts() as usize;
-        if n > INLINE_COLUMNS {
+        let n = self.natts();
+        // SAFETY: both tuples are described by `desc` (one relation).
+        let (Some(xs), Some(ys)) = (unsafe { Deformed::of(self.tuple, self.desc) }, unsafe {
+            Deformed::of(other.tuple, self.desc)
+        }) else {
             // A table this wide is rare: compare column by column.
-            return (1..=n as i32).all(|attnum| {
+            return (1..=n).all(|attnum| {
                 self.attr(attnum - 1).attisdropped
                     || ignored.contains(&attnum)
                     || self.same_value(other, attnum)
             });
-        }
-        // On the stack: four heap allocations per write showed in the profile.
-        let (mut xs, mut xnulls) = (
-            [Datum::from(0usize); INLINE_COLUMNS],
-            [false; INLINE_COLUMNS],
-        );
-        let (mut ys, mut ynulls) = (
-            [Datum::from(0usize); INLINE_COLUMNS],
-            [false; INLINE_COLUMNS],
-        );
-        // SAFETY: both tuples are described by `desc` (one relation), and the arrays hold
-        // at least natts entries.
-        unsafe {
-            pg_sys::heap_deform_tuple(self.tuple, self.desc, xs.as_mut_ptr(), xnulls.as_mut_ptr());
-            pg_sys::heap_deform_tuple(other.tuple, self.desc, ys.as_mut_ptr(), ynulls.as_mut_ptr());
-        }
-        let value = |datums: &[Datum], nulls: &[bool], i: usize| (!nulls[i]).then_some(datums[i]);
-        (0..n).all(|i| {
-            let a = self.attr(i as i32);
+        };
+        (1..=n).all(|attnum| {
+            let a = self.attr(attnum - 1);
             a.attisdropped
-                || ignored.contains(&(i as i32 + 1))
-                || values_identical(a, value(&xs, &xnulls, i), value(&ys, &ynulls, i))
+                || ignored.contains(&attnum)
+                || values_identical(a, xs.get(attnum), ys.get(attnum))
         })
     }
 

@@ -287,10 +287,9 @@ const INLINE_COLUMNS: usize = 16;
 const REMEMBERED_PAYLOADS: usize = 8;
 
 thread_local! {
-    /// jsonb forms of the implied payloads that every change repeats, for a log whose payload
-    /// a DBA made NOT NULL
-    /// (`{"op":"UPDATE","table":"orders"}`, ...): parsing them again cost more than the heap
-    /// insert of the event.
+    /// jsonb forms of the implied payloads that every change repeats
+    /// (`{"op":"UPDATE","table":"orders"}`, ...), for a log whose payload a DBA made NOT NULL:
+    /// parsing them again cost more than the heap insert of the event.
     static PAYLOADS: RefCell<HashMap<Vec<u8>, Vec<u8>>> = RefCell::new(HashMap::new());
 }
 

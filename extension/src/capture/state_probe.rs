@@ -297,9 +297,6 @@ struct StateColumns {
     odoo_locked: Option<Datum>,
 }
 
-/// Columns of order_state `StateColumns::read` deforms on the stack (it has 25).
-const INLINE_COLUMNS: usize = 64;
-
 impl StateColumns {
     /// Reads them from `tuple`, a row of the relation `desc` and `layout` describe.
     ///
@@ -310,34 +307,22 @@ impl StateColumns {
         desc: pg_sys::TupleDesc,
         layout: &OrderStateLayout,
     ) -> Self {
-        // SAFETY: per the contract; the arrays hold natts entries.
-        unsafe {
-            if (*desc).natts as usize > INLINE_COLUMNS {
-                let get = |attnum: i16| {
-                    let mut isnull = false;
-                    let value = pg_sys::heap_getattr(tuple, attnum.into(), desc, &mut isnull);
-                    (!isnull).then_some(value)
-                };
-                return StateColumns {
-                    sync_status: get(layout.sync_status),
-                    job_id: get(layout.job_id),
-                    version: get(layout.version),
-                    odoo_locked: layout.odoo_locked.and_then(get),
-                };
-            }
-            let mut values = [Datum::from(0usize); INLINE_COLUMNS];
-            let mut nulls = [true; INLINE_COLUMNS];
-            pg_sys::heap_deform_tuple(tuple, desc, values.as_mut_ptr(), nulls.as_mut_ptr());
-            let get = |attnum: i16| {
-                let i = attnum as usize - 1;
-                (!nulls[i]).then_some(values[i])
-            };
-            StateColumns {
-                sync_status: get(layout.sync_status),
-                job_id: get(layout.job_id),
-                version: get(layout.version),
-                odoo_locked: layout.odoo_locked.and_then(get),
-            }
+        let pick = |get: &dyn Fn(i16) -> Option<Datum>| StateColumns {
+            sync_status: get(layout.sync_status),
+            job_id: get(layout.job_id),
+            version: get(layout.version),
+            odoo_locked: layout.odoo_locked.and_then(get),
+        };
+        // SAFETY: per the contract.
+        match unsafe { crate::tuple::Deformed::of(tuple, desc) } {
+            Some(row) => pick(&|attnum| row.get(attnum.into())),
+            None => pick(&|attnum| {
+                let mut isnull = false;
+                // SAFETY: per the contract; attnum is a column of `desc`.
+                let value =
+                    unsafe { pg_sys::heap_getattr(tuple, attnum.into(), desc, &mut isnull) };
+                (!isnull).then_some(value)
+            }),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Fault injection: latency, a share of failing requests, failures of chosen calls, "commit
-//! then drop the connection" and outages. Random draws come from a seedable generator so tests are reproducible.
+//! then drop the connection" and outages. Random draws come from a seedable generator so tests
+//! are reproducible.
 
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -221,14 +222,20 @@ impl Faults {
         Ok(())
     }
 
-    /// Decides the fate of the next Odoo request; `call` is the model/method it calls
-    /// (`model.method`), when it calls one.
-    pub fn verdict(&mut self, call: Option<&str>) -> Verdict {
+    /// Decides the fate of the next Odoo request; `call` tells the model/method it calls
+    /// (`model.method`), when it calls one. It reads the request, so it runs only while
+    /// `fail_calls` names a call.
+    pub fn verdict(&mut self, call: impl FnOnce() -> Option<String>) -> Verdict {
         if self.outage_until.is_some_and(|t| Instant::now() < t) {
             self.refused += 1;
             return Verdict::Outage;
         }
-        if let Some(left) = call.and_then(|c| self.fail_calls.get_mut(c)) {
+        let chosen = if self.fail_calls.is_empty() {
+            None
+        } else {
+            call().and_then(|c| self.fail_calls.get_mut(&c))
+        };
+        if let Some(left) = chosen {
             *left -= 1;
             if *left == 0 {
                 self.fail_calls.retain(|_, n| *n > 0);
@@ -305,12 +312,12 @@ mod tests {
             serde_json::from_value(json!({"fail_calls": {"purchase.order.line.load": 2}}))
                 .expect("spec");
         faults.apply(&spec).expect("apply");
-        let line_load = Some("purchase.order.line.load");
+        let line_load = || Some("purchase.order.line.load".to_string());
         assert_eq!(
-            faults.verdict(Some("purchase.order.load")),
+            faults.verdict(|| Some("purchase.order.load".to_string())),
             Verdict::Proceed
         );
-        assert_eq!(faults.verdict(None), Verdict::Proceed);
+        assert_eq!(faults.verdict(|| None), Verdict::Proceed);
         assert_eq!(
             faults.verdict(line_load),
             Verdict::Fail(FaultKind::Unavailable)

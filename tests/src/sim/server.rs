@@ -149,15 +149,14 @@ pub async fn run(sim: Arc<Sim>, listener: TcpListener, shutdown: impl Future<Out
 
 /// When the request calls `load`: Some(the JSON-RPC request id), or Some(None) on JSON-2.
 fn load_call(path: &str, body: &[u8]) -> Option<Option<Value>> {
+    if call_name(path, body)?.rsplit_once('.')?.1 != "load" {
+        return None;
+    }
     if path.starts_with("/json/2/") {
-        return path.ends_with("/load").then_some(None);
+        return Some(None);
     }
     let request: Value = serde_json::from_slice(body).ok()?;
-    let params = request.get("params")?;
-    let calls_load = params.get("service")?.as_str()? == "object"
-        && matches!(params.get("method")?.as_str()?, "execute_kw" | "execute")
-        && params.get("args")?.get(4)?.as_str()? == "load";
-    calls_load.then(|| Some(request.get("id").cloned().unwrap_or(Value::Null)))
+    Some(Some(request.get("id").cloned().unwrap_or(Value::Null)))
 }
 
 /// The model/method a request calls, named `model.method` as the stats name it.
@@ -214,12 +213,11 @@ async fn handle(
         ));
     }
     // Faults come before any work, as a proxy or a crashed worker would show them.
-    let call = call_name(&path, &body);
     let (latency, verdict, hang) = {
         let mut faults = sim.faults.lock().unwrap_or_else(|p| p.into_inner());
         (
             faults.latency,
-            faults.verdict(call.as_deref()),
+            faults.verdict(|| call_name(&path, &body)),
             faults.timeout,
         )
     };
