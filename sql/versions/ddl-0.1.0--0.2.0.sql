@@ -12,6 +12,10 @@ ALTER TABLE @extschema@.order_state
     ADD COLUMN odoo_seen_at    timestamptz,
     ADD COLUMN odoo_deleted_id integer;
 CREATE INDEX order_state_odoo_id ON @extschema@.order_state (odoo_id) WHERE odoo_id IS NOT NULL;
+-- Room on each page for the row versions capture writes (see schema.sql). Pages written from
+-- now on get it; existing ones keep their rows until a VACUUM FULL, which operations.md leaves to
+-- the DBA (it locks the table).
+ALTER TABLE @extschema@.order_state SET (fillfactor = 50);
 
 CREATE TABLE @extschema@.line_links (
     tracking_id  integer NOT NULL,
