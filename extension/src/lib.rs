@@ -13,6 +13,7 @@ mod notify;
 mod plans;
 mod privileges;
 mod tuple;
+mod unguarded;
 
 ::pgrx::pg_module_magic!(name, version);
 

@@ -35,7 +35,13 @@ impl Deformed {
                 values: [Datum::from(0usize); INLINE_COLUMNS],
                 nulls: [true; INLINE_COLUMNS],
             };
-            pg_sys::heap_deform_tuple(tuple, desc, row.values.as_mut_ptr(), row.nulls.as_mut_ptr());
+            // Unguarded (see crate::unguarded): heap_deform_tuple raises no ERROR.
+            crate::unguarded::heap_deform_tuple(
+                tuple,
+                desc,
+                row.values.as_mut_ptr(),
+                row.nulls.as_mut_ptr(),
+            );
             Some(row)
         }
     }

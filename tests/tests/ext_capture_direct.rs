@@ -629,3 +629,155 @@ async fn latest_event_date(c: &Client, id: i64) -> String {
     .unwrap()
     .get(0)
 }
+
+/// The state row's version and whether the order has a push job, per order.
+async fn state_and_job(c: &Client, id: i64) -> (Option<i64>, i64) {
+    let version = c
+        .query_opt(
+            "SELECT version FROM odoo_sync.order_state WHERE order_key = $1",
+            &[&id.to_string()],
+        )
+        .await
+        .unwrap()
+        .map(|row| row.get(0));
+    let jobs = count(
+        c,
+        &format!("SELECT count(*) FROM odoo_sync.jobs WHERE kind = 'push' AND order_key = '{id}'"),
+    )
+    .await;
+    (version, jobs)
+}
+
+/// Each backend remembers where an order's state row starts and looks there before asking the
+/// primary key. A row that moved (an update of an indexed column, as a push's completion
+/// makes), one deleted with its page's slots given to another order or cut off the table's end
+/// by VACUUM, and a table rewritten by VACUUM FULL are all found again by their key: every
+/// change still writes its own order's version, and never another order's.
+#[tokio::test]
+async fn a_state_row_that_moved_or_went_away_is_found_by_its_key() {
+    let db = tracked_db("direct_state_moved").await;
+    let c = &db.client;
+    let other = db.connect().await;
+    let change = |id: i64, note: &'static str| async move {
+        c.execute("UPDATE orders SET notes = $2 WHERE id = $1", &[&id, &note])
+            .await
+            .unwrap();
+    };
+
+    // Moved: a new row version off its chain, with a new index entry.
+    let moved = new_order(c).await;
+    change(moved, "remembered").await;
+    other
+        .execute(
+            "UPDATE odoo_sync.order_state SET odoo_id = 4242 WHERE order_key = $1",
+            &[&moved.to_string()],
+        )
+        .await
+        .unwrap();
+    change(moved, "after the move").await;
+    let (version, latest) = version_and_latest_event(c, moved).await;
+    assert_eq!(version, latest, "the moved row got the version");
+    assert_eq!(
+        count(
+            c,
+            &format!("SELECT count(*) FROM odoo_sync.order_state WHERE order_key = '{moved}' AND odoo_id = 4242")
+        )
+        .await,
+        1
+    );
+
+    // Deleted, its slots freed, and another order's row written there.
+    let gone = new_order(c).await;
+    change(gone, "remembered").await;
+    other
+        .execute(
+            "DELETE FROM odoo_sync.order_state WHERE order_key = $1",
+            &[&gone.to_string()],
+        )
+        .await
+        .unwrap();
+    other
+        .batch_execute("VACUUM odoo_sync.order_state")
+        .await
+        .unwrap();
+    let newcomer: i64 = other
+        .query_one(
+            "INSERT INTO orders (order_number, supplier_id) VALUES ('PO-2', 'S1') RETURNING id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let newcomer_before = version_and_latest_event(c, newcomer).await;
+    change(gone, "after the delete").await;
+    assert_eq!(
+        version_and_latest_event(c, newcomer).await,
+        newcomer_before,
+        "the other order's version is untouched"
+    );
+    let (version, latest) = version_and_latest_event(c, gone).await;
+    assert_eq!(
+        version, latest,
+        "the deleted order's state is written again"
+    );
+    assert_eq!(state_and_job(c, gone).await.1, 1, "with its job");
+
+    // Cut off: state rows on the table's last pages deleted and the pages truncated.
+    let many: Vec<i64> = c
+        .query(
+            "INSERT INTO orders (order_number, supplier_id)
+             SELECT 'PO-' || g, 'S1' FROM generate_series(1, 300) g RETURNING id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    c.execute(
+        "UPDATE orders SET notes = 'remembered' WHERE id = ANY($1)",
+        &[&many],
+    )
+    .await
+    .unwrap();
+    for id in many.iter().rev().take(3) {
+        change(*id, "remembered one by one").await;
+    }
+    let pages_sql = "SELECT pg_relation_size('odoo_sync.order_state') / 8192";
+    let before = count(c, pages_sql).await;
+    other
+        .execute(
+            "DELETE FROM odoo_sync.order_state WHERE order_key = ANY($1)",
+            &[&many
+                .iter()
+                .skip(10)
+                .map(|id| id.to_string())
+                .collect::<Vec<_>>()],
+        )
+        .await
+        .unwrap();
+    other
+        .batch_execute("VACUUM odoo_sync.order_state")
+        .await
+        .unwrap();
+    assert!(
+        count(c, pages_sql).await < before,
+        "VACUUM cut the table's end"
+    );
+    let last = *many.last().unwrap();
+    change(last, "after the cut").await;
+    let (version, latest) = version_and_latest_event(c, last).await;
+    assert_eq!(version, latest, "the cut order's state is written again");
+
+    // Rewritten: every row at a new address.
+    other
+        .batch_execute("VACUUM FULL odoo_sync.order_state")
+        .await
+        .unwrap();
+    for id in [moved, gone, last] {
+        change(id, "after the rewrite").await;
+        let (version, latest) = version_and_latest_event(c, id).await;
+        assert_eq!(version, latest, "order {id} after VACUUM FULL");
+    }
+    assert_indexes_complete(c, "odoo_sync.order_state").await;
+}

@@ -27,6 +27,51 @@ thread_local! {
     static EVENT_LOG: RefCell<Option<Rc<EventLogLayout>>> = const { RefCell::new(None) };
     static ORDER_STATE: Cell<Option<OrderStateLayout>> = const { Cell::new(None) };
     static TRIGGERS: RefCell<HashMap<Oid, TriggerEntry>> = RefCell::new(HashMap::new());
+    /// Per tracking id and order key, where the order's state row starts (see `state_row`).
+    static STATE_ROWS: RefCell<HashMap<i32, HashMap<String, pg_sys::ItemPointerData>>> =
+        RefCell::new(HashMap::new());
+}
+
+/// Most state row addresses a backend remembers; past this all are forgotten at once.
+const MAX_STATE_ROWS: usize = 100_000;
+
+/// Where the state row of order `key` of tracking `tracking_id` was last found: the address
+/// its primary key entry points to (the start of its chain of row versions on one page). Only
+/// a hint: the state probe checks the page is still in the table and the row found there is
+/// this order's, and else asks the index.
+pub fn state_row(tracking_id: i32, key: &str) -> Option<pg_sys::ItemPointerData> {
+    STATE_ROWS.with(|rows| {
+        let rows = rows.try_borrow().ok()?;
+        rows.get(&tracking_id)?.get(key).copied()
+    })
+}
+
+/// Remembers (Some) or forgets (None) where the state row of an order starts.
+pub fn remember_state_row(tracking_id: i32, key: &str, at: Option<pg_sys::ItemPointerData>) {
+    STATE_ROWS.with(|rows| {
+        let Ok(mut rows) = rows.try_borrow_mut() else {
+            return;
+        };
+        match at {
+            Some(at) => {
+                if rows.values().map(HashMap::len).sum::<usize>() >= MAX_STATE_ROWS {
+                    rows.clear();
+                }
+                let orders = rows.entry(tracking_id).or_default();
+                match orders.get_mut(key) {
+                    Some(known) => *known = at,
+                    None => {
+                        orders.insert(key.to_owned(), at);
+                    }
+                }
+            }
+            None => {
+                if let Some(orders) = rows.get_mut(&tracking_id) {
+                    orders.remove(key);
+                }
+            }
+        }
+    });
 }
 
 /// The remembered layout of odoo_sync.event_log. Ask after opening the table: opening it
@@ -92,6 +137,12 @@ unsafe extern "C-unwind" fn forget(_arg: Datum, relid: Oid) {
     ORDER_STATE.with(|c| {
         if all || c.get().is_some_and(|l| l.depends_on(relid)) {
             c.set(None);
+            // A rewritten table (VACUUM FULL, CLUSTER, TRUNCATE) has its rows elsewhere.
+            STATE_ROWS.with(|rows| {
+                if let Ok(mut rows) = rows.try_borrow_mut() {
+                    rows.clear();
+                }
+            });
         }
     });
     TRIGGERS.with(|t| {

@@ -159,83 +159,130 @@ pub fn append(event: &Event<'_>) -> Result<Option<i64>> {
     else {
         return Ok(None);
     };
+    // The second pass reads the layout again: the table changed since it was remembered.
+    for fresh in [false, true] {
+        let layout = match catalog_cache::event_log().filter(|l| l.relid == relid && !fresh) {
+            Some(layout) => layout,
+            // SAFETY: inside the trigger's transaction.
+            None => unsafe { read_layout(relid) },
+        };
+        let Some(columns) = layout.columns.as_deref() else {
+            return Ok(None);
+        };
+        // Made before the guard below: it may parse the JSON and remember its jsonb form.
+        let payload = match event.implied_payload && layout.payload_nullable {
+            true => None,
+            // SAFETY: inside the trigger's transaction.
+            false => Some(unsafe { payload_datum(event.payload, event.implied_payload)? }),
+        };
+        // SAFETY: `insert_event` keeps to plain values and raw pointers (see
+        // crate::unguarded); `layout` and `columns` are borrowed from this frame.
+        let inserted = unsafe {
+            pg_sys::ffi::pg_guard_ffi_boundary(|| insert_event(&layout, columns, event, payload))
+        };
+        match inserted {
+            Inserted::Id(id) => return Ok(Some(id)),
+            Inserted::NeedsExecutor => return Ok(None),
+            Inserted::LayoutChanged => continue,
+        }
+    }
+    Ok(None)
+}
+
+/// Reads and remembers the layout of event_log (`relid`).
+///
+/// # Safety
+/// Must run inside a transaction.
+unsafe fn read_layout(relid: Oid) -> Rc<EventLogLayout> {
+    // SAFETY: the relation is opened with the lock the insert takes anyway, and kept locked.
+    unsafe {
+        let rel = pg_sys::table_open(relid, pg_sys::RowExclusiveLock as i32);
+        let layout = Rc::new(EventLogLayout::read(rel));
+        pg_sys::table_close(rel, pg_sys::NoLock as i32);
+        catalog_cache::remember_event_log(layout.clone());
+        layout
+    }
+}
+
+/// What `insert_event` did: plain values, as it runs inside the guard.
+enum Inserted {
+    /// The event was appended with this id.
+    Id(i64),
+    /// Nothing was written: the table needs the executor (see the module documentation).
+    NeedsExecutor,
+    /// Nothing was written: the table's columns are not the ones `layout` describes.
+    LayoutChanged,
+}
+
+/// Inserts the event's row and its index entries, with unguarded calls only (the caller holds
+/// the guard; see crate::unguarded): one guard instead of one per call.
+///
+/// # Safety
+/// Must run inside `pg_guard_ffi_boundary`, inside a transaction, as the extension owner;
+/// `layout` describes event_log and `columns` are its columns.
+unsafe fn insert_event(
+    layout: &EventLogLayout,
+    columns: &[Option<EventColumn>],
+    event: &Event<'_>,
+    payload: Option<Datum>,
+) -> Inserted {
+    use crate::unguarded as pg;
     // SAFETY: the relation is opened and locked as the executor would; every pointer read
     // below belongs to it or to the index relations opened from its index list, and all of
     // them stay open until the end of this function.
     unsafe {
-        let rel = pg_sys::table_open(relid, pg_sys::RowExclusiveLock as i32);
-        let natts = (*(*rel).rd_att).natts as usize;
-        let fits = |l: &EventLogLayout| {
-            l.relid == relid && l.columns.as_ref().is_none_or(|c| c.len() == natts)
+        let rel = pg::table_open(layout.relid, pg_sys::RowExclusiveLock as i32);
+        if (*(*rel).rd_att).natts as usize != columns.len() {
+            pg::table_close(rel, pg_sys::NoLock as i32);
+            return Inserted::LayoutChanged;
+        }
+        let mut indexes = [OpenIndex::NONE; MAX_INDEXES];
+        let open = match columns.len() <= INLINE_COLUMNS && executor_free(rel) {
+            true => open_indexes(rel, &mut indexes),
+            false => None,
         };
-        let layout = match catalog_cache::event_log().filter(|l| fits(l)) {
-            Some(layout) => layout,
-            None => {
-                let layout = Rc::new(EventLogLayout::read(rel));
-                catalog_cache::remember_event_log(layout.clone());
-                layout
-            }
+        let Some(open) = open else {
+            pg::table_close(rel, pg_sys::NoLock as i32);
+            return Inserted::NeedsExecutor;
         };
-        let indexes = match (&layout.columns, executor_free(rel)) {
-            (Some(_), true) => open_indexes(rel),
-            _ => None,
-        };
-        let (Some(columns), Some(indexes)) = (&layout.columns, indexes) else {
-            pg_sys::table_close(rel, pg_sys::NoLock as i32);
-            return Ok(None);
-        };
-        // On the stack: a heap allocation per event showed in the profile. The log as
-        // installed has 7 columns; one a DBA widened beyond the buffer takes the heap.
-        let mut inline = (
-            [Datum::from(0usize); INLINE_COLUMNS],
-            [true; INLINE_COLUMNS],
-        );
-        let mut spilled;
-        let (datums, nulls): (&mut [Datum], &mut [bool]) = if columns.len() <= INLINE_COLUMNS {
-            (
-                &mut inline.0[..columns.len()],
-                &mut inline.1[..columns.len()],
-            )
-        } else {
-            spilled = (
-                vec![Datum::from(0usize); columns.len()],
-                vec![true; columns.len()],
-            );
-            (&mut spilled.0[..], &mut spilled.1[..])
-        };
+        let indexes = &indexes[..open];
+        // On the stack: a heap allocation per event showed in the profile.
+        let mut datums = [Datum::from(0usize); INLINE_COLUMNS];
+        let mut nulls = [true; INLINE_COLUMNS];
         let mut id = 0;
         for (i, column) in columns.iter().enumerate() {
             let Some(column) = column else { continue };
             datums[i] = match column {
                 EventColumn::Id => {
-                    let next = builtin(pg_sys::F_NEXTVAL, Datum::from(layout.sequence));
-                    id = next.value() as i64;
-                    next
+                    id = pg::nextval_internal(layout.sequence, true);
+                    Datum::from(id)
                 }
-                EventColumn::OccurredAt => {
-                    Datum::from(pg_sys::GetCurrentTransactionStartTimestamp())
-                }
+                EventColumn::OccurredAt => Datum::from(pg::GetCurrentTransactionStartTimestamp()),
                 EventColumn::EventType => text_datum(event.event_type),
                 EventColumn::TrackingId => Datum::from(event.tracking_id),
                 EventColumn::EntityId => text_datum(event.entity_id),
-                EventColumn::Actor => session_user_text(),
-                EventColumn::Payload if event.implied_payload && layout.payload_nullable => {
-                    continue
-                }
-                EventColumn::Payload => payload_datum(event.payload, event.implied_payload)?,
+                // session_user as text, as the column's default makes it.
+                EventColumn::Actor => Datum::from(pg::cstring_to_text(pg::GetUserNameFromId(
+                    pg::GetSessionUserId(),
+                    false,
+                ))),
+                EventColumn::Payload => match payload {
+                    Some(payload) => payload,
+                    None => continue,
+                },
             };
             nulls[i] = false;
         }
-        let tuple = pg_sys::heap_form_tuple((*rel).rd_att, datums.as_mut_ptr(), nulls.as_mut_ptr());
-        pg_sys::simple_heap_insert(rel, tuple);
-        for index in &indexes {
-            index.insert(rel, tuple, datums, nulls);
+        let tuple = pg::heap_form_tuple((*rel).rd_att, datums.as_mut_ptr(), nulls.as_mut_ptr());
+        pg::simple_heap_insert(rel, tuple);
+        for index in indexes {
+            index.insert(rel, tuple, &datums, &nulls);
         }
         for index in indexes {
-            pg_sys::index_close(index.rel, pg_sys::NoLock as i32);
+            pg::index_close(index.rel, pg_sys::NoLock as i32);
         }
-        pg_sys::table_close(rel, pg_sys::NoLock as i32);
-        Ok(Some(id))
+        pg::table_close(rel, pg_sys::NoLock as i32);
+        Inserted::Id(id)
     }
 }
 
@@ -268,15 +315,6 @@ unsafe fn executor_free(rel: pg_sys::Relation) -> bool {
         super::plain_heap_table(rel)
             && !(*(*rel).rd_rel).relrowsecurity
             && (constr.is_null() || (*constr).num_check == 0)
-    }
-}
-
-/// session_user as a `text` datum (the column's default).
-unsafe fn session_user_text() -> Datum {
-    // SAFETY: a syscache lookup of the session's own role, copied into a palloc'd text.
-    unsafe {
-        let user = pg_sys::GetUserNameFromId(pg_sys::GetSessionUserId(), false);
-        Datum::from(pg_sys::cstring_to_text(user))
     }
 }
 
@@ -330,29 +368,42 @@ unsafe fn payload_datum(payload: &str, implied: bool) -> Result<Datum> {
     }
 }
 
-/// Calls a built-in function of one argument (nextval, jsonb_in).
+/// Calls a built-in function of one argument (jsonb_in).
 unsafe fn builtin(function: u32, arg: Datum) -> Datum {
     // SAFETY: built-in functions are looked up in PostgreSQL's own table; callers pass the
     // argument type the function takes.
     unsafe { pg_sys::OidFunctionCall1Coll(pg_sys::Oid::from(function), pg_sys::InvalidOid, arg) }
 }
 
-/// `value` as a palloc'd text (the caller checked it holds no NUL byte).
+/// `value` as a palloc'd text (the caller checked it holds no NUL byte). Unguarded: runs
+/// inside the guard of `insert_event`.
 unsafe fn text_datum(value: &str) -> Datum {
     // SAFETY: copies the `len` bytes at the pointer into a palloc'd text; no terminator is read.
     Datum::from(unsafe {
-        pg_sys::cstring_to_text_with_len(value.as_ptr().cast(), value.len() as i32)
+        crate::unguarded::cstring_to_text_with_len(value.as_ptr().cast(), value.len() as i32)
     })
 }
 
+/// Most indexes of event_log that `append` inserts into itself; a log a DBA gave more takes
+/// the SQL path.
+const MAX_INDEXES: usize = 8;
+
 /// An index of event_log, open for inserts.
+#[derive(Clone, Copy)]
 struct OpenIndex {
     rel: pg_sys::Relation,
     info: *mut pg_sys::IndexInfo,
 }
 
 impl OpenIndex {
+    /// An unused slot.
+    const NONE: OpenIndex = OpenIndex {
+        rel: std::ptr::null_mut(),
+        info: std::ptr::null_mut(),
+    };
+
     /// Inserts the index entry of `tuple`, whose column values are `datums` / `nulls`.
+    /// Unguarded: runs inside the guard of `insert_event`.
     unsafe fn insert(
         &self,
         heap: pg_sys::Relation,
@@ -376,7 +427,7 @@ impl OpenIndex {
             } else {
                 pg_sys::IndexUniqueCheck::UNIQUE_CHECK_NO
             };
-            pg_sys::index_insert(
+            crate::unguarded::index_insert(
                 self.rel,
                 values.as_mut_ptr(),
                 isnull.as_mut_ptr(),
@@ -390,44 +441,53 @@ impl OpenIndex {
     }
 }
 
-/// Opens every index that takes inserts; None (and nothing left open) when one of them needs
-/// the executor: expressions, a predicate, exclusion or deferred uniqueness.
-unsafe fn open_indexes(rel: pg_sys::Relation) -> Option<Vec<OpenIndex>> {
+/// Opens into `open` every index that takes inserts and returns how many; None (and nothing
+/// left open) when one of them needs the executor (expressions, a predicate, exclusion or
+/// deferred uniqueness) or there are more than `MAX_INDEXES`. Unguarded: runs inside the guard
+/// of `insert_event`.
+unsafe fn open_indexes(
+    rel: pg_sys::Relation,
+    open: &mut [OpenIndex; MAX_INDEXES],
+) -> Option<usize> {
+    use crate::unguarded as pg;
     // SAFETY: `rel` is open; the index list is a palloc'd list of index OIDs.
     unsafe {
-        let list = pg_sys::RelationGetIndexList(rel);
+        let list = pg::RelationGetIndexList(rel);
         let count = if list.is_null() {
             0
         } else {
             (*list).length as usize
         };
-        let mut open = Vec::with_capacity(count);
+        if count > MAX_INDEXES {
+            return None;
+        }
+        let mut kept = 0;
         for i in 0..count {
             let oid = (*(*list).elements.add(i)).oid_value;
-            let index = pg_sys::index_open(oid, pg_sys::RowExclusiveLock as i32);
-            let info = pg_sys::BuildIndexInfo(index);
+            let index = pg::index_open(oid, pg_sys::RowExclusiveLock as i32);
+            let info = pg::BuildIndexInfo(index);
             let plain = (*info).ii_Expressions.is_null()
                 && (*info).ii_Predicate.is_null()
                 && (*info).ii_ExclusionOps.is_null()
                 && (!(*(*index).rd_index).indisunique || (*(*index).rd_index).indimmediate)
                 && (0..(*info).ii_NumIndexAttrs as usize)
                     .all(|k| (*info).ii_IndexAttrNumbers[k] > 0);
-            open.push(OpenIndex { rel: index, info });
             if !plain {
-                for index in open {
-                    pg_sys::index_close(index.rel, pg_sys::NoLock as i32);
+                pg::index_close(index, pg_sys::NoLock as i32);
+                for other in &open[..kept] {
+                    pg::index_close(other.rel, pg_sys::NoLock as i32);
                 }
                 return None;
             }
-        }
-        // An index being built concurrently is not ready for inserts yet.
-        open.retain(|index| {
-            let ready = (*index.info).ii_ReadyForInserts;
-            if !ready {
-                pg_sys::index_close(index.rel, pg_sys::NoLock as i32);
+            // An index being built concurrently is not ready for inserts yet.
+            match open.get_mut(kept) {
+                Some(slot) if (*info).ii_ReadyForInserts => {
+                    *slot = OpenIndex { rel: index, info };
+                    kept += 1;
+                }
+                _ => pg::index_close(index, pg_sys::NoLock as i32),
             }
-            ready
-        });
-        Some(open)
+        }
+        Some(kept)
     }
 }

@@ -1,7 +1,9 @@
-//! Reading an order's sync state in the capture trigger, and moving its version: one
-//! primary-key lookup in `odoo_sync.order_state`, done with an index scan rather than a query
-//! for the same reason `event_append` avoids the executor (this runs on every write to a
-//! tracked table).
+//! Reading an order's sync state in the capture trigger, and moving its version: one lookup in
+//! `odoo_sync.order_state`, done without a query for the same reason `event_append` avoids the
+//! executor (this runs on every write to a tracked table), and without the primary key when
+//! this backend knows where the row starts (`catalog_cache::state_row`): searching the index
+//! compared text keys by collation at every level and cost a third of the probe. A remembered
+//! address is only a hint; the row found there must be the order's, else the index is asked.
 //!
 //! An order's version (the id of its latest change event) lives in its state row, and every
 //! change writes it there. For a change that joins a waiting job that is the only write besides
@@ -67,10 +69,20 @@ impl OrderStateLayout {
             let desc = (*rel).rd_att;
             let column = |name: &CStr| attnum(desc, name).ok_or_else(|| damaged(name));
             let order_key = column(c"order_key")?;
+            let tracking_id = column(c"tracking_id")?;
+            // The probe searches the key's two columns as the index's first and second.
+            let index = pg_sys::index_open(pkey, pg_sys::AccessShareLock as i32);
+            let info = &*(*index).rd_index;
+            let keys = info.indkey.values.as_slice(info.indnkeyatts as usize);
+            let ours = keys == [tracking_id, order_key];
+            pg_sys::index_close(index, pg_sys::NoLock as i32);
+            if !ours {
+                return Err(damaged(c"its primary key on (tracking_id, order_key)"));
+            }
             Ok(OrderStateLayout {
                 relid: (*rel).rd_id,
                 pkey,
-                tracking_id: column(c"tracking_id")?,
+                tracking_id,
                 order_key,
                 key_collation: (*(*desc).attrs.as_ptr().add(order_key as usize - 1)).attcollation,
                 sync_status: column(c"sync_status")?,
@@ -179,69 +191,148 @@ unsafe fn probe_once(
     key: &str,
     bump_to: Option<i64>,
 ) -> Result<Probed> {
-    // SAFETY: the relation is opened and locked as for an UPDATE; the snapshot is registered
-    // for the scan and released after it; the tuple is read (and copied, when it is to be
-    // written) before the scan ends.
+    let layout = match catalog_cache::order_state().filter(|l| l.relid == relid) {
+        Some(layout) => layout,
+        // SAFETY: per the contract.
+        None => unsafe { read_layout(relid)? },
+    };
+    let hint = catalog_cache::state_row(tracking_id, key);
+    // SAFETY: `look_and_write` keeps to plain values and raw pointers (see crate::unguarded);
+    // the relation it leaves open is closed below, after the rare follow-up that needs it.
+    let pass = unsafe {
+        pg_sys::ffi::pg_guard_ffi_boundary(|| {
+            look_and_write(relid, &layout, tracking_id, key, hint, bump_to)
+        })
+    };
+    if pass
+        .root
+        .map(|at| (at.ip_blkid.bi_hi, at.ip_blkid.bi_lo, at.ip_posid))
+        != hint.map(|at| (at.ip_blkid.bi_hi, at.ip_blkid.bi_lo, at.ip_posid))
+    {
+        catalog_cache::remember_state_row(tracking_id, key, pass.root);
+    }
+    // SAFETY: `pass.rel` is order_state, open with RowExclusiveLock; `row` was written to it.
+    unsafe {
+        let outcome = match pass.step {
+            Step::Read => Ok(Probed::Done(pass.found)),
+            Step::Written { row, hot } => {
+                // A row version that did not fit on its page is in none of the indexes yet.
+                if !hot {
+                    insert_index_entries(pass.rel, row);
+                }
+                Ok(Probed::Done(pass.found))
+            }
+            Step::Moved => Ok(Probed::Moved),
+            Step::ByExecutor(version) => Ok(Probed::ByExecutor(pass.found, version)),
+            Step::Failed(result) => Err(SyncError::BadTrigger {
+                table: "odoo_sync.order_state".into(),
+                detail: format!("writing an order's version failed (TM_Result {result})"),
+            }),
+        };
+        pg_sys::table_close(pass.rel, pg_sys::NoLock as i32);
+        outcome
+    }
+}
+
+/// Reads and remembers the layout of order_state (`relid`).
+///
+/// # Safety
+/// Must run inside a transaction.
+unsafe fn read_layout(relid: pg_sys::Oid) -> Result<OrderStateLayout> {
+    // SAFETY: the relation is opened with the lock the probe takes anyway, and kept locked.
     unsafe {
         let rel = pg_sys::table_open(relid, pg_sys::RowExclusiveLock as i32);
-        let layout = match catalog_cache::order_state().filter(|l| l.relid == relid) {
-            Some(layout) => layout,
-            None => match OrderStateLayout::read(rel) {
-                Ok(layout) => {
-                    catalog_cache::remember_order_state(layout);
-                    layout
-                }
-                Err(e) => {
-                    pg_sys::table_close(rel, pg_sys::NoLock as i32);
-                    return Err(e);
-                }
-            },
-        };
+        let layout = OrderStateLayout::read(rel);
+        pg_sys::table_close(rel, pg_sys::NoLock as i32);
+        let layout = layout?;
+        catalog_cache::remember_order_state(layout);
+        Ok(layout)
+    }
+}
+
+/// What `look_and_write` found and did: plain values, as it runs inside the guard.
+struct Pass {
+    /// order_state, left open for the caller to close.
+    rel: pg_sys::Relation,
+    found: OrderProbe,
+    step: Step,
+    /// Where the order's row starts (None: it has none).
+    root: Option<pg_sys::ItemPointerData>,
+}
+
+/// The version write of a `Pass`.
+enum Step {
+    /// Nothing to write: the order waits for no push, or its version is already as new.
+    Read,
+    /// The version was written: `row` is the new row version, `hot` true when it stayed on its
+    /// page (and so needs no index entries).
+    Written { row: pg_sys::HeapTuple, hot: bool },
+    /// Another transaction updated the row first: look again.
+    Moved,
+    /// The version is left to an UPDATE (see `OrderStateLayout::plain_write`).
+    ByExecutor(i64),
+    /// heap_update answered with this TM_Result.
+    Failed(u32),
+}
+
+/// Looks the order up and writes its version when it must move, with unguarded calls only
+/// (the caller holds the guard; see crate::unguarded): one guard instead of one per call.
+///
+/// The row is looked for first where it was found last time (`hint`, see
+/// `catalog_cache::state_row`), then through the primary key: the index search compared the
+/// text keys by collation and was a third of the probe's instructions.
+///
+/// # Safety
+/// Must run inside `pg_guard_ffi_boundary`, inside a transaction; `layout` describes `relid`.
+unsafe fn look_and_write(
+    relid: pg_sys::Oid,
+    layout: &OrderStateLayout,
+    tracking_id: i32,
+    key: &str,
+    hint: Option<pg_sys::ItemPointerData>,
+    bump_to: Option<i64>,
+) -> Pass {
+    use crate::unguarded as pg;
+    // SAFETY: the relation is opened and locked as for an UPDATE; the snapshot is registered
+    // for the lookup and released after it; the row is read (and copied, when it is to be
+    // written) while its page is pinned.
+    unsafe {
+        let rel = pg::table_open(relid, pg_sys::RowExclusiveLock as i32);
         let desc = (*rel).rd_att;
 
         // Make this statement's earlier writes (another row's state) visible to the lookup.
-        pg_sys::CommandCounterIncrement();
-        let snapshot = pg_sys::RegisterSnapshot(pg_sys::GetLatestSnapshot());
-        let mut keys: [pg_sys::ScanKeyData; 2] = std::mem::zeroed();
-        pg_sys::ScanKeyEntryInitialize(
-            &mut keys[0],
-            0,
-            layout.tracking_id,
-            pg_sys::BTEqualStrategyNumber as u16,
-            pg_sys::InvalidOid,
-            pg_sys::InvalidOid,
-            pg_sys::regproc::from(pg_sys::F_INT4EQ),
-            Datum::from(tracking_id),
-        );
-        pg_sys::ScanKeyEntryInitialize(
-            &mut keys[1],
-            0,
-            layout.order_key,
-            pg_sys::BTEqualStrategyNumber as u16,
-            pg_sys::InvalidOid,
-            // The index orders text by the column's collation; the search must use the same.
-            layout.key_collation,
-            pg_sys::regproc::from(pg_sys::F_TEXTEQ),
-            Datum::from(pg_sys::cstring_to_text_with_len(
-                key.as_ptr().cast(),
-                key.len() as i32,
-            )),
-        );
-        let scan =
-            pg_sys::systable_beginscan(rel, layout.pkey, true, snapshot, 2, keys.as_mut_ptr());
-        let tuple = pg_sys::systable_getnext(scan);
+        pg::CommandCounterIncrement();
+        let snapshot = pg::RegisterSnapshot(pg::GetLatestSnapshot());
+        let wanted = Wanted {
+            tracking_id,
+            key: key.as_bytes(),
+        };
+        let mut at_hint = None;
+        if let Some(root) = hint {
+            // The page may be gone: a VACUUM truncates the empty pages at the table's end.
+            let block = block_of(&root);
+            if block < pg::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM) {
+                at_hint = fetch(rel, root, snapshot, &mut false)
+                    .and_then(|row| row.holds(desc, layout, &wanted));
+            }
+        }
+        let (row, root) = match at_hint {
+            Some(row) => (Some(row), hint),
+            None => match find_by_key(rel, layout, snapshot, &wanted) {
+                Some((row, root)) => (Some(row), Some(root)),
+                None => (None, None),
+            },
+        };
         let mut found = OrderProbe::default();
         // The row with its new version, when the version must move.
         let mut rewritten: Option<pg_sys::HeapTuple> = None;
-        let mut by_executor = None;
-        if !tuple.is_null() {
-            // One pass over the row for the four columns read: fetching them one by one walked
-            // it from its start for each (they follow the variable-length order key).
-            let columns = StateColumns::read(tuple, desc, &layout);
+        let mut step = Step::Read;
+        if let Some(row) = row {
+            let columns = &row.columns;
             if columns.job_id.is_some() {
                 if let Some(status) = columns.sync_status {
                     // Compared in place: copying the text out cost more than the comparison.
-                    found.waiting = match crate::tuple::varlena_bytes(status) {
+                    found.waiting = match text_bytes(status) {
                         b"PENDING_SYNC" => Some("PENDING_SYNC"),
                         b"CONFLICT" => Some("CONFLICT"),
                         _ => None,
@@ -253,11 +344,12 @@ unsafe fn probe_once(
             match bump_to {
                 Some(version) if found.waiting.is_some() && version > stored => {
                     if layout.plain_write {
+                        let mut tuple = row.tuple;
                         let mut column = i32::from(layout.version);
                         let mut value = Datum::from(version);
                         let mut null = false;
-                        rewritten = Some(pg_sys::heap_modify_tuple_by_cols(
-                            tuple,
+                        rewritten = Some(pg::heap_modify_tuple_by_cols(
+                            &mut tuple,
                             desc,
                             1,
                             &mut column,
@@ -265,32 +357,187 @@ unsafe fn probe_once(
                             &mut null,
                         ));
                     } else {
-                        by_executor = Some(version);
+                        step = Step::ByExecutor(version);
                     }
                 }
                 _ => {}
             }
+            pg::ReleaseBuffer(row.buffer);
         }
-        pg_sys::systable_endscan(scan);
-        pg_sys::UnregisterSnapshot(snapshot);
-        let outcome = match (rewritten, by_executor) {
-            (Some(row), _) => {
-                if write_row(rel, row)? {
-                    Probed::Done(found)
-                } else {
-                    Probed::Moved
-                }
+        pg::UnregisterSnapshot(snapshot);
+        if let Some(new_row) = rewritten {
+            step = write_row(rel, new_row);
+        }
+        Pass {
+            rel,
+            found,
+            step,
+            root,
+        }
+    }
+}
+
+/// The order a lookup is for.
+struct Wanted<'a> {
+    tracking_id: i32,
+    key: &'a [u8],
+}
+
+/// A state row version found visible, on its pinned page.
+struct Fetched {
+    buffer: pg_sys::Buffer,
+    tuple: pg_sys::HeapTupleData,
+    columns: StateColumns,
+}
+
+impl Fetched {
+    /// Reads the columns of the row `fetch` found and keeps it if it is the state of
+    /// `wanted`; else unpins its page. Unguarded (inside the guard of `look_and_write`).
+    unsafe fn holds(
+        mut self,
+        desc: pg_sys::TupleDesc,
+        layout: &OrderStateLayout,
+        wanted: &Wanted<'_>,
+    ) -> Option<Self> {
+        // SAFETY: the tuple is on the page this holds pinned; it is described by `desc`.
+        unsafe {
+            self.columns = StateColumns::read(&mut self.tuple, desc, layout);
+            let same = self.columns.tracking_id.map(|v| v.value() as i32)
+                == Some(wanted.tracking_id)
+                && self.columns.order_key.map(|v| text_bytes(v)) == Some(wanted.key);
+            if same {
+                Some(self)
+            } else {
+                crate::unguarded::ReleaseBuffer(self.buffer);
+                None
             }
-            (None, Some(version)) => Probed::ByExecutor(found, version),
-            (None, None) => Probed::Done(found),
-        };
-        pg_sys::table_close(rel, pg_sys::NoLock as i32);
-        Ok(outcome)
+        }
+    }
+}
+
+/// The visible version of the row whose chain of versions starts at `root`, with its page
+/// pinned, as an index scan fetches it (pruning the page first). `all_dead` is set when no
+/// transaction can see any version of it any more. Unguarded (inside the guard of
+/// `look_and_write`).
+unsafe fn fetch(
+    rel: pg_sys::Relation,
+    root: pg_sys::ItemPointerData,
+    snapshot: pg_sys::Snapshot,
+    all_dead: &mut bool,
+) -> Option<Fetched> {
+    use crate::unguarded as pg;
+    // SAFETY: the block exists (the caller checked, or an index entry points to it); the
+    // search takes the page's content lock and follows the chain from `root` only on it.
+    unsafe {
+        let buffer = pg::ReadBuffer(rel, block_of(&root));
+        pg::heap_page_prune_opt(rel, buffer);
+        pg::LockBuffer(buffer, pg_sys::BUFFER_LOCK_SHARE as i32);
+        let mut at = root;
+        let mut tuple: pg_sys::HeapTupleData = std::mem::zeroed();
+        let visible =
+            pg::heap_hot_search_buffer(&mut at, rel, buffer, snapshot, &mut tuple, all_dead, true);
+        pg::LockBuffer(buffer, pg_sys::BUFFER_LOCK_UNLOCK as i32);
+        if !visible {
+            pg::ReleaseBuffer(buffer);
+            return None;
+        }
+        Some(Fetched {
+            buffer,
+            tuple,
+            columns: StateColumns::default(),
+        })
+    }
+}
+
+/// Finds the order's row through the primary key: the row, and the address its index entry
+/// points to. Unguarded (inside the guard of `look_and_write`).
+unsafe fn find_by_key(
+    rel: pg_sys::Relation,
+    layout: &OrderStateLayout,
+    snapshot: pg_sys::Snapshot,
+    wanted: &Wanted<'_>,
+) -> Option<(Fetched, pg_sys::ItemPointerData)> {
+    use crate::unguarded as pg;
+    // SAFETY: the index is opened and locked as an index scan would; its keys are its own two
+    // columns (checked by `OrderStateLayout::read`); the scan ends before the index closes.
+    unsafe {
+        let index = pg::index_open(layout.pkey, pg_sys::AccessShareLock as i32);
+        let mut keys: [pg_sys::ScanKeyData; 2] = std::mem::zeroed();
+        pg::ScanKeyEntryInitialize(
+            &mut keys[0],
+            0,
+            1,
+            pg_sys::BTEqualStrategyNumber as u16,
+            pg_sys::InvalidOid,
+            pg_sys::InvalidOid,
+            pg_sys::regproc::from(pg_sys::F_INT4EQ),
+            Datum::from(wanted.tracking_id),
+        );
+        pg::ScanKeyEntryInitialize(
+            &mut keys[1],
+            0,
+            2,
+            pg_sys::BTEqualStrategyNumber as u16,
+            pg_sys::InvalidOid,
+            // The index orders text by the column's collation; the search must use the same.
+            layout.key_collation,
+            pg_sys::regproc::from(pg_sys::F_TEXTEQ),
+            Datum::from(pg::cstring_to_text_with_len(
+                wanted.key.as_ptr().cast(),
+                wanted.key.len() as i32,
+            )),
+        );
+        let scan = pg::index_beginscan(rel, index, snapshot, 2, 0);
+        pg::index_rescan(scan, keys.as_mut_ptr(), 2, std::ptr::null_mut(), 0);
+        let mut found = None;
+        loop {
+            let entry = pg::index_getnext_tid(scan, pg_sys::ScanDirection::ForwardScanDirection);
+            if entry.is_null() {
+                break;
+            }
+            let root = *entry;
+            let mut all_dead = false;
+            if let Some(row) = fetch(rel, root, snapshot, &mut all_dead) {
+                found = Some((row, root));
+                break;
+            }
+            // As index_fetch_heap does: an entry no one can see any more is marked dead.
+            if !(*scan).xactStartedInRecovery {
+                (*scan).kill_prior_tuple = all_dead;
+            }
+        }
+        pg::index_endscan(scan);
+        pg::index_close(index, pg_sys::NoLock as i32);
+        // Checked as a hinted row is: a row of another order here means a damaged index.
+        let (row, root) = found?;
+        row.holds((*rel).rd_att, layout, wanted)
+            .map(|row| (row, root))
+    }
+}
+
+/// The block number of a row address.
+fn block_of(at: &pg_sys::ItemPointerData) -> pg_sys::BlockNumber {
+    (u32::from(at.ip_blkid.bi_hi) << 16) | u32::from(at.ip_blkid.bi_lo)
+}
+
+/// The bytes of a text value (detoasted if it must be). Unguarded (inside the guard of
+/// `look_and_write`).
+unsafe fn text_bytes<'a>(value: Datum) -> &'a [u8] {
+    // SAFETY: `value` is a text datum; a detoasted copy lives in the current memory context.
+    unsafe {
+        let text = crate::unguarded::pg_detoast_datum_packed(value.cast_mut_ptr());
+        std::slice::from_raw_parts(
+            pgrx::varlena::vardata_any(text).cast::<u8>(),
+            pgrx::varlena::varsize_any_exhdr(text),
+        )
     }
 }
 
 /// The columns of a state row the probe reads (None for NULL).
+#[derive(Default)]
 struct StateColumns {
+    tracking_id: Option<Datum>,
+    order_key: Option<Datum>,
     sync_status: Option<Datum>,
     job_id: Option<Datum>,
     version: Option<Datum>,
@@ -298,73 +545,83 @@ struct StateColumns {
 }
 
 impl StateColumns {
-    /// Reads them from `tuple`, a row of the relation `desc` and `layout` describe.
+    /// Reads them from `tuple`, a row of the relation `desc` and `layout` describe, in one
+    /// pass over the row: fetching them one by one walked it from its start for each (they
+    /// follow the variable-length order key).
     ///
     /// # Safety
-    /// `tuple` must be valid and described by `desc`; the datums point into it.
+    /// `tuple` must be valid and described by `desc`; the datums point into it. Runs inside
+    /// the guard of `look_and_write` (a table wider than the stack buffer takes palloc'd ones).
     unsafe fn read(
         tuple: pg_sys::HeapTuple,
         desc: pg_sys::TupleDesc,
         layout: &OrderStateLayout,
     ) -> Self {
-        let pick = |get: &dyn Fn(i16) -> Option<Datum>| StateColumns {
-            sync_status: get(layout.sync_status),
-            job_id: get(layout.job_id),
-            version: get(layout.version),
-            odoo_locked: layout.odoo_locked.and_then(get),
-        };
-        // SAFETY: per the contract.
-        match unsafe { crate::tuple::Deformed::of(tuple, desc) } {
-            Some(row) => pick(&|attnum| row.get(attnum.into())),
-            None => pick(&|attnum| {
-                let mut isnull = false;
-                // SAFETY: per the contract; attnum is a column of `desc`.
-                let value =
-                    unsafe { pg_sys::heap_getattr(tuple, attnum.into(), desc, &mut isnull) };
-                (!isnull).then_some(value)
-            }),
+        // SAFETY: per the contract; the buffers hold natts entries.
+        unsafe {
+            let natts = (*desc).natts as usize;
+            let mut inline = ([Datum::from(0usize); STACK_COLUMNS], [true; STACK_COLUMNS]);
+            let (values, nulls) = if natts <= STACK_COLUMNS {
+                (inline.0.as_mut_ptr(), inline.1.as_mut_ptr())
+            } else {
+                (
+                    crate::unguarded::palloc(natts * std::mem::size_of::<Datum>()).cast::<Datum>(),
+                    crate::unguarded::palloc(natts).cast::<bool>(),
+                )
+            };
+            crate::unguarded::heap_deform_tuple(tuple, desc, values, nulls);
+            let get = |attnum: i16| {
+                let i = attnum as usize - 1;
+                (!*nulls.add(i)).then(|| *values.add(i))
+            };
+            StateColumns {
+                tracking_id: get(layout.tracking_id),
+                order_key: get(layout.order_key),
+                sync_status: get(layout.sync_status),
+                job_id: get(layout.job_id),
+                version: get(layout.version),
+                odoo_locked: layout.odoo_locked.and_then(get),
+            }
         }
     }
 }
 
+/// Columns of order_state that `StateColumns::read` deforms on the stack (it has 23).
+const STACK_COLUMNS: usize = 64;
+
 /// Writes `row` (a modified copy of a state row, which carries its address) over the row
-/// version it was read from. False when another transaction updated or deleted that version
+/// version it was read from. `Moved` when another transaction updated or deleted that version
 /// first (after waiting for it to end): the caller reads the row again.
 ///
 /// # Safety
 /// `rel` is order_state, open with RowExclusiveLock; `row` was made from one of its tuples.
-unsafe fn write_row(rel: pg_sys::Relation, row: pg_sys::HeapTuple) -> Result<bool> {
+/// Runs inside the guard of `look_and_write`.
+unsafe fn write_row(rel: pg_sys::Relation, row: pg_sys::HeapTuple) -> Step {
+    use crate::unguarded as pg;
     // SAFETY: as the executor's UPDATE does it (heapam_tuple_update, ExecUpdate): the old
     // address is copied out first, as heap_update sets the new row's own.
     unsafe {
         let mut old = (*row).t_self;
         let mut failure: pg_sys::TM_FailureData = std::mem::zeroed();
         let mut lock_mode: pg_sys::LockTupleMode::Type = 0;
-        let result = pg_sys::heap_update(
+        let result = pg::heap_update(
             rel,
             &mut old,
             row,
-            pg_sys::GetCurrentCommandId(true),
+            pg::GetCurrentCommandId(true),
             std::ptr::null_mut(),
             true,
             &mut failure,
             &mut lock_mode,
         );
         match result {
-            pg_sys::TM_Result::TM_Ok => {}
-            pg_sys::TM_Result::TM_Updated | pg_sys::TM_Result::TM_Deleted => return Ok(false),
-            other => {
-                return Err(SyncError::BadTrigger {
-                    table: "odoo_sync.order_state".into(),
-                    detail: format!("writing an order's version failed (TM_Result {other})"),
-                })
-            }
+            pg_sys::TM_Result::TM_Ok => Step::Written {
+                row,
+                hot: (*(*row).t_data).t_infomask2 as u32 & pg_sys::HEAP_ONLY_TUPLE != 0,
+            },
+            pg_sys::TM_Result::TM_Updated | pg_sys::TM_Result::TM_Deleted => Step::Moved,
+            other => Step::Failed(other),
         }
-        // A row version that did not fit on its page is in none of the indexes yet.
-        if (*(*row).t_data).t_infomask2 as u32 & pg_sys::HEAP_ONLY_TUPLE == 0 {
-            insert_index_entries(rel, row);
-        }
-        Ok(true)
     }
 }
 
