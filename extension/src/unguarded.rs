@@ -15,9 +15,9 @@
 
 use pgrx::pg_sys::{
     AttrNumber, BlockNumber, Buffer, CommandId, Datum, ForkNumber, HeapTuple, IndexInfo,
-    IndexScanDesc, IndexUniqueCheck, ItemPointer, List, LockTupleMode, Oid, RegProcedure, Relation,
-    ScanDirection, ScanKey, Size, Snapshot, StrategyNumber, TM_FailureData, TM_Result, TimestampTz,
-    TupleDesc, LOCKMODE,
+    IndexScanDesc, IndexUniqueCheck, ItemPointer, List, LockTupleMode, Oid, Page, RegProcedure,
+    Relation, ScanDirection, ScanKey, Size, Snapshot, StrategyNumber, TM_FailureData, TM_Result,
+    TimestampTz, TupleDesc, LOCKMODE,
 };
 use std::ffi::{c_char, c_int, c_void};
 
@@ -64,6 +64,7 @@ unsafe extern "C-unwind" {
     ) -> BlockNumber;
     pub fn ReadBuffer(reln: Relation, block_num: BlockNumber) -> Buffer;
     pub fn heap_page_prune_opt(relation: Relation, buffer: Buffer);
+    pub fn PageGetHeapFreeSpace(page: Page) -> Size;
     pub fn LockBuffer(buffer: Buffer, mode: c_int);
     pub fn ReleaseBuffer(buffer: Buffer);
     pub fn heap_hot_search_buffer(
