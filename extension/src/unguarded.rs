@@ -14,10 +14,10 @@
 //! `heap_deform_tuple` raises no ERROR, so it is also called without any guard.
 
 use pgrx::pg_sys::{
-    AttrNumber, BlockNumber, Buffer, CommandId, Datum, ForkNumber, HeapTuple, IndexInfo,
-    IndexScanDesc, IndexUniqueCheck, ItemPointer, List, LockTupleMode, Oid, Page, RegProcedure,
-    Relation, ScanDirection, ScanKey, Size, Snapshot, StrategyNumber, TM_FailureData, TM_Result,
-    TimestampTz, TupleDesc, LOCKMODE,
+    AttrNumber, BlockNumber, Buffer, BufferTag, CommandId, Datum, ForkNumber, HeapTuple, IndexInfo,
+    IndexScanDesc, IndexUniqueCheck, ItemPointer, LWLock, LWLockMode, List, LockTupleMode, Oid,
+    Page, RegProcedure, Relation, ScanDirection, ScanKey, Size, Snapshot, StrategyNumber,
+    TM_FailureData, TM_Result, TimestampTz, TupleDesc, LOCKMODE,
 };
 use std::ffi::{c_char, c_int, c_void};
 
@@ -65,6 +65,10 @@ unsafe extern "C-unwind" {
     pub fn ReadBuffer(reln: Relation, block_num: BlockNumber) -> Buffer;
     pub fn heap_page_prune_opt(relation: Relation, buffer: Buffer);
     pub fn PageGetHeapFreeSpace(page: Page) -> Size;
+    pub fn BufTableHashCode(tag: *mut BufferTag) -> u32;
+    pub fn BufTableLookup(tag: *mut BufferTag, hashcode: u32) -> c_int;
+    pub fn LWLockAcquire(lock: *mut LWLock, mode: LWLockMode::Type) -> bool;
+    pub fn LWLockRelease(lock: *mut LWLock);
     pub fn LockBuffer(buffer: Buffer, mode: c_int);
     pub fn ReleaseBuffer(buffer: Buffer);
     pub fn heap_hot_search_buffer(

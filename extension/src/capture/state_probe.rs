@@ -310,8 +310,7 @@ unsafe fn look_and_write(
         let mut at_hint = None;
         if let Some(root) = hint {
             // The page may be gone: a VACUUM truncates the empty pages at the table's end.
-            let block = block_of(&root);
-            if block < pg::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM) {
+            if page_exists(rel, block_of(&root)) {
                 at_hint = fetch(rel, root, snapshot, &mut false)
                     .and_then(|row| row.holds(desc, layout, &wanted));
             }
@@ -527,6 +526,31 @@ unsafe fn find_by_key(
 /// page. order_state's fillfactor of 50 leaves half of each page for versions, so narrow rows
 /// are pruned about once in 18 changes of their page instead of at every change.
 const ROOM_FOR_A_VERSION: usize = pg_sys::BLCKSZ as usize / 4;
+
+/// True when block `block` of `rel` is in the table's file. A page in shared buffers is: a
+/// VACUUM that cuts the table's end drops its pages from shared buffers first, and cannot run
+/// while this transaction holds its lock on the table. Else the file's size is asked (a system
+/// call, which on this benchmark's VM cost more than the whole lookup it guards).
+/// Unguarded (inside the guard of `look_and_write`).
+unsafe fn page_exists(rel: pg_sys::Relation, block: pg_sys::BlockNumber) -> bool {
+    use crate::unguarded as pg;
+    // SAFETY: the buffer mapping table is read as PostgreSQL's PrefetchSharedBuffer reads it,
+    // under the shared lock of the tag's partition.
+    unsafe {
+        let mut tag = pg_sys::BufferTag {
+            rnode: (*rel).rd_node,
+            forkNum: pg_sys::ForkNumber::MAIN_FORKNUM,
+            blockNum: block,
+        };
+        let hash = pg::BufTableHashCode(&mut tag);
+        let partition = pg_sys::BUFFER_MAPPING_LWLOCK_OFFSET + hash % pg_sys::NUM_BUFFER_PARTITIONS;
+        let lock = std::ptr::addr_of_mut!((*pg_sys::MainLWLockArray.add(partition as usize)).lock);
+        pg::LWLockAcquire(lock, pg_sys::LWLockMode::LW_SHARED);
+        let cached = pg::BufTableLookup(&mut tag, hash) >= 0;
+        pg::LWLockRelease(lock);
+        cached || block < pg::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM)
+    }
+}
 
 /// The block number of a row address.
 fn block_of(at: &pg_sys::ItemPointerData) -> pg_sys::BlockNumber {
