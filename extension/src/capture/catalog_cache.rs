@@ -32,8 +32,10 @@ thread_local! {
         RefCell::new(HashMap::new());
 }
 
-/// Most state row addresses a backend remembers; past this all are forgotten at once.
-const MAX_STATE_ROWS: usize = 100_000;
+/// Most state row addresses a backend remembers; past this all are forgotten at once. An entry
+/// is the order key and 6 bytes of address, about 100 bytes with the map's own: at most about
+/// 1.6 MB per backend, outside PostgreSQL's memory contexts.
+const MAX_STATE_ROWS: usize = 16_384;
 
 /// Where the state row of order `key` of tracking `tracking_id` was last found: the address
 /// its primary key entry points to (the start of its chain of row versions on one page). Only
