@@ -58,10 +58,11 @@ impl RunAs {
     pub fn user(user: pg_sys::Oid) -> Self {
         let mut previous_user = pg_sys::InvalidOid;
         let mut previous_context = 0;
-        // SAFETY: plain reads and writes of backend-local state, as PostgreSQL's own code does.
+        // SAFETY: plain reads and writes of backend-local state, as PostgreSQL's own code does;
+        // unguarded (see crate::unguarded): neither raises an ERROR.
         unsafe {
-            pg_sys::GetUserIdAndSecContext(&mut previous_user, &mut previous_context);
-            pg_sys::SetUserIdAndSecContext(
+            crate::unguarded::GetUserIdAndSecContext(&mut previous_user, &mut previous_context);
+            crate::unguarded::SetUserIdAndSecContext(
                 user,
                 previous_context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
             );
@@ -75,8 +76,10 @@ impl RunAs {
 
 impl Drop for RunAs {
     fn drop(&mut self) {
-        // SAFETY: restores exactly what `user` saved.
-        unsafe { pg_sys::SetUserIdAndSecContext(self.previous_user, self.previous_context) }
+        // SAFETY: restores exactly what `user` saved (unguarded, as in `user`).
+        unsafe {
+            crate::unguarded::SetUserIdAndSecContext(self.previous_user, self.previous_context)
+        }
     }
 }
 

@@ -101,10 +101,29 @@ impl Row {
     }
 
     fn datum(&self, attnum: i32) -> Option<Datum> {
-        let mut isnull = false;
-        // SAFETY: attnum comes from `attnum()` on this descriptor.
-        let d = unsafe { pg_sys::heap_getattr(self.tuple, attnum, self.desc, &mut isnull) };
-        (!isnull).then_some(d)
+        // SAFETY: attnum comes from `attnum()` on this descriptor; the tuple is valid per `new`.
+        unsafe {
+            let header = (*self.tuple).t_data;
+            if attnum > i32::from(pg_sys::HeapTupleHeaderGetNatts(header)) {
+                // A column added after the row was written: its default is looked up.
+                let mut isnull = false;
+                let d = pg_sys::heap_getattr(self.tuple, attnum, self.desc, &mut isnull);
+                return (!isnull).then_some(d);
+            }
+            if !pg_sys::HeapTupleNoNulls(self.tuple) {
+                // The null bitmap has a 1 for each column with a value.
+                let bits = (*header).t_bits.as_ptr();
+                let index = (attnum - 1) as usize;
+                if *bits.add(index / 8) & (1 << (index % 8)) == 0 {
+                    return None;
+                }
+            }
+            // Unguarded (see crate::unguarded): nocachegetattr raises no ERROR. It walks the row
+            // to the column; pgrx's heap_getattr does the same under a guard.
+            Some(crate::unguarded::nocachegetattr(
+                self.tuple, attnum, self.desc,
+            ))
+        }
     }
 
     /// The column's value in its text form (its type's output function), or None for NULL.

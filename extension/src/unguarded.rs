@@ -11,7 +11,8 @@
 //! destructor (an ERROR longjmps over those frames to the guard) and nothing in between panics:
 //! code that uses these keeps to plain values, raw pointers and palloc'd memory, and returns
 //! what went wrong as a plain value for the caller to turn into an error after the guard.
-//! `heap_deform_tuple` raises no ERROR, so it is also called without any guard.
+//! Functions that raise no ERROR (`heap_deform_tuple`, `nocachegetattr`, reading and setting the
+//! current user) are also called without any guard.
 
 use pgrx::pg_sys::{
     AttrNumber, BlockNumber, Buffer, BufferTag, CommandId, Datum, ForkNumber, HeapTuple, IndexInfo,
@@ -99,6 +100,9 @@ unsafe extern "C-unwind" {
         lockmode: *mut LockTupleMode::Type,
     ) -> TM_Result::Type;
     pub fn GetCurrentCommandId(used: bool) -> CommandId;
+    pub fn nocachegetattr(tup: HeapTuple, attnum: c_int, att: TupleDesc) -> Datum;
+    pub fn GetUserIdAndSecContext(userid: *mut Oid, sec_context: *mut c_int);
+    pub fn SetUserIdAndSecContext(userid: Oid, sec_context: c_int);
     pub fn heap_deform_tuple(
         tuple: HeapTuple,
         tuple_desc: TupleDesc,

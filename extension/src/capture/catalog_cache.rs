@@ -11,6 +11,7 @@
 use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 
 use pgrx::pg_sys::{self, Datum, Oid};
@@ -26,10 +27,51 @@ thread_local! {
     static REGISTERED: Cell<bool> = const { Cell::new(false) };
     static EVENT_LOG: RefCell<Option<Rc<EventLogLayout>>> = const { RefCell::new(None) };
     static ORDER_STATE: Cell<Option<OrderStateLayout>> = const { Cell::new(None) };
-    static TRIGGERS: RefCell<HashMap<Oid, TriggerEntry>> = RefCell::new(HashMap::new());
+    static TRIGGERS: RefCell<FastMap<Oid, TriggerEntry>> = RefCell::new(FastMap::default());
     /// Per tracking id and order key, where the order's state row starts (see `state_row`).
-    static STATE_ROWS: RefCell<HashMap<i32, HashMap<String, pg_sys::ItemPointerData>>> =
-        RefCell::new(HashMap::new());
+    static STATE_ROWS: RefCell<FastMap<i32, FastMap<String, pg_sys::ItemPointerData>>> =
+        RefCell::new(FastMap::default());
+}
+
+/// A map hashed with `FastHasher`: these are looked up on every write of a tracked table, and
+/// the standard SipHash (built against flooding by untrusted keys, which these are not: OIDs,
+/// tracking ids and the keys of the backend's own writes) showed in its profile.
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
+
+/// The multiply-rotate hash of rustc's FxHasher, 8 bytes at a time.
+#[derive(Default)]
+struct FastHasher(u64);
+
+impl FastHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for FastHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let mut rest = [0u8; 8];
+        rest[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+        self.add(u64::from_le_bytes(rest));
+    }
+
+    fn write_u32(&mut self, value: u32) {
+        self.add(u64::from(value));
+    }
+
+    fn write_i32(&mut self, value: i32) {
+        self.add(u64::from(value as u32));
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 /// Most state row addresses a backend remembers; past this all are forgotten at once. An entry
@@ -56,7 +98,7 @@ pub fn remember_state_row(tracking_id: i32, key: &str, at: Option<pg_sys::ItemPo
         };
         match at {
             Some(at) => {
-                if rows.values().map(HashMap::len).sum::<usize>() >= MAX_STATE_ROWS {
+                if rows.values().map(FastMap::len).sum::<usize>() >= MAX_STATE_ROWS {
                     rows.clear();
                 }
                 let orders = rows.entry(tracking_id).or_default();
