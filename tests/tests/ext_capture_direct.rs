@@ -781,3 +781,72 @@ async fn a_state_row_that_moved_or_went_away_is_found_by_its_key() {
     }
     assert_indexes_complete(c, "odoo_sync.order_state").await;
 }
+
+/// A trigger created on the state table or the event log while a change waits for that table's
+/// lock: the change's capture had read the table's layout before, and must see, once the lock is
+/// granted, that the table changed meanwhile (here: the new trigger must fire), not write
+/// directly with what it had read.
+#[tokio::test]
+async fn a_trigger_created_while_a_change_waits_for_the_table_fires_for_it() {
+    let db = tracked_db("direct_layout_race").await;
+    let c = &db.client;
+    let id = new_order(c).await;
+    c.batch_execute(
+        "CREATE TABLE seen (what text, version bigint);
+         CREATE FUNCTION saw_state() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN INSERT INTO public.seen VALUES ('state', NEW.version); RETURN NEW; END $$;
+         CREATE FUNCTION saw_event() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN INSERT INTO public.seen VALUES ('event', NEW.id); RETURN NEW; END $$;",
+    )
+    .await
+    .unwrap();
+    let app = db.connect().await;
+    // The application's session has captured a change of the order: it knows both layouts.
+    app.execute("UPDATE orders SET notes = 'known' WHERE id = $1", &[&id])
+        .await
+        .unwrap();
+    let app = std::sync::Arc::new(app);
+    for (table, function, what) in [
+        ("odoo_sync.order_state", "saw_state", "state"),
+        ("odoo_sync.event_log", "saw_event", "event"),
+    ] {
+        let dba = db.connect().await;
+        dba.batch_execute(&format!(
+            "BEGIN; CREATE TRIGGER saw AFTER INSERT OR UPDATE ON {table}
+                 FOR EACH ROW EXECUTE FUNCTION {function}()"
+        ))
+        .await
+        .unwrap();
+        let session = app.clone();
+        let change = tokio::spawn(async move {
+            // A new value each time: an update that changes nothing is not captured.
+            session
+                .execute("UPDATE orders SET notes = $2 WHERE id = $1", &[&id, &what])
+                .await
+                .map(|_| ())
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        if change.is_finished() {
+            panic!(
+                "the change did not wait for {table}: {:?}",
+                change.await.unwrap()
+            );
+        }
+        dba.batch_execute("COMMIT").await.unwrap();
+        change.await.unwrap().unwrap();
+        assert_eq!(
+            count(
+                c,
+                &format!("SELECT count(*) FROM seen WHERE what = '{what}'")
+            )
+            .await,
+            1,
+            "the trigger on {table} fired for the change that waited"
+        );
+        dba.batch_execute(&format!("DROP TRIGGER saw ON {table}"))
+            .await
+            .unwrap();
+    }
+    let (version, latest) = version_and_latest_event(c, id).await;
+    assert_eq!(version, latest);
+}

@@ -118,10 +118,23 @@ pub fn remember_state_row(tracking_id: i32, key: &str, at: Option<pg_sys::ItemPo
     });
 }
 
-/// The remembered layout of odoo_sync.event_log. Ask after opening the table: opening it
-/// processes pending invalidations.
+/// The remembered layout of odoo_sync.event_log. Ask after opening the table, or check it
+/// then (`is_event_log`): opening it processes pending invalidations.
 pub fn event_log() -> Option<Rc<EventLogLayout>> {
     EVENT_LOG.with(|c| c.borrow().clone())
+}
+
+/// True while `layout` is the remembered layout of odoo_sync.event_log: no change of the table
+/// was announced since it was read. Holds no borrow across a PostgreSQL call, so it may run
+/// inside a guard of crate::unguarded.
+pub fn is_event_log(layout: &EventLogLayout) -> bool {
+    EVENT_LOG.with(|c| {
+        c.try_borrow().is_ok_and(|known| {
+            known
+                .as_deref()
+                .is_some_and(|known| std::ptr::eq(known, layout))
+        })
+    })
 }
 
 /// Remembers the layout of odoo_sync.event_log.

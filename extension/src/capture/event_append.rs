@@ -210,7 +210,7 @@ enum Inserted {
     Id(i64),
     /// Nothing was written: the table needs the executor (see the module documentation).
     NeedsExecutor,
-    /// Nothing was written: the table's columns are not the ones `layout` describes.
+    /// Nothing was written: the table changed since `layout` was read.
     LayoutChanged,
 }
 
@@ -232,7 +232,9 @@ unsafe fn insert_event(
     // them stay open until the end of this function.
     unsafe {
         let rel = pg::table_open(layout.relid, pg_sys::RowExclusiveLock as i32);
-        if (*(*rel).rd_att).natts as usize != columns.len() {
+        // Opening the table processed the invalidations announced since `layout` was read.
+        if !catalog_cache::is_event_log(layout) || (*(*rel).rd_att).natts as usize != columns.len()
+        {
             pg::table_close(rel, pg_sys::NoLock as i32);
             return Inserted::LayoutChanged;
         }

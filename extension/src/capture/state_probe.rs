@@ -35,7 +35,7 @@ const WRITE_RETRIES: usize = 10;
 
 /// Where order_state and its primary key are and which columns the probe reads (see
 /// catalog_cache).
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq)]
 pub struct OrderStateLayout {
     relid: pg_sys::Oid,
     pkey: pg_sys::Oid,
@@ -222,7 +222,7 @@ unsafe fn probe_once(
                 }
                 Ok(Probed::Done(pass.found))
             }
-            Step::Moved => Ok(Probed::Moved),
+            Step::Moved | Step::LayoutChanged => Ok(Probed::Moved),
             Step::ByExecutor(version) => Ok(Probed::ByExecutor(pass.found, version)),
             Step::Failed(result) => Err(SyncError::BadTrigger {
                 table: "odoo_sync.order_state".into(),
@@ -273,6 +273,9 @@ enum Step {
     ByExecutor(i64),
     /// heap_update answered with this TM_Result.
     Failed(u32),
+    /// Opening the table announced a change of it (an ALTER committed since the layout was
+    /// read): nothing was read; the caller looks again with the layout read anew.
+    LayoutChanged,
 }
 
 /// Looks the order up and writes its version when it must move, with unguarded calls only
@@ -298,6 +301,15 @@ unsafe fn look_and_write(
     // written) while its page is pinned.
     unsafe {
         let rel = pg::table_open(relid, pg_sys::RowExclusiveLock as i32);
+        // Opening the table processed the invalidations announced meanwhile.
+        if catalog_cache::order_state() != Some(*layout) {
+            return Pass {
+                rel,
+                found: OrderProbe::default(),
+                step: Step::LayoutChanged,
+                root: hint,
+            };
+        }
         let desc = (*rel).rd_att;
 
         // Make this statement's earlier writes (another row's state) visible to the lookup.
