@@ -102,28 +102,7 @@ impl Row {
 
     fn datum(&self, attnum: i32) -> Option<Datum> {
         // SAFETY: attnum comes from `attnum()` on this descriptor; the tuple is valid per `new`.
-        unsafe {
-            let header = (*self.tuple).t_data;
-            if attnum > i32::from(pg_sys::HeapTupleHeaderGetNatts(header)) {
-                // A column added after the row was written: its default is looked up.
-                let mut isnull = false;
-                let d = pg_sys::heap_getattr(self.tuple, attnum, self.desc, &mut isnull);
-                return (!isnull).then_some(d);
-            }
-            if !pg_sys::HeapTupleNoNulls(self.tuple) {
-                // The null bitmap has a 1 for each column with a value.
-                let bits = (*header).t_bits.as_ptr();
-                let index = (attnum - 1) as usize;
-                if *bits.add(index / 8) & (1 << (index % 8)) == 0 {
-                    return None;
-                }
-            }
-            // Unguarded (see crate::unguarded): nocachegetattr raises no ERROR. It walks the row
-            // to the column; pgrx's heap_getattr does the same under a guard.
-            Some(crate::unguarded::nocachegetattr(
-                self.tuple, attnum, self.desc,
-            ))
-        }
+        unsafe { column(self.tuple, self.desc, attnum) }
     }
 
     /// The column's value in its text form (its type's output function), or None for NULL.
@@ -253,14 +232,56 @@ fn uuid_text(bytes: &[u8]) -> String {
     out
 }
 
+/// The value of column `attnum` of `tuple` (a live column of `desc`, 1-based), None for NULL.
+/// Unguarded (see crate::unguarded): nothing it calls raises an ERROR, so it also runs inside
+/// the single guard of the state probe.
+///
+/// # Safety
+/// `tuple` must be valid and described by `desc`; the value points into the tuple (or `desc`).
+pub unsafe fn column(
+    tuple: pg_sys::HeapTuple,
+    desc: pg_sys::TupleDesc,
+    attnum: i32,
+) -> Option<Datum> {
+    // SAFETY: per the contract.
+    unsafe {
+        let header = (*tuple).t_data;
+        let mut isnull = false;
+        if attnum > i32::from(pg_sys::HeapTupleHeaderGetNatts(header)) {
+            // A column added after the row was written: its default, kept in the descriptor.
+            let value = crate::unguarded::getmissingattr(desc, attnum, &mut isnull);
+            return (!isnull).then_some(value);
+        }
+        if !pg_sys::HeapTupleNoNulls(tuple) {
+            // The null bitmap has a 1 for each column with a value.
+            let bits = (*header).t_bits.as_ptr();
+            let index = (attnum - 1) as usize;
+            if *bits.add(index / 8) & (1 << (index % 8)) == 0 {
+                return None;
+            }
+        }
+        // It walks the row to the column (or uses its cached offset), as heap_getattr does.
+        Some(crate::unguarded::nocachegetattr(tuple, attnum, desc))
+    }
+}
+
 /// The bytes of a text datum (detoasted if it must be).
 ///
 /// # Safety
 /// `datum` must be a non-null text or varchar value that outlives the returned slice.
 pub unsafe fn varlena_bytes<'a>(datum: Datum) -> &'a [u8] {
+    // SAFETY: per the contract; the guard catches an ERROR of reading a toasted value.
+    unsafe { pg_sys::ffi::pg_guard_ffi_boundary(|| varlena_bytes_unguarded(datum)) }
+}
+
+/// `varlena_bytes` without a guard, for code that runs inside one (see crate::unguarded).
+///
+/// # Safety
+/// As `varlena_bytes`, and inside `pg_guard_ffi_boundary`.
+pub unsafe fn varlena_bytes_unguarded<'a>(datum: Datum) -> &'a [u8] {
     // SAFETY: per the contract; a detoasted copy lives in the current memory context.
     unsafe {
-        let text = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
+        let text = crate::unguarded::pg_detoast_datum_packed(datum.cast_mut_ptr());
         std::slice::from_raw_parts(
             pgrx::varlena::vardata_any(text).cast::<u8>(),
             pgrx::varlena::varsize_any_exhdr(text),

@@ -11,8 +11,8 @@
 //! destructor (an ERROR longjmps over those frames to the guard) and nothing in between panics:
 //! code that uses these keeps to plain values, raw pointers and palloc'd memory, and returns
 //! what went wrong as a plain value for the caller to turn into an error after the guard.
-//! Functions that raise no ERROR (`heap_deform_tuple`, `nocachegetattr`, reading and setting the
-//! current user) are also called without any guard.
+//! Functions that raise no ERROR (`heap_deform_tuple`, `nocachegetattr`, `getmissingattr`,
+//! reading and setting the current user) are also called without any guard.
 
 use pgrx::pg_sys::{
     AttrNumber, BlockNumber, Buffer, BufferTag, CommandId, Datum, ForkNumber, HeapTuple, IndexInfo,
@@ -20,7 +20,7 @@ use pgrx::pg_sys::{
     Page, RegProcedure, Relation, ScanDirection, ScanKey, Size, Snapshot, StrategyNumber,
     TM_FailureData, TM_Result, TimestampTz, TupleDesc, LOCKMODE,
 };
-use std::ffi::{c_char, c_int, c_void};
+use std::ffi::{c_char, c_int};
 
 // The names and signatures are PostgreSQL's own (see pgrx_pg_sys's bindings of the same
 // functions); the symbols resolve against the server binary when the library is loaded.
@@ -101,6 +101,7 @@ unsafe extern "C-unwind" {
     ) -> TM_Result::Type;
     pub fn GetCurrentCommandId(used: bool) -> CommandId;
     pub fn nocachegetattr(tup: HeapTuple, attnum: c_int, att: TupleDesc) -> Datum;
+    pub fn getmissingattr(tuple_desc: TupleDesc, attnum: c_int, is_null: *mut bool) -> Datum;
     pub fn GetUserIdAndSecContext(userid: *mut Oid, sec_context: *mut c_int);
     pub fn SetUserIdAndSecContext(userid: Oid, sec_context: c_int);
     pub fn heap_deform_tuple(
@@ -111,7 +112,6 @@ unsafe extern "C-unwind" {
     );
     pub fn pg_detoast_datum_packed(datum: *mut pgrx::pg_sys::varlena)
         -> *mut pgrx::pg_sys::varlena;
-    pub fn palloc(size: Size) -> *mut c_void;
     pub fn RelationGetIndexList(relation: Relation) -> *mut List;
     pub fn index_open(relation_id: Oid, lockmode: LOCKMODE) -> Relation;
     pub fn index_close(relation: Relation, lockmode: LOCKMODE);

@@ -320,7 +320,8 @@ unsafe fn executor_free(rel: pg_sys::Relation) -> bool {
     }
 }
 
-/// Columns of event_log whose values `append` builds on the stack.
+/// Columns of event_log whose values `append` builds on the stack (it has 7; one a DBA widened
+/// past this, dropped columns included, takes the SQL path).
 const INLINE_COLUMNS: usize = 16;
 
 /// At most this many implied payloads have their jsonb form remembered (there are two today).

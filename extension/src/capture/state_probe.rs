@@ -204,11 +204,8 @@ unsafe fn probe_once(
             look_and_write(relid, &layout, tracking_id, key, hint, bump_to)
         })
     };
-    if pass
-        .root
-        .map(|at| (at.ip_blkid.bi_hi, at.ip_blkid.bi_lo, at.ip_posid))
-        != hint.map(|at| (at.ip_blkid.bi_hi, at.ip_blkid.bi_lo, at.ip_posid))
-    {
+    let address = |at: pg_sys::ItemPointerData| (block_of(&at), at.ip_posid);
+    if pass.root.map(address) != hint.map(address) {
         catalog_cache::remember_state_row(tracking_id, key, pass.root);
     }
     // SAFETY: `pass.rel` is order_state, open with RowExclusiveLock; `row` was written to it.
@@ -343,7 +340,7 @@ unsafe fn look_and_write(
             if columns.job_id.is_some() {
                 if let Some(status) = columns.sync_status {
                     // Compared in place: copying the text out cost more than the comparison.
-                    found.waiting = match text_bytes(status) {
+                    found.waiting = match crate::tuple::varlena_bytes_unguarded(status) {
                         b"PENDING_SYNC" => Some("PENDING_SYNC"),
                         b"CONFLICT" => Some("CONFLICT"),
                         _ => None,
@@ -415,7 +412,11 @@ impl Fetched {
             self.columns = StateColumns::read(&mut self.tuple, desc, layout);
             let same = self.columns.tracking_id.map(|v| v.value() as i32)
                 == Some(wanted.tracking_id)
-                && self.columns.order_key.map(|v| text_bytes(v)) == Some(wanted.key);
+                && self
+                    .columns
+                    .order_key
+                    .map(|v| crate::tuple::varlena_bytes_unguarded(v))
+                    == Some(wanted.key);
             if same {
                 Some(self)
             } else {
@@ -569,19 +570,6 @@ fn block_of(at: &pg_sys::ItemPointerData) -> pg_sys::BlockNumber {
     (u32::from(at.ip_blkid.bi_hi) << 16) | u32::from(at.ip_blkid.bi_lo)
 }
 
-/// The bytes of a text value (detoasted if it must be). Unguarded (inside the guard of
-/// `look_and_write`).
-unsafe fn text_bytes<'a>(value: Datum) -> &'a [u8] {
-    // SAFETY: `value` is a text datum; a detoasted copy lives in the current memory context.
-    unsafe {
-        let text = crate::unguarded::pg_detoast_datum_packed(value.cast_mut_ptr());
-        std::slice::from_raw_parts(
-            pgrx::varlena::vardata_any(text).cast::<u8>(),
-            pgrx::varlena::varsize_any_exhdr(text),
-        )
-    }
-}
-
 /// The columns of a state row the probe reads (None for NULL).
 #[derive(Default)]
 struct StateColumns {
@@ -599,44 +587,29 @@ impl StateColumns {
     /// follow the variable-length order key).
     ///
     /// # Safety
-    /// `tuple` must be valid and described by `desc`; the datums point into it. Runs inside
-    /// the guard of `look_and_write` (a table wider than the stack buffer takes palloc'd ones).
+    /// `tuple` must be valid and described by `desc`; the datums point into it. Unguarded
+    /// (inside the guard of `look_and_write`).
     unsafe fn read(
         tuple: pg_sys::HeapTuple,
         desc: pg_sys::TupleDesc,
         layout: &OrderStateLayout,
     ) -> Self {
-        // SAFETY: per the contract; the buffers hold natts entries.
-        unsafe {
-            let natts = (*desc).natts as usize;
-            let mut inline = ([Datum::from(0usize); STACK_COLUMNS], [true; STACK_COLUMNS]);
-            let (values, nulls) = if natts <= STACK_COLUMNS {
-                (inline.0.as_mut_ptr(), inline.1.as_mut_ptr())
-            } else {
-                (
-                    crate::unguarded::palloc(natts * std::mem::size_of::<Datum>()).cast::<Datum>(),
-                    crate::unguarded::palloc(natts).cast::<bool>(),
-                )
-            };
-            crate::unguarded::heap_deform_tuple(tuple, desc, values, nulls);
-            let get = |attnum: i16| {
-                let i = attnum as usize - 1;
-                (!*nulls.add(i)).then(|| *values.add(i))
-            };
-            StateColumns {
-                tracking_id: get(layout.tracking_id),
-                order_key: get(layout.order_key),
-                sync_status: get(layout.sync_status),
-                job_id: get(layout.job_id),
-                version: get(layout.version),
-                odoo_locked: layout.odoo_locked.and_then(get),
-            }
+        let pick = |get: &dyn Fn(i16) -> Option<Datum>| StateColumns {
+            tracking_id: get(layout.tracking_id),
+            order_key: get(layout.order_key),
+            sync_status: get(layout.sync_status),
+            job_id: get(layout.job_id),
+            version: get(layout.version),
+            odoo_locked: layout.odoo_locked.and_then(get),
+        };
+        // SAFETY: per the contract.
+        match unsafe { crate::tuple::Deformed::of(tuple, desc) } {
+            Some(row) => pick(&|attnum| row.get(attnum.into())),
+            // SAFETY: per the contract; attnum is a column of `desc`.
+            None => pick(&|attnum| unsafe { crate::tuple::column(tuple, desc, attnum.into()) }),
         }
     }
 }
-
-/// Columns of order_state that `StateColumns::read` deforms on the stack (it has 23).
-const STACK_COLUMNS: usize = 64;
 
 /// Writes `row` (a modified copy of a state row, which carries its address) over the row
 /// version it was read from. `Moved` when another transaction updated or deleted that version
